@@ -1,0 +1,8 @@
+module im2000
+
+go 1.26.0
+
+require (
+	github.com/google/renameio/v2 v2.0.2
+	golang.org/x/sys v0.49.0
+)

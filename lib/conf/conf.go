@@ -1,0 +1,84 @@
+// Package conf reads qmail-style configuration: one small file per setting
+// in a directory, readable with cat and changeable with echo. The directory
+// is $IM2000_CONF, or /etc/im2000 when that is unset. A missing file means
+// the setting's default; a file that exists but cannot be read or parsed is
+// an error, never silently a default.
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// DefaultDir is used when $IM2000_CONF is not set.
+const DefaultDir = "/etc/im2000"
+
+// Dir is a configuration directory.
+type Dir string
+
+// FromEnv returns $IM2000_CONF or DefaultDir.
+func FromEnv() Dir {
+	if d := os.Getenv("IM2000_CONF"); d != "" {
+		return Dir(d)
+	}
+	return DefaultDir
+}
+
+// Path names a setting's file.
+func (d Dir) Path(name string) string { return filepath.Join(string(d), name) }
+
+// String returns the first line of the setting, trimmed, or def when the
+// file does not exist or is empty.
+func (d Dir) String(name, def string) (string, error) {
+	b, err := os.ReadFile(d.Path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return def, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return def, nil
+	}
+	return line, nil
+}
+
+// Int returns the setting as a non-negative integer, or def.
+func (d Dir) Int(name string, def int64) (int64, error) {
+	s, err := d.String(name, "")
+	if err != nil || s == "" {
+		return def, err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s: want a whole number of 0 or more, found %q", d.Path(name), s)
+	}
+	return n, nil
+}
+
+// Lines returns the non-empty lines of the setting that do not start with
+// '#', each trimmed; nil when the file does not exist.
+func (d Dir) Lines(name string) ([]string, error) {
+	b, err := os.ReadFile(d.Path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && l[0] != '#' {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}

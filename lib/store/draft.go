@@ -1,0 +1,231 @@
+package store
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"im2000/lib/addr"
+	"im2000/lib/durable"
+	"im2000/lib/msgid"
+)
+
+// Limits bound what one submission may take. Zero means no limit.
+type Limits struct {
+	MaxMessage int64 // bytes of one message
+	Quota      int64 // bytes of all the account's committed messages
+}
+
+// Submission is what a submitter says about a message before its bytes.
+type Submission struct {
+	Sender     addr.Mailbox
+	Lifetime   time.Duration
+	Recipients []addr.Mailbox
+	Lists      []string
+}
+
+// Draft is a message being written. Nothing of it is visible until Commit
+// returns; Abort (or a crash) leaves nothing but a temporary file, which the
+// store removes.
+type Draft struct {
+	a      *Account
+	env    *Envelope
+	lim    Limits
+	f      *os.File
+	w      *bufio.Writer
+	size   int64 // message bytes written, without the envelope
+	err    error // sticky: the first write error
+	closed bool
+}
+
+// NewDraft starts a message: it checks the envelope, gives the message and
+// each recipient and list a fresh identifier, and writes the envelope to a
+// temporary file.
+func (a *Account) NewDraft(sub Submission, lim Limits) (*Draft, error) {
+	if len(sub.Recipients) == 0 && len(sub.Lists) == 0 {
+		return nil, ErrNoRecipients
+	}
+	if sub.Lifetime <= 0 || sub.Lifetime > maxLifetime {
+		return nil, fmt.Errorf("lifetime %v out of range", sub.Lifetime)
+	}
+	env := &Envelope{
+		ID:        msgid.New(),
+		Sender:    sub.Sender,
+		Submitted: time.Now().Truncate(time.Second),
+		Lifetime:  sub.Lifetime.Truncate(time.Second),
+	}
+	for _, r := range sub.Recipients {
+		env.Recipients = append(env.Recipients, Recipient{ID: msgid.New(), Addr: r})
+	}
+	for _, name := range sub.Lists {
+		if err := CheckListName(name); err != nil {
+			return nil, err
+		}
+		env.Lists = append(env.Lists, List{ID: msgid.New(), Name: name})
+	}
+	a.cleanTmp(time.Now())
+	f, err := os.OpenFile(a.path("tmp", env.ID), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	d := &Draft{a: a, env: env, lim: lim, f: f, w: bufio.NewWriterSize(f, 64<<10)}
+	if _, err := d.w.Write(env.Marshal()); err != nil {
+		d.Abort()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Envelope returns the draft's envelope, identifiers included.
+func (d *Draft) Envelope() *Envelope { return d.env }
+
+// Size is the number of message bytes written so far.
+func (d *Draft) Size() int64 { return d.size }
+
+// Write appends message bytes. Past the size limit it fails with
+// ErrTooLarge and keeps failing; the draft can then only be aborted.
+func (d *Draft) Write(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if d.lim.MaxMessage > 0 && d.size+int64(len(p)) > d.lim.MaxMessage {
+		d.err = ErrTooLarge
+		return 0, d.err
+	}
+	n, err := d.w.Write(p)
+	d.size += int64(n)
+	if err != nil {
+		d.err = err
+	}
+	return n, err
+}
+
+// Abort drops the draft and everything it wrote.
+func (d *Draft) Abort() {
+	if d.closed {
+		return
+	}
+	d.closed = true
+	d.f.Close()
+	os.Remove(d.f.Name())
+}
+
+// Commit makes the message durable and visible, with its status sidecar,
+// its queue entry and its index entries, and returns its envelope. On error
+// nothing of the message remains.
+func (d *Draft) Commit() (*Envelope, error) {
+	if d.closed {
+		return nil, errors.New("draft already closed")
+	}
+	err := d.commit()
+	if err != nil {
+		d.undo()
+		d.Abort()
+		return nil, err
+	}
+	d.closed = true
+	d.f.Close()
+	return d.env, nil
+}
+
+// entries are the links that index the message, each with the directory
+// that must be fsynced to make it durable.
+type entry struct{ link, target string }
+
+func (d *Draft) entries() []entry {
+	a, env := d.a, d.env
+	msgFromRoot := filepath.Join("..", a.Name, "msg", env.ID.String())
+	es := []entry{{a.path("todo", env.ID), filepath.Join("..", "msg", env.ID.String())}}
+	for _, r := range env.Recipients {
+		es = append(es, entry{a.s.rcptPath(r.ID), msgFromRoot})
+	}
+	for _, l := range env.Lists {
+		es = append(es, entry{a.s.rcptPath(l.ID), msgFromRoot})
+		es = append(es, entry{a.s.listEntry(l.Name, env.Submitted, l.ID), filepath.Join("..", "..", msgFromRoot)})
+	}
+	return es
+}
+
+func (d *Draft) commit() error {
+	a, env := d.a, d.env
+	if d.err != nil {
+		return d.err
+	}
+	if err := d.w.Flush(); err != nil {
+		return err
+	}
+	if d.lim.Quota > 0 {
+		used, err := a.Usage()
+		if err != nil {
+			return err
+		}
+		if used+d.size > d.lim.Quota {
+			return ErrQuota
+		}
+	}
+	if err := d.f.Sync(); err != nil {
+		return err
+	}
+	st := initialStatus(env)
+	if err := durable.WriteFile(a.path("status", env.ID), st.Marshal(), 0o600, filepath.Join(a.dir, "tmp")); err != nil {
+		return err
+	}
+	dirs := map[string]bool{}
+	for _, l := range env.Lists {
+		if err := a.s.makeListDay(l.Name, env.Submitted); err != nil {
+			return err
+		}
+	}
+	for _, e := range d.entries() {
+		if err := os.Symlink(e.target, e.link); err != nil {
+			return err
+		}
+		dirs[filepath.Dir(e.link)] = true
+	}
+	for dir := range dirs {
+		if err := durable.SyncDir(dir); err != nil {
+			return err
+		}
+	}
+	// The commit point.
+	if err := os.Rename(d.f.Name(), a.path("msg", env.ID)); err != nil {
+		return err
+	}
+	if err := durable.SyncDir(filepath.Join(a.dir, "msg")); err != nil {
+		// Not known to be durable: take it back, so that a failure report
+		// never leaves a message behind that the sender will submit again.
+		os.Remove(a.path("msg", env.ID))
+		return err
+	}
+	return nil
+}
+
+// undo removes whatever commit made before it failed.
+func (d *Draft) undo() {
+	for _, e := range d.entries() {
+		if target, err := os.Readlink(e.link); err == nil && target == e.target {
+			os.Remove(e.link)
+		}
+	}
+	os.Remove(d.a.path("status", d.env.ID))
+}
+
+func (s *Store) listDay(name string, t time.Time) string {
+	return filepath.Join(s.Root, "lists", name, t.UTC().Format("2006-01-02"))
+}
+
+func (s *Store) listEntry(name string, t time.Time, id msgid.ID) string {
+	return filepath.Join(s.listDay(name, t), strconv.FormatInt(t.Unix(), 10)+"."+id.String())
+}
+
+func (s *Store) makeListDay(name string, t time.Time) error {
+	if _, err := durable.Mkdir(filepath.Join(s.Root, "lists", name), 0o755); err != nil {
+		return err
+	}
+	_, err := durable.Mkdir(s.listDay(name, t), 0o755)
+	return err
+}

@@ -1,0 +1,304 @@
+package store
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"im2000/lib/durable"
+	"im2000/lib/msgid"
+)
+
+// Message is an open, committed message.
+type Message struct {
+	Env     *Envelope
+	Account string
+	f       *os.File
+	off     int64 // where the message starts, after the envelope
+	size    int64
+}
+
+// Size is the length of the message without its envelope.
+func (m *Message) Size() int64 { return m.size }
+
+// Body reads the message bytes (headers and body, as submitted).
+func (m *Message) Body() *io.SectionReader { return io.NewSectionReader(m.f, m.off, m.size) }
+
+// Close releases the message.
+func (m *Message) Close() error { return m.f.Close() }
+
+func openMessage(path, account string) (*Message, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoSuch
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	env, off, err := ReadEnvelope(bufio.NewReaderSize(io.NewSectionReader(f, 0, fi.Size()), 4096))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Message{Env: env, Account: account, f: f, off: off, size: fi.Size() - off}, nil
+}
+
+// Open opens one of the account's messages by its message identifier.
+func (a *Account) Open(id msgid.ID) (*Message, error) {
+	m, err := openMessage(a.path("msg", id), a.Name)
+	if err == nil && m.Env.ID != id {
+		m.Close()
+		return nil, corrupt("message %s holds the envelope of %s", id, m.Env.ID)
+	}
+	return m, err
+}
+
+// Messages lists the identifiers of the account's committed messages, oldest
+// first (by file time, then id).
+func (a *Account) Messages() ([]msgid.ID, error) {
+	ents, err := os.ReadDir(filepath.Join(a.dir, "msg"))
+	if err != nil {
+		return nil, err
+	}
+	type item struct {
+		id msgid.ID
+		t  time.Time
+	}
+	var items []item
+	for _, e := range ents {
+		id, err := msgid.Parse(e.Name())
+		if err != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		items = append(items, item{id, fi.ModTime()})
+	}
+	sort.Slice(items, func(i, j int) bool {
+		if !items[i].t.Equal(items[j].t) {
+			return items[i].t.Before(items[j].t)
+		}
+		return items[i].id.String() < items[j].id.String()
+	})
+	ids := make([]msgid.ID, len(items))
+	for i, it := range items {
+		ids[i] = it.id
+	}
+	return ids, nil
+}
+
+// Status reads a message's sidecar. Readers need no lock: the file is only
+// ever replaced whole.
+func (a *Account) Status(id msgid.ID) (*Status, error) {
+	b, err := os.ReadFile(a.path("status", id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoSuch
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ParseStatus(b)
+}
+
+// Update changes a message's sidecar. Updates are serialised by an exclusive
+// flock on the message file, which is never replaced, so that concurrent
+// updaters in any number of processes never lose one another's changes.
+// fn sees the envelope and the current status and changes the status in
+// place; if it returns an error nothing is written.
+func (a *Account) Update(id msgid.ID, fn func(*Envelope, *Status) error) error {
+	m, err := a.Open(id)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return m.update(a.dir, fn)
+}
+
+func (m *Message) update(accountDir string, fn func(*Envelope, *Status) error) error {
+	if err := flock(m.f); err != nil {
+		return err
+	}
+	// Closing the file releases the lock.
+	path := filepath.Join(accountDir, "status", m.Env.ID.String())
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	st, err := ParseStatus(b)
+	if err != nil {
+		return err
+	}
+	if !st.matches(m.Env) {
+		return corrupt("status %s does not match its envelope", m.Env.ID)
+	}
+	if err := fn(m.Env, st); err != nil {
+		return err
+	}
+	return durable.WriteFile(path, st.Marshal(), 0o600, filepath.Join(accountDir, "tmp"))
+}
+
+func flock(f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// Done removes the message's queue entry: notifyd has no more work for it.
+func (a *Account) Done(id msgid.ID) error {
+	err := os.Remove(a.path("todo", id))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return durable.SyncDir(filepath.Join(a.dir, "todo"))
+}
+
+// Todo lists the messages that have a queue entry.
+func (a *Account) Todo() ([]msgid.ID, error) {
+	ents, err := os.ReadDir(filepath.Join(a.dir, "todo"))
+	if err != nil {
+		return nil, err
+	}
+	var ids []msgid.ID
+	for _, e := range ents {
+		if id, err := msgid.Parse(e.Name()); err == nil {
+			// A queue entry made by a commit that never happened points
+			// at nothing: not work, just debris for Clean.
+			if _, err := os.Stat(a.path("msg", id)); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
+}
+
+// Clean removes the debris of crashed writers: temporary files, and
+// sidecars and index entries whose message was never committed, once they
+// are older than StaleAge at time now. Committed messages are never touched.
+func (s *Store) Clean(now time.Time) error {
+	accounts, err := s.Accounts()
+	if err != nil {
+		return err
+	}
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, name := range accounts {
+		a := &Account{s: s, Name: name, dir: filepath.Join(s.Root, name)}
+		a.cleanTmp(now)
+		keep(cleanDir(filepath.Join(a.dir, "todo"), now, danglingLink))
+		keep(cleanDir(filepath.Join(a.dir, "status"), now, func(path string) bool {
+			_, err := os.Lstat(filepath.Join(a.dir, "msg", filepath.Base(path)))
+			return errors.Is(err, fs.ErrNotExist)
+		}))
+	}
+	keep(cleanDir(filepath.Join(s.Root, "rcpt"), now, danglingLink))
+	lists, _ := os.ReadDir(filepath.Join(s.Root, "lists"))
+	for _, l := range lists {
+		days, _ := os.ReadDir(filepath.Join(s.Root, "lists", l.Name()))
+		for _, d := range days {
+			keep(cleanDir(filepath.Join(s.Root, "lists", l.Name(), d.Name()), now, danglingLink))
+		}
+	}
+	return first
+}
+
+func (a *Account) cleanTmp(now time.Time) {
+	cleanDir(filepath.Join(a.dir, "tmp"), now, func(string) bool { return true })
+}
+
+func danglingLink(path string) bool {
+	_, err := os.Stat(path)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// cleanDir removes the entries of dir older than StaleAge that debris says
+// are debris.
+func cleanDir(dir string, now time.Time, debris func(path string) bool) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	removed := false
+	for _, e := range ents {
+		path := filepath.Join(dir, e.Name())
+		fi, err := os.Lstat(path)
+		if err != nil || now.Sub(fi.ModTime()) < StaleAge || !debris(path) {
+			continue
+		}
+		if os.Remove(path) == nil {
+			removed = true
+		}
+	}
+	if removed {
+		return durable.SyncDir(dir)
+	}
+	return nil
+}
+
+// ListEntry is one message in a list's index.
+type ListEntry struct {
+	ID        msgid.ID // the list identifier
+	Submitted time.Time
+}
+
+// ScanList returns the committed messages posted to list name at or after
+// begin, oldest first.
+func (s *Store) ScanList(name string, begin time.Time) ([]ListEntry, error) {
+	if err := CheckListName(name); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(s.Root, "lists", name)
+	days, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	firstDay := begin.UTC().Format("2006-01-02")
+	var out []ListEntry
+	for _, d := range days { // ReadDir sorts by name, and day names sort by date
+		if d.Name() < firstDay {
+			continue
+		}
+		ents, err := os.ReadDir(filepath.Join(dir, d.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			tText, idText, ok := strings.Cut(e.Name(), ".")
+			t, err1 := parseUint(tText)
+			id, err2 := msgid.Parse(idText)
+			if !ok || err1 != nil || err2 != nil || t < begin.Unix() {
+				continue
+			}
+			if danglingLink(filepath.Join(dir, d.Name(), e.Name())) {
+				continue
+			}
+			out = append(out, ListEntry{ID: id, Submitted: time.Unix(t, 0)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Submitted.Before(out[j].Submitted) })
+	return out, nil
+}

@@ -1,0 +1,217 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"im2000/lib/msgid"
+)
+
+// Notification is the MSOAP NotificationStatus of one recipient. The values
+// are the protocol's ENUMERATED values.
+type Notification uint8
+
+const (
+	Unprocessed Notification = iota
+	BadDomain
+	NoService
+	NoServer
+	ProtocolError
+	NoUser
+	Notifying
+	Silenced
+)
+
+var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser", "notifying", "silenced"}
+
+func (n Notification) String() string {
+	if int(n) < len(notificationNames) {
+		return notificationNames[n]
+	}
+	return "notification(" + strconv.Itoa(int(n)) + ")"
+}
+
+// Final reports a state that will not change by itself: the store has
+// given up (baddomain, nouser) or the recipient has the message (silenced).
+func (n Notification) Final() bool { return n == BadDomain || n == NoUser || n == Silenced }
+
+// Failed reports a permanent failure.
+func (n Notification) Failed() bool { return n == BadDomain || n == NoUser }
+
+// Read is the MSOAP ReadStatus of one recipient; it only ever moves forward.
+type Read uint8
+
+const (
+	Unread Read = iota
+	Summarised
+	ReadHeaders
+	ReadAll
+)
+
+var readNames = []string{"unread", "summarised", "readheaders", "readall"}
+
+func (r Read) String() string {
+	if int(r) < len(readNames) {
+		return readNames[r]
+	}
+	return "read(" + strconv.Itoa(int(r)) + ")"
+}
+
+// RecipientStatus is the delivery status of one recipient: the MSOAP
+// DeliveryStatus (notification, read, pinned) plus the queue runner's
+// bookkeeping.
+type RecipientStatus struct {
+	ID           msgid.ID
+	Notification Notification
+	Read         Read
+	Pinned       bool
+	Attempts     int64
+	Last, Next   time.Time // zero: never / as soon as possible
+}
+
+// ListStatus counts the retrievals of a message under one list identifier.
+type ListStatus struct {
+	ID         msgid.ID
+	Retrievals int64
+}
+
+// Status is the sidecar of one message: its mutable state, one entry per
+// recipient and per list in envelope order.
+type Status struct {
+	Recipients []RecipientStatus
+	Lists      []ListStatus
+}
+
+// initialStatus is the state of a message just submitted: nothing done yet,
+// every copy pinned.
+func initialStatus(e *Envelope) *Status {
+	s := &Status{}
+	for _, r := range e.Recipients {
+		s.Recipients = append(s.Recipients, RecipientStatus{ID: r.ID, Pinned: true})
+	}
+	for _, l := range e.Lists {
+		s.Lists = append(s.Lists, ListStatus{ID: l.ID})
+	}
+	return s
+}
+
+const statusMagic = "im2000-status 1"
+
+func unixTime(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func fromUnix(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(n, 0)
+}
+
+// Marshal writes the sidecar's text form: one line per recipient and list.
+func (s *Status) Marshal() []byte {
+	var b bytes.Buffer
+	b.WriteString(statusMagic + "\n")
+	for _, r := range s.Recipients {
+		pin := "unpinned"
+		if r.Pinned {
+			pin = "pinned"
+		}
+		fmt.Fprintf(&b, "rcpt %s %s %s %s %d %d %d\n", r.ID, r.Notification, r.Read, pin, r.Attempts, unixTime(r.Last), unixTime(r.Next))
+	}
+	for _, l := range s.Lists {
+		fmt.Fprintf(&b, "list %s %d\n", l.ID, l.Retrievals)
+	}
+	return b.Bytes()
+}
+
+// ParseStatus reads a sidecar.
+func ParseStatus(data []byte) (*Status, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	if !sc.Scan() || sc.Text() != statusMagic {
+		return nil, corrupt("status does not start with %q", statusMagic)
+	}
+	s := &Status{}
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), " ")
+		var err error
+		switch {
+		case f[0] == "rcpt" && len(f) == 8:
+			var r RecipientStatus
+			err = r.parse(f[1:])
+			s.Recipients = append(s.Recipients, r)
+		case f[0] == "list" && len(f) == 3:
+			var l ListStatus
+			if l.ID, err = msgid.Parse(f[1]); err == nil {
+				l.Retrievals, err = parseUint(f[2])
+			}
+			s.Lists = append(s.Lists, l)
+		default:
+			err = fmt.Errorf("unknown line")
+		}
+		if err != nil {
+			return nil, corrupt("status line %q: %v", sc.Text(), err)
+		}
+	}
+	return s, nil
+}
+
+func (r *RecipientStatus) parse(f []string) error {
+	var err error
+	if r.ID, err = msgid.Parse(f[0]); err != nil {
+		return err
+	}
+	n := lookup(notificationNames, f[1])
+	rd := lookup(readNames, f[2])
+	if n < 0 || rd < 0 || (f[3] != "pinned" && f[3] != "unpinned") {
+		return fmt.Errorf("unknown state")
+	}
+	r.Notification, r.Read, r.Pinned = Notification(n), Read(rd), f[3] == "pinned"
+	var last, next int64
+	if r.Attempts, err = parseUint(f[4]); err != nil {
+		return err
+	}
+	if last, err = parseUint(f[5]); err != nil {
+		return err
+	}
+	if next, err = parseUint(f[6]); err != nil {
+		return err
+	}
+	r.Last, r.Next = fromUnix(last), fromUnix(next)
+	return nil
+}
+
+func lookup(names []string, s string) int {
+	for i, n := range names {
+		if n == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// matches checks that a sidecar belongs to an envelope: the same
+// identifiers in the same order.
+func (s *Status) matches(e *Envelope) bool {
+	if len(s.Recipients) != len(e.Recipients) || len(s.Lists) != len(e.Lists) {
+		return false
+	}
+	for i := range s.Recipients {
+		if s.Recipients[i].ID != e.Recipients[i].ID {
+			return false
+		}
+	}
+	for i := range s.Lists {
+		if s.Lists[i].ID != e.Lists[i].ID {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,149 @@
+// Package store is the message store on disk: one archive per originator
+// account, each message written once and kept with its envelope, its
+// delivery status and its index entries. The layout and the commit protocol
+// are described in man/im2000-store.5; the reasons in DESIGN-NOTES.md.
+//
+//	<root>/rcpt/<rid>                    -> ../<account>/msg/<id>   (recipient and list ids)
+//	<root>/lists/<name>/<day>/<unix>.<lid> -> ../../../<account>/msg/<id>
+//	<root>/<account>/tmp/                writes in progress
+//	<root>/<account>/msg/<id>            envelope, blank line, message; immutable
+//	<root>/<account>/status/<id>         the status sidecar, replaced atomically
+//	<root>/<account>/todo/<id>           -> ../msg/<id>, while notifyd has work
+//
+// The rename of tmp/<id> to msg/<id> is the one commit point. Every other
+// entry is made before it, so a crash leaves either a complete message or
+// only entries that point at nothing; readers treat those as absent, and
+// Clean removes them once they are stale.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"im2000/lib/durable"
+	"im2000/lib/msgid"
+)
+
+// Errors callers act on. ErrTooLarge and ErrNoRecipients are permanent,
+// ErrQuota is temporary (old messages expire and free room).
+var (
+	ErrTooLarge     = errors.New("message larger than the store's size limit")
+	ErrQuota        = errors.New("message would exceed the account's quota")
+	ErrNoRecipients = errors.New("message has no recipients and no lists")
+	ErrNoSuch       = errors.New("no such message")
+	ErrBadAccount   = errors.New("bad account name")
+)
+
+// StaleAge is how long a temporary file or an index entry without its
+// message may stand before Clean takes it for the debris of a crash. It is
+// far longer than any write in progress (every daemon's idle timeout is
+// minutes), so Clean never races a live writer.
+const StaleAge = time.Hour
+
+// Store is a message store rooted at a directory.
+type Store struct {
+	Root string
+}
+
+// Open opens the store at root, which must exist (a mistyped path must not
+// silently become a new store), and creates its shared index directories.
+func Open(root string) (*Store, error) {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w (create it with mkdir, or set IM2000_STORE)", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("store %s is not a directory", root)
+	}
+	for _, d := range []string{"rcpt", "lists"} {
+		if _, err := durable.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return &Store{Root: root}, nil
+}
+
+// Account is one originator's archive.
+type Account struct {
+	s    *Store
+	Name string
+	dir  string
+}
+
+// CheckAccount accepts names that are safe as a directory name.
+func CheckAccount(name string) error {
+	if name == "" || len(name) > 64 || name[0] == '.' || name == "rcpt" || name == "lists" {
+		return fmt.Errorf("%w: %q", ErrBadAccount, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: %q", ErrBadAccount, name)
+		}
+	}
+	return nil
+}
+
+var accountDirs = []string{"tmp", "msg", "status", "todo"}
+
+// Account opens an account's archive, creating it on first use.
+func (s *Store) Account(name string) (*Account, error) {
+	if err := CheckAccount(name); err != nil {
+		return nil, err
+	}
+	a := &Account{s: s, Name: name, dir: filepath.Join(s.Root, name)}
+	if _, err := durable.Mkdir(a.dir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, d := range accountDirs {
+		if _, err := durable.Mkdir(filepath.Join(a.dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Accounts lists the archives in the store.
+func (s *Store) Accounts() ([]string, error) {
+	ents, err := os.ReadDir(s.Root)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && CheckAccount(e.Name()) == nil {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func (a *Account) path(dir string, id msgid.ID) string {
+	return filepath.Join(a.dir, dir, id.String())
+}
+
+func (s *Store) rcptPath(id msgid.ID) string { return filepath.Join(s.Root, "rcpt", id.String()) }
+
+// Usage is the bytes the account's committed messages take.
+func (a *Account) Usage() (int64, error) {
+	ents, err := os.ReadDir(filepath.Join(a.dir, "msg"))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range ents {
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return 0, err
+		}
+		n += fi.Size()
+	}
+	return n, nil
+}

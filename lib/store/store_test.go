@@ -1,0 +1,325 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"im2000/lib/addr"
+	"im2000/lib/msgid"
+)
+
+func mustAddr(t testing.TB, s string) addr.Mailbox {
+	a, err := addr.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func newAccount(t testing.TB) (*Store, *Account) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Account("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, a
+}
+
+func submission(t testing.TB, lists ...string) Submission {
+	return Submission{
+		Sender:     mustAddr(t, "alice@example.org"),
+		Lifetime:   24 * time.Hour,
+		Recipients: []addr.Mailbox{mustAddr(t, "bob@example.net"), mustAddr(t, "carol@example.com")},
+		Lists:      lists,
+	}
+}
+
+func inject(t testing.TB, a *Account, sub Submission, body string, lim Limits) (*Envelope, error) {
+	d, err := a.NewDraft(sub, lim)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.WriteString(d, body); err != nil {
+		d.Abort()
+		return nil, err
+	}
+	return d.Commit()
+}
+
+// entries lists every name below dir, for "nothing left behind" checks.
+func entries(t testing.TB, dir string) []string {
+	var out []string
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	return out
+}
+
+func TestCommitAndRead(t *testing.T) {
+	s, a := newAccount(t)
+	body := "Subject: hi\r\n\r\nhello\r\n"
+	env, err := inject(t, a, submission(t, "golang"), body, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := a.Open(env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got, _ := io.ReadAll(m.Body())
+	if string(got) != body || m.Size() != int64(len(body)) {
+		t.Fatalf("body = %q (size %d)", got, m.Size())
+	}
+	if m.Env.Sender.String() != "alice@example.org" || len(m.Env.Recipients) != 2 || len(m.Env.Lists) != 1 {
+		t.Fatalf("envelope = %+v", m.Env)
+	}
+	st, err := a.Status(env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Recipients) != 2 || st.Recipients[0].Notification != Unprocessed || !st.Recipients[0].Pinned || st.Recipients[1].ID != env.Recipients[1].ID {
+		t.Fatalf("status = %+v", st)
+	}
+	todo, _ := a.Todo()
+	if len(todo) != 1 || todo[0] != env.ID {
+		t.Fatalf("todo = %v", todo)
+	}
+	for _, r := range env.Recipients {
+		if _, err := os.Stat(s.rcptPath(r.ID)); err != nil {
+			t.Errorf("recipient link: %v", err)
+		}
+	}
+	l, err := s.ScanList("golang", env.Submitted)
+	if err != nil || len(l) != 1 || l[0].ID != env.Lists[0].ID {
+		t.Fatalf("ScanList = %v, %v", l, err)
+	}
+	if l, _ := s.ScanList("golang", env.Submitted.Add(time.Second)); len(l) != 0 {
+		t.Fatalf("ScanList after the post = %v", l)
+	}
+	if l, _ := s.ScanList("other", time.Time{}); len(l) != 0 {
+		t.Fatalf("ScanList of another list = %v", l)
+	}
+	ids, _ := a.Messages()
+	if len(ids) != 1 || ids[0] != env.ID {
+		t.Fatalf("Messages = %v", ids)
+	}
+	if err := a.Done(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	if todo, _ := a.Todo(); len(todo) != 0 {
+		t.Fatalf("todo after Done = %v", todo)
+	}
+	if _, err := a.Open(msgid.New()); !errors.Is(err, ErrNoSuch) {
+		t.Fatalf("Open(unknown) = %v", err)
+	}
+}
+
+func TestLimitsLeaveNothing(t *testing.T) {
+	s, a := newAccount(t)
+	if _, err := inject(t, a, submission(t, "l"), "0123456789", Limits{MaxMessage: 9}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("over size limit: %v", err)
+	}
+	if _, err := inject(t, a, submission(t), "0123456789", Limits{MaxMessage: 10}); err != nil {
+		t.Fatalf("at size limit: %v", err)
+	}
+	before := entries(t, s.Root)
+	used, _ := a.Usage()
+	if _, err := inject(t, a, submission(t, "l"), "0123456789", Limits{Quota: used + 5}); !errors.Is(err, ErrQuota) {
+		t.Fatalf("over quota: %v", err)
+	}
+	if after := entries(t, s.Root); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("failed submissions left files:\nbefore %v\nafter  %v", before, after)
+	}
+	if _, err := a.NewDraft(Submission{Sender: mustAddr(t, "a@b"), Lifetime: time.Hour}, Limits{}); !errors.Is(err, ErrNoRecipients) {
+		t.Fatalf("no recipients: %v", err)
+	}
+	if _, err := a.NewDraft(submission(t, "Bad/Name"), Limits{}); err == nil {
+		t.Fatal("bad list name accepted")
+	}
+}
+
+// TestCleanDebris lays down everything a commit makes except the commit
+// itself, as a crash just before the rename would leave it, and checks that
+// readers do not see it and Clean removes it once stale, and only it.
+func TestCleanDebris(t *testing.T) {
+	s, a := newAccount(t)
+	kept, err := inject(t, a, submission(t, "l"), "kept", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := entries(t, s.Root)
+
+	d, err := a.NewDraft(submission(t, "l"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(d, "lost")
+	d.w.Flush()
+	if err := a.s.makeListDay("l", d.env.Submitted); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(a.path("status", d.env.ID), initialStatus(d.env).Marshal(), 0o600)
+	for _, e := range d.entries() {
+		if err := os.Symlink(e.target, e.link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.f.Close() // the crash: the file stays in tmp/
+
+	if ids, _ := a.Messages(); len(ids) != 1 || ids[0] != kept.ID {
+		t.Fatalf("Messages sees debris: %v", ids)
+	}
+	if todo, _ := a.Todo(); len(todo) != 1 {
+		t.Fatalf("Todo sees debris: %v", todo)
+	}
+	if l, _ := s.ScanList("l", time.Time{}); len(l) != 1 || l[0].ID != kept.Lists[0].ID {
+		t.Fatalf("ScanList sees debris: %v", l)
+	}
+	if err := s.Clean(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(entries(t, s.Root)); n == len(before) {
+		t.Fatal("Clean removed fresh entries that may belong to a live writer")
+	}
+	if err := s.Clean(time.Now().Add(StaleAge + time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if after := entries(t, s.Root); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("Clean left debris or took too much:\nbefore %v\nafter  %v", before, after)
+	}
+	if m, err := a.Open(kept.ID); err != nil {
+		t.Fatalf("committed message gone after Clean: %v", err)
+	} else {
+		m.Close()
+	}
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	_, a := newAccount(t)
+	d, err := a.NewDraft(submission(t, "a", "b.c"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Abort()
+	text := d.env.Marshal()
+	back, n, err := ReadEnvelope(bufio.NewReader(bytes.NewReader(append(text, "body"...))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(len(text)) || !bytes.Equal(back.Marshal(), text) {
+		t.Fatalf("round trip:\n%s\n%s", text, back.Marshal())
+	}
+}
+
+// TestConcurrentUpdaters runs updaters as separate processes, each adding
+// to the attempt counter under the store's lock; none may be lost.
+func TestConcurrentUpdaters(t *testing.T) {
+	if os.Getenv("IM2000_TEST_UPDATER") != "" {
+		return
+	}
+	s, a := newAccount(t)
+	env, err := inject(t, a, submission(t), "x", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const procs, each = 8, 25
+	var cmds []*exec.Cmd
+	for i := 0; i < procs; i++ {
+		c := exec.Command(os.Args[0], "-test.run=^TestHelperUpdater$")
+		c.Env = append(os.Environ(), "IM2000_TEST_UPDATER=1", "STORE="+s.Root, "ID="+env.ID.String(), "N="+strconv.Itoa(each))
+		c.Stderr = os.Stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	for _, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := a.Status(env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st.Recipients {
+		if r.Attempts != procs*each {
+			t.Fatalf("attempts = %d, want %d: updates were lost", r.Attempts, procs*each)
+		}
+	}
+}
+
+func TestHelperUpdater(t *testing.T) {
+	if os.Getenv("IM2000_TEST_UPDATER") == "" {
+		t.Skip("helper process for TestConcurrentUpdaters")
+	}
+	s, err := Open(os.Getenv("STORE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Account("alice")
+	id, _ := msgid.Parse(os.Getenv("ID"))
+	n, _ := strconv.Atoi(os.Getenv("N"))
+	for i := 0; i < n; i++ {
+		err := a.Update(id, func(_ *Envelope, st *Status) error {
+			for j := range st.Recipients {
+				st.Recipients[j].Attempts++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func FuzzReadEnvelope(f *testing.F) {
+	f.Add([]byte("im2000-envelope 1\nid 0123456789abcdef0123456789abcdef\nsender a@b.c\nsubmitted 1\nlifetime 60\nrcpt 0123456789abcdef0123456789abcdee x@y\nlist 0123456789abcdef0123456789abcded l\n\nbody"))
+	f.Add([]byte("im2000-envelope 1\n\n"))
+	f.Add([]byte("im2000-envelope 1\nid x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		env, n, err := ReadEnvelope(bufio.NewReader(bytes.NewReader(data)))
+		if err != nil {
+			return
+		}
+		if n > int64(len(data)) {
+			t.Fatalf("consumed %d of %d bytes", n, len(data))
+		}
+		again, _, err := ReadEnvelope(bufio.NewReader(bytes.NewReader(env.Marshal())))
+		if err != nil || !bytes.Equal(again.Marshal(), env.Marshal()) {
+			t.Fatalf("accepted envelope does not round-trip: %v\n%s", err, env.Marshal())
+		}
+	})
+}
+
+func FuzzParseStatus(f *testing.F) {
+	f.Add([]byte("im2000-status 1\nrcpt 0123456789abcdef0123456789abcdef notifying readall pinned 3 100 200\nlist 0123456789abcdef0123456789abcdee 7\n"))
+	f.Add([]byte("im2000-status 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := ParseStatus(data)
+		if err != nil {
+			return
+		}
+		again, err := ParseStatus(st.Marshal())
+		if err != nil || !bytes.Equal(again.Marshal(), st.Marshal()) {
+			t.Fatalf("accepted status does not round-trip: %v\n%s", err, st.Marshal())
+		}
+	})
+}
