@@ -3,6 +3,7 @@ module im2000
 go 1.26.0
 
 require (
+	github.com/emersion/go-message v0.18.2
 	github.com/google/renameio/v2 v2.0.2
 	golang.org/x/sys v0.49.0
 )

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultDir is used when $IM2000_CONF is not set.
@@ -81,4 +83,51 @@ func (d Dir) Lines(name string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Local is what a command run by an originator needs to find its archive.
+type Local struct {
+	Store      string        // $IM2000_STORE, else the store file
+	Account    string        // $IM2000_ACCOUNT, else the login name
+	Me         string        // me: this host's mail domain, default the hostname
+	MaxMessage int64         // databytes: bytes per message, default 16 MiB
+	Quota      int64         // quota: bytes per account, 0 for none
+	Lifetime   time.Duration // lifetime: seconds a message is kept, default 30 days
+}
+
+// Local reads the settings of the invoking user's archive.
+func (d Dir) Local() (*Local, error) {
+	l := &Local{}
+	var err error
+	if l.Store = os.Getenv("IM2000_STORE"); l.Store == "" {
+		if l.Store, err = d.String("store", ""); err != nil {
+			return nil, err
+		}
+	}
+	if l.Store == "" {
+		return nil, fmt.Errorf("no store configured: set IM2000_STORE, or write its path to %s", d.Path("store"))
+	}
+	if l.Account = os.Getenv("IM2000_ACCOUNT"); l.Account == "" {
+		u, err := user.Current()
+		if err != nil {
+			return nil, fmt.Errorf("cannot tell who you are (set IM2000_ACCOUNT): %v", err)
+		}
+		l.Account = u.Username
+	}
+	host, _ := os.Hostname()
+	if l.Me, err = d.String("me", host); err != nil {
+		return nil, err
+	}
+	if l.MaxMessage, err = d.Int("databytes", 16<<20); err != nil {
+		return nil, err
+	}
+	if l.Quota, err = d.Int("quota", 0); err != nil {
+		return nil, err
+	}
+	secs, err := d.Int("lifetime", 30*24*3600)
+	if err != nil {
+		return nil, err
+	}
+	l.Lifetime = time.Duration(secs) * time.Second
+	return l, nil
 }
