@@ -107,7 +107,8 @@ func classify(err error) error {
 		return nil
 	case errors.Is(err, store.ErrTooLarge), errors.Is(err, store.ErrNoRecipients),
 		errors.Is(err, mailmsg.ErrHeaderTooLarge), errors.Is(err, mailmsg.ErrBadHeader),
-		errors.Is(err, mailmsg.ErrBadAddress), errors.Is(err, store.ErrBadAccount):
+		errors.Is(err, mailmsg.ErrBadAddress), errors.Is(err, store.ErrBadAccount),
+		errors.Is(err, store.ErrBadListName):
 		return fail.Perm(err)
 	}
 	return fail.Temp(err)

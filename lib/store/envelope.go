@@ -189,13 +189,13 @@ func parseUint(s string) (int64, error) {
 // . _ - (not first), at most 64 characters.
 func CheckListName(name string) error {
 	if name == "" || len(name) > 64 {
-		return fmt.Errorf("list name %q: must be 1 to 64 characters", name)
+		return fmt.Errorf("%w %q: must be 1 to 64 characters", ErrBadListName, name)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '.' || c == '_' || c == '-')
 		if !ok {
-			return fmt.Errorf("list name %q: use lowercase letters, digits and . _ - (not first)", name)
+			return fmt.Errorf("%w %q: use lowercase letters, digits and . _ - (not first)", ErrBadListName, name)
 		}
 	}
 	return nil

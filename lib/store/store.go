@@ -36,6 +36,7 @@ var (
 	ErrNoRecipients = errors.New("message has no recipients and no lists")
 	ErrNoSuch       = errors.New("no such message")
 	ErrBadAccount   = errors.New("bad account name")
+	ErrBadListName  = errors.New("bad list name")
 )
 
 // StaleAge is how long a temporary file or an index entry without its
