@@ -21,7 +21,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../im2000-inject", "../im2000-status")
+	programs, _ := filepath.Glob("../im2000-*")
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, programs...)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the Makefile builds them
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the programs:", err)
