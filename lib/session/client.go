@@ -1,0 +1,78 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"im2000/lib/wire"
+)
+
+// Client is the client end of a session.
+type Client struct {
+	Proto   *wire.Protocol
+	Timeout time.Duration // for each command's response
+	MaxPDU  int
+	conn    net.Conn
+	r       *bufio.Reader
+}
+
+// NewClient starts a session over conn.
+func NewClient(conn net.Conn, p *wire.Protocol, timeout time.Duration) *Client {
+	return &Client{Proto: p, Timeout: timeout, MaxPDU: wire.DefaultMaxPDU, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+}
+
+// Dial connects to addr and starts a session.
+func Dial(ctx context.Context, p *wire.Protocol, addr string, timeout time.Duration) (*Client, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(c, p, timeout), nil
+}
+
+// StatusError is a response whose status is not noerror.
+type StatusError struct {
+	Proto      *wire.Protocol
+	Status     uint64
+	ForceAbort bool
+}
+
+func (e *StatusError) Error() string {
+	s := fmt.Sprintf("%s: %s", e.Proto.Name, e.Proto.StatusName(e.Status))
+	if e.ForceAbort {
+		s += " (aborted)"
+	}
+	return s
+}
+
+// Call sends a command and reads its response. A transport or decoding
+// error is returned as such; a response with a status other than noerror
+// is returned with a *StatusError.
+func (c *Client) Call(cmd wire.Body) (*wire.PDU, error) {
+	c.conn.SetDeadline(time.Now().Add(c.Timeout))
+	if err := wire.WriteFrame(c.conn, wire.MarshalCommand(cmd)); err != nil {
+		return nil, err
+	}
+	frame, err := wire.ReadFrame(c.r, c.MaxPDU)
+	if err != nil {
+		return nil, err
+	}
+	pdu, err := c.Proto.Unmarshal(frame)
+	if err != nil {
+		return nil, err
+	}
+	if pdu.Response == nil {
+		return nil, fmt.Errorf("%s: server sent a command", c.Proto.Name)
+	}
+	if pdu.Status != c.Proto.Status.OK {
+		return pdu, &StatusError{Proto: c.Proto, Status: pdu.Status, ForceAbort: pdu.ForceAbort}
+	}
+	return pdu, nil
+}
+
+// Close ends the session.
+func (c *Client) Close() error { return c.conn.Close() }

@@ -1,0 +1,68 @@
+package session
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"im2000/lib/wire"
+)
+
+// Flags are the options every server takes.
+type Flags struct {
+	Listen  string        // -l ADDR:PORT: listen instead of serving stdin/stdout
+	Conns   int           // -c N: sessions at once in listener mode
+	Timeout time.Duration // -t SECONDS
+	MaxPDU  int           // -m BYTES
+}
+
+// Register adds -l, -c, -t and -m to fs with the documented defaults.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.Listen, "l", "", "listen on ADDR:PORT instead of serving one session on stdin/stdout")
+	fs.IntVar(&f.Conns, "c", 40, "at most N sessions at once (listener mode)")
+	fs.Func("t", "close a session that sends no complete PDU for SECONDS (default 120)", func(s string) error {
+		var secs int
+		if _, err := fmt.Sscan(s, &secs); err != nil || secs <= 0 {
+			return fmt.Errorf("want a number of seconds above 0")
+		}
+		f.Timeout = time.Duration(secs) * time.Second
+		return nil
+	})
+	fs.IntVar(&f.MaxPDU, "m", wire.DefaultMaxPDU, "refuse PDUs longer than BYTES")
+	f.Timeout = 120 * time.Second
+}
+
+// Run serves according to the flags: one session on stdin/stdout, or a
+// listener until SIGTERM or SIGINT, on which sessions finish the command
+// they are carrying out, answer errorserviceshutdown and close.
+func Run(srv *Server, f Flags) error {
+	srv.Timeout, srv.MaxConns, srv.MaxPDU = f.Timeout, f.Conns, f.MaxPDU
+	if srv.MaxConns <= 0 {
+		srv.MaxConns = 1
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	if f.Listen == "" {
+		go func() {
+			<-sig
+			srv.Shutdown()
+		}()
+		return srv.ServeStdio()
+	}
+	l, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		return err
+	}
+	srv.logf("%s: listening on %s, at most %d sessions", srv.Proto.Name, l.Addr(), srv.MaxConns)
+	go func() {
+		<-sig
+		srv.logf("%s: shutting down", srv.Proto.Name)
+		srv.Shutdown()
+		l.Close()
+	}()
+	return srv.ServeListener(l)
+}

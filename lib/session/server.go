@@ -1,0 +1,281 @@
+// Package session is the session machinery every IM2000 server and client
+// shares (DESIGN.md section 3): length-framed DER PDUs, the client speaking
+// first, an unauthenticated then authenticated state, forceabort and
+// status on every response, and the error responses the engine itself
+// gives: errormalformedpdu for what does not parse or is not a command,
+// errorunexpectedcommand for a command out of place, errorcommandtimeout
+// (then close) when a PDU does not arrive in time. A server runs one
+// session on stdin/stdout under tcpserver (UCSPI), or listens itself.
+package session
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"im2000/lib/wire"
+)
+
+// Reply is a handler's answer to one command.
+type Reply struct {
+	Status     uint64
+	Body       wire.Body // nil means ResponseNull
+	ForceAbort bool      // the transaction in progress is aborted
+	Close      bool      // end the session after this response
+}
+
+// Handler carries out one session's commands.
+type Handler interface {
+	// Handle answers a command. Authentication has been checked by then:
+	// a protocol with authentication only passes its authenticate command
+	// to an unauthenticated session.
+	Handle(s *Session, cmd wire.Body) Reply
+	// Abort drops any transaction in progress; nothing of it may remain.
+	// It is called after every forceabort and when the session ends.
+	Abort(s *Session)
+}
+
+// Session is one client's connection.
+type Session struct {
+	Proto   *wire.Protocol
+	Remote  netip.AddrPort
+	Local   netip.AddrPort
+	Account string // set by the handler when authentication succeeds
+}
+
+// Server runs sessions of one protocol.
+type Server struct {
+	Proto      *wire.Protocol
+	Timeout    time.Duration // for each PDU to arrive, from the end of the last response
+	MaxPDU     int
+	MaxConns   int // listener mode: sessions at once
+	NewHandler func(*Session) Handler
+	Log        func(format string, a ...any)
+
+	closing atomic.Bool
+	mu      sync.Mutex
+	conns   map[Conn]bool
+	wg      sync.WaitGroup
+}
+
+// Conn is what a session runs over: a socket, or stdin/stdout.
+type Conn interface {
+	io.ReadWriteCloser
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+func (srv *Server) logf(format string, a ...any) {
+	if srv.Log != nil {
+		srv.Log(format, a...)
+	}
+}
+
+func (srv *Server) write(c Conn, r Reply) error {
+	body := r.Body
+	if body == nil {
+		body = wire.Null{}
+	}
+	c.SetWriteDeadline(time.Now().Add(srv.Timeout))
+	return wire.WriteFrame(c, wire.MarshalResponse(r.ForceAbort, r.Status, body))
+}
+
+// Serve runs one session on c until the client closes it, a timeout, or
+// a reply that closes it.
+func (srv *Server) Serve(c Conn, s *Session) {
+	s.Proto = srv.Proto
+	srv.track(c, true)
+	defer srv.track(c, false)
+	h := srv.NewHandler(s)
+	defer func() {
+		h.Abort(s)
+		c.Close()
+	}()
+	st := srv.Proto.Status
+	r := bufio.NewReaderSize(c, 64<<10)
+	commands := 0
+	for {
+		c.SetReadDeadline(time.Now().Add(srv.Timeout))
+		// Checked after the deadline is set, so that a Shutdown between the
+		// two cannot be lost.
+		if srv.closing.Load() {
+			srv.write(c, Reply{Status: st.Shutdown, ForceAbort: true})
+			srv.logf("%s: %v: service shutting down after %d commands", srv.Proto.Name, s.Remote, commands)
+			return
+		}
+		frame, err := wire.ReadFrame(r, srv.MaxPDU)
+		if err != nil {
+			switch {
+			case err == io.EOF:
+				srv.logf("%s: %v: closed after %d commands", srv.Proto.Name, s.Remote, commands)
+			case errors.Is(err, os.ErrDeadlineExceeded) && srv.closing.Load():
+				srv.write(c, Reply{Status: st.Shutdown, ForceAbort: true})
+				srv.logf("%s: %v: service shutting down after %d commands", srv.Proto.Name, s.Remote, commands)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				srv.write(c, Reply{Status: st.Timeout, ForceAbort: true})
+				srv.logf("%s: %v: timeout after %v, closed", srv.Proto.Name, s.Remote, srv.Timeout)
+			case errors.Is(err, wire.ErrTooLong):
+				srv.write(c, Reply{Status: st.Malformed, ForceAbort: true})
+				srv.logf("%s: %v: %v, closed", srv.Proto.Name, s.Remote, err)
+			default:
+				srv.logf("%s: %v: %v", srv.Proto.Name, s.Remote, err)
+			}
+			return
+		}
+		commands++
+		rep := srv.dispatch(h, s, frame)
+		if rep.ForceAbort {
+			h.Abort(s)
+		}
+		if err := srv.write(c, rep); err != nil {
+			srv.logf("%s: %v: %v", srv.Proto.Name, s.Remote, err)
+			return
+		}
+		if rep.Close {
+			return
+		}
+	}
+}
+
+func (srv *Server) dispatch(h Handler, s *Session, frame []byte) Reply {
+	st := srv.Proto.Status
+	pdu, err := srv.Proto.Unmarshal(frame)
+	if err != nil {
+		srv.logf("%s: %v: %v", srv.Proto.Name, s.Remote, err)
+		return Reply{Status: st.Malformed, ForceAbort: true}
+	}
+	if pdu.Command == nil {
+		srv.logf("%s: %v: a response where a command belongs", srv.Proto.Name, s.Remote)
+		return Reply{Status: st.Malformed, ForceAbort: true}
+	}
+	if auth := srv.Proto.Auth; auth != nil {
+		isAuth := auth(pdu.Command)
+		switch {
+		case isAuth && s.Account != "":
+			return Reply{Status: st.Unexpected, ForceAbort: true}
+		case !isAuth && s.Account == "":
+			return Reply{Status: st.NotAuthenticated}
+		}
+	}
+	return h.Handle(s, pdu.Command)
+}
+
+func (srv *Server) track(c Conn, add bool) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.conns == nil {
+		srv.conns = map[Conn]bool{}
+	}
+	if add {
+		srv.conns[c] = true
+	} else {
+		delete(srv.conns, c)
+	}
+}
+
+// Shutdown stops the sessions: each finishes the command it is carrying
+// out, answers errorserviceshutdown, and closes.
+func (srv *Server) Shutdown() {
+	srv.closing.Store(true)
+	srv.mu.Lock()
+	for c := range srv.conns {
+		c.SetReadDeadline(time.Now()) // wakes a session waiting for a command
+	}
+	srv.mu.Unlock()
+}
+
+// ServeListener accepts sessions until l is closed. Past MaxConns
+// sessions, a new connection is answered errorserviceshutdown and closed
+// at once, so that a flood of idle connections cannot starve the server.
+func (srv *Server) ServeListener(l net.Listener) error {
+	sem := make(chan struct{}, srv.MaxConns)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if srv.closing.Load() || errors.Is(err, net.ErrClosed) {
+				srv.wg.Wait()
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			srv.logf("%s: accept: %v", srv.Proto.Name, err)
+			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
+			continue
+		}
+		s := &Session{Remote: addrPort(c.RemoteAddr()), Local: addrPort(c.LocalAddr())}
+		select {
+		case sem <- struct{}{}:
+			srv.wg.Add(1)
+			go func() {
+				defer srv.wg.Done()
+				defer func() { <-sem }()
+				srv.Serve(c, s)
+			}()
+		default:
+			srv.logf("%s: %v: refused: %d sessions already", srv.Proto.Name, s.Remote, srv.MaxConns)
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			wire.WriteFrame(c, wire.MarshalResponse(true, srv.Proto.Status.Shutdown, wire.Null{}))
+			c.Close()
+		}
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+// ServeStdio runs one session on stdin/stdout, as under tcpserver: the
+// peer's address comes from TCPREMOTEIP and TCPREMOTEPORT.
+func (srv *Server) ServeStdio() error {
+	c, err := stdioConn()
+	if err != nil {
+		return err
+	}
+	s := &Session{Remote: envAddrPort("TCPREMOTEIP", "TCPREMOTEPORT"), Local: envAddrPort("TCPLOCALIP", "TCPLOCALPORT")}
+	srv.Serve(c, s)
+	return nil
+}
+
+func envAddrPort(ip, port string) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(net.JoinHostPort(os.Getenv(ip), os.Getenv(port)))
+	return ap
+}
+
+// stdioConn makes stdin/stdout a Conn with deadlines: the socket itself
+// under tcpserver, or the two pipe ends in non-blocking mode otherwise.
+func stdioConn() (Conn, error) {
+	if c, err := net.FileConn(os.Stdin); err == nil {
+		return c, nil
+	}
+	for _, fd := range []int{0, 1} {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return nil, fmt.Errorf("stdin/stdout: %v", err)
+		}
+	}
+	return &pipeConn{in: os.NewFile(0, "stdin"), out: os.NewFile(1, "stdout")}, nil
+}
+
+type pipeConn struct{ in, out *os.File }
+
+func (p *pipeConn) Read(b []byte) (int, error)         { return p.in.Read(b) }
+func (p *pipeConn) Write(b []byte) (int, error)        { return p.out.Write(b) }
+func (p *pipeConn) SetReadDeadline(t time.Time) error  { return p.in.SetReadDeadline(t) }
+func (p *pipeConn) SetWriteDeadline(t time.Time) error { return p.out.SetWriteDeadline(t) }
+func (p *pipeConn) Close() error {
+	p.in.Close()
+	return p.out.Close()
+}
