@@ -2,12 +2,17 @@
 # Installs the Debian packages the tests drive (real programs, not fakes).
 # As root it runs apt-get; otherwise it prints the one command to run.
 set -eu
-# command:package pairs
-need="mutt:mutt unshare:util-linux groff:groff-base python3:python3"
 missing=""
-for pair in $need; do
-	command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
-done
+need() { # need PACKAGE TEST-COMMAND...
+	pkg=$1
+	shift
+	"$@" >/dev/null 2>&1 || missing="$missing $pkg"
+}
+need mutt command -v mutt
+need util-linux command -v unshare
+need groff-base command -v groff
+need ucspi-tcp command -v tcpserver
+need python3-pyasn1 /usr/bin/python3 -c 'import pyasn1'
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "tests/deps.sh: the tests need:$missing" >&2

@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	programs, _ := filepath.Glob("../im2000-*")
+	programs = append(programs, "./testserver")
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, programs...)...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the Makefile builds them
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
