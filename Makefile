@@ -34,6 +34,7 @@ demo: all
 	@tests/demo.sh
 
 bench: all
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./lib/wire
 	$(GO) run ./tests/bench
 
 install: all

@@ -4,7 +4,11 @@
 // interleaved rounds; medians and ratios are printed as a Markdown table for
 // BENCHMARKS.md. Timings never decide a test.
 //
-// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin]
+// It also measures the session engine: round trips per second of a trivial
+// command over loopback on one session, with the server listening itself
+// and under tcpserver.
+//
+// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire]
 package main
 
 import (
@@ -24,9 +28,9 @@ import (
 )
 
 var (
-	rounds = flag.Int("rounds", 5, "interleaved rounds; the median is reported")
-	n      = flag.Int("n", 100, "messages per round and method")
-	binDir = flag.String("bin", "bin", "directory of the built programs")
+	roundsFlag = flag.Int("rounds", 5, "interleaved rounds; the median is reported")
+	n          = flag.Int("n", 100, "messages per round and method")
+	binDir     = flag.String("bin", "bin", "directory of the built programs")
 )
 
 // message is a 4 KiB message, the size NOTES.md measured the floor with.
@@ -44,15 +48,48 @@ type method struct {
 	run  func(dir string, n int) error // n messages, in a fresh directory
 }
 
+func log(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
+
 func main() {
 	flag.Parse()
-	log := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
+	sections := flag.Args()
+	if len(sections) == 0 {
+		sections = []string{"inject", "wire"}
+	}
+	for _, s := range sections {
+		switch s {
+		case "inject":
+			benchInject()
+		case "wire":
+			benchWire()
+		default:
+			log("unknown section %q: inject or wire", s)
+			os.Exit(100)
+		}
+	}
+}
+
+// median runs f rounds times and returns the median rate and every rate.
+func rounds(f func() (float64, error)) (float64, []float64) {
+	var rates []float64
+	for r := 0; r < *roundsFlag; r++ {
+		rate, err := f()
+		if err != nil {
+			log("%v", err)
+			os.Exit(111)
+		}
+		rates = append(rates, rate)
+	}
+	return median(rates), rates
+}
+
+func benchInject() {
 	inject, _ := filepath.Abs(filepath.Join(*binDir, "im2000-inject"))
 	if _, err := os.Stat(inject); err != nil {
 		log("%v: run make first", err)
 		os.Exit(111)
 	}
-	stopPostfix, err := startPostfix(log)
+	stopPostfix, err := startPostfix()
 	if err != nil {
 		log("postfix: %v", err)
 		os.Exit(111)
@@ -76,7 +113,7 @@ func main() {
 	rates := make([][]float64, len(methods))
 	tmp, _ := os.MkdirTemp("", "im2000-bench-")
 	defer os.RemoveAll(tmp)
-	for r := 0; r < *rounds; r++ {
+	for r := 0; r < *roundsFlag; r++ {
 		for i, m := range methods {
 			dir, _ := os.MkdirTemp(tmp, "run-")
 			start := time.Now()
@@ -94,7 +131,7 @@ func main() {
 	for i := range rates {
 		med[i] = median(rates[i])
 	}
-	fmt.Printf("Injection, %d rounds of %d messages of 4 KiB each, medians (%s):\n\n", *rounds, *n, time.Now().UTC().Format("2006-01-02"))
+	fmt.Printf("Injection, %d rounds of %d messages of 4 KiB each, medians (%s):\n\n", *roundsFlag, *n, time.Now().UTC().Format("2006-01-02"))
 	fmt.Println("| method | messages/s (median) | all rounds |")
 	fmt.Println("|---|---:|---|")
 	for i, m := range methods {
@@ -182,7 +219,7 @@ func execEach(n int, env []string, prog string, args ...string) error {
 
 // startPostfix installs postfix (as root, if missing) and starts it, and
 // returns how to put it back as it was.
-func startPostfix(log func(string, ...any)) (func(), error) {
+func startPostfix() (func(), error) {
 	if _, err := os.Stat("/usr/sbin/postfix"); err != nil {
 		if os.Geteuid() != 0 {
 			return nil, fmt.Errorf("not installed; run: sudo apt-get install -y postfix")
