@@ -100,13 +100,21 @@ func parseUint(c []byte) (uint64, error) {
 // elements whose tags it is not asked for (forward compatibility). The
 // first error sticks; check Err once after reading every field.
 type Fields struct {
-	prim, cons map[int][]byte // context-specific elements by tag number
-	err        error
+	els []element
+	buf [8]element // most SEQUENCEs have few elements: no allocation for them
+	err error
+}
+
+type element struct {
+	n           int
+	constructed bool
+	content     []byte
 }
 
 // ReadFields splits the contents of a SEQUENCE into its elements.
 func ReadFields(s cryptobyte.String) *Fields {
-	f := &Fields{prim: map[int][]byte{}, cons: map[int][]byte{}}
+	f := &Fields{}
+	f.els = f.buf[:0]
 	for !s.Empty() {
 		var el cryptobyte.String
 		var tag asn1.Tag
@@ -114,26 +122,25 @@ func ReadFields(s cryptobyte.String) *Fields {
 			f.err = malformed("bad element in SEQUENCE")
 			return f
 		}
-		if tag&0xc0 != 0x80 { // not context-specific: not ours, skip
-			continue
+		if tag&0xc0 != 0x80 || tag&0x1f == 0x1f {
+			continue // not context-specific, or a high tag number: never ours
 		}
 		n := int(tag & 0x1f)
-		if tag&0x1f == 0x1f {
-			continue // high tag numbers are never ours
+		if f.find(n) != nil {
+			f.fail(malformed("tag [%d] twice in SEQUENCE", n))
 		}
-		m := f.prim
-		if tag&0x20 != 0 {
-			m = f.cons
-		}
-		if _, dup := f.prim[n]; dup {
-			f.err = malformed("tag [%d] twice in SEQUENCE", n)
-		}
-		if _, dup := f.cons[n]; dup {
-			f.err = malformed("tag [%d] twice in SEQUENCE", n)
-		}
-		m[n] = el
+		f.els = append(f.els, element{n: n, constructed: tag&0x20 != 0, content: el})
 	}
 	return f
+}
+
+func (f *Fields) find(n int) *element {
+	for i := range f.els {
+		if f.els[i].n == n {
+			return &f.els[i]
+		}
+	}
+	return nil
 }
 
 // Err is the first error met.
@@ -146,23 +153,24 @@ func (f *Fields) fail(err error) {
 }
 
 // Has reports whether element [n] is present (primitive or constructed).
-func (f *Fields) Has(n int) bool {
-	_, p := f.prim[n]
-	_, c := f.cons[n]
-	return p || c
+func (f *Fields) Has(n int) bool { return f.find(n) != nil }
+
+// get returns the contents of required element [n], which must be
+// constructed or primitive as said.
+func (f *Fields) get(n int, constructed bool) ([]byte, bool) {
+	e := f.find(n)
+	switch {
+	case e == nil:
+		f.fail(malformed("required element [%d] missing", n))
+	case e.constructed != constructed:
+		f.fail(malformed("[%d] has the wrong form (constructed or primitive)", n))
+	default:
+		return e.content, true
+	}
+	return nil, false
 }
 
-func (f *Fields) primitive(n int) ([]byte, bool) {
-	v, ok := f.prim[n]
-	if !ok {
-		if _, wrong := f.cons[n]; wrong {
-			f.fail(malformed("[%d] is constructed, expected primitive", n))
-		} else {
-			f.fail(malformed("required element [%d] missing", n))
-		}
-	}
-	return v, ok
-}
+func (f *Fields) primitive(n int) ([]byte, bool) { return f.get(n, false) }
 
 // Uint reads required [n] IMPLICIT INTEGER (0..MAX) or ENUMERATED.
 func (f *Fields) Uint(n int) uint64 {
@@ -208,14 +216,7 @@ func (f *Fields) Bytes(n int) []byte {
 
 // Seq returns the contents of required constructed element [n].
 func (f *Fields) Seq(n int) cryptobyte.String {
-	c, ok := f.cons[n]
-	if !ok {
-		if _, wrong := f.prim[n]; wrong {
-			f.fail(malformed("[%d] is primitive, expected constructed", n))
-		} else {
-			f.fail(malformed("required element [%d] missing", n))
-		}
-	}
+	c, _ := f.get(n, true)
 	return c
 }
 
