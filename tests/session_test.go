@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"im2000/lib/locate"
 	"im2000/lib/session"
 	"im2000/lib/wire"
 	"im2000/lib/wire/rnasp"
@@ -214,5 +215,25 @@ func TestListenerMode(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+	}
+}
+
+// TestConnectByRoute finds the server through a routes file, as a private
+// deployment does, and tells a domain with no route and no DNS apart.
+func TestConnectByRoute(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	daemon(t, addr, filepath.Join(bin, "testserver"), "-l", addr)
+	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	l := &locate.Locator{Routes: map[string][]string{"_rnasp._tcp.example.net": {dead, addr}}, Timeout: time.Second}
+	c, err := session.Connect(t.Context(), l, rnasp.Protocol, "Example.NET", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Call(notify("bob")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := session.Connect(t.Context(), l, rnasp.Protocol, "elsewhere.example", time.Second); !errors.Is(err, locate.ErrNoService) {
+		t.Fatalf("no route, no resolver: %v", err)
 	}
 }

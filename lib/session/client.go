@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
+	"im2000/lib/locate"
 	"im2000/lib/wire"
 )
 
@@ -76,3 +78,15 @@ func (c *Client) Call(cmd wire.Body) (*wire.PDU, error) {
 
 // Close ends the session.
 func (c *Client) Close() error { return c.conn.Close() }
+
+// Connect finds the server of protocol p's service for domain (routes
+// file, else DNS SRV) and starts a session with the first that answers.
+// Its errors wrap locate.ErrBadDomain (permanent), locate.ErrNoService or
+// locate.ErrNoServer (temporary).
+func Connect(ctx context.Context, l *locate.Locator, p *wire.Protocol, domain string, timeout time.Duration) (*Client, error) {
+	conn, err := l.Dial(ctx, strings.ToLower(p.Name), domain)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(conn, p, timeout), nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -254,9 +255,22 @@ func TestFraming(t *testing.T) {
 	if _, err := wire.ReadFrame(bytes.NewReader([]byte{0, 0, 0, 9, 1}), 100); err == nil {
 		t.Fatal("short body accepted")
 	}
-	// A huge length prefix must not allocate before failing.
-	if _, err := wire.ReadFrame(bytes.NewReader([]byte{0xff, 0xff, 0xff, 0xff}), wire.DefaultMaxPDU); !errors.Is(err, wire.ErrTooLong) {
+	// A huge length prefix must fail without allocating for it.
+	huge := []byte{0xff, 0xff, 0xff, 0xff}
+	if _, err := wire.ReadFrame(bytes.NewReader(huge), wire.DefaultMaxPDU); !errors.Is(err, wire.ErrTooLong) {
 		t.Fatalf("4 GiB prefix: %v", err)
+	}
+	r := bytes.NewReader(huge)
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	before := mem.TotalAlloc
+	for i := 0; i < 100; i++ {
+		r.Reset(huge)
+		wire.ReadFrame(r, wire.DefaultMaxPDU)
+	}
+	runtime.ReadMemStats(&mem)
+	if grown := mem.TotalAlloc - before; grown > 100*1024 {
+		t.Fatalf("100 oversized prefixes allocated %d bytes", grown)
 	}
 }
 
