@@ -317,3 +317,23 @@ func (f *Fields) EachSeq(n int, fn func(*Fields)) {
 		return g.err
 	}))
 }
+
+// Authenticate is CommandAuthenticate, the same in MSOAP and RNAQP, where it
+// is alternative [0]; msoap and rnaqp give it their own names.
+type Authenticate struct{ Account, Password string }
+
+func (*Authenticate) Alt() int { return 0 }
+func (c *Authenticate) MarshalFields(b *cryptobyte.Builder) {
+	AddBytes(b, 0, []byte(c.Account))
+	AddBytes(b, 1, []byte(c.Password))
+}
+func (c *Authenticate) UnmarshalFields(f *Fields) {
+	c.Account, c.Password = string(f.Bytes(0)), string(f.Bytes(1))
+}
+
+// AuthenticateOK is the empty ResponseAuthenticate, [1] in MSOAP and RNAQP.
+type AuthenticateOK struct{}
+
+func (AuthenticateOK) Alt() int                          { return 1 }
+func (AuthenticateOK) MarshalFields(*cryptobyte.Builder) {}
+func (AuthenticateOK) UnmarshalFields(*Fields)           {}

@@ -33,16 +33,12 @@ const (
 
 // Commands.
 
-type Authenticate struct{ Account, Password string }
-
-func (*Authenticate) Alt() int { return 0 }
-func (c *Authenticate) MarshalFields(b *cryptobyte.Builder) {
-	wire.AddBytes(b, 0, []byte(c.Account))
-	wire.AddBytes(b, 1, []byte(c.Password))
-}
-func (c *Authenticate) UnmarshalFields(f *wire.Fields) {
-	c.Account, c.Password = string(f.Bytes(0)), string(f.Bytes(1))
-}
+// Authenticate and AuthenticateOK are shared with the other protocol that
+// authenticates.
+type (
+	Authenticate   = wire.Authenticate
+	AuthenticateOK = wire.AuthenticateOK
+)
 
 type SubmitEnvelope struct {
 	Recipients []wire.MailBox // optional: absent when empty
@@ -101,12 +97,6 @@ func (c *Cancel) MarshalFields(b *cryptobyte.Builder) { wire.AddID(b, 0, c.ID) }
 func (c *Cancel) UnmarshalFields(f *wire.Fields)      { c.ID = f.ID(0) }
 
 // Responses.
-
-type AuthenticateOK struct{}
-
-func (AuthenticateOK) Alt() int                          { return 1 }
-func (AuthenticateOK) MarshalFields(*cryptobyte.Builder) {}
-func (AuthenticateOK) UnmarshalFields(*wire.Fields)      {}
 
 type SubmitEnvelopeOK struct {
 	Recipients []uint64 // SubmissionStatus per envelope recipient; optional

@@ -22,28 +22,18 @@ const (
 	ErrorNotPermitted
 )
 
-type Authenticate struct{ Account, Password string }
-
-func (*Authenticate) Alt() int { return 0 }
-func (c *Authenticate) MarshalFields(b *cryptobyte.Builder) {
-	wire.AddBytes(b, 0, []byte(c.Account))
-	wire.AddBytes(b, 1, []byte(c.Password))
-}
-func (c *Authenticate) UnmarshalFields(f *wire.Fields) {
-	c.Account, c.Password = string(f.Bytes(0)), string(f.Bytes(1))
-}
+// Authenticate and AuthenticateOK are shared with the other protocol that
+// authenticates.
+type (
+	Authenticate   = wire.Authenticate
+	AuthenticateOK = wire.AuthenticateOK
+)
 
 type RetrieveAndClear struct{}
 
 func (RetrieveAndClear) Alt() int                          { return 1 }
 func (RetrieveAndClear) MarshalFields(*cryptobyte.Builder) {}
 func (RetrieveAndClear) UnmarshalFields(*wire.Fields)      {}
-
-type AuthenticateOK struct{}
-
-func (AuthenticateOK) Alt() int                          { return 1 }
-func (AuthenticateOK) MarshalFields(*cryptobyte.Builder) {}
-func (AuthenticateOK) UnmarshalFields(*wire.Fields)      {}
 
 // NotificationAndLocalData is a notification as the agent keeps it: with
 // who handed it over and when.
