@@ -102,7 +102,7 @@ func TestCrashInject(t *testing.T) {
 		if len(todo) != len(ids) {
 			t.Errorf("%s: %d queue entries for %d messages", when, len(todo), len(ids))
 		}
-		list, err := s.ScanList("crash", time.Time{})
+		list, err := s.ScanList("crash", time.Time{}, time.Now().Add(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +171,7 @@ func checkComplete(t *testing.T, s *store.Store, a *store.Account, id msgid.ID, 
 	}
 	for _, l := range m.Env.Lists {
 		found := false
-		entries, _ := s.ScanList(l.Name, m.Env.Submitted)
+		entries, _ := s.ScanList(l.Name, m.Env.Submitted, time.Now().Add(time.Minute))
 		for _, le := range entries {
 			found = found || le.ID == l.ID
 		}

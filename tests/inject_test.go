@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"im2000/lib/msgid"
 	"im2000/lib/store"
@@ -73,7 +74,7 @@ func TestInjectRecipientsAndHeaders(t *testing.T) {
 		t.Errorf("lists = %v, recipients = %v", env.Lists, env.Recipients)
 	}
 	s, _ := store.Open(e.store)
-	if l, err := s.ScanList("golang", env.Submitted); err != nil || len(l) != 1 || l[0].ID != env.Lists[0].ID {
+	if l, err := s.ScanList("golang", env.Submitted, time.Now().Add(time.Minute)); err != nil || len(l) != 1 || l[0].ID != env.Lists[0].ID {
 		t.Errorf("ScanList = %v, %v", l, err)
 	}
 }

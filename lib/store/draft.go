@@ -40,6 +40,7 @@ type Draft struct {
 	size   int64 // message bytes written, without the envelope
 	err    error // sticky: the first write error
 	closed bool
+	posted time.Time // when the list entries were made: just before the commit
 }
 
 // NewDraft starts a message: it checks the envelope, gives the message and
@@ -72,7 +73,7 @@ func (a *Account) NewDraft(sub Submission, lim Limits) (*Draft, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Draft{a: a, env: env, lim: lim, f: f, w: bufio.NewWriterSize(f, 64<<10)}
+	d := &Draft{a: a, env: env, lim: lim, f: f, w: bufio.NewWriterSize(f, 64<<10), posted: env.Submitted}
 	if _, err := d.w.Write(env.Marshal()); err != nil {
 		d.Abort()
 		return nil, err
@@ -145,7 +146,7 @@ func (d *Draft) entries() []entry {
 	}
 	for _, l := range env.Lists {
 		es = append(es, entry{a.s.rcptPath(l.ID), msgFromRoot})
-		es = append(es, entry{a.s.listEntry(l.Name, env.Submitted, l.ID), filepath.Join("..", "..", msgFromRoot)})
+		es = append(es, entry{a.s.listEntry(l.Name, d.posted, l.ID), filepath.Join("..", "..", msgFromRoot)})
 	}
 	return es
 }
@@ -175,8 +176,12 @@ func (d *Draft) commit() error {
 		return err
 	}
 	dirs := map[string]bool{}
+	// List entries carry the time of the commit, not of the submission's
+	// start, so that ScanList's endtime (see ScanLag) never passes over a
+	// message still being written.
+	d.posted = time.Now()
 	for _, l := range env.Lists {
-		if err := a.s.makeListDay(l.Name, env.Submitted); err != nil {
+		if err := a.s.makeListDay(l.Name, d.posted); err != nil {
 			return err
 		}
 	}

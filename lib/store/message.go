@@ -21,6 +21,7 @@ import (
 type Message struct {
 	Env     *Envelope
 	Account string
+	dir     string // the account's directory
 	f       *os.File
 	off     int64 // where the message starts, after the envelope
 	size    int64
@@ -35,7 +36,7 @@ func (m *Message) Body() *io.SectionReader { return io.NewSectionReader(m.f, m.o
 // Close releases the message.
 func (m *Message) Close() error { return m.f.Close() }
 
-func openMessage(path, account string) (*Message, error) {
+func openMessage(path, account, dir string) (*Message, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoSuch
@@ -53,12 +54,12 @@ func openMessage(path, account string) (*Message, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Message{Env: env, Account: account, f: f, off: off, size: fi.Size() - off}, nil
+	return &Message{Env: env, Account: account, dir: dir, f: f, off: off, size: fi.Size() - off}, nil
 }
 
 // Open opens one of the account's messages by its message identifier.
 func (a *Account) Open(id msgid.ID) (*Message, error) {
-	m, err := openMessage(a.path("msg", id), a.Name)
+	m, err := openMessage(a.path("msg", id), a.Name, a.dir)
 	if err == nil && m.Env.ID != id {
 		m.Close()
 		return nil, corrupt("message %s holds the envelope of %s", id, m.Env.ID)
@@ -126,14 +127,16 @@ func (a *Account) Update(id msgid.ID, fn func(*Envelope, *Status) error) error {
 		return err
 	}
 	defer m.Close()
-	return m.update(a.dir, fn)
+	return m.Update(fn)
 }
 
-func (m *Message) update(accountDir string, fn func(*Envelope, *Status) error) error {
+// Update changes the sidecar of an open message, as Account.Update does.
+// The lock is held until the message is closed.
+func (m *Message) Update(fn func(*Envelope, *Status) error) error {
 	if err := flock(m.f); err != nil {
 		return err
 	}
-	// Closing the file releases the lock.
+	accountDir := m.dir
 	path := filepath.Join(accountDir, "status", m.Env.ID.String())
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -262,9 +265,15 @@ type ListEntry struct {
 	Submitted time.Time
 }
 
+// ScanLag is how far behind the present a list scan's end stays: an entry is
+// made just before its message is committed, so one dated in the last
+// moments may belong to a commit still in progress. Scanning up to
+// now-ScanLag and resuming there never skips a message and never repeats one.
+const ScanLag = 5 * time.Second
+
 // ScanList returns the committed messages posted to list name at or after
-// begin, oldest first.
-func (s *Store) ScanList(name string, begin time.Time) ([]ListEntry, error) {
+// begin and before end, oldest first.
+func (s *Store) ScanList(name string, begin, end time.Time) ([]ListEntry, error) {
 	if err := CheckListName(name); err != nil {
 		return nil, err
 	}
@@ -290,7 +299,7 @@ func (s *Store) ScanList(name string, begin time.Time) ([]ListEntry, error) {
 			tText, idText, ok := strings.Cut(e.Name(), ".")
 			t, err1 := parseUint(tText)
 			id, err2 := msgid.Parse(idText)
-			if !ok || err1 != nil || err2 != nil || t < begin.Unix() {
+			if !ok || err1 != nil || err2 != nil || t < begin.Unix() || t >= end.Unix() {
 				continue
 			}
 			if danglingLink(filepath.Join(dir, d.Name(), e.Name())) {
@@ -301,4 +310,110 @@ func (s *Store) ScanList(name string, begin time.Time) ([]ListEntry, error) {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Submitted.Before(out[j].Submitted) })
 	return out, nil
+}
+
+// Lookup opens the message that a recipient or list identifier gives
+// access to, and returns the identifier's index (recipients first, then
+// lists). Identifiers that are unknown, forged (the envelope does not list
+// them), of a cancelled message, or of a message past its lifetime are
+// all ErrNoSuch, alike.
+func (s *Store) Lookup(rid msgid.ID, now time.Time) (*Message, int, error) {
+	link := s.rcptPath(rid)
+	target, err := os.Readlink(link)
+	if err != nil {
+		return nil, 0, ErrNoSuch
+	}
+	parts := strings.Split(target, "/")
+	if len(parts) != 4 || parts[0] != ".." || parts[2] != "msg" || CheckAccount(parts[1]) != nil {
+		return nil, 0, ErrNoSuch
+	}
+	m, err := openMessage(link, parts[1], filepath.Join(s.Root, parts[1]))
+	if err != nil {
+		return nil, 0, err
+	}
+	i := m.Env.index(rid)
+	if i < 0 || now.After(m.Env.Expires()) {
+		m.Close()
+		return nil, 0, ErrNoSuch
+	}
+	return m, i, nil
+}
+
+// Header returns the message's header section: every field, with the line
+// end of the last, without the empty line after it.
+func (m *Message) Header() ([]byte, error) {
+	r := bufio.NewReader(io.LimitReader(m.Body(), 1<<20))
+	var h []byte
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 && (string(line) == "\r\n" || string(line) == "\n") {
+			return h, nil
+		}
+		h = append(h, line...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			return h, nil // no body: all header
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// summaryFields are what a summaryonly retrieval returns.
+var summaryFields = map[string]bool{"from": true, "to": true, "cc": true, "subject": true, "date": true, "message-id": true}
+
+// Summary keeps the fields From, To, Cc, Subject, Date and Message-ID of a
+// header section, as they stand, in their order.
+func Summary(header []byte) []byte {
+	var out []byte
+	keep := false
+	for len(header) > 0 {
+		n := strings.IndexByte(string(header), '\n') + 1
+		if n == 0 {
+			n = len(header)
+		}
+		line := header[:n]
+		header = header[n:]
+		if line[0] != ' ' && line[0] != '\t' {
+			name, _, _ := strings.Cut(string(line), ":")
+			keep = summaryFields[strings.ToLower(strings.TrimSpace(name))]
+		}
+		if keep {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+// Cancel withdraws one of the account's messages: from the moment its file
+// is unlinked nothing can retrieve it and notifyd has no more work for it.
+// The index entries that pointed at it are removed now or, if that fails
+// half-way, by Clean.
+func (a *Account) Cancel(id msgid.ID) error {
+	m, err := a.Open(id)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := flock(m.f); err != nil { // no sidecar update in flight
+		return err
+	}
+	if err := os.Remove(a.path("msg", id)); err != nil {
+		return err
+	}
+	if err := durable.SyncDir(filepath.Join(a.dir, "msg")); err != nil {
+		return err
+	}
+	os.Remove(a.path("todo", id))
+	os.Remove(a.path("status", id))
+	for _, r := range m.Env.Recipients {
+		os.Remove(a.s.rcptPath(r.ID))
+	}
+	for _, l := range m.Env.Lists {
+		os.Remove(a.s.rcptPath(l.ID))
+	}
+	return nil
 }

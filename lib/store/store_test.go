@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,14 +107,14 @@ func TestCommitAndRead(t *testing.T) {
 			t.Errorf("recipient link: %v", err)
 		}
 	}
-	l, err := s.ScanList("golang", env.Submitted)
+	l, err := s.ScanList("golang", env.Submitted, time.Now().Add(time.Minute))
 	if err != nil || len(l) != 1 || l[0].ID != env.Lists[0].ID {
 		t.Fatalf("ScanList = %v, %v", l, err)
 	}
-	if l, _ := s.ScanList("golang", env.Submitted.Add(time.Second)); len(l) != 0 {
+	if l, _ := s.ScanList("golang", l[0].Submitted.Add(time.Second), time.Now().Add(time.Minute)); len(l) != 0 {
 		t.Fatalf("ScanList after the post = %v", l)
 	}
-	if l, _ := s.ScanList("other", time.Time{}); len(l) != 0 {
+	if l, _ := s.ScanList("other", time.Time{}, time.Now().Add(time.Minute)); len(l) != 0 {
 		t.Fatalf("ScanList of another list = %v", l)
 	}
 	ids, _ := a.Messages()
@@ -189,7 +190,7 @@ func TestCleanDebris(t *testing.T) {
 	if todo, _ := a.Todo(); len(todo) != 1 {
 		t.Fatalf("Todo sees debris: %v", todo)
 	}
-	if l, _ := s.ScanList("l", time.Time{}); len(l) != 1 || l[0].ID != kept.Lists[0].ID {
+	if l, _ := s.ScanList("l", time.Time{}, time.Now().Add(time.Minute)); len(l) != 1 || l[0].ID != kept.Lists[0].ID {
 		t.Fatalf("ScanList sees debris: %v", l)
 	}
 	if err := s.Clean(time.Now()); err != nil {
@@ -322,4 +323,68 @@ func FuzzParseStatus(f *testing.F) {
 			t.Fatalf("accepted status does not round-trip: %v\n%s", err, st.Marshal())
 		}
 	})
+}
+
+func TestLookupPartsCancel(t *testing.T) {
+	s, a := newAccount(t)
+	body := "From: alice@example.org\r\nX-Long: one\r\n two\r\nTo: bob@example.net\r\nSubject: hi\r\n  there\r\nReceived: x\r\n\r\nbody\r\n"
+	env, err := inject(t, a, submission(t, "news"), body, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m, i, err := s.Lookup(env.Recipients[1].ID, now)
+	if err != nil || i != 1 || m.Env.ID != env.ID || m.Account != "alice" {
+		t.Fatalf("Lookup = %v, %d, %v", m, i, err)
+	}
+	h, err := m.Header()
+	if err != nil || string(h) != body[:strings.Index(body, "\r\n\r\n")+2] {
+		t.Fatalf("Header = %q, %v", h, err)
+	}
+	if got := string(Summary(h)); got != "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hi\r\n  there\r\n" {
+		t.Fatalf("Summary = %q", got)
+	}
+	if err := m.Update(func(_ *Envelope, st *Status) error { st.Recipients[1].Read = ReadAll; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if st, _ := a.Status(env.ID); st.Recipients[1].Read != ReadAll || st.Recipients[0].Read != Unread {
+		t.Fatalf("status after Update = %+v", st)
+	}
+	if _, i, err := s.Lookup(env.Lists[0].ID, now); err != nil || i != 2 {
+		t.Fatalf("Lookup(list id) = %d, %v", i, err)
+	}
+	if _, _, err := s.Lookup(env.ID, now); !errors.Is(err, ErrNoSuch) {
+		t.Fatalf("the message's own id is no capability: %v", err)
+	}
+	if _, _, err := s.Lookup(env.Recipients[0].ID, env.Expires().Add(time.Second)); !errors.Is(err, ErrNoSuch) {
+		t.Fatalf("expired: %v", err)
+	}
+	// A forged link: an id of our choosing pointing at the message.
+	forged := msgid.New()
+	os.Symlink(filepath.Join("..", "alice", "msg", env.ID.String()), s.rcptPath(forged))
+	if _, _, err := s.Lookup(forged, now); !errors.Is(err, ErrNoSuch) {
+		t.Fatalf("forged link: %v", err)
+	}
+	// ScanList's end bound, and cancel.
+	if l, _ := s.ScanList("news", time.Time{}, time.Now().Add(-time.Hour)); len(l) != 0 {
+		t.Fatalf("entries before end: %v", l)
+	}
+	if err := a.Cancel(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []msgid.ID{env.Recipients[0].ID, env.Lists[0].ID} {
+		if _, _, err := s.Lookup(id, now); !errors.Is(err, ErrNoSuch) {
+			t.Fatalf("after Cancel: %v", err)
+		}
+	}
+	if l, _ := s.ScanList("news", time.Time{}, time.Now().Add(time.Minute)); len(l) != 0 {
+		t.Fatalf("cancelled message still listed: %v", l)
+	}
+	if todo, _ := a.Todo(); len(todo) != 0 {
+		t.Fatalf("cancelled message still queued: %v", todo)
+	}
+	if err := a.Cancel(env.ID); !errors.Is(err, ErrNoSuch) {
+		t.Fatalf("second Cancel: %v", err)
+	}
 }
