@@ -54,7 +54,14 @@ func (s *syncBuffer) String() string {
 // ends, and waits until addr accepts connections.
 func daemon(t testing.TB, addr string, name string, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
+	return daemonEnv(t, nil, addr, name, args...)
+}
+
+// daemonEnv is daemon with an environment (nil: this process's).
+func daemonEnv(t testing.TB, env []string, addr string, name string, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
 	cmd := exec.Command(name, args...)
+	cmd.Env = env
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {

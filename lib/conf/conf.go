@@ -95,17 +95,40 @@ type Local struct {
 	Lifetime   time.Duration // lifetime: seconds a message is kept, default 30 days
 }
 
+// Store returns the store's directory: $IM2000_STORE, else the store file.
+func (d Dir) Store() (string, error) {
+	if s := os.Getenv("IM2000_STORE"); s != "" {
+		return s, nil
+	}
+	s, err := d.String("store", "")
+	if err == nil && s == "" {
+		err = fmt.Errorf("no store configured: set IM2000_STORE, or write its path to %s", d.Path("store"))
+	}
+	return s, err
+}
+
+// MayPost reports whether account may post to the list hosted here:
+// lists/NAME names the accounts that may, one per line, or "*" for every
+// authenticated account. A list without a file is not hosted here.
+func (d Dir) MayPost(list, account string) (bool, error) {
+	lines, err := d.Lines(filepath.Join("lists", list))
+	if err != nil {
+		return false, err
+	}
+	for _, l := range lines {
+		if l == "*" || l == account {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Local reads the settings of the invoking user's archive.
 func (d Dir) Local() (*Local, error) {
 	l := &Local{}
 	var err error
-	if l.Store = os.Getenv("IM2000_STORE"); l.Store == "" {
-		if l.Store, err = d.String("store", ""); err != nil {
-			return nil, err
-		}
-	}
-	if l.Store == "" {
-		return nil, fmt.Errorf("no store configured: set IM2000_STORE, or write its path to %s", d.Path("store"))
+	if l.Store, err = d.Store(); err != nil {
+		return nil, err
 	}
 	if l.Account = os.Getenv("IM2000_ACCOUNT"); l.Account == "" {
 		u, err := user.Current()

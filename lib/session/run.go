@@ -1,8 +1,10 @@
 package session
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -65,4 +67,26 @@ func Run(srv *Server, f Flags) error {
 		l.Close()
 	}()
 	return srv.ServeListener(l)
+}
+
+// ParseFlags reads a server's command line: the common flags, -h for the
+// usage text (which matches the program's man page), and nothing else.
+func ParseFlags(name, usage string, args []string) Flags {
+	var f Flags
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f.Register(fs)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Println(usage)
+		os.Exit(0)
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n%s\n", name, err, usage)
+		os.Exit(100)
+	}
+	return f
 }

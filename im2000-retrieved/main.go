@@ -1,0 +1,217 @@
+// Command im2000-retrieved is the message store's MSRAP server: recipients
+// retrieve the messages their identifiers open, confirm them (Silence),
+// release them (UnPin), and scan the lists the store hosts. It reads the
+// store and writes nothing but status sidecars. See man/im2000-retrieved.8.
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/msgid"
+	"im2000/lib/session"
+	"im2000/lib/store"
+	"im2000/lib/wire"
+	"im2000/lib/wire/msrap"
+)
+
+const usage = `usage: im2000-retrieved [-l addr:port] [-c n] [-t seconds] [-m bytes]
+  Serves MSRAP for the store in $IM2000_STORE (or the store file of the
+  configuration directory $IM2000_CONF): one session on stdin/stdout, as
+  under tcpserver, or with -l as a listener.
+  -l addr:port  listen on addr:port instead of serving stdin/stdout
+  -c n          at most n sessions at once with -l (default 40)
+  -t seconds    close a session that sends no complete PDU for this long (default 120)
+  -m bytes      refuse PDUs longer than this (default 1114112)
+  -h            show this help`
+
+// maxScan bounds the identifiers one ScanList answer carries; the client
+// goes on from the endtime it gets.
+const maxScan = 10000
+
+type handler struct {
+	st       *store.Store
+	maxChunk uint64
+}
+
+func main() {
+	f := session.ParseFlags("im2000-retrieved", usage, os.Args[1:])
+	root, err := conf.FromEnv().Store()
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	st, err := store.Open(root)
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	h := &handler{st: st, maxChunk: uint64(f.MaxPDU - 4096)} // room for the rest of the PDU
+	srv := &session.Server{Proto: msrap.Protocol, Log: fail.Warn,
+		NewHandler: func(*session.Session) session.Handler { return h }}
+	if err := session.Run(srv, f); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+}
+
+func (h *handler) Abort(*session.Session) {} // MSRAP has no transactions
+
+func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
+	var rep session.Reply
+	var err error
+	switch c := cmd.(type) {
+	case *msrap.ScanList:
+		rep, err = h.scan(c)
+	case *msrap.Retrieve:
+		rep, err = h.retrieve(s, c)
+	case *msrap.QuerySize:
+		rep, err = h.withMessage(c.ID, func(m *store.Message, _ int) (session.Reply, error) {
+			return session.Reply{Body: &msrap.QuerySizeOK{Size: uint64(m.Size())}}, nil
+		})
+	case *msrap.Silence:
+		rep, err = h.setStatus(s, c.ID, "silence", func(r *store.RecipientStatus) { r.Notification = store.Silenced }, msrap.SilenceOK{})
+	case *msrap.UnPin:
+		rep, err = h.setStatus(s, c.ID, "unpin", func(r *store.RecipientStatus) { r.Pinned = false }, msrap.UnPinOK{})
+	default:
+		return session.Reply{Status: msrap.ErrorUnexpectedCommand, ForceAbort: true}
+	}
+	if errors.Is(err, store.ErrNoSuch) {
+		return session.Reply{Status: msrap.ErrorNoSuchMessage}
+	}
+	if err != nil {
+		fail.Warn("%v: %v", s.Remote, err)
+		return session.Reply{Status: msrap.ErrorInternalProblem}
+	}
+	return rep
+}
+
+// withMessage runs fn on the message id opens, with the id's index.
+func (h *handler) withMessage(id msgid.ID, fn func(*store.Message, int) (session.Reply, error)) (session.Reply, error) {
+	m, i, err := h.st.Lookup(id, time.Now())
+	if err != nil {
+		return session.Reply{}, err
+	}
+	defer m.Close()
+	return fn(m, i)
+}
+
+// setStatus changes the recipient's own status line; for a list
+// identifier there is nothing to change.
+func (h *handler) setStatus(s *session.Session, id msgid.ID, what string, change func(*store.RecipientStatus), ok wire.Body) (session.Reply, error) {
+	return h.withMessage(id, func(m *store.Message, i int) (session.Reply, error) {
+		if i < len(m.Env.Recipients) {
+			if err := m.Update(func(_ *store.Envelope, st *store.Status) error {
+				change(&st.Recipients[i])
+				return nil
+			}); err != nil {
+				return session.Reply{}, err
+			}
+			fail.Warn("%v: %s %s of %s/%s for %s", s.Remote, what, id, m.Account, m.Env.ID, m.Env.Recipients[i].Addr)
+		}
+		return session.Reply{Body: ok}, nil
+	})
+}
+
+var readFor = map[uint64]store.Read{msrap.SummaryOnly: store.Summarised, msrap.HeadersOnly: store.ReadHeaders, msrap.All: store.ReadAll}
+
+func (h *handler) retrieve(s *session.Session, c *msrap.Retrieve) (session.Reply, error) {
+	return h.withMessage(c.ID, func(m *store.Message, i int) (session.Reply, error) {
+		var part io.ReaderAt
+		var size int64
+		switch c.Type {
+		case msrap.Nothing:
+			return session.Reply{Body: &msrap.RetrieveOK{}}, nil
+		case msrap.All:
+			part, size = m.Body(), m.Size()
+		default:
+			hdr, err := m.Header()
+			if err != nil {
+				return session.Reply{}, err
+			}
+			if c.Type == msrap.SummaryOnly {
+				hdr = store.Summary(hdr)
+			}
+			part, size = strings.NewReader(string(hdr)), int64(len(hdr))
+		}
+		n := c.Length
+		if n == 0 || n > h.maxChunk {
+			n = h.maxChunk
+		}
+		if c.Offset >= uint64(size) {
+			n = 0
+		} else if rest := uint64(size) - c.Offset; n > rest {
+			n = rest
+		}
+		data := make([]byte, n)
+		if _, err := part.ReadAt(data, int64(c.Offset)); err != nil && err != io.EOF {
+			return session.Reply{}, err
+		}
+		if err := h.record(m, i, c); err != nil {
+			return session.Reply{}, err
+		}
+		return session.Reply{Body: &msrap.RetrieveOK{Data: data, Size: uint64(size)}}, nil
+	})
+}
+
+// record moves a recipient's read status forward, or counts a list
+// reader's retrieval (once per whole-message retrieval, at its first chunk).
+func (h *handler) record(m *store.Message, i int, c *msrap.Retrieve) error {
+	if i >= len(m.Env.Recipients) {
+		if c.Type != msrap.All || c.Offset != 0 {
+			return nil
+		}
+		return m.Update(func(_ *store.Envelope, st *store.Status) error {
+			st.Lists[i-len(m.Env.Recipients)].Retrievals++
+			return nil
+		})
+	}
+	want := readFor[c.Type]
+	err := m.Update(func(_ *store.Envelope, st *store.Status) error {
+		if r := &st.Recipients[i]; r.Read < want {
+			r.Read = want
+			return nil
+		}
+		return errUnchanged
+	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
+}
+
+// errUnchanged makes Update write nothing when the status would not change.
+var errUnchanged = errors.New("unchanged")
+
+func (h *handler) scan(c *msrap.ScanList) (session.Reply, error) {
+	begin := time.Unix(int64(min(c.BeginTime, 1<<40)), 0)
+	end := time.Now().Add(-store.ScanLag).Truncate(time.Second)
+	ok := &msrap.ScanListOK{Messages: []msgid.ID{}, EndTime: c.BeginTime}
+	name := strings.ToLower(c.ListName)
+	if !end.After(begin) || store.CheckListName(name) != nil {
+		return session.Reply{Body: ok}, nil
+	}
+	entries, err := h.st.ScanList(name, begin, end)
+	if err != nil {
+		return session.Reply{}, err
+	}
+	ok.EndTime = uint64(end.Unix())
+	if len(entries) > maxScan {
+		// Stop at a whole second, so that resuming at endtime repeats nothing.
+		cut := maxScan
+		for cut > 0 && entries[cut].Submitted.Equal(entries[cut-1].Submitted) {
+			cut--
+		}
+		if cut == 0 {
+			cut = maxScan
+		}
+		ok.EndTime = uint64(entries[cut].Submitted.Unix())
+		entries = entries[:cut]
+	}
+	for _, e := range entries {
+		ok.Messages = append(ok.Messages, e.ID)
+	}
+	return session.Reply{Body: ok}, nil
+}

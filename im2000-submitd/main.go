@@ -1,0 +1,265 @@
+// Command im2000-submitd is the message store's MSOAP server: originators
+// authenticate, submit messages into their own archive, track what became
+// of them, and cancel them. See man/im2000-submitd.8.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"im2000/lib/addr"
+	"im2000/lib/auth"
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/msgid"
+	"im2000/lib/session"
+	"im2000/lib/store"
+	"im2000/lib/wire"
+	"im2000/lib/wire/msoap"
+)
+
+const usage = `usage: im2000-submitd [-l addr:port] [-c n] [-t seconds] [-m bytes]
+  Serves MSOAP for the store in $IM2000_STORE (or the store file of the
+  configuration directory $IM2000_CONF): one session on stdin/stdout, as
+  under tcpserver, or with -l as a listener.
+  -l addr:port  listen on addr:port instead of serving stdin/stdout
+  -c n          at most n sessions at once with -l (default 40)
+  -t seconds    close a session that sends no complete PDU for this long (default 120)
+  -m bytes      refuse PDUs longer than this (default 1114112)
+  -h            show this help`
+
+// config is what every session shares.
+type config struct {
+	conf        conf.Dir
+	st          *store.Store
+	auth        *auth.Checker
+	me          string
+	limits      store.Limits
+	minLifetime time.Duration
+	maxLifetime time.Duration
+}
+
+// handler is one session.
+type handler struct {
+	*config
+	acct  *store.Account
+	draft *store.Draft
+}
+
+func main() {
+	f := session.ParseFlags("im2000-submitd", usage, os.Args[1:])
+	c, err := load(conf.FromEnv())
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	srv := &session.Server{Proto: msoap.Protocol, Log: fail.Warn,
+		NewHandler: func(*session.Session) session.Handler { return &handler{config: c} }}
+	if err := session.Run(srv, f); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+}
+
+func load(d conf.Dir) (*config, error) {
+	root, err := d.Store()
+	if err != nil {
+		return nil, err
+	}
+	c := &config{conf: d}
+	if c.st, err = store.Open(root); err != nil {
+		return nil, err
+	}
+	if c.auth, err = auth.FromConf(d, filepath.Join(root, ".authfail")); err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	if c.me, err = d.String("me", host); err != nil {
+		return nil, err
+	}
+	if c.limits.MaxMessage, err = d.Int("databytes", 16<<20); err != nil {
+		return nil, err
+	}
+	if c.limits.Quota, err = d.Int("quota", 0); err != nil {
+		return nil, err
+	}
+	minL, err := d.Int("minlifetime", 3600)
+	if err != nil {
+		return nil, err
+	}
+	maxL, err := d.Int("maxlifetime", 365*24*3600)
+	if err != nil {
+		return nil, err
+	}
+	c.minLifetime, c.maxLifetime = time.Duration(minL)*time.Second, time.Duration(maxL)*time.Second
+	return c, nil
+}
+
+// Abort drops a submission in progress: nothing of it stays.
+func (h *handler) Abort(*session.Session) {
+	if h.draft != nil {
+		h.draft.Abort()
+		h.draft = nil
+	}
+}
+
+func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
+	switch c := cmd.(type) {
+	case *msoap.Authenticate:
+		return h.authenticate(s, c)
+	case *msoap.SubmitEnvelope:
+		return h.envelope(s, c)
+	case *msoap.SubmitMsgChunk:
+		return h.chunk(s, c)
+	case *msoap.Track:
+		return h.track(s, c.ID)
+	case *msoap.Cancel:
+		return h.cancel(s, c.ID)
+	}
+	return session.Reply{Status: msoap.ErrorUnexpectedCommand, ForceAbort: true}
+}
+
+func (h *handler) authenticate(s *session.Session, c *msoap.Authenticate) session.Reply {
+	ok, err := h.auth.Check(s.Remote.Addr(), c.Account, c.Password)
+	if err != nil {
+		fail.Warn("%v: %v", s.Remote, err)
+		return session.Reply{Status: msoap.ErrorInternalProblem}
+	}
+	if ok && store.CheckAccount(c.Account) == nil {
+		if h.acct, err = h.st.Account(c.Account); err == nil {
+			s.Account = c.Account
+			fail.Warn("%v: authenticated %s", s.Remote, c.Account)
+			return session.Reply{Body: msoap.AuthenticateOK{}}
+		}
+		fail.Warn("%v: %v", s.Remote, err)
+		return session.Reply{Status: msoap.ErrorInternalProblem}
+	}
+	fail.Warn("%v: authentication failed", s.Remote)
+	return session.Reply{Status: msoap.ErrorNotAuthenticated}
+}
+
+// envelope opens a submission. Every recipient and list gets a status;
+// only acceptable ones go into the message. With none acceptable no
+// submission is opened.
+func (h *handler) envelope(s *session.Session, c *msoap.SubmitEnvelope) session.Reply {
+	if h.draft != nil {
+		return session.Reply{Status: msoap.ErrorUnexpectedCommand, ForceAbort: true}
+	}
+	lifetime := time.Duration(min(c.Lifetime, 1<<32)) * time.Second
+	if lifetime < h.minLifetime {
+		return session.Reply{Status: msoap.ErrorLifetimeTooShort}
+	}
+	lifetime = min(lifetime, h.maxLifetime)
+	var sub store.Submission
+	resp := &msoap.SubmitEnvelopeOK{}
+	for _, r := range c.Recipients {
+		a, err := r.Addr()
+		status := msoap.Acceptable
+		if err != nil {
+			status = msoap.SubmissionAccessDenied
+		} else {
+			sub.Recipients = append(sub.Recipients, a)
+		}
+		resp.Recipients = append(resp.Recipients, status)
+	}
+	for _, l := range c.Lists {
+		name := string(l)
+		status := msoap.SubmissionAccessDenied
+		if store.CheckListName(name) == nil {
+			if ok, err := h.conf.MayPost(name, s.Account); err != nil {
+				fail.Warn("%v: %v", s.Remote, err)
+			} else if ok {
+				status = msoap.Acceptable
+				sub.Lists = append(sub.Lists, name)
+			}
+		}
+		resp.Lists = append(resp.Lists, status)
+	}
+	if len(sub.Recipients) == 0 && len(sub.Lists) == 0 {
+		return session.Reply{Body: resp}
+	}
+	var err error
+	sub.Lifetime = lifetime
+	if sub.Sender, err = addr.Parse(s.Account + "@" + h.me); err != nil {
+		fail.Warn("%v: account %s at %s is no address: %v", s.Remote, s.Account, h.me, err)
+		return session.Reply{Status: msoap.ErrorInternalProblem}
+	}
+	if h.draft, err = h.acct.NewDraft(sub, h.limits); err != nil {
+		return h.storeError(s, err)
+	}
+	return session.Reply{Body: resp}
+}
+
+// chunk appends to the submission; the last chunk commits it, and the
+// answer to it carries the message's identifier.
+func (h *handler) chunk(s *session.Session, c *msoap.SubmitMsgChunk) session.Reply {
+	d := h.draft
+	if d == nil || c.Offset != uint64(d.Size()) {
+		return session.Reply{Status: msoap.ErrorUnexpectedCommand, ForceAbort: true}
+	}
+	if _, err := d.Write(c.Data); err != nil {
+		return h.storeError(s, err)
+	}
+	if !c.IsLast {
+		return session.Reply{Body: &msoap.SubmitMsgChunkOK{}}
+	}
+	h.draft = nil
+	env, err := d.Commit()
+	if err != nil {
+		return h.storeError(s, err)
+	}
+	fail.Warn("%v: %s submitted %s: %d bytes, %d recipients, %d lists", s.Remote, s.Account, env.ID, d.Size(), len(env.Recipients), len(env.Lists))
+	return session.Reply{Body: &msoap.SubmitMsgChunkOK{ID: &env.ID}}
+}
+
+// storeError answers a failed submission; the engine then aborts it.
+func (h *handler) storeError(s *session.Session, err error) session.Reply {
+	status := msoap.ErrorInternalProblem
+	switch {
+	case errors.Is(err, store.ErrTooLarge), errors.Is(err, syscall.ENOSPC):
+		status = msoap.ErrorNotEnoughRoom
+	case errors.Is(err, store.ErrQuota):
+		status = msoap.ErrorWouldExceedQuota
+	}
+	fail.Warn("%v: %s: submission aborted: %v", s.Remote, s.Account, err)
+	return session.Reply{Status: status, ForceAbort: true}
+}
+
+func (h *handler) track(s *session.Session, id msgid.ID) session.Reply {
+	m, err := h.acct.Open(id)
+	if err != nil {
+		return h.lookupError(s, err)
+	}
+	defer m.Close()
+	st, err := h.acct.Status(id)
+	if err != nil {
+		return h.lookupError(s, err)
+	}
+	resp := &msoap.TrackOK{Recipients: []msoap.RecipientStatus{}}
+	for i, r := range st.Recipients {
+		resp.Recipients = append(resp.Recipients, msoap.RecipientStatus{
+			Recipient: wire.FromAddr(m.Env.Recipients[i].Addr),
+			Status:    msoap.DeliveryStatus{Notification: uint64(r.Notification), Read: uint64(r.Read), Pinned: r.Pinned},
+		})
+	}
+	return session.Reply{Body: resp}
+}
+
+func (h *handler) cancel(s *session.Session, id msgid.ID) session.Reply {
+	if err := h.acct.Cancel(id); err != nil {
+		return h.lookupError(s, err)
+	}
+	fail.Warn("%v: %s cancelled %s", s.Remote, s.Account, id)
+	return session.Reply{Body: msoap.CancelOK{}}
+}
+
+// lookupError: another account's id and a missing one answer alike.
+func (h *handler) lookupError(s *session.Session, err error) session.Reply {
+	if errors.Is(err, store.ErrNoSuch) {
+		return session.Reply{Status: msoap.ErrorNoSuchMessage}
+	}
+	fail.Warn("%v: %v", s.Remote, fmt.Errorf("%s: %w", s.Account, err))
+	return session.Reply{Status: msoap.ErrorInternalProblem}
+}
