@@ -3,11 +3,13 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -311,5 +313,118 @@ func TestSubmitHostile(t *testing.T) {
 	call(t, cq, chunk(0, strings.Repeat("q", 300), true), msoap.ErrorWouldExceedQuota, true)
 	if ids, _ := os.ReadDir(filepath.Join(q.store, "alice", "msg")); len(ids) != 1 {
 		t.Fatalf("%d messages after a refused one, want 1", len(ids))
+	}
+}
+
+// TestPasswordStorm: failures from one address are answered ever more
+// slowly, other sessions are served meanwhile, and the right password
+// still gets in.
+func TestPasswordStorm(t *testing.T) {
+	h := newStoreHost(t, "listener", nil)
+	other := login(t, h, "bob")
+	stop := make(chan struct{})
+	served := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				served <- n
+				return
+			default:
+			}
+			if _, err := other.Call(&msoap.Track{ID: msgid.New()}); err != nil && !strings.Contains(err.Error(), "nosuchmessage") {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	c := dialProto(t, msoap.Protocol, h.msoap)
+	var took []time.Duration
+	for i := 0; i < 4; i++ {
+		start := time.Now()
+		account := "alice"
+		if i%2 == 1 {
+			account = "nosuchaccount"
+		}
+		call(t, c, &msoap.Authenticate{Account: account, Password: "guess"}, msoap.ErrorNotAuthenticated, false)
+		took = append(took, time.Since(start))
+	}
+	close(stop)
+	n := <-served
+	for i := 1; i < len(took); i++ {
+		if took[i] < took[i-1]+took[i-1]/2 {
+			t.Fatalf("failure delays do not grow: %v", took)
+		}
+	}
+	if n < 100 {
+		t.Fatalf("another session was served only %d times during the storm", n)
+	}
+	call(t, c, &msoap.Authenticate{Account: "alice", Password: "alicepw"}, msoap.NoError, false)
+	t.Logf("delays %v; %d commands served to another session meanwhile", took, n)
+}
+
+// TestIdleFlood opens 1,000 connections at once against a server limited
+// to 50 sessions: the 950 beyond the limit are told errorserviceshutdown
+// and closed, the 50 stay, and once they go the server serves as before.
+func TestIdleFlood(t *testing.T) {
+	h := newStoreHost(t, "listener", nil, "-c", "50")
+	const n = 1000
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// The store host's -c 20 comes first on the command line; ours wins.
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", h.msrap)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	refused, idle := 0, 0
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, c := range conns {
+		wg.Add(1)
+		go func(c net.Conn) {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			frame, err := wire.ReadFrame(c, 1<<16)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				idle++
+				return
+			}
+			if p, err := msrap.Protocol.Unmarshal(frame); err == nil && p.Status == msrap.ErrorServiceShutdown && p.ForceAbort {
+				refused++
+			}
+		}(c)
+	}
+	wg.Wait()
+	if refused != n-50 || idle != 50 {
+		t.Fatalf("%d refused and %d idle; want %d and 50", refused, idle, n-50)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := session.Dial(t.Context(), msrap.Protocol, h.msrap, 2*time.Second)
+		if err == nil {
+			_, err = c.Call(&msrap.QuerySize{ID: msgid.New()})
+			c.Close()
+			if err != nil && strings.Contains(err.Error(), "nosuchmessage") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not serving after the flood: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
