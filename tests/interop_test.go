@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"im2000/lib/wire"
@@ -93,4 +94,15 @@ func TestPyasn1Interop(t *testing.T) {
 		t.Errorf("Python built PDUs of %d protocols, want all 4", len(protos))
 	}
 	t.Logf("pyasn1 checked %d Go PDUs; Go checked %d pyasn1 PDUs", len(result.Checked), len(result.Python))
+}
+
+// TestPyasn1Conformance runs a client written with pyasn1 alone against
+// the running im2000-submitd and im2000-retrieved.
+func TestPyasn1Conformance(t *testing.T) {
+	h := newStoreHost(t, "tcpserver", nil)
+	cmd := exec.Command("/usr/bin/python3", "interop/conformance.py", h.msoap, h.msrap, h.store)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("conformance.py: %v\n%s", err, out)
+	}
 }
