@@ -4,16 +4,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"im2000/lib/addr"
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
+	"im2000/lib/msgid"
+	"im2000/lib/remote"
 	"im2000/lib/store"
 )
 
@@ -102,9 +106,12 @@ func parseArgs(args []string) (*options, error) {
 
 // classify gives store and message errors their exit codes.
 func classify(err error) error {
+	var marked *fail.Error
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &marked):
+		return err // already said: the remote store's answers
 	case errors.Is(err, store.ErrTooLarge), errors.Is(err, store.ErrNoRecipients),
 		errors.Is(err, mailmsg.ErrHeaderTooLarge), errors.Is(err, mailmsg.ErrBadHeader),
 		errors.Is(err, mailmsg.ErrBadAddress), errors.Is(err, store.ErrBadAccount),
@@ -172,7 +179,19 @@ func inject(o *options, stdin io.Reader) (string, error) {
 		return "", fmt.Errorf("%w: name them as arguments, use -t, or post to a list with -l", store.ErrNoRecipients)
 	}
 
-	st, err := store.Open(s.Store)
+	c := conf.FromEnv()
+	isRemote, err := remote.Configured(c)
+	if err != nil {
+		return "", err
+	}
+	if isRemote {
+		return injectRemote(c, s, msg, from, o, rcpts)
+	}
+	root, err := c.Store()
+	if err != nil {
+		return "", err
+	}
+	st, err := store.Open(root)
 	if err != nil {
 		return "", err
 	}
@@ -190,7 +209,7 @@ func inject(o *options, stdin io.Reader) (string, error) {
 	if _, err := msg.WriteTo(d); err != nil {
 		d.Abort()
 		if errors.Is(err, store.ErrTooLarge) {
-			err = fmt.Errorf("%w (%d bytes; see %s)", err, s.MaxMessage, conf.FromEnv().Path("databytes"))
+			err = fmt.Errorf("%w (%d bytes; see %s)", err, s.MaxMessage, c.Path("databytes"))
 		}
 		return "", err
 	}
@@ -198,6 +217,54 @@ func inject(o *options, stdin io.Reader) (string, error) {
 		return "", err
 	}
 	return env.ID.String(), nil
+}
+
+// injectRemote submits over MSOAP to the store the configuration names,
+// and records the submission in the sent log for im2000-status.
+func injectRemote(c conf.Dir, s *conf.Local, msg *mailmsg.Message, from addr.Mailbox, o *options, rcpts []addr.Mailbox) (string, error) {
+	now := time.Now()
+	msg.Complete(mailmsg.Defaults{From: from, FullName: o.fullName, Date: now, MessageID: msgid.New().String() + "@" + s.Me})
+	var buf bytes.Buffer
+	if _, err := msg.WriteTo(&limitWriter{w: &buf, left: s.MaxMessage}); err != nil {
+		if errors.Is(err, store.ErrTooLarge) {
+			err = fmt.Errorf("%w (%d bytes; see %s)", err, s.MaxMessage, c.Path("databytes"))
+		}
+		return "", err
+	}
+	rs, err := remote.Dial(c, s.Account)
+	if err != nil {
+		return "", err
+	}
+	defer rs.Close()
+	id, err := rs.Submit(rcpts, o.lists, s.Lifetime, buf.Bytes())
+	if err != nil {
+		return "", err
+	}
+	subject, _ := msg.Header.Subject()
+	if log, err := remote.SentLog(c); err == nil {
+		err = remote.Record(log, remote.Sent{ID: id, Submitted: now, Subject: subject})
+		if err != nil {
+			// The message is committed at the store: only the local listing suffers.
+			fail.Warn("warning: %s is submitted, but not recorded in %s: %v", id, log, err)
+		}
+	}
+	return id.String(), nil
+}
+
+// limitWriter fails with store.ErrTooLarge past its limit (0: none).
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.left > 0 && int64(len(p)) > l.left {
+		return 0, store.ErrTooLarge
+	}
+	if l.left > 0 {
+		l.left -= int64(len(p))
+	}
+	return l.w.Write(p)
 }
 
 func dedupe(in []addr.Mailbox) []addr.Mailbox {

@@ -22,6 +22,7 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
 	"im2000/lib/msgid"
+	"im2000/lib/remote"
 	"im2000/lib/store"
 )
 
@@ -41,7 +42,7 @@ type recipientView struct {
 	Notification string     `json:"notification"`
 	Read         string     `json:"read"`
 	Pinned       bool       `json:"pinned"`
-	Attempts     int64      `json:"attempts"`
+	Attempts     *int64     `json:"attempts,omitempty"` // unknown for a remote store
 	Last         *time.Time `json:"last,omitempty"`
 	Next         *time.Time `json:"next,omitempty"`
 }
@@ -93,7 +94,7 @@ func view(a *store.Account, id msgid.ID) (*messageView, error) {
 		}
 		v.Recipients = append(v.Recipients, recipientView{Address: m.Env.Recipients[i].Addr.String(),
 			Notification: r.Notification.String(), Read: r.Read.String(), Pinned: r.Pinned,
-			Attempts: r.Attempts, Last: timePtr(r.Last), Next: timePtr(r.Next)})
+			Attempts: &r.Attempts, Last: timePtr(r.Last), Next: timePtr(r.Next)})
 		v.pending = v.pending || !r.Notification.Final()
 		v.failed = v.failed || r.Notification.Failed()
 	}
@@ -222,11 +223,21 @@ func (f filter) keep(v *messageView) bool {
 }
 
 func run(p *printer, idText string, f filter) error {
-	l, err := conf.FromEnv().Local()
+	c := conf.FromEnv()
+	l, err := c.Local()
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(l.Store)
+	if isRemote, err := remote.Configured(c); err != nil {
+		return err
+	} else if isRemote {
+		return runRemote(p, c, l.Account, idText, f)
+	}
+	root, err := c.Store()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(root)
 	if err != nil {
 		return err
 	}
@@ -306,7 +317,11 @@ func (p *printer) recipients(v *messageView) error {
 		if r.Pinned {
 			pin = "pinned"
 		}
-		p.row(r.Address, r.Notification, r.Read, pin, strconv.FormatInt(r.Attempts, 10), p.time(r.Last), p.time(r.Next))
+		attempts := "-"
+		if r.Attempts != nil {
+			attempts = strconv.FormatInt(*r.Attempts, 10)
+		}
+		p.row(r.Address, r.Notification, r.Read, pin, attempts, p.time(r.Last), p.time(r.Next))
 	}
 	for _, l := range v.Lists {
 		p.row("list:"+l.Name, "-", fmt.Sprintf("retrieved %d", l.Retrievals), "-", "-", "-", "-")
@@ -318,4 +333,73 @@ func (p *printer) encode(x any) error {
 	e := json.NewEncoder(p.w)
 	e.SetIndent("", "  ")
 	return e.Encode(x)
+}
+
+// remoteView builds a message's view from MSOAP Track: the store tells
+// each recipient's delivery status; attempts and times stay unknown.
+func remoteView(rs *remote.Store, sent remote.Sent) (*messageView, error) {
+	st, err := rs.Track(sent.ID)
+	if err != nil {
+		return nil, err
+	}
+	v := &messageView{ID: sent.ID.String(), Submitted: sent.Submitted.UTC(), Subject: sent.Subject,
+		Recipients: []recipientView{}, Lists: []listView{}}
+	for _, r := range st {
+		a, err := r.Recipient.Addr()
+		address := r.Recipient.Local + "@" + strings.Join(r.Recipient.Domain, ".")
+		if err == nil {
+			address = a.String()
+		}
+		n, rd := store.Notification(r.Status.Notification), store.Read(r.Status.Read)
+		v.Recipients = append(v.Recipients, recipientView{Address: address, Notification: n.String(), Read: rd.String(), Pinned: r.Status.Pinned})
+		v.pending = v.pending || !n.Final()
+		v.failed = v.failed || n.Failed()
+	}
+	return v, nil
+}
+
+// runRemote asks the remote store. MSOAP tracks one message at a time, so
+// the listing is of the messages the sent log records.
+func runRemote(p *printer, c conf.Dir, account, idText string, f filter) error {
+	rs, err := remote.Dial(c, account)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	if idText != "" {
+		id, err := msgid.Parse(idText)
+		if err != nil {
+			return fail.Perm(fmt.Errorf("%q: %v", idText, err))
+		}
+		v, err := remoteView(rs, remote.Sent{ID: id})
+		if errors.Is(err, remote.ErrNoSuch) {
+			return fail.Perm(fmt.Errorf("%s: no such message in the archive of %s", idText, account))
+		}
+		if err != nil {
+			return err
+		}
+		return p.recipients(v)
+	}
+	log, err := remote.SentLog(c)
+	if err != nil {
+		return err
+	}
+	sent, err := remote.ReadLog(log)
+	if err != nil {
+		return err
+	}
+	var views []*messageView
+	for _, s := range sent {
+		v, err := remoteView(rs, s)
+		if errors.Is(err, remote.ErrNoSuch) {
+			continue // cancelled or expired
+		}
+		if err != nil {
+			return err
+		}
+		if f.keep(v) {
+			views = append(views, v)
+		}
+	}
+	return p.messages(views)
 }

@@ -85,9 +85,9 @@ func (d Dir) Lines(name string) ([]string, error) {
 	return out, nil
 }
 
-// Local is what a command run by an originator needs to find its archive.
+// Local is what a command run by an originator needs about its archive;
+// where a local store is, Store says.
 type Local struct {
-	Store      string        // $IM2000_STORE, else the store file
 	Account    string        // $IM2000_ACCOUNT, else the login name
 	Me         string        // me: this host's mail domain, default the hostname
 	MaxMessage int64         // databytes: bytes per message, default 16 MiB
@@ -127,9 +127,6 @@ func (d Dir) MayPost(list, account string) (bool, error) {
 func (d Dir) Local() (*Local, error) {
 	l := &Local{}
 	var err error
-	if l.Store, err = d.Store(); err != nil {
-		return nil, err
-	}
 	if l.Account = os.Getenv("IM2000_ACCOUNT"); l.Account == "" {
 		u, err := user.Current()
 		if err != nil {

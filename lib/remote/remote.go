@@ -1,0 +1,224 @@
+// Package remote is the originator's side of MSOAP, for the commands that
+// reach an archive at another host: im2000-inject submits and im2000-status
+// tracks through it when the configuration names a remote store.
+package remote
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"im2000/lib/addr"
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/locate"
+	"im2000/lib/msgid"
+	"im2000/lib/session"
+	"im2000/lib/wire"
+	"im2000/lib/wire/msoap"
+)
+
+// Configured reports whether the configuration names a remote store.
+func Configured(d conf.Dir) (bool, error) {
+	r, err := d.String("remote", "")
+	return r != "", err
+}
+
+// Store is an authenticated MSOAP session with the account's store.
+type Store struct {
+	c *session.Client
+}
+
+// chunkSize is how much message one SubmitMsgChunk carries.
+const chunkSize = 256 << 10
+
+// Dial connects to the store the remote file names (host:port, or a domain
+// whose _msoap._tcp SRV records say where) and authenticates as account
+// with the password in the password file.
+func Dial(d conf.Dir, account string) (*Store, error) {
+	where, err := d.String("remote", "")
+	if err != nil {
+		return nil, err
+	}
+	password, err := d.String("password", "")
+	if err != nil {
+		return nil, err
+	}
+	if password == "" {
+		return nil, fail.Perm(fmt.Errorf("no password for the remote store: write it to %s (mode 600)", d.Path("password")))
+	}
+	ctx := context.Background()
+	var c *session.Client
+	if strings.Contains(where, ":") {
+		c, err = session.Dial(ctx, msoap.Protocol, where, time.Minute)
+	} else {
+		var l *locate.Locator
+		if l, err = locate.FromConf(d); err == nil {
+			c, err = session.Connect(ctx, l, msoap.Protocol, where, time.Minute)
+		}
+	}
+	if errors.Is(err, locate.ErrBadDomain) {
+		return nil, fail.Perm(err)
+	}
+	if err != nil {
+		return nil, fail.Temp(fmt.Errorf("remote store %s: %w", where, err))
+	}
+	if _, err := c.Call(&msoap.Authenticate{Account: account, Password: password}); err != nil {
+		c.Close()
+		return nil, classify(fmt.Errorf("remote store %s: authenticate as %s: %w", where, account, err))
+	}
+	return &Store{c: c}, nil
+}
+
+// classify gives an MSOAP status its exit code.
+func classify(err error) error {
+	var se *session.StatusError
+	if !errors.As(err, &se) {
+		return fail.Temp(err)
+	}
+	switch se.Status {
+	case msoap.ErrorNotAuthenticated:
+		return fail.Perm(fmt.Errorf("%w (check the account and the password file)", err))
+	case msoap.ErrorLifetimeTooShort, msoap.ErrorNotPermitted, msoap.ErrorMalformedPDU:
+		return fail.Perm(err)
+	}
+	return fail.Temp(err)
+}
+
+// Close ends the session.
+func (s *Store) Close() error { return s.c.Close() }
+
+// Submit sends one message and returns its identifier at the store. A
+// recipient or list the store refuses fails the whole submission (and
+// nothing is kept), as sendmail fails on a bad recipient.
+func (s *Store) Submit(rcpts []addr.Mailbox, lists []string, lifetime time.Duration, msg []byte) (msgid.ID, error) {
+	env := &msoap.SubmitEnvelope{Lifetime: uint64(lifetime / time.Second)}
+	for _, r := range rcpts {
+		env.Recipients = append(env.Recipients, wire.FromAddr(r))
+	}
+	for _, l := range lists {
+		env.Lists = append(env.Lists, []byte(l))
+	}
+	pdu, err := s.c.Call(env)
+	if err != nil {
+		return msgid.ID{}, classify(err)
+	}
+	resp := pdu.Response.(*msoap.SubmitEnvelopeOK)
+	var refused []string
+	for i, st := range resp.Recipients {
+		if st != msoap.Acceptable && i < len(rcpts) {
+			refused = append(refused, rcpts[i].String())
+		}
+	}
+	for i, st := range resp.Lists {
+		if st != msoap.Acceptable && i < len(lists) {
+			refused = append(refused, "list "+lists[i])
+		}
+	}
+	if len(refused) > 0 {
+		s.c.Close() // a close inside the submission aborts it
+		return msgid.ID{}, fail.Perm(fmt.Errorf("the store refuses %s", strings.Join(refused, ", ")))
+	}
+	for off := 0; ; off += chunkSize {
+		end := min(off+chunkSize, len(msg))
+		pdu, err := s.c.Call(&msoap.SubmitMsgChunk{IsLast: end == len(msg), Offset: uint64(off), Data: msg[off:end]})
+		if err != nil {
+			return msgid.ID{}, classify(err)
+		}
+		if end == len(msg) {
+			id := pdu.Response.(*msoap.SubmitMsgChunkOK).ID
+			if id == nil {
+				return msgid.ID{}, fail.Temp(errors.New("the store committed the message but sent no identifier"))
+			}
+			return *id, nil
+		}
+	}
+}
+
+// Track returns each recipient's delivery status; ErrNoSuch for an id that
+// is not the account's.
+func (s *Store) Track(id msgid.ID) ([]msoap.RecipientStatus, error) {
+	pdu, err := s.c.Call(&msoap.Track{ID: id})
+	var se *session.StatusError
+	if errors.As(err, &se) && se.Status == msoap.ErrorNoSuchMessage {
+		return nil, ErrNoSuch
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	return pdu.Response.(*msoap.TrackOK).Recipients, nil
+}
+
+// ErrNoSuch is Track's answer for an unknown id.
+var ErrNoSuch = errors.New("no such message at the remote store")
+
+// Sent is one line of the sent log: what the originator submitted remotely,
+// so that im2000-status can list it (MSOAP has no listing command).
+type Sent struct {
+	ID        msgid.ID
+	Submitted time.Time
+	Subject   string
+}
+
+// SentLog is where remote submissions are recorded: the sentlog setting,
+// else $HOME/.im2000-sent.
+func SentLog(d conf.Dir) (string, error) {
+	home, _ := os.UserHomeDir()
+	return d.String("sentlog", filepath.Join(home, ".im2000-sent"))
+}
+
+// Record appends a submission to the sent log.
+func Record(path string, s Sent) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	subject := strings.Map(func(r rune) rune {
+		if r < ' ' {
+			return ' '
+		}
+		return r
+	}, s.Subject)
+	_, err = fmt.Fprintf(f, "%s %d %s\n", s.ID, s.Submitted.Unix(), subject)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ReadLog reads the sent log, oldest first; a missing log is empty.
+func ReadLog(path string) ([]Sent, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Sent
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.SplitN(sc.Text(), " ", 3)
+		if len(fields) < 2 {
+			continue
+		}
+		id, err1 := msgid.Parse(fields[0])
+		t, err2 := strconv.ParseInt(fields[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue // a torn last line after a crash
+		}
+		s := Sent{ID: id, Submitted: time.Unix(t, 0)}
+		if len(fields) == 3 {
+			s.Subject = fields[2]
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
