@@ -8,7 +8,10 @@
 // command over loopback on one session, with the server listening itself
 // and under tcpserver.
 //
-// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire]
+// And the store's services: MSOAP submissions side by side with SMTP to
+// postfix, and MSRAP retrieval throughput.
+//
+// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store]
 package main
 
 import (
@@ -54,7 +57,7 @@ func main() {
 	flag.Parse()
 	sections := flag.Args()
 	if len(sections) == 0 {
-		sections = []string{"inject", "wire"}
+		sections = []string{"inject", "wire", "store"}
 	}
 	for _, s := range sections {
 		switch s {
@@ -62,8 +65,10 @@ func main() {
 			benchInject()
 		case "wire":
 			benchWire()
+		case "store":
+			benchStore()
 		default:
-			log("unknown section %q: inject or wire", s)
+			log("unknown section %q: inject, wire or store", s)
 			os.Exit(100)
 		}
 	}
