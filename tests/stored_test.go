@@ -428,3 +428,41 @@ func TestIdleFlood(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRawAndExpired sends raw PDUs the decoder must refuse, and retrieves
+// a message after its lifetime.
+func TestRawAndExpired(t *testing.T) {
+	h := newStoreHost(t, "tcpserver", func(e *env) { e.setConf("minlifetime", "1") })
+	conn, err := net.Dial("tcp", h.msoap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, raw := range [][]byte{{0x30, 0x00}, {0xA1, 0x02, 0xA0, 0x00}, wire.MarshalResponse(false, 0, wire.Null{})} {
+		wire.WriteFrame(conn, raw)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		frame, err := wire.ReadFrame(conn, 1<<16)
+		if err != nil {
+			t.Fatalf("%x: %v", raw, err)
+		}
+		if p, _ := msoap.Protocol.Unmarshal(frame); p.Status != msoap.ErrorMalformedPDU || !p.ForceAbort {
+			t.Fatalf("%x: %+v", raw, p)
+		}
+	}
+	c := login(t, h, "alice")
+	id := submit(t, c, []byte("Subject: brief\r\n\r\nx\r\n"), 100, &msoap.SubmitEnvelope{Recipients: []wire.MailBox{mb("bob", "example.net")}, Lifetime: 1})
+	s, _ := store.Open(h.store)
+	a, _ := s.Account("alice")
+	m, err := a.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := m.Env.Recipients[0].ID
+	expires := m.Env.Expires()
+	m.Close()
+	r := dialProto(t, msrap.Protocol, h.msrap)
+	call(t, r, &msrap.QuerySize{ID: bob}, msrap.NoError, false)
+	time.Sleep(time.Until(expires) + 1100*time.Millisecond)
+	call(t, r, &msrap.Retrieve{ID: bob, Type: msrap.All}, msrap.ErrorNoSuchMessage, false)
+	call(t, r, &msrap.Silence{ID: bob}, msrap.ErrorNoSuchMessage, false)
+}
