@@ -2,7 +2,7 @@
 GO       ?= go
 PREFIX   ?= /usr/local
 MANDIR   ?= $(PREFIX)/share/man
-FUZZTIME ?= 5s
+FUZZTIME ?= 100000x
 PROGRAMS := $(patsubst %/,%,$(wildcard im2000-*/))
 # Static binaries: without cgo (which only os/user would use) a program
 # starts about 2.5 ms sooner here, which is most of a sendmail-style
