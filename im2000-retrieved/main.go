@@ -24,11 +24,7 @@ const usage = `usage: im2000-retrieved [-l addr:port] [-c n] [-t seconds] [-m by
   Serves MSRAP for the store in $IM2000_STORE (or the store file of the
   configuration directory $IM2000_CONF): one session on stdin/stdout, as
   under tcpserver, or with -l as a listener.
-  -l addr:port  listen on addr:port instead of serving stdin/stdout
-  -c n          at most n sessions at once with -l (default 40)
-  -t seconds    close a session that sends no complete PDU for this long (default 120)
-  -m bytes      refuse PDUs longer than this (default 1114112)
-  -h            show this help`
+` + session.FlagUsage
 
 // maxScan bounds the identifiers one ScanList answer carries; the client
 // goes on from the endtime it gets.

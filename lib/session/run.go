@@ -14,6 +14,13 @@ import (
 	"im2000/lib/wire"
 )
 
+// FlagUsage describes the options every server takes, for its -h text.
+const FlagUsage = `  -l addr:port  listen on addr:port instead of serving stdin/stdout
+  -c n          at most n sessions at once with -l (default 40)
+  -t seconds    close a session that sends no complete PDU for this long (default 120)
+  -m bytes      refuse PDUs longer than this (default 1114112)
+  -h            show this help`
+
 // Flags are the options every server takes.
 type Flags struct {
 	Listen  string        // -l ADDR:PORT: listen instead of serving stdin/stdout

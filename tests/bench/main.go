@@ -46,11 +46,6 @@ var message = func() []byte {
 	return b.Bytes()
 }()
 
-type method struct {
-	name string
-	run  func(dir string, n int) error // n messages, in a fresh directory
-}
-
 func log(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
 
 func main() {
@@ -74,18 +69,48 @@ func main() {
 	}
 }
 
-// median runs f rounds times and returns the median rate and every rate.
-func rounds(f func() (float64, error)) (float64, []float64) {
-	var rates []float64
+// row is one thing measured: f returns a rate, called once per round.
+type row struct {
+	name, unit string
+	f          func() (float64, error)
+	rates      []float64
+}
+
+// measure runs every row once per round, interleaved, so that drift in the
+// machine's speed touches all of them alike.
+func measure(rows []*row) {
 	for r := 0; r < *roundsFlag; r++ {
-		rate, err := f()
-		if err != nil {
-			log("%v", err)
-			os.Exit(111)
+		for _, x := range rows {
+			rate, err := x.f()
+			if err != nil {
+				log("%s: %v", x.name, err)
+				os.Exit(111)
+			}
+			x.rates = append(x.rates, rate)
+			log("round %d: %-66s %10.1f %s", r+1, x.name, rate, x.unit)
 		}
-		rates = append(rates, rate)
 	}
-	return median(rates), rates
+}
+
+// table prints the rows' medians and every round as Markdown.
+func table(title string, rows []*row) {
+	fmt.Printf("\n%s, %d rounds, medians (%s):\n\n", title, *roundsFlag, time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| what | median | unit | all rounds |")
+	fmt.Println("|---|---:|---|---|")
+	for _, x := range rows {
+		var all []string
+		for _, v := range x.rates {
+			all = append(all, fmt.Sprintf("%.0f", v))
+		}
+		fmt.Printf("| %s | %.0f | %s | %s |\n", x.name, median(x.rates), x.unit, strings.Join(all, " "))
+	}
+}
+
+// timed runs f and returns count per second.
+func timed(count float64, f func() error) (float64, error) {
+	start := time.Now()
+	err := f()
+	return count / time.Since(start).Seconds(), err
 }
 
 func benchInject() {
@@ -100,53 +125,36 @@ func benchInject() {
 		os.Exit(111)
 	}
 	defer stopPostfix()
-
-	methods := []method{
-		{"fsync floor: create+write 4 KiB+fsync+rename+fsync(dir), in-process", floor},
-		{"lib/store commit, in-process", storeCommit},
-		{"exec /bin/true (process start cost)", func(dir string, n int) error { return execEach(n, nil, "/bin/true") }},
-		{"exec im2000-inject -h (Go start, no work)", func(dir string, n int) error { return execEach(n, nil, inject, "-h") }},
-		{"im2000-inject, one process per message", func(dir string, n int) error {
-			os.Mkdir(filepath.Join(dir, "store"), 0o755)
-			env := append(os.Environ(), "IM2000_STORE="+filepath.Join(dir, "store"), "IM2000_ACCOUNT=alice", "IM2000_CONF="+dir)
-			return execEach(n, env, inject, "-i", "bob@example.net")
-		}},
-		{"postfix sendmail, one process per message", func(dir string, n int) error {
-			return execEach(n, nil, "/usr/sbin/sendmail", "-i", "root@localhost")
-		}},
-	}
-	rates := make([][]float64, len(methods))
 	tmp, _ := os.MkdirTemp("", "im2000-bench-")
 	defer os.RemoveAll(tmp)
-	for r := 0; r < *roundsFlag; r++ {
-		for i, m := range methods {
-			dir, _ := os.MkdirTemp(tmp, "run-")
-			start := time.Now()
-			if err := m.run(dir, *n); err != nil {
-				log("%s: %v", m.name, err)
-				os.Exit(111)
+	inDir := func(f func(dir string) error) func() (float64, error) {
+		return func() (float64, error) {
+			dir, err := os.MkdirTemp(tmp, "run-")
+			if err != nil {
+				return 0, err
 			}
-			rate := float64(*n) / time.Since(start).Seconds()
-			rates[i] = append(rates[i], rate)
-			log("round %d: %-70s %8.0f/s", r+1, m.name, rate)
-			os.RemoveAll(dir)
+			defer os.RemoveAll(dir)
+			return timed(float64(*n), func() error { return f(dir) })
 		}
 	}
-	med := make([]float64, len(methods))
-	for i := range rates {
-		med[i] = median(rates[i])
+	rows := []*row{
+		{name: "fsync floor: create+write 4 KiB+fsync+rename+fsync(dir), in-process", unit: "msg/s", f: inDir(func(dir string) error { return floor(dir, *n) })},
+		{name: "lib/store commit, in-process", unit: "msg/s", f: inDir(func(dir string) error { return storeCommit(dir, *n) })},
+		{name: "exec /bin/true (process start cost)", unit: "msg/s", f: inDir(func(string) error { return execEach(*n, nil, "/bin/true") })},
+		{name: "exec im2000-inject -h (Go start, no work)", unit: "msg/s", f: inDir(func(string) error { return execEach(*n, nil, inject, "-h") })},
+		{name: "im2000-inject, one process per message", unit: "msg/s", f: inDir(func(dir string) error {
+			os.Mkdir(filepath.Join(dir, "store"), 0o755)
+			env := append(os.Environ(), "IM2000_STORE="+filepath.Join(dir, "store"), "IM2000_ACCOUNT=alice", "IM2000_CONF="+dir)
+			return execEach(*n, env, inject, "-i", "bob@example.net")
+		})},
+		{name: "postfix sendmail, one process per message", unit: "msg/s", f: inDir(func(string) error {
+			return execEach(*n, nil, "/usr/sbin/sendmail", "-i", "root@localhost")
+		})},
 	}
-	fmt.Printf("Injection, %d rounds of %d messages of 4 KiB each, medians (%s):\n\n", *roundsFlag, *n, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| method | messages/s (median) | all rounds |")
-	fmt.Println("|---|---:|---|")
-	for i, m := range methods {
-		var all []string
-		for _, x := range rates[i] {
-			all = append(all, fmt.Sprintf("%.0f", x))
-		}
-		fmt.Printf("| %s | %.0f | %s |\n", m.name, med[i], strings.Join(all, " "))
-	}
-	floorRate, commit, start, inj, pf := med[0], med[1], med[3], med[4], med[5]
+	measure(rows)
+	table(fmt.Sprintf("Injection of %d messages of 4 KiB each", *n), rows)
+	med := func(i int) float64 { return median(rows[i].rates) }
+	floorRate, commit, start, inj, pf := med(0), med(1), med(3), med(4), med(5)
 	fmt.Printf("\nim2000-inject / postfix sendmail: **%.1f×**  \n", inj/pf)
 	fmt.Printf("fsync floor / im2000-inject: **%.1f×**; fsync floor / store commit in-process: **%.1f×**  \n", floorRate/inj, floorRate/commit)
 	fmt.Printf("per message: im2000-inject %.2f ms = process start %.2f ms + store commit %.2f ms + the rest %.2f ms; postfix %.2f ms\n",

@@ -7,7 +7,6 @@ import (
 	"net/smtp"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -190,16 +189,6 @@ func benchStore() {
 	defer reader.Close()
 
 	const n = 200
-	type row struct {
-		name, unit string
-		f          func() (float64, error)
-		rates      []float64
-	}
-	timed := func(count float64, f func() error) (float64, error) {
-		start := time.Now()
-		err := f()
-		return count / time.Since(start).Seconds(), err
-	}
 	rows := []*row{
 		{name: "MSOAP submissions, 10 KiB, one session (im2000-submitd -l)", unit: "msg/s", f: func() (float64, error) {
 			return timed(n, func() error { _, err := b.submitN(n, msg10k); return err })
@@ -234,27 +223,8 @@ func benchStore() {
 			})
 		}},
 	}
-	for r := 0; r < *roundsFlag; r++ {
-		for _, x := range rows {
-			rate, err := x.f()
-			if err != nil {
-				log("%s: %v", x.name, err)
-				os.Exit(111)
-			}
-			x.rates = append(x.rates, rate)
-			log("round %d: %-62s %9.1f %s", r+1, x.name, rate, x.unit)
-		}
-	}
-	fmt.Printf("\nStore services over loopback, %d rounds, medians (%s):\n\n", *roundsFlag, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| what | median | unit | all rounds |")
-	fmt.Println("|---|---:|---|---|")
-	for _, x := range rows {
-		var all []string
-		for _, v := range x.rates {
-			all = append(all, fmt.Sprintf("%.1f", v))
-		}
-		fmt.Printf("| %s | %.1f | %s | %s |\n", x.name, median(x.rates), x.unit, strings.Join(all, " "))
-	}
+	measure(rows)
+	table("Store services over loopback", rows)
 	fmt.Printf("\nMSOAP / postfix SMTP, one session: **%.2f×**; 8 sessions: **%.2f×**\n",
 		median(rows[0].rates)/median(rows[1].rates), median(rows[2].rates)/median(rows[3].rates))
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -106,37 +105,13 @@ func benchWire() {
 	defer stopT()
 
 	const trips = 5000
-	type row struct {
-		name  string
-		f     func() (float64, error)
-		rates []float64
-	}
 	rows := []*row{
-		{name: "round trips, one session, listener mode (-l)", f: func() (float64, error) { return roundTrips(laddr, trips) }},
-		{name: "round trips, one session, under tcpserver", f: func() (float64, error) { return roundTrips(taddr, trips) }},
-		{name: "one-command sessions, listener mode (-l)", f: func() (float64, error) { return sessions(laddr, 500) }},
-		{name: "one-command sessions, under tcpserver (a process each)", f: func() (float64, error) { return sessions(taddr, 200) }},
+		{name: "round trips, one session, listener mode (-l)", unit: "/s", f: func() (float64, error) { return roundTrips(laddr, trips) }},
+		{name: "round trips, one session, under tcpserver", unit: "/s", f: func() (float64, error) { return roundTrips(taddr, trips) }},
+		{name: "one-command sessions, listener mode (-l)", unit: "/s", f: func() (float64, error) { return sessions(laddr, 500) }},
+		{name: "one-command sessions, under tcpserver (a process each)", unit: "/s", f: func() (float64, error) { return sessions(taddr, 200) }},
 	}
-	for r := 0; r < *roundsFlag; r++ {
-		for _, x := range rows {
-			rate, err := x.f()
-			if err != nil {
-				log("%s: %v", x.name, err)
-				os.Exit(111)
-			}
-			x.rates = append(x.rates, rate)
-			log("round %d: %-60s %8.0f/s", r+1, x.name, rate)
-		}
-	}
-	fmt.Printf("\nSession engine: a trivial RNASP Notify (one notification) over loopback, %d rounds, medians (%s):\n\n", *roundsFlag, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| what | per second (median) | all rounds |")
-	fmt.Println("|---|---:|---|")
-	for _, x := range rows {
-		var all []string
-		for _, v := range x.rates {
-			all = append(all, fmt.Sprintf("%.0f", v))
-		}
-		fmt.Printf("| %s | %.0f | %s |\n", x.name, median(x.rates), strings.Join(all, " "))
-	}
+	measure(rows)
+	table("Session engine: a trivial RNASP Notify (one notification) over loopback", rows)
 	fmt.Printf("\nlistener mode / tcpserver, round trips on one session: **%.2f×**\n", median(rows[0].rates)/median(rows[1].rates))
 }
