@@ -107,6 +107,19 @@ func (d Dir) Store() (string, error) {
 	return s, err
 }
 
+// Agent returns the notification agent's spool directory: $IM2000_AGENT,
+// else the agent file.
+func (d Dir) Agent() (string, error) {
+	if s := os.Getenv("IM2000_AGENT"); s != "" {
+		return s, nil
+	}
+	s, err := d.String("agent", "")
+	if err == nil && s == "" {
+		err = fmt.Errorf("no agent spool configured: set IM2000_AGENT, or write its path to %s", d.Path("agent"))
+	}
+	return s, err
+}
+
 // MayPost reports whether account may post to the list hosted here:
 // lists/NAME names the accounts that may, one per line, or "*" for every
 // authenticated account. A list without a file is not hosted here.

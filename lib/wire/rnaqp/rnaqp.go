@@ -4,7 +4,10 @@
 package rnaqp
 
 import (
+	"fmt"
+
 	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
 
 	"im2000/lib/wire"
 	"im2000/lib/wire/rnasp"
@@ -43,18 +46,46 @@ type NotificationAndLocalData struct {
 	Date         uint64 // seconds since 1970
 }
 
+func (n *NotificationAndLocalData) marshalFields(b *cryptobyte.Builder) {
+	wire.AddSeq(b, 0, n.Notification.Marshal)
+	wire.AddClientLocation(b, 1, n.Submitter)
+	wire.AddUint(b, 2, n.Date)
+}
+
+func (n *NotificationAndLocalData) unmarshalFields(g *wire.Fields) {
+	sub := g.Sub(0)
+	n.Notification.Unmarshal(sub)
+	g.Adopt(sub)
+	n.Submitter, n.Date = g.ClientLocation(1), g.Uint(2)
+}
+
+// Marshal encodes the notification as the DER SEQUENCE it is on the wire:
+// the form an agent keeps it in.
+func (n *NotificationAndLocalData) Marshal() []byte {
+	var b cryptobyte.Builder
+	b.AddASN1(asn1.SEQUENCE, n.marshalFields)
+	return b.BytesOrPanic()
+}
+
+// Unmarshal decodes what Marshal wrote.
+func (n *NotificationAndLocalData) Unmarshal(data []byte) error {
+	s := cryptobyte.String(data)
+	var body cryptobyte.String
+	if !s.ReadASN1(&body, asn1.SEQUENCE) || !s.Empty() {
+		return fmt.Errorf("%w: not one NotificationAndLocalData", wire.ErrMalformed)
+	}
+	f := wire.ReadFields(body)
+	n.unmarshalFields(f)
+	return f.Err()
+}
+
 type RetrieveAndClearOK struct{ Notifications []NotificationAndLocalData }
 
 func (*RetrieveAndClearOK) Alt() int { return 2 }
 func (r *RetrieveAndClearOK) MarshalFields(b *cryptobyte.Builder) {
 	wire.AddSeq(b, 0, func(b *cryptobyte.Builder) {
 		for i := range r.Notifications {
-			n := &r.Notifications[i]
-			b.AddASN1(0x30, func(b *cryptobyte.Builder) {
-				wire.AddSeq(b, 0, n.Notification.Marshal)
-				wire.AddClientLocation(b, 1, n.Submitter)
-				wire.AddUint(b, 2, n.Date)
-			})
+			b.AddASN1(asn1.SEQUENCE, r.Notifications[i].marshalFields)
 		}
 	})
 }
@@ -62,10 +93,7 @@ func (r *RetrieveAndClearOK) UnmarshalFields(f *wire.Fields) {
 	r.Notifications = []NotificationAndLocalData{}
 	f.EachSeq(0, func(g *wire.Fields) {
 		var n NotificationAndLocalData
-		sub := g.Sub(0)
-		n.Notification.Unmarshal(sub)
-		g.Adopt(sub)
-		n.Submitter, n.Date = g.ClientLocation(1), g.Uint(2)
+		n.unmarshalFields(g)
 		r.Notifications = append(r.Notifications, n)
 	})
 }

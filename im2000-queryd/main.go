@@ -1,0 +1,85 @@
+// Command im2000-queryd is a recipient notification agent's RNAQP server:
+// recipients authenticate and take their notifications. See
+// man/im2000-queryd.8.
+package main
+
+import (
+	"os"
+	"path/filepath"
+
+	"im2000/lib/agent"
+	"im2000/lib/auth"
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/session"
+	"im2000/lib/wire"
+	"im2000/lib/wire/rnaqp"
+)
+
+const usage = `usage: im2000-queryd [-l addr:port] [-c n] [-t seconds] [-m bytes]
+  Serves RNAQP for the agent spool in $IM2000_AGENT (or the agent file of
+  the configuration directory $IM2000_CONF): one session on stdin/stdout,
+  as under tcpserver, or with -l as a listener.
+` + session.FlagUsage
+
+type config struct {
+	spool    *agent.Spool
+	auth     *auth.Checker
+	maxBytes int
+}
+
+func main() {
+	f := session.ParseFlags("im2000-queryd", usage, os.Args[1:])
+	d := conf.FromEnv()
+	dir, err := d.Agent()
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	c := &config{maxBytes: f.MaxPDU - 64<<10}
+	if c.spool, err = agent.Open(dir, false); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	if c.auth, err = auth.FromConf(d, filepath.Join(dir, ".authfail")); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	srv := &session.Server{Proto: rnaqp.Protocol, Log: fail.Warn,
+		NewHandler: func(*session.Session) session.Handler { return c }}
+	if err := session.Run(srv, f); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+}
+
+func (c *config) Abort(*session.Session) {}
+
+func (c *config) Handle(s *session.Session, cmd wire.Body) session.Reply {
+	switch x := cmd.(type) {
+	case *rnaqp.Authenticate:
+		ok, err := c.auth.Check(s.Remote.Addr(), x.Account, x.Password)
+		if err != nil {
+			fail.Warn("%v: %v", s.Remote, err)
+			return session.Reply{Status: rnaqp.ErrorInternalProblem}
+		}
+		if !ok || !c.spool.Serves(x.Account) {
+			fail.Warn("%v: authentication failed", s.Remote)
+			return session.Reply{Status: rnaqp.ErrorNotAuthenticated}
+		}
+		s.Account = x.Account
+		return session.Reply{Body: rnaqp.AuthenticateOK{}}
+	case rnaqp.RetrieveAndClear, *rnaqp.RetrieveAndClear:
+		entries, err := c.spool.List(s.Account, c.maxBytes)
+		if err != nil {
+			fail.Warn("%v: %s: %v", s.Remote, s.Account, err)
+			return session.Reply{Status: rnaqp.ErrorInternalProblem}
+		}
+		resp := &rnaqp.RetrieveAndClearOK{Notifications: []rnaqp.NotificationAndLocalData{}}
+		for _, e := range entries {
+			resp.Notifications = append(resp.Notifications, e.N)
+		}
+		// Cleared before the answer is sent: should it not arrive, the
+		// stores notify again, as they do until the recipient silences.
+		c.spool.Remove(s.Account, entries)
+		fail.Warn("%v: %s took %d notifications", s.Remote, s.Account, len(entries))
+		return session.Reply{Body: resp}
+	}
+	return session.Reply{Status: rnaqp.ErrorUnexpectedCommand, ForceAbort: true}
+}

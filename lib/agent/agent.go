@@ -1,0 +1,155 @@
+// Package agent is a recipient notification agent's spool: one directory
+// per account it serves, one file per notification, named by the store
+// and identifier it is about so that a store's re-sends do not add copies.
+//
+// A notification is only a hint (the store re-sends until the recipient
+// silences the message), so losing one in a crash costs a delay, not mail:
+// files are written to a temporary name and renamed, and fsync is optional.
+package agent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+
+	"im2000/lib/durable"
+	"im2000/lib/store"
+	"im2000/lib/wire"
+	"im2000/lib/wire/rnaqp"
+)
+
+// Spool is an agent's directory: <dir>/<account>/<key> for notifications,
+// <dir>/.tmp for writes in progress. An account is served when its
+// directory exists.
+type Spool struct {
+	Dir  string
+	Sync bool // fsync every notification (off by default: see the package comment)
+}
+
+// Open checks the spool directory and makes its temporary directory.
+func Open(dir string, sync bool) (*Spool, error) {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("agent spool %s: not a directory (create it, and one directory per account)", dir)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, ".tmp"), 0o700); err != nil {
+		return nil, err
+	}
+	return &Spool{Dir: dir, Sync: sync}, nil
+}
+
+// Serves reports whether account has a directory here.
+func (s *Spool) Serves(account string) bool {
+	if store.CheckAccount(account) != nil {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(s.Dir, account))
+	return err == nil && fi.IsDir()
+}
+
+// Key names a notification by its store and identifier.
+func Key(n *rnaqp.NotificationAndLocalData) string {
+	var b cryptobyte.Builder
+	wire.AddLocation(&b, 0, n.Notification.StoreClear)
+	h := sha256.New()
+	h.Write(b.BytesOrPanic())
+	h.Write(n.Notification.ID[:])
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Put keeps a notification for account, once per store and identifier.
+func (s *Spool) Put(account string, n *rnaqp.NotificationAndLocalData) error {
+	final := filepath.Join(s.Dir, account, Key(n))
+	if _, err := os.Lstat(final); err == nil {
+		return nil // a re-send: already here
+	}
+	tmp := filepath.Join(s.Dir, ".tmp", Key(n)+"."+strconv.Itoa(os.Getpid())+"."+strconv.FormatInt(time.Now().UnixNano(), 36))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(n.Marshal())
+	if err == nil && s.Sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if s.Sync {
+		return durable.SyncDir(filepath.Dir(final))
+	}
+	return nil
+}
+
+// Entry is a kept notification with its file name.
+type Entry struct {
+	Name string
+	N    rnaqp.NotificationAndLocalData
+}
+
+// List returns account's notifications, oldest first, up to maxBytes of
+// encoded notifications (at least one, if any). Unreadable files are
+// removed: a notification the store will send again is no loss.
+func (s *Spool) List(account string, maxBytes int) ([]Entry, error) {
+	dir := filepath.Join(s.Dir, account)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	type file struct {
+		name string
+		t    time.Time
+	}
+	var files []file
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			files = append(files, file{e.Name(), fi.ModTime()})
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].t.Before(files[j].t) })
+	var out []Entry
+	size := 0
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // taken by a concurrent session
+		}
+		if err != nil {
+			return nil, err
+		}
+		var e Entry
+		if err := e.N.Unmarshal(b); err != nil {
+			os.Remove(filepath.Join(dir, f.name))
+			continue
+		}
+		if len(out) > 0 && size+len(b) > maxBytes {
+			break
+		}
+		e.Name = f.name
+		size += len(b)
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Remove drops notifications that have been handed to the recipient.
+func (s *Spool) Remove(account string, entries []Entry) {
+	for _, e := range entries {
+		os.Remove(filepath.Join(s.Dir, account, e.Name))
+	}
+}

@@ -1,0 +1,98 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"im2000/lib/wire"
+	"im2000/lib/wire/rnaqp"
+	"im2000/lib/wire/rnasp"
+)
+
+// agentHost is a recipient notification agent: im2000-agentd and
+// im2000-queryd on one spool.
+type agentHost struct {
+	*env
+	spool        string
+	rnasp, rnaqp string
+}
+
+func newAgentHost(t *testing.T, mode string, accounts ...string) *agentHost {
+	e := newEnv(t, "bob")
+	e.setConf("me", "example.net")
+	writePasswords(t, e, accounts...)
+	h := &agentHost{env: e, spool: filepath.Join(t.TempDir(), "agent")}
+	os.Mkdir(h.spool, 0o755)
+	for _, a := range accounts {
+		os.Mkdir(filepath.Join(h.spool, a), 0o700)
+	}
+	e.vars = append(e.vars, "IM2000_AGENT="+h.spool)
+	for i, prog := range []string{"im2000-agentd", "im2000-queryd"} {
+		port := strconv.Itoa(freePort(t))
+		addr := "127.0.0.1:" + port
+		if mode == "tcpserver" {
+			tcpserver, err := exec.LookPath("tcpserver")
+			if err != nil {
+				t.Fatal("tcpserver (ucspi-tcp) is not installed: run tests/deps.sh")
+			}
+			daemonEnv(t, e.vars, addr, tcpserver, "-RHl0", "127.0.0.1", port, filepath.Join(bin, prog))
+		} else {
+			daemonEnv(t, e.vars, addr, filepath.Join(bin, prog), "-l", addr)
+		}
+		if i == 0 {
+			h.rnasp = addr
+		} else {
+			h.rnaqp = addr
+		}
+	}
+	return h
+}
+
+func note(local, domain string, id byte) rnasp.Notification {
+	return rnasp.Notification{
+		StoreClear: wire.ServiceLocation{Domain: wire.DomainName{"store", "example", "org"}},
+		Recipient:  mb(local, domain), ID: [16]byte{id}, Sender: "alice@example.org"}
+}
+
+func TestAgent(t *testing.T) {
+	for _, mode := range []string{"tcpserver", "listener"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			h := newAgentHost(t, mode, "bob", "carol")
+			s := dialProto(t, rnasp.Protocol, h.rnasp)
+			batch := &rnasp.Notify{Notifications: []rnasp.Notification{
+				note("bob", "example.net", 1), note("nobody", "example.net", 2),
+				note("bob", "elsewhere.org", 3), note("carol", "Example.NET", 4), note("bob", "example.net", 5)}}
+			res := call(t, s, batch, rnasp.NoError, false).Response.(*rnasp.NotifyOK).Results
+			if len(res) != 5 || res[0] != rnasp.Accepted || res[1] != rnasp.NoUser || res[2] != rnasp.NoUser || res[3] != rnasp.Accepted || res[4] != rnasp.Accepted {
+				t.Fatalf("results %v", res)
+			}
+			call(t, s, &rnasp.Notify{Notifications: []rnasp.Notification{note("bob", "example.net", 1)}}, rnasp.NoError, false) // a re-send
+
+			q := dialProto(t, rnaqp.Protocol, h.rnaqp)
+			call(t, q, rnaqp.RetrieveAndClear{}, rnaqp.ErrorNotAuthenticated, false)
+			call(t, q, &rnaqp.Authenticate{Account: "bob", Password: "wrong"}, rnaqp.ErrorNotAuthenticated, false)
+			call(t, q, &rnaqp.Authenticate{Account: "bob", Password: "bobpw"}, rnaqp.NoError, false)
+			got := call(t, q, rnaqp.RetrieveAndClear{}, rnaqp.NoError, false).Response.(*rnaqp.RetrieveAndClearOK).Notifications
+			if len(got) != 2 {
+				t.Fatalf("bob got %d notifications, want 2 (the re-send must not add one)", len(got))
+			}
+			for _, n := range got {
+				if n.Notification.Recipient.Local != "bob" || n.Notification.Sender != "alice@example.org" || n.Date == 0 || n.Submitter.Addr.String() != "127.0.0.1" {
+					t.Fatalf("notification %+v", n)
+				}
+			}
+			if again := call(t, q, rnaqp.RetrieveAndClear{}, rnaqp.NoError, false).Response.(*rnaqp.RetrieveAndClearOK).Notifications; len(again) != 0 {
+				t.Fatalf("not cleared: %d", len(again))
+			}
+			qc := dialProto(t, rnaqp.Protocol, h.rnaqp)
+			call(t, qc, &rnaqp.Authenticate{Account: "carol", Password: "carolpw"}, rnaqp.NoError, false)
+			if c := call(t, qc, rnaqp.RetrieveAndClear{}, rnaqp.NoError, false).Response.(*rnaqp.RetrieveAndClearOK).Notifications; len(c) != 1 || c[0].Notification.ID != [16]byte{4} {
+				t.Fatalf("carol got %+v", c)
+			}
+		})
+	}
+}
