@@ -14,109 +14,8 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"im2000/lib/conf"
+	"im2000/lib/locate/locatetest"
 )
-
-// dnsServer is a small authoritative DNS server on loopback, over UDP and
-// TCP, answering from a fixed zone: names absent from it get NXDOMAIN.
-type dnsServer struct {
-	addr string
-	zone map[string][]dnsmessage.Resource // by lowercase name with the final dot
-}
-
-func rr(name string, body dnsmessage.ResourceBody) dnsmessage.Resource {
-	return dnsmessage.Resource{Header: dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(name), Class: dnsmessage.ClassINET, TTL: 60}, Body: body}
-}
-
-func srv(name string, prio, weight, port uint16, target string) dnsmessage.Resource {
-	return rr(name, &dnsmessage.SRVResource{Priority: prio, Weight: weight, Port: port, Target: dnsmessage.MustNewName(target)})
-}
-
-func a(name string) dnsmessage.Resource {
-	return rr(name, &dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}})
-}
-
-func (d *dnsServer) answer(q []byte, udp bool) []byte {
-	var m dnsmessage.Message
-	if err := m.Unpack(q); err != nil || len(m.Questions) != 1 {
-		return nil
-	}
-	question := m.Questions[0]
-	resp := dnsmessage.Message{Header: dnsmessage.Header{ID: m.ID, Response: true, Authoritative: true}, Questions: m.Questions}
-	rrs, ok := d.zone[strings.ToLower(question.Name.String())]
-	if !ok {
-		resp.RCode = dnsmessage.RCodeNameError
-	}
-	for _, r := range rrs {
-		if bodyType(r.Body) == question.Type {
-			resp.Answers = append(resp.Answers, r)
-		}
-	}
-	b, _ := resp.Pack()
-	if udp && len(b) > 512 {
-		resp.Answers, resp.Truncated = nil, true
-		b, _ = resp.Pack()
-	}
-	return b
-}
-
-func bodyType(b dnsmessage.ResourceBody) dnsmessage.Type {
-	switch b.(type) {
-	case *dnsmessage.SRVResource:
-		return dnsmessage.TypeSRV
-	case *dnsmessage.AResource:
-		return dnsmessage.TypeA
-	case *dnsmessage.TXTResource:
-		return dnsmessage.TypeTXT
-	}
-	return 0
-}
-
-func startDNS(t *testing.T, zone map[string][]dnsmessage.Resource) *dnsServer {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close(); l.Close() })
-	d := &dnsServer{addr: pc.LocalAddr().String(), zone: zone}
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if out := d.answer(buf[:n], true); out != nil {
-				pc.WriteTo(out, from)
-			}
-		}
-	}()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var hdr [2]byte
-				if _, err := c.Read(hdr[:]); err != nil {
-					return
-				}
-				q := make([]byte, int(hdr[0])<<8|int(hdr[1]))
-				if _, err := c.Read(q); err != nil {
-					return
-				}
-				out := d.answer(q, false)
-				c.Write(append([]byte{byte(len(out) >> 8), byte(len(out))}, out...))
-			}()
-		}
-	}()
-	return d
-}
 
 // closedPort returns a loopback port nothing listens on.
 func closedPort(t *testing.T) uint16 {
@@ -149,24 +48,24 @@ func TestSRV(t *testing.T) {
 	dead := closedPort(t)
 	var many []dnsmessage.Resource
 	for i := 0; i < 40; i++ {
-		many = append(many, srv("_rnasp._tcp.big.test.", 10, 1, live, "host.good.test."))
+		many = append(many, locatetest.SRV("_rnasp._tcp.big.test.", 10, 1, live, "host.good.test."))
 	}
-	d := startDNS(t, map[string][]dnsmessage.Resource{
+	d := locatetest.StartDNS(t, map[string][]dnsmessage.Resource{
 		"_rnasp._tcp.good.test.": {
-			srv("_rnasp._tcp.good.test.", 5, 0, dead, "dead.good.test."),
-			srv("_rnasp._tcp.good.test.", 10, 60, live, "b.good.test."),
-			srv("_rnasp._tcp.good.test.", 10, 40, live, "c.good.test."),
-			srv("_rnasp._tcp.good.test.", 20, 0, live, "gone.good.test."),
+			locatetest.SRV("_rnasp._tcp.good.test.", 5, 0, dead, "dead.good.test."),
+			locatetest.SRV("_rnasp._tcp.good.test.", 10, 60, live, "b.good.test."),
+			locatetest.SRV("_rnasp._tcp.good.test.", 10, 40, live, "c.good.test."),
+			locatetest.SRV("_rnasp._tcp.good.test.", 20, 0, live, "gone.good.test."),
 		},
-		"dead.good.test.":         {a("dead.good.test.")},
-		"b.good.test.":            {a("b.good.test.")},
-		"c.good.test.":            {rr("c.good.test.", &dnsmessage.AResource{A: [4]byte{127, 0, 0, 2}})},
-		"host.good.test.":         {a("host.good.test.")},
-		"_rnasp._tcp.empty.test.": {rr("_rnasp._tcp.empty.test.", &dnsmessage.TXTResource{TXT: []string{"no srv here"}})},
-		"_rnasp._tcp.down.test.":  {srv("_rnasp._tcp.down.test.", 1, 0, dead, "dead.good.test.")},
+		"dead.good.test.":         {locatetest.A("dead.good.test.")},
+		"b.good.test.":            {locatetest.A("b.good.test.")},
+		"c.good.test.":            {locatetest.RR("c.good.test.", &dnsmessage.AResource{A: [4]byte{127, 0, 0, 2}})},
+		"host.good.test.":         {locatetest.A("host.good.test.")},
+		"_rnasp._tcp.empty.test.": {locatetest.RR("_rnasp._tcp.empty.test.", &dnsmessage.TXTResource{TXT: []string{"no srv here"}})},
+		"_rnasp._tcp.down.test.":  {locatetest.SRV("_rnasp._tcp.down.test.", 1, 0, dead, "dead.good.test.")},
 		"_rnasp._tcp.big.test.":   many,
 	})
-	l := &Locator{Resolvers: []string{d.addr}, Timeout: 2 * time.Second}
+	l := &Locator{Resolvers: []string{d.Addr}, Timeout: 2 * time.Second}
 	ctx := context.Background()
 
 	if _, err := l.Targets(ctx, "rnasp", "nosuch.test"); !errors.Is(err, ErrBadDomain) {

@@ -130,6 +130,7 @@ func (d *Draft) Commit() (*Envelope, error) {
 	}
 	d.closed = true
 	d.f.Close()
+	d.a.s.Trigger()
 	return d.env, nil
 }
 

@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"im2000/lib/durable"
 	"im2000/lib/msgid"
 )
@@ -147,4 +149,19 @@ func (a *Account) Usage() (int64, error) {
 		n += fi.Size()
 	}
 	return n, nil
+}
+
+// TriggerPath is the FIFO im2000-notifyd reads to learn of new messages at
+// once, as qmail-send reads lock/trigger.
+func (s *Store) TriggerPath() string { return filepath.Join(s.Root, "trigger") }
+
+// Trigger wakes im2000-notifyd. It never blocks and never fails: with no
+// notifyd listening the message waits for its next scan.
+func (s *Store) Trigger() {
+	fd, err := unix.Open(s.TriggerPath(), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	unix.Write(fd, []byte{1})
+	unix.Close(fd)
 }
