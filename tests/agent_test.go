@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"im2000/lib/wire"
@@ -21,8 +22,13 @@ type agentHost struct {
 }
 
 func newAgentHost(t *testing.T, mode string, accounts ...string) *agentHost {
-	e := newEnv(t, "bob")
-	e.setConf("me", "example.net")
+	return newAgentHostFor(t, mode, "example.net", "", accounts...)
+}
+
+// newAgentHostFor serves domain; rnaspAddr, if set, is where agentd listens.
+func newAgentHostFor(t *testing.T, mode, domain, rnaspAddr string, accounts ...string) *agentHost {
+	e := newEnv(t, accounts[0])
+	e.setConf("me", domain)
 	writePasswords(t, e, accounts...)
 	h := &agentHost{env: e, spool: filepath.Join(t.TempDir(), "agent")}
 	os.Mkdir(h.spool, 0o755)
@@ -32,6 +38,9 @@ func newAgentHost(t *testing.T, mode string, accounts ...string) *agentHost {
 	e.vars = append(e.vars, "IM2000_AGENT="+h.spool)
 	for i, prog := range []string{"im2000-agentd", "im2000-queryd"} {
 		port := strconv.Itoa(freePort(t))
+		if i == 0 && rnaspAddr != "" {
+			port = rnaspAddr[strings.LastIndex(rnaspAddr, ":")+1:]
+		}
 		addr := "127.0.0.1:" + port
 		if mode == "tcpserver" {
 			tcpserver, err := exec.LookPath("tcpserver")

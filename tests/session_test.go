@@ -78,6 +78,9 @@ func daemonEnv(t testing.TB, env []string, addr string, name string, args ...str
 			<-done
 		}
 	})
+	if addr == "" { // nothing to wait for: not a server
+		return cmd, logs
+	}
 	for i := 0; i < 200; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()

@@ -79,6 +79,9 @@ func (c *Client) Call(cmd wire.Body) (*wire.PDU, error) {
 // Close ends the session.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// RemoteAddr is the server's address, for logs.
+func (c *Client) RemoteAddr() string { return c.conn.RemoteAddr().String() }
+
 // Connect finds the server of protocol p's service for domain (routes
 // file, else DNS SRV) and starts a session with the first that answers.
 // Its errors wrap locate.ErrBadDomain (permanent), locate.ErrNoService or

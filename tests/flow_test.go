@@ -1,0 +1,157 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"im2000/lib/locate/locatetest"
+	"im2000/lib/msgid"
+	"im2000/lib/store"
+)
+
+// recipientStates reads a message's status sidecar as address -> "notification/read".
+func recipientStates(t *testing.T, root, account, id string) map[string]string {
+	s, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Account(account)
+	mid, _ := msgid.Parse(id)
+	m, err := a.Open(mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	st, err := a.Status(mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for i, r := range st.Recipients {
+		out[m.Env.Recipients[i].Addr.String()] = r.Notification.String() + "/" + r.Read.String()
+	}
+	return out
+}
+
+// await polls cond for up to d.
+func await(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < d {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v", what, d)
+	return 0
+}
+
+// fetchEnv is a recipient's own configuration for im2000-fetch.
+func fetchEnv(t *testing.T, account string, agent *agentHost) (*env, string) {
+	e := newEnv(t, account)
+	e.setConf("rna", agent.rnaqp)
+	e.setConf("password", account+"pw")
+	maildir := filepath.Join(t.TempDir(), "Maildir")
+	return e, maildir
+}
+
+func maildirMessages(t *testing.T, dir string) []string {
+	ents, _ := os.ReadDir(filepath.Join(dir, "new"))
+	var out []string
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(dir, "new", e.Name()))
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// TestMailFlows is mail going from one person to another: alice injects to
+// bob and carol (and to a user and a domain that do not exist), notifyd
+// notifies their agents, bob fetches into his Maildir and the store shows
+// it; carol's agent is down at first, comes back, and carol still gets it.
+func TestMailFlows(t *testing.T) {
+	dns := locatetest.StartDNS(t, map[string][]dnsmessage.Resource{}) // every name: NXDOMAIN
+	bobAgent := newAgentHostFor(t, "tcpserver", "example.net", "", "bob")
+	carolRNASP := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	h := newStoreHost(t, "tcpserver", func(e *env) {
+		e.setConf("routes", "_rnasp._tcp.example.net "+bobAgent.rnasp+"\n_rnasp._tcp.example.com "+carolRNASP+"\n")
+		e.setConf("resolvers", dns.Addr)
+		e.setConf("retrybase", "3")
+		e.setConf("retrymax", "3")
+		e.setConf("resend", "3")
+	})
+	h.setConf("storelocation", h.msrap)
+	_, notifydLog := daemonEnv(t, h.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("notifyd:\n%s", notifydLog.String())
+		}
+	})
+	time.Sleep(300 * time.Millisecond) // let notifyd make the trigger FIFO
+
+	injected := time.Now()
+	id := h.inject("From: Alice <alice@example.org>\nSubject: dinner\n\nAt eight?\n", "bob@example.net", "carol@example.com", "dave@example.net", "eve@nosuch.test")
+	states := func() map[string]string { return recipientStates(t, h.store, "alice", id) }
+	took := await(t, 2*time.Second, "bob notified", func() bool { return states()["bob@example.net"] == "notifying/unread" })
+	t.Logf("bob's agent had the notification %v after injection (scan interval 3 s: the trigger did it)", took)
+	await(t, 5*time.Second, "permanent and temporary failures", func() bool {
+		s := states()
+		return s["dave@example.net"] == "nouser/unread" && s["eve@nosuch.test"] == "baddomain/unread" && s["carol@example.com"] == "noserver/unread"
+	})
+	_ = injected
+
+	// bob fetches.
+	be, bobMaildir := fetchEnv(t, "bob", bobAgent)
+	if r := be.run("", "im2000-fetch", "-d", bobMaildir); r.code != 0 {
+		t.Fatalf("bob's fetch: exit %d: %s", r.code, r.stderr)
+	}
+	msgs := maildirMessages(t, bobMaildir)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: dinner\n") || !strings.Contains(msgs[0], "\n\nAt eight?\n") {
+		t.Fatalf("bob's Maildir: %q", msgs)
+	}
+	if s := states()["bob@example.net"]; s != "silenced/readall" {
+		t.Fatalf("bob after fetching: %s", s)
+	}
+	r := h.run("", "im2000-status", id)
+	if !strings.Contains(r.stdout, "bob@example.net\tsilenced\treadall") || !strings.Contains(r.stdout, "dave@example.net\tnouser") || !strings.Contains(r.stdout, "eve@nosuch.test\tbaddomain") {
+		t.Fatalf("alice's status: %q", r.stdout)
+	}
+
+	// carol's agent comes up where the route points; notifyd retries.
+	carolAgent := newAgentHostFor(t, "listener", "example.com", carolRNASP, "carol")
+	await(t, 10*time.Second, "carol notified once her agent is back", func() bool { return states()["carol@example.com"] == "notifying/unread" })
+	r = h.run("", "im2000-status", id)
+	if !strings.Contains(r.stdout, "carol@example.com\tnotifying\tunread") {
+		t.Fatalf("alice's status with carol notified: %q", r.stdout)
+	}
+	ce, carolMaildir := fetchEnv(t, "carol", carolAgent)
+	if r := ce.run("", "im2000-fetch", "-d", carolMaildir, "--summary"); r.code != 0 || !strings.Contains(r.stdout, "alice@example.org") {
+		t.Fatalf("carol's summary: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if len(maildirMessages(t, carolMaildir)) != 0 {
+		t.Fatal("--summary delivered something")
+	}
+	if r := ce.run("", "im2000-fetch", "-d", carolMaildir); r.code != 0 {
+		t.Fatalf("carol's fetch: exit %d: %s", r.code, r.stderr)
+	}
+	if msgs := maildirMessages(t, carolMaildir); len(msgs) != 1 || !strings.Contains(msgs[0], "At eight?") {
+		t.Fatalf("carol's Maildir: %q", msgs)
+	}
+	if s := states()["carol@example.com"]; s != "silenced/readall" {
+		t.Fatalf("carol after fetching: %s", s)
+	}
+	// Everyone is final: the message leaves the queue; nothing more arrives.
+	s, _ := store.Open(h.store)
+	a, _ := s.Account("alice")
+	await(t, 10*time.Second, "message done", func() bool { todo, _ := a.Todo(); return len(todo) == 0 })
+	if r := be.run("", "im2000-fetch", "-d", bobMaildir); r.code != 0 || len(maildirMessages(t, bobMaildir)) != 1 {
+		t.Fatalf("a second fetch: exit %d, %d messages", r.code, len(maildirMessages(t, bobMaildir)))
+	}
+}
