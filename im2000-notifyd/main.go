@@ -223,20 +223,22 @@ func (r *runner) pass(now time.Time) {
 			r.collect(a, id, now, byDomain)
 		}
 	}
+	// One session per destination at a time, its batches one after
+	// another; up to concurrency destinations at once.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, r.concurrency)
 	for domain, items := range byDomain {
-		for len(items) > 0 {
-			batch := items[:min(len(items), batchMax)]
-			items = items[len(batch):]
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			for len(items) > 0 {
+				batch := items[:min(len(items), batchMax)]
+				items = items[len(batch):]
 				r.record(batch, r.notify(domain, batch), now)
-			}()
-		}
+			}
+		}()
 	}
 	wg.Wait()
 }

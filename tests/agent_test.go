@@ -19,6 +19,15 @@ type agentHost struct {
 	*env
 	spool        string
 	rnasp, rnaqp string
+	mode         string
+	procs        [2]*exec.Cmd // agentd, queryd
+}
+
+// restartAgentd kills agentd with SIGKILL and starts it again on its port.
+func (h *agentHost) restartAgentd(t *testing.T) {
+	h.procs[0].Process.Kill()
+	h.procs[0].Wait()
+	h.procs[0], _ = daemonEnv(t, h.vars, h.rnasp, filepath.Join(bin, "im2000-agentd"), "-l", h.rnasp)
 }
 
 func newAgentHost(t *testing.T, mode string, accounts ...string) *agentHost {
@@ -30,7 +39,7 @@ func newAgentHostFor(t *testing.T, mode, domain, rnaspAddr string, accounts ...s
 	e := newEnv(t, accounts[0])
 	e.setConf("me", domain)
 	writePasswords(t, e, accounts...)
-	h := &agentHost{env: e, spool: filepath.Join(t.TempDir(), "agent")}
+	h := &agentHost{env: e, spool: filepath.Join(t.TempDir(), "agent"), mode: mode}
 	os.Mkdir(h.spool, 0o755)
 	for _, a := range accounts {
 		os.Mkdir(filepath.Join(h.spool, a), 0o700)
@@ -47,9 +56,9 @@ func newAgentHostFor(t *testing.T, mode, domain, rnaspAddr string, accounts ...s
 			if err != nil {
 				t.Fatal("tcpserver (ucspi-tcp) is not installed: run tests/deps.sh")
 			}
-			daemonEnv(t, e.vars, addr, tcpserver, "-RHl0", "127.0.0.1", port, filepath.Join(bin, prog))
+			h.procs[i], _ = daemonEnv(t, e.vars, addr, tcpserver, "-RHl0", "127.0.0.1", port, filepath.Join(bin, prog))
 		} else {
-			daemonEnv(t, e.vars, addr, filepath.Join(bin, prog), "-l", addr)
+			h.procs[i], _ = daemonEnv(t, e.vars, addr, filepath.Join(bin, prog), "-l", addr)
 		}
 		if i == 0 {
 			h.rnasp = addr
