@@ -11,7 +11,7 @@
 // And the store's services: MSOAP submissions side by side with SMTP to
 // postfix, and MSRAP retrieval throughput.
 //
-// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store]
+// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store] [notify]
 package main
 
 import (
@@ -52,7 +52,7 @@ func main() {
 	flag.Parse()
 	sections := flag.Args()
 	if len(sections) == 0 {
-		sections = []string{"inject", "wire", "store"}
+		sections = []string{"inject", "wire", "store", "notify"}
 	}
 	for _, s := range sections {
 		switch s {
@@ -62,8 +62,10 @@ func main() {
 			benchWire()
 		case "store":
 			benchStore()
+		case "notify":
+			benchNotify()
 		default:
-			log("unknown section %q: inject, wire or store", s)
+			log("unknown section %q: inject, wire, store or notify", s)
 			os.Exit(100)
 		}
 	}
