@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,7 +89,7 @@ func TestMailFlows(t *testing.T) {
 		e.setConf("resend", "3")
 	})
 	h.setConf("storelocation", h.msrap)
-	_, notifydLog := daemonEnv(t, h.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	notifyd, notifydLog := daemonEnv(t, h.vars, "", filepath.Join(bin, "im2000-notifyd"))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("notifyd:\n%s", notifydLog.String())
@@ -153,5 +154,31 @@ func TestMailFlows(t *testing.T) {
 	await(t, 10*time.Second, "message done", func() bool { todo, _ := a.Todo(); return len(todo) == 0 })
 	if r := be.run("", "im2000-fetch", "-d", bobMaildir); r.code != 0 || len(maildirMessages(t, bobMaildir)) != 1 {
 		t.Fatalf("a second fetch: exit %d, %d messages", r.code, len(maildirMessages(t, bobMaildir)))
+	}
+
+	// --stdout: an mbox on standard output, nothing in the Maildir.
+	id2 := h.inject("Subject: second\n\nFrom the start of a line.\n", "bob@example.net")
+	await(t, 2*time.Second, "bob notified again", func() bool {
+		return recipientStates(t, h.store, "alice", id2)["bob@example.net"] == "notifying/unread"
+	})
+	r = be.run("", "im2000-fetch", "-d", bobMaildir, "--stdout")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "From alice@") || !strings.Contains(r.stdout, "\n>From the start of a line.\n") {
+		t.Fatalf("--stdout: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if len(maildirMessages(t, bobMaildir)) != 1 {
+		t.Fatal("--stdout also delivered into the Maildir")
+	}
+
+	// SIGTERM: notifyd finishes its pass and exits 0.
+	notifyd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- notifyd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("notifyd after SIGTERM: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("notifyd did not stop on SIGTERM")
 	}
 }
