@@ -224,23 +224,32 @@ func (r *runner) pass(now time.Time) {
 		}
 	}
 	// One session per destination at a time, its batches one after
-	// another; up to concurrency destinations at once.
+	// another; up to concurrency destinations at once. The outcomes are
+	// recorded together at the end of the pass, so that a message to many
+	// domains has its sidecar written once, not once per domain.
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var items []item
+	var outcomes []outcome
 	sem := make(chan struct{}, r.concurrency)
-	for domain, items := range byDomain {
+	for domain, todo := range byDomain {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			for len(items) > 0 {
-				batch := items[:min(len(items), batchMax)]
-				items = items[len(batch):]
-				r.record(batch, r.notify(domain, batch), now)
+			for len(todo) > 0 {
+				batch := todo[:min(len(todo), batchMax)]
+				todo = todo[len(batch):]
+				out := r.notify(domain, batch)
+				mu.Lock()
+				items, outcomes = append(items, batch...), append(outcomes, out...)
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	r.record(items, outcomes, now)
 }
 
 // collect adds a message's due recipients; a message with nothing left to
