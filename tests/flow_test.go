@@ -169,6 +169,29 @@ func TestMailFlows(t *testing.T) {
 		t.Fatal("--stdout also delivered into the Maildir")
 	}
 
+	// A delivery that fails after the retrieval leaves the message for the
+	// next run, although the agent has already cleared its notification.
+	id3 := h.inject("Subject: third\n\nagain\n", "bob@example.net")
+	await(t, 2*time.Second, "bob notified a third time", func() bool {
+		return recipientStates(t, h.store, "alice", id3)["bob@example.net"] == "notifying/unread"
+	})
+	broken := filepath.Join(t.TempDir(), "Maildir")
+	os.MkdirAll(broken, 0o700)
+	os.WriteFile(filepath.Join(broken, "new"), []byte("not a directory"), 0o600)
+	if r := be.run("", "im2000-fetch", "-d", broken); r.code != 111 {
+		t.Fatalf("delivery into a broken Maildir: exit %d, %s", r.code, r.stderr)
+	}
+	if s := recipientStates(t, h.store, "alice", id3)["bob@example.net"]; s != "notifying/readall" {
+		t.Fatalf("after a failed delivery the message is %s; it must not be silenced", s)
+	}
+	os.Remove(filepath.Join(broken, "new"))
+	if r := be.run("", "im2000-fetch", "-d", broken); r.code != 0 || len(maildirMessages(t, broken)) != 1 {
+		t.Fatalf("the next run: exit %d, %d messages, %s", r.code, len(maildirMessages(t, broken)), r.stderr)
+	}
+	if s := recipientStates(t, h.store, "alice", id3)["bob@example.net"]; s != "silenced/readall" {
+		t.Fatalf("after the next run: %s", s)
+	}
+
 	// SIGTERM: notifyd finishes its pass and exits 0.
 	notifyd.Process.Signal(syscall.SIGTERM)
 	exited := make(chan error, 1)
