@@ -104,6 +104,9 @@ func parseArgs(args []string) (*options, error) {
 	return o, nil
 }
 
+// errNotPermitted is a post to a list the account may not post to.
+var errNotPermitted = errors.New("not permitted")
+
 // classify gives store and message errors their exit codes.
 func classify(err error) error {
 	var marked *fail.Error
@@ -115,7 +118,7 @@ func classify(err error) error {
 	case errors.Is(err, store.ErrTooLarge), errors.Is(err, store.ErrNoRecipients),
 		errors.Is(err, mailmsg.ErrHeaderTooLarge), errors.Is(err, mailmsg.ErrBadHeader),
 		errors.Is(err, mailmsg.ErrBadAddress), errors.Is(err, store.ErrBadAccount),
-		errors.Is(err, store.ErrBadListName):
+		errors.Is(err, store.ErrBadListName), errors.Is(err, errNotPermitted):
 		return fail.Perm(err)
 	}
 	return fail.Temp(err)
@@ -180,12 +183,26 @@ func inject(o *options, stdin io.Reader) (string, error) {
 	}
 
 	c := conf.FromEnv()
+	for _, l := range o.lists {
+		if err := store.CheckListName(l); err != nil {
+			return "", err
+		}
+	}
 	isRemote, err := remote.Configured(c)
 	if err != nil {
 		return "", err
 	}
 	if isRemote {
-		return injectRemote(c, s, msg, from, o, rcpts)
+		return injectRemote(c, s, msg, from, o, rcpts) // the remote store decides who may post
+	}
+	for _, l := range o.lists {
+		ok, err := c.MayPost(l, s.Account)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", fmt.Errorf("%w: %s may not post to list %s (see %s)", errNotPermitted, s.Account, l, c.Path("lists/"+l))
+		}
 	}
 	root, err := c.Store()
 	if err != nil {

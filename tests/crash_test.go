@@ -25,6 +25,7 @@ import (
 // half-written is visible, and that Clean removes all debris.
 func TestCrashInject(t *testing.T) {
 	e := newEnv(t, "alice")
+	e.setConf("lists/crash", "alice")
 	const runs, workers = 300, 2
 	var (
 		mu           sync.Mutex

@@ -11,6 +11,7 @@ say() { printf '\n== %s\n' "$*"; }
 say "a throwaway store and config in $dir"
 mkdir "$dir/store" "$dir/conf"
 echo example.org > "$dir/conf/me"
+mkdir "$dir/conf/lists" && echo alice > "$dir/conf/lists/news" # who may post to the list news
 export IM2000_CONF="$dir/conf" IM2000_STORE="$dir/store" IM2000_ACCOUNT=alice
 
 say "alice injects a message to bob and carol, and posts it to the list 'news'"

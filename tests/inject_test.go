@@ -68,6 +68,8 @@ func TestInjectRecipientsAndHeaders(t *testing.T) {
 	}
 
 	// Lists, with and without personal recipients.
+	e.setConf("lists/golang", "alice")
+	e.setConf("lists/im2000-dev", "*")
 	id = e.inject("Subject: to the list\n\nhello list\n", "-l", "Golang", "-l", "im2000-dev")
 	env, _ = readMessage(t, e, "alice", id)
 	if len(env.Lists) != 2 || env.Lists[0].Name != "golang" || len(env.Recipients) != 0 {
@@ -96,6 +98,7 @@ func TestInjectExitCodes(t *testing.T) {
 		{"too large", strings.Repeat("x", 2000) + "\n", []string{"bob@example.net"}, 100, "size limit"},
 		{"unknown option", "x\n", []string{"-Q"}, 100, "unknown option"},
 		{"bad list name", "x\n", []string{"-l", "a/b"}, 100, "list name"},
+		{"list not hosted", "x\n", []string{"-l", "unknown"}, 100, "may not post"},
 		{"queue listing", "", []string{"-bp"}, 100, "not supported"},
 	}
 	for _, c := range cases {
@@ -182,6 +185,7 @@ func TestMutt(t *testing.T) {
 func TestStatusViews(t *testing.T) {
 	e := newEnv(t, "alice")
 	id1 := e.inject("Subject: first\n\n1\n", "bob@example.net", "carol@example.com")
+	e.setConf("lists/news", "alice")
 	id2 := e.inject("Subject: =?utf-8?q?caf=C3=A9?=\n\n2\n", "-l", "news", "dave@example.net")
 
 	// Mark recipients the way notifyd and retrieved will.

@@ -49,6 +49,7 @@ func newEnv(t *testing.T, account string) *env {
 	if err := os.Mkdir(e.store, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	os.Mkdir(filepath.Join(e.conf, "lists"), 0o755)
 	e.setConf("me", "example.org")
 	e.vars = []string{"IM2000_STORE=" + e.store, "IM2000_CONF=" + e.conf, "IM2000_ACCOUNT=" + account, "PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TZ=UTC"}
 	return e

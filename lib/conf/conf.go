@@ -124,6 +124,9 @@ func (d Dir) Agent() (string, error) {
 // lists/NAME names the accounts that may, one per line, or "*" for every
 // authenticated account. A list without a file is not hosted here.
 func (d Dir) MayPost(list, account string) (bool, error) {
+	if list == "" || list[0] == '.' || strings.ContainsRune(list, '/') {
+		return false, nil // never a path outside lists/
+	}
 	lines, err := d.Lines(filepath.Join("lists", list))
 	if err != nil {
 		return false, err
