@@ -159,10 +159,7 @@ func (h *handler) record(m *store.Message, i int, c *msrap.Retrieve) error {
 		if c.Type != msrap.All || c.Offset != 0 {
 			return nil
 		}
-		return m.Update(func(_ *store.Envelope, st *store.Status) error {
-			st.Lists[i-len(m.Env.Recipients)].Retrievals++
-			return nil
-		})
+		return m.CountRead(i - len(m.Env.Recipients))
 	}
 	want := readFor[c.Type]
 	err := m.Update(func(_ *store.Envelope, st *store.Status) error {

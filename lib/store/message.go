@@ -113,7 +113,40 @@ func (a *Account) Status(id msgid.ID) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseStatus(b)
+	st, err := ParseStatus(b)
+	if err != nil {
+		return nil, err
+	}
+	for i := range st.Lists {
+		if fi, err := os.Stat(a.readsPath(id, st.Lists[i].ID)); err == nil {
+			st.Lists[i].Retrievals += fi.Size()
+		}
+	}
+	return st, nil
+}
+
+// readsPath is the counter of a list identifier's retrievals: one octet per
+// retrieval.
+func (a *Account) readsPath(id, lid msgid.ID) string {
+	return a.path("status", id) + "." + lid.String() + ".reads"
+}
+
+// CountRead counts one retrieval of the message under its list identifier
+// number i. The counter is appended to (O_APPEND keeps concurrent readers'
+// counts) and not fsynced: a read count is a statistic, and rewriting the
+// sidecar durably for each of a list's thousand readers would cost more
+// than the message itself. A crash may forget a few counts.
+func (m *Message) CountRead(i int) error {
+	a := &Account{Name: m.Account, dir: m.dir}
+	f, err := os.OpenFile(a.readsPath(m.Env.ID, m.Env.Lists[i].ID), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte{1})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Update changes a message's sidecar. Updates are serialised by an exclusive
@@ -211,7 +244,8 @@ func (s *Store) Clean(now time.Time) error {
 		a.cleanTmp(now)
 		keep(cleanDir(filepath.Join(a.dir, "todo"), now, danglingLink))
 		keep(cleanDir(filepath.Join(a.dir, "status"), now, func(path string) bool {
-			_, err := os.Lstat(filepath.Join(a.dir, "msg", filepath.Base(path)))
+			id, _, _ := strings.Cut(filepath.Base(path), ".") // <id> and <id>.<lid>.reads
+			_, err := os.Lstat(filepath.Join(a.dir, "msg", id))
 			return errors.Is(err, fs.ErrNotExist)
 		}))
 	}
@@ -414,6 +448,7 @@ func (a *Account) Cancel(id msgid.ID) error {
 	}
 	for _, l := range m.Env.Lists {
 		os.Remove(a.s.rcptPath(l.ID))
+		os.Remove(a.readsPath(id, l.ID))
 	}
 	return nil
 }

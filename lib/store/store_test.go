@@ -388,3 +388,36 @@ func TestLookupPartsCancel(t *testing.T) {
 		t.Fatalf("second Cancel: %v", err)
 	}
 }
+
+func TestCountRead(t *testing.T) {
+	s, a := newAccount(t)
+	env, err := inject(t, a, submission(t, "news", "other"), "x", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, i, err := s.Lookup(env.Lists[1].ID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < 3; n++ {
+		if err := m.CountRead(i - len(env.Recipients)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	st, _ := a.Status(env.ID)
+	if st.Lists[0].Retrievals != 0 || st.Lists[1].Retrievals != 3 {
+		t.Fatalf("retrievals %+v", st.Lists)
+	}
+	// Clean keeps the counter of a live message, and Cancel removes it.
+	if err := s.Clean(time.Now().Add(2 * StaleAge)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := a.Status(env.ID); st.Lists[1].Retrievals != 3 {
+		t.Fatal("Clean took a live message's read counter")
+	}
+	a.Cancel(env.ID)
+	if ents, _ := os.ReadDir(filepath.Join(s.Root, "alice", "status")); len(ents) != 0 {
+		t.Fatalf("Cancel left %v", ents)
+	}
+}

@@ -11,7 +11,7 @@
 // And the store's services: MSOAP submissions side by side with SMTP to
 // postfix, and MSRAP retrieval throughput.
 //
-// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store] [notify]
+// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store] [notify] [lists]
 package main
 
 import (
@@ -52,7 +52,7 @@ func main() {
 	flag.Parse()
 	sections := flag.Args()
 	if len(sections) == 0 {
-		sections = []string{"inject", "wire", "store", "notify"}
+		sections = []string{"inject", "wire", "store", "notify", "lists"}
 	}
 	for _, s := range sections {
 		switch s {
@@ -64,8 +64,10 @@ func main() {
 			benchStore()
 		case "notify":
 			benchNotify()
+		case "lists":
+			benchLists()
 		default:
-			log("unknown section %q: inject, wire, store or notify", s)
+			log("unknown section %q: inject, wire, store, notify or lists", s)
 			os.Exit(100)
 		}
 	}
