@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,7 +119,7 @@ func (f *fetcher) run(summary bool) error {
 			if n.Size != nil {
 				size = fmt.Sprint(*n.Size)
 			}
-			fmt.Printf("%s\t%s\t%s\t%s\n", time.Unix(int64(e.N.Date), 0).UTC().Format(time.RFC3339), n.Sender, size, describe(n.StoreClear))
+			fmt.Printf("%s\t%s\t%s\t%s\n", time.Unix(int64(e.N.Date), 0).UTC().Format(time.RFC3339), n.Sender, size, n.StoreClear.String())
 		}
 		return takeErr
 	}
@@ -133,7 +132,7 @@ func (f *fetcher) run(summary bool) error {
 	}()
 	for _, e := range entries {
 		if err := f.fetchOne(stores, e); err != nil {
-			fail.Warn("%s from %s at %s: %v (kept for the next run)", e.N.Notification.ID.String(), e.N.Notification.Sender, describe(e.N.Notification.StoreClear), err)
+			fail.Warn("%s from %s at %s: %v (kept for the next run)", e.N.Notification.ID.String(), e.N.Notification.Sender, e.N.Notification.StoreClear.String(), err)
 			failed++
 			continue
 		}
@@ -164,7 +163,7 @@ func (f *fetcher) take(account string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c, err := f.dial(rnaqp.Protocol, "rnaqp", where)
+	c, err := f.dial(rnaqp.Protocol, where)
 	if err != nil {
 		return 0, fail.Temp(fmt.Errorf("agent %s: %w", where, err))
 	}
@@ -193,39 +192,25 @@ func (f *fetcher) take(account string) (int, error) {
 }
 
 // dial reaches a server by host:port, or by a domain's SRV records.
-func (f *fetcher) dial(p *wire.Protocol, service, where string) (*session.Client, error) {
+func (f *fetcher) dial(p *wire.Protocol, where string) (*session.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	defer cancel()
-	if _, _, err := net.SplitHostPort(where); err == nil {
-		return session.Dial(ctx, p, where, f.timeout)
-	}
-	return session.Connect(ctx, f.loc, p, where, f.timeout)
-}
-
-func describe(l wire.ServiceLocation) string {
-	if l.Domain != nil {
-		return strings.Join(l.Domain, ".")
-	}
-	var s []string
-	for _, a := range l.Literals {
-		s = append(s, a.String())
-	}
-	return strings.Join(s, ",")
+	return session.DialWhere(ctx, f.loc, p, where, f.timeout)
 }
 
 // store returns a session with the store a notification names.
 func (f *fetcher) store(stores map[string]*session.Client, l wire.ServiceLocation) (*session.Client, error) {
-	key := describe(l)
+	key := l.String()
 	if c, ok := stores[key]; ok {
 		return c, nil
 	}
 	var c *session.Client
 	var err error
 	if l.Domain != nil {
-		c, err = f.dial(msrap.Protocol, "msrap", key)
+		c, err = f.dial(msrap.Protocol, key)
 	} else {
 		for _, a := range l.Literals {
-			if c, err = f.dial(msrap.Protocol, "msrap", a.String()); err == nil {
+			if c, err = f.dial(msrap.Protocol, a.String()); err == nil {
 				break
 			}
 		}
@@ -261,7 +246,7 @@ func (f *fetcher) fetchOne(stores map[string]*session.Client, e agent.Entry) err
 				return nil
 			}
 			if err != nil {
-				delete(stores, describe(n.StoreClear))
+				delete(stores, n.StoreClear.String())
 				c.Close()
 				return err
 			}

@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -55,13 +53,7 @@ type listd struct {
 }
 
 func main() {
-	for _, a := range os.Args[1:] {
-		if a == "-h" || a == "--help" {
-			fmt.Println(usage)
-			os.Exit(0)
-		}
-		fail.Usage("unexpected argument %q\n%s", a, usage)
-	}
+	fail.NoArgs(usage)
 	l, err := load(conf.FromEnv())
 	if err != nil {
 		fail.Exit(fail.Temp(err))
@@ -177,18 +169,7 @@ func (l *listd) record(f follow, begin uint64) error {
 func (l *listd) dial(p *wire.Protocol, where string) (*session.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
-	if _, _, err := net.SplitHostPort(where); err == nil {
-		return session.Dial(ctx, p, where, l.timeout)
-	}
-	return session.Connect(ctx, l.loc, p, where, l.timeout)
-}
-
-// location is how the notifications name the hosting store.
-func location(where string) wire.ServiceLocation {
-	if ap, err := netip.ParseAddrPort(where); err == nil {
-		return wire.ServiceLocation{Literals: []wire.AddrPort{ap}}
-	}
-	return wire.ServiceLocation{Domain: strings.Split(strings.TrimSuffix(where, "."), ".")}
+	return session.DialWhere(ctx, l.loc, p, where, l.timeout)
 }
 
 func (l *listd) scan(f follow) error {
@@ -238,7 +219,10 @@ func (l *listd) scan(f follow) error {
 
 // notify hands the posts of one scan to the reader's agent, in batches.
 func (l *listd) notify(rna *session.Client, f follow, r *msrap.ScanListOK) error {
-	loc := location(f.where)
+	loc, err := wire.ParseLocation(f.where)
+	if err != nil {
+		return err
+	}
 	for start := 0; start < len(r.Messages); start += 1000 {
 		cmd := &rnasp.Notify{}
 		for _, id := range r.Messages[start:min(start+1000, len(r.Messages))] {

@@ -10,10 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -68,13 +66,7 @@ type outcome struct {
 }
 
 func main() {
-	for _, a := range os.Args[1:] {
-		if a == "-h" || a == "--help" {
-			fmt.Println(usage)
-			os.Exit(0)
-		}
-		fail.Usage("unexpected argument %q\n%s", a, usage)
-	}
+	fail.NoArgs(usage)
 	r, err := load(conf.FromEnv())
 	if err != nil {
 		fail.Exit(fail.Temp(err))
@@ -101,7 +93,7 @@ func load(d conf.Dir) (*runner, error) {
 	if where == "" {
 		return nil, fmt.Errorf("write where recipients reach this store's MSRAP service (host:port, or a domain with _msrap._tcp records) to %s", d.Path("storelocation"))
 	}
-	if r.location, err = parseLocation(where); err != nil {
+	if r.location, err = wire.ParseLocation(where); err != nil {
 		return nil, fmt.Errorf("%s: %v", d.Path("storelocation"), err)
 	}
 	settings := []struct {
@@ -122,24 +114,6 @@ func load(d conf.Dir) (*runner, error) {
 	}
 	r.concurrency = int(max(c, 1))
 	return r, nil
-}
-
-// parseLocation reads "host:port host:port..." (literal addresses) or a
-// domain name.
-func parseLocation(s string) (wire.ServiceLocation, error) {
-	f := strings.Fields(s)
-	if len(f) == 1 && !strings.Contains(f[0], ":") {
-		return wire.ServiceLocation{Domain: strings.Split(strings.TrimSuffix(f[0], "."), ".")}, nil
-	}
-	var l wire.ServiceLocation
-	for _, x := range f {
-		ap, err := netip.ParseAddrPort(x)
-		if err != nil {
-			return l, fmt.Errorf("%q: want ip:port or a domain", x)
-		}
-		l.Literals = append(l.Literals, ap)
-	}
-	return l, nil
 }
 
 // run passes over the queue whenever a commit pulls the trigger, and at

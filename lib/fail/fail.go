@@ -68,3 +68,15 @@ func Usage(format string, a ...any) {
 	Warn(format, a...)
 	os.Exit(Permanent)
 }
+
+// NoArgs handles the command line of a program that takes none: -h prints
+// usage and exits 0, anything else is a usage error.
+func NoArgs(usage string) {
+	for _, a := range os.Args[1:] {
+		if a == "-h" || a == "--help" {
+			fmt.Println(usage)
+			os.Exit(OK)
+		}
+		Usage("unexpected argument %q\n%s", a, usage)
+	}
+}

@@ -53,16 +53,11 @@ func Dial(d conf.Dir, account string) (*Store, error) {
 	if password == "" {
 		return nil, fail.Perm(fmt.Errorf("no password for the remote store: write it to %s (mode 600)", d.Path("password")))
 	}
-	ctx := context.Background()
-	var c *session.Client
-	if strings.Contains(where, ":") {
-		c, err = session.Dial(ctx, msoap.Protocol, where, time.Minute)
-	} else {
-		var l *locate.Locator
-		if l, err = locate.FromConf(d); err == nil {
-			c, err = session.Connect(ctx, l, msoap.Protocol, where, time.Minute)
-		}
+	l, err := locate.FromConf(d)
+	if err != nil {
+		return nil, err
 	}
+	c, err := session.DialWhere(context.Background(), l, msoap.Protocol, where, time.Minute)
 	if errors.Is(err, locate.ErrBadDomain) {
 		return nil, fail.Perm(err)
 	}

@@ -93,3 +93,12 @@ func Connect(ctx context.Context, l *locate.Locator, p *wire.Protocol, domain st
 	}
 	return NewClient(conn, p, timeout), nil
 }
+
+// DialWhere starts a session with where: a host:port, or a domain whose
+// server is found as Connect finds it.
+func DialWhere(ctx context.Context, l *locate.Locator, p *wire.Protocol, where string, timeout time.Duration) (*Client, error) {
+	if _, _, err := net.SplitHostPort(where); err == nil {
+		return Dial(ctx, p, where, timeout)
+	}
+	return Connect(ctx, l, p, where, timeout)
+}

@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
@@ -337,3 +339,36 @@ type AuthenticateOK struct{}
 func (AuthenticateOK) Alt() int                          { return 1 }
 func (AuthenticateOK) MarshalFields(*cryptobyte.Builder) {}
 func (AuthenticateOK) UnmarshalFields(*Fields)           {}
+
+// ParseLocation reads a ServiceLocation as configuration files write it:
+// "ip:port ip:port..." (literal addresses) or a domain name.
+func ParseLocation(s string) (ServiceLocation, error) {
+	f := strings.Fields(s)
+	if len(f) == 1 && !strings.Contains(f[0], ":") {
+		return ServiceLocation{Domain: strings.Split(strings.TrimSuffix(f[0], "."), ".")}, nil
+	}
+	var l ServiceLocation
+	for _, x := range f {
+		ap, err := netip.ParseAddrPort(x)
+		if err != nil {
+			return l, fmt.Errorf("%q: want ip:port or a domain", x)
+		}
+		l.Literals = append(l.Literals, ap)
+	}
+	if len(l.Literals) == 0 {
+		return l, fmt.Errorf("empty location")
+	}
+	return l, nil
+}
+
+// String writes the location as ParseLocation reads it.
+func (l ServiceLocation) String() string {
+	if l.Domain != nil {
+		return strings.Join(l.Domain, ".")
+	}
+	var s []string
+	for _, a := range l.Literals {
+		s = append(s, a.String())
+	}
+	return strings.Join(s, " ")
+}
