@@ -31,7 +31,7 @@ fuzz:
 	tests/fuzz.sh $(FUZZTIME)
 
 demo: all
-	@tests/demo.sh
+	@$(GO) run ./tests/demo
 
 bench: all
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./lib/wire

@@ -68,7 +68,7 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 			return session.Reply{Body: &msrap.QuerySizeOK{Size: uint64(m.Size())}}, nil
 		})
 	case *msrap.Silence:
-		rep, err = h.setStatus(s, c.ID, "silence", func(r *store.RecipientStatus) { r.Notification = store.Silenced }, msrap.SilenceOK{})
+		rep, err = h.setStatus(s, c.ID, "silence", func(r *store.RecipientStatus) { r.Notification, r.Next = store.Silenced, time.Time{} }, msrap.SilenceOK{})
 	case *msrap.UnPin:
 		rep, err = h.setStatus(s, c.ID, "unpin", func(r *store.RecipientStatus) { r.Pinned = false }, msrap.UnPinOK{})
 	default:
