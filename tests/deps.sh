@@ -12,6 +12,7 @@ need mutt command -v mutt
 need util-linux command -v unshare
 need groff-base command -v groff
 need ucspi-tcp command -v tcpserver
+need daemontools command -v svscan
 need python3-pyasn1 /usr/bin/python3 -c 'import pyasn1'
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
