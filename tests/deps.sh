@@ -11,6 +11,7 @@ need() { # need PACKAGE TEST-COMMAND...
 need mutt command -v mutt
 need util-linux command -v unshare
 need groff-base command -v groff
+need man-db command -v man
 need ucspi-tcp command -v tcpserver
 need daemontools command -v svscan
 need python3-pyasn1 /usr/bin/python3 -c 'import pyasn1'

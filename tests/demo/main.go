@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -110,8 +111,10 @@ func count(path string) int {
 
 func main() {
 	began := time.Now()
+	binFlag := flag.String("bin", "bin", "directory of the built programs")
+	flag.Parse()
 	var err error
-	if bin, err = filepath.Abs("bin"); err != nil {
+	if bin, err = filepath.Abs(*binFlag); err != nil {
 		die("%v", err)
 	}
 	if dir, err = os.MkdirTemp("", "im2000-demo-"); err != nil {
