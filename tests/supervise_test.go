@@ -158,3 +158,29 @@ func waitQuiet(d time.Duration, cond func() bool) bool {
 	}
 	return false
 }
+
+// TestSetupFlavors checks the runit and s6 service directories setup.sh
+// writes: every daemon has a run and a log/run with the flavour's logger,
+// and every script parses.
+func TestSetupFlavors(t *testing.T) {
+	for flavor, logger := range map[string]string{"runit": "svlogd -tt ./main", "s6": "s6-log t ./main", "daemontools": "multilog t ./main"} {
+		dir := filepath.Join(t.TempDir(), flavor)
+		if out, err := exec.Command("sh", "../conf/setup.sh", "-s", flavor, "-b", bin, dir, "carol").CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", flavor, err, out)
+		}
+		for _, name := range []string{"im2000-submitd", "im2000-retrieved", "im2000-notifyd", "im2000-agentd", "im2000-queryd", "im2000-listd-carol"} {
+			s := filepath.Join(dir, "service", name)
+			for _, script := range []string{"run", "log/run"} {
+				if out, err := exec.Command("sh", "-n", filepath.Join(s, script)).CombinedOutput(); err != nil {
+					t.Errorf("%s %s/%s: %v %s", flavor, name, script, err, out)
+				}
+			}
+			if b, _ := os.ReadFile(filepath.Join(s, "log", "run")); !strings.Contains(string(b), logger) {
+				t.Errorf("%s %s: log/run is %q", flavor, name, b)
+			}
+		}
+	}
+	if out, err := exec.Command("sh", "../conf/setup.sh", "-s", "systemd", t.TempDir(), "x").CombinedOutput(); err == nil {
+		t.Errorf("an unknown supervisor was accepted: %s", out)
+	}
+}
