@@ -211,4 +211,3 @@ func indent(s string) string {
 	}
 	return b.String()
 }
-
