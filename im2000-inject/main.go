@@ -4,21 +4,18 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"im2000/lib/addr"
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
-	"im2000/lib/msgid"
-	"im2000/lib/remote"
 	"im2000/lib/store"
+	"im2000/lib/submit"
 )
 
 const usage = `usage: im2000-inject [-t] [-i] [-f sender] [-F fullname] [-l list]... [--] [recipient ...]
@@ -104,9 +101,6 @@ func parseArgs(args []string) (*options, error) {
 	return o, nil
 }
 
-// errNotPermitted is a post to a list the account may not post to.
-var errNotPermitted = errors.New("not permitted")
-
 // classify gives store and message errors their exit codes.
 func classify(err error) error {
 	var marked *fail.Error
@@ -118,7 +112,7 @@ func classify(err error) error {
 	case errors.Is(err, store.ErrTooLarge), errors.Is(err, store.ErrNoRecipients),
 		errors.Is(err, mailmsg.ErrHeaderTooLarge), errors.Is(err, mailmsg.ErrBadHeader),
 		errors.Is(err, mailmsg.ErrBadAddress), errors.Is(err, store.ErrBadAccount),
-		errors.Is(err, store.ErrBadListName), errors.Is(err, errNotPermitted):
+		errors.Is(err, store.ErrBadListName), errors.Is(err, submit.ErrNotPermitted):
 		return fail.Perm(err)
 	}
 	return fail.Temp(err)
@@ -144,11 +138,10 @@ func inject(o *options, stdin io.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sender, err := addr.Parse(s.Account + "@" + s.Me)
+	from, err := addr.Parse(s.Account + "@" + s.Me)
 	if err != nil {
 		return "", fmt.Errorf("account %q at %q is not a valid address: %w", s.Account, s.Me, store.ErrBadAccount)
 	}
-	from := sender
 	if o.from != "" {
 		if from, err = mailmsg.ParseAddress(o.from, s.Me); err != nil {
 			return "", err
@@ -181,107 +174,12 @@ func inject(o *options, stdin io.Reader) (string, error) {
 	if len(rcpts) == 0 && len(o.lists) == 0 {
 		return "", fmt.Errorf("%w: name them as arguments, use -t, or post to a list with -l", store.ErrNoRecipients)
 	}
-
-	c := conf.FromEnv()
-	for _, l := range o.lists {
-		if err := store.CheckListName(l); err != nil {
-			return "", err
-		}
-	}
-	isRemote, err := remote.Configured(c)
+	id, err := submit.Submit(&submit.Request{Conf: conf.FromEnv(), Settings: s, Recipients: rcpts, Lists: o.lists,
+		Msg: msg, From: from, FullName: o.fullName})
 	if err != nil {
 		return "", err
-	}
-	if isRemote {
-		return injectRemote(c, s, msg, from, o, rcpts) // the remote store decides who may post
-	}
-	for _, l := range o.lists {
-		ok, err := c.MayPost(l, s.Account)
-		if err != nil {
-			return "", err
-		}
-		if !ok {
-			return "", fmt.Errorf("%w: %s may not post to list %s (see %s)", errNotPermitted, s.Account, l, c.Path("lists/"+l))
-		}
-	}
-	root, err := c.Store()
-	if err != nil {
-		return "", err
-	}
-	st, err := store.Open(root)
-	if err != nil {
-		return "", err
-	}
-	acct, err := st.Account(s.Account)
-	if err != nil {
-		return "", err
-	}
-	lim := store.Limits{MaxMessage: s.MaxMessage, Quota: s.Quota}
-	d, err := acct.NewDraft(store.Submission{Sender: sender, Lifetime: s.Lifetime, Recipients: rcpts, Lists: o.lists}, lim)
-	if err != nil {
-		return "", err
-	}
-	env := d.Envelope()
-	msg.Complete(mailmsg.Defaults{From: from, FullName: o.fullName, Date: env.Submitted, MessageID: env.ID.String() + "@" + s.Me})
-	if _, err := msg.WriteTo(d); err != nil {
-		d.Abort()
-		if errors.Is(err, store.ErrTooLarge) {
-			err = fmt.Errorf("%w (%d bytes; see %s)", err, s.MaxMessage, c.Path("databytes"))
-		}
-		return "", err
-	}
-	if _, err := d.Commit(); err != nil {
-		return "", err
-	}
-	return env.ID.String(), nil
-}
-
-// injectRemote submits over MSOAP to the store the configuration names,
-// and records the submission in the sent log for im2000-status.
-func injectRemote(c conf.Dir, s *conf.Local, msg *mailmsg.Message, from addr.Mailbox, o *options, rcpts []addr.Mailbox) (string, error) {
-	now := time.Now()
-	msg.Complete(mailmsg.Defaults{From: from, FullName: o.fullName, Date: now, MessageID: msgid.New().String() + "@" + s.Me})
-	var buf bytes.Buffer
-	if _, err := msg.WriteTo(&limitWriter{w: &buf, left: s.MaxMessage}); err != nil {
-		if errors.Is(err, store.ErrTooLarge) {
-			err = fmt.Errorf("%w (%d bytes; see %s)", err, s.MaxMessage, c.Path("databytes"))
-		}
-		return "", err
-	}
-	rs, err := remote.Dial(c, s.Account)
-	if err != nil {
-		return "", err
-	}
-	defer rs.Close()
-	id, err := rs.Submit(rcpts, o.lists, s.Lifetime, buf.Bytes())
-	if err != nil {
-		return "", err
-	}
-	subject, _ := msg.Header.Subject()
-	if log, err := remote.SentLog(c); err == nil {
-		err = remote.Record(log, remote.Sent{ID: id, Submitted: now, Subject: subject})
-		if err != nil {
-			// The message is committed at the store: only the local listing suffers.
-			fail.Warn("warning: %s is submitted, but not recorded in %s: %v", id, log, err)
-		}
 	}
 	return id.String(), nil
-}
-
-// limitWriter fails with store.ErrTooLarge past its limit (0: none).
-type limitWriter struct {
-	w    io.Writer
-	left int64
-}
-
-func (l *limitWriter) Write(p []byte) (int, error) {
-	if l.left > 0 && int64(len(p)) > l.left {
-		return 0, store.ErrTooLarge
-	}
-	if l.left > 0 {
-		l.left -= int64(len(p))
-	}
-	return l.w.Write(p)
 }
 
 func dedupe(in []addr.Mailbox) []addr.Mailbox {

@@ -41,14 +41,19 @@ const chunkSize = 256 << 10
 // Dial connects to the store the remote file names (host:port, or a domain
 // whose _msoap._tcp SRV records say where) and authenticates as account
 // with the password in the password file.
-func Dial(d conf.Dir, account string) (*Store, error) {
+func Dial(d conf.Dir, account string) (*Store, error) { return DialAs(d, account, "") }
+
+// DialAs is Dial with a password given (im2000-smtpd passes on the one its
+// client authenticated with); empty means the password file's.
+func DialAs(d conf.Dir, account, password string) (*Store, error) {
 	where, err := d.String("remote", "")
 	if err != nil {
 		return nil, err
 	}
-	password, err := d.String("password", "")
-	if err != nil {
-		return nil, err
+	if password == "" {
+		if password, err = d.String("password", ""); err != nil {
+			return nil, err
+		}
 	}
 	if password == "" {
 		return nil, fail.Perm(fmt.Errorf("no password for the remote store: write it to %s (mode 600)", d.Path("password")))
