@@ -14,6 +14,7 @@ need groff-base command -v groff
 need man-db command -v man
 need ucspi-tcp command -v tcpserver
 need daemontools command -v svscan
+need swaks command -v swaks
 need python3-pyasn1 /usr/bin/python3 -c 'import pyasn1'
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

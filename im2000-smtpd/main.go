@@ -1,0 +1,348 @@
+// Command im2000-smtpd lets an SMTP mail client submit into IM2000 (RFC 6409
+// submission): each authenticated SMTP transaction becomes one message in
+// the account's own archive, directly in the local store or over MSOAP to a
+// remote one. It never sends a bounce. See man/im2000-smtpd.8.
+//
+// It uses github.com/emersion/go-smtp for the protocol: a maintained ESMTP
+// server with PIPELINING, 8BITMIME, SIZE, AUTH via go-sasl, line and size
+// limits and timeouts, which would otherwise be written here again.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"im2000/lib/addr"
+	"im2000/lib/auth"
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/mailmsg"
+	"im2000/lib/remote"
+	"im2000/lib/store"
+	"im2000/lib/submit"
+)
+
+const usage = `usage: im2000-smtpd [-l addr:port] [-c n] [-t seconds]
+  SMTP submission into IM2000 archives: one session on stdin/stdout under
+  tcpserver, or with -l as a listener. Settings are in $IM2000_CONF.
+  -l addr:port  listen on addr:port instead of serving stdin/stdout
+  -c n          at most n sessions at once with -l (default 40)
+  -t seconds    close a session idle for this long (default 300)
+  -h            show this help`
+
+type config struct {
+	conf     conf.Dir
+	settings conf.Local
+	remote   bool
+	checker  *auth.Checker
+}
+
+func main() {
+	fs := flag.NewFlagSet("im2000-smtpd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	listen := fs.String("l", "", "")
+	conns := fs.Int("c", 40, "")
+	timeout := fs.Int("t", 300, "")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Println(usage)
+			os.Exit(0)
+		}
+		fail.Usage("%v\n%s", err, usage)
+	}
+	if fs.NArg() > 0 || *conns < 1 || *timeout < 1 {
+		fail.Usage("bad arguments\n%s", usage)
+	}
+	c, err := load(conf.FromEnv())
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	maxRcpt, err := c.conf.Int("maxrcpt", 100)
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
+		return &session{cfg: c, peer: conn.Conn().RemoteAddr()}, nil
+	}))
+	srv.Domain = c.settings.Me
+	srv.MaxMessageBytes = c.settings.MaxMessage
+	srv.MaxRecipients = int(maxRcpt)
+	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
+	srv.ReadTimeout = time.Duration(*timeout) * time.Second
+	srv.WriteTimeout = time.Duration(*timeout) * time.Second
+	srv.AllowInsecureAuth = true // the transport is the admin's: loopback, or tcpserver behind a TLS proxy
+	srv.ErrorLog = logger{}
+
+	var l net.Listener
+	if *listen != "" {
+		if l, err = net.Listen("tcp", *listen); err != nil {
+			fail.Exit(fail.Temp(err))
+		}
+		l = &limitListener{Listener: l, free: make(chan struct{}, *conns)}
+		fail.Warn("listening on %s, at most %d sessions", l.Addr(), *conns)
+	} else {
+		conn, err := net.FileConn(os.Stdin)
+		if err != nil {
+			fail.Exit(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
+		}
+		l = &oneConn{conn: conn, closed: make(chan struct{})}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; srv.Close() }()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
+		fail.Exit(fail.Temp(err))
+	}
+}
+
+func load(d conf.Dir) (*config, error) {
+	l, err := d.Local()
+	if err != nil {
+		return nil, err
+	}
+	c := &config{conf: d, settings: *l}
+	if c.remote, err = remote.Configured(d); err != nil {
+		return nil, err
+	}
+	if !c.remote {
+		root, err := d.Store()
+		if err != nil {
+			return nil, err
+		}
+		if c.checker, err = auth.FromConf(d, filepath.Join(root, ".authfail")); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+type logger struct{}
+
+func (logger) Printf(format string, v ...any) { fail.Warn(format, v...) }
+func (logger) Println(v ...any)               { fail.Warn("%s", fmt.Sprint(v...)) }
+
+// session is one SMTP connection.
+type session struct {
+	cfg      *config
+	peer     net.Addr
+	account  string
+	password string
+	rcpts    []addr.Mailbox
+}
+
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error {
+			if identity != "" && identity != user {
+				return smtp.ErrAuthFailed
+			}
+			return s.check(user, pass)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: s.check}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// check passes AUTH through to the store's account check: the passwords
+// file (with its growing delays), or the remote store's MSOAP.
+func (s *session) check(user, pass string) error {
+	if store.CheckAccount(user) != nil {
+		return smtp.ErrAuthFailed
+	}
+	if s.cfg.remote {
+		rs, err := remote.DialAs(s.cfg.conf, user, pass)
+		if err != nil {
+			fail.Warn("%v: AUTH %s: %v", s.peer, user, err)
+			return smtp.ErrAuthFailed
+		}
+		rs.Close()
+	} else {
+		ip := netipOf(s.peer)
+		ok, err := s.cfg.checker.Check(ip, user, pass)
+		if err != nil {
+			fail.Warn("%v: %v", s.peer, err)
+			return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure, try again later"}
+		}
+		if !ok {
+			fail.Warn("%v: AUTH failed", s.peer)
+			return smtp.ErrAuthFailed
+		}
+	}
+	s.account, s.password = user, pass
+	fail.Warn("%v: authenticated %s", s.peer, user)
+	return nil
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.account == "" {
+		return smtp.ErrAuthRequired
+	}
+	return nil // the sender recorded is always the account's own address
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.account == "" {
+		return smtp.ErrAuthRequired
+	}
+	a, err := addr.Parse(to)
+	if err != nil {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: fmt.Sprintf("Bad address %q: %v", to, err)}
+	}
+	s.rcpts = append(s.rcpts, a) // the store checks it with the message, at DATA
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	defer io.Copy(io.Discard, r) // go-smtp wants it consumed, whatever happens
+	if s.account == "" {
+		return smtp.ErrAuthRequired
+	}
+	msg, err := mailmsg.Read(bufio.NewReaderSize(r, 64<<10))
+	if err != nil {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message refused: " + err.Error()}
+	}
+	settings := s.cfg.settings
+	settings.Account = s.account
+	from, err := addr.Parse(s.account + "@" + settings.Me)
+	if err != nil {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Your account has no valid address here"}
+	}
+	id, err := submit.Submit(&submit.Request{Conf: s.cfg.conf, Settings: &settings, Recipients: s.rcpts,
+		Msg: msg, From: from, Password: s.password})
+	if err != nil {
+		fail.Warn("%v: %s: not stored: %v", s.peer, s.account, err)
+		return dataError(err)
+	}
+	fail.Warn("%v: %s stored %s for %d recipients", s.peer, s.account, id, len(s.rcpts))
+	// A 250 as an *SMTPError is how go-smtp lets the reply say more than
+	// "queued": where the message is, and that no bounce will ever come.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+		Message: fmt.Sprintf("OK: stored in your archive as %s; its delivery status is there (im2000-status), no bounce will come", id)}
+}
+
+// dataError explains a refused message. IM2000 checks the envelope together
+// with the message, so refusals of recipients come only now, at DATA.
+func dataError(err error) error {
+	perm := fail.Code(err) == fail.Permanent
+	switch {
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line longer than 1000 octets (RFC 5321); message refused"}
+	case errors.Is(err, store.ErrTooLarge):
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too large for the store"}
+	case errors.Is(err, store.ErrQuota):
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Your archive is over its quota; try again when old messages have expired"}
+	case errors.Is(err, submit.ErrNotPermitted), errors.Is(err, store.ErrNoRecipients), perm:
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "Not stored (IM2000 checks recipients with the message, so this comes at DATA): " + err.Error()}
+	}
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Not stored, try again later: " + err.Error()}
+}
+
+func (s *session) Reset()        { s.rcpts = nil }
+func (s *session) Logout() error { return nil }
+
+// loginServer is SASL LOGIN (go-sasl has only its client side).
+type loginServer struct {
+	check func(user, pass string) error
+	user  string
+	step  int
+}
+
+func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
+	l.step++
+	switch l.step {
+	case 1:
+		if len(response) > 0 { // an initial response carries the user name
+			l.user, l.step = string(response), 2
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 2:
+		l.user = string(response)
+		return []byte("Password:"), false, nil
+	}
+	return nil, true, l.check(l.user, string(response))
+}
+
+// limitListener answers connections beyond its limit with 421 at once.
+type limitListener struct {
+	net.Listener
+	free chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.free <- struct{}{}:
+			return &releasingConn{Conn: c, release: func() { <-l.free }}, nil
+		default:
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(c, "421 4.3.2 Too many sessions, try again later\r\n")
+			c.Close()
+		}
+	}
+}
+
+type releasingConn struct {
+	net.Conn
+	release func()
+	done    atomic.Bool
+}
+
+func (c *releasingConn) Close() error {
+	if c.done.CompareAndSwap(false, true) {
+		c.release()
+	}
+	return c.Conn.Close()
+}
+
+// oneConn is a listener that yields the tcpserver socket once, then ends
+// the server when that session closes.
+type oneConn struct {
+	conn   net.Conn
+	given  bool
+	closed chan struct{}
+}
+
+var errDone = errors.New("session over")
+
+func (o *oneConn) Accept() (net.Conn, error) {
+	if !o.given {
+		o.given = true
+		return &releasingConn{Conn: o.conn, release: func() { close(o.closed) }}, nil
+	}
+	<-o.closed
+	return nil, errDone
+}
+
+func (o *oneConn) Close() error   { return nil }
+func (o *oneConn) Addr() net.Addr { return o.conn.LocalAddr() }
+
+func netipOf(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr()
+	}
+	return netip.Addr{}
+}
