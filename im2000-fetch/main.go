@@ -6,7 +6,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,12 +19,9 @@ import (
 	"im2000/lib/conf"
 	"im2000/lib/durable"
 	"im2000/lib/fail"
-	"im2000/lib/locate"
+	"im2000/lib/inbox"
 	"im2000/lib/maildir"
-	"im2000/lib/session"
-	"im2000/lib/wire"
 	"im2000/lib/wire/msrap"
-	"im2000/lib/wire/rnaqp"
 )
 
 const usage = `usage: im2000-fetch [-d maildir] [--stdout] [--summary]
@@ -39,11 +35,9 @@ const usage = `usage: im2000-fetch [-d maildir] [--stdout] [--summary]
 
 type fetcher struct {
 	conf    conf.Dir
-	loc     *locate.Locator
 	maildir string
 	stdout  *bufio.Writer
-	pending *agent.Spool // notifications taken from the agent, not yet done
-	timeout time.Duration
+	inbox   *inbox.Inbox
 }
 
 func main() {
@@ -66,18 +60,18 @@ func main() {
 	if err != nil {
 		fail.Exit(err)
 	}
+	defer f.inbox.Close()
 	if *toStdout {
 		f.stdout = bufio.NewWriter(os.Stdout)
 	}
-	fail.Exit(f.run(*summary))
+	err = f.run(*summary)
+	f.inbox.Close()
+	fail.Exit(err)
 }
 
 func setup(d conf.Dir, dir string) (*fetcher, error) {
-	f := &fetcher{conf: d, timeout: time.Minute}
+	f := &fetcher{conf: d}
 	var err error
-	if f.loc, err = locate.FromConf(d); err != nil {
-		return nil, err
-	}
 	if dir == "" {
 		home, _ := os.UserHomeDir()
 		if dir, err = d.String("maildir", filepath.Join(home, "Maildir")); err != nil {
@@ -85,30 +79,36 @@ func setup(d conf.Dir, dir string) (*fetcher, error) {
 		}
 	}
 	f.maildir = dir
-	state := filepath.Join(dir, ".im2000")
-	if err := os.MkdirAll(filepath.Join(state, "pending"), 0o700); err != nil {
-		return nil, fail.Temp(err)
-	}
-	if f.pending, err = agent.Open(state, true); err != nil {
-		return nil, fail.Temp(err)
+	if f.inbox, err = inbox.Open(d, filepath.Join(dir, ".im2000")); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
 
 func (f *fetcher) run(summary bool) error {
-	account := os.Getenv("IM2000_ACCOUNT")
-	if account == "" {
-		l, err := f.conf.Local()
-		if err != nil {
-			return err
-		}
-		account = l.Account
+	l, err := f.conf.Local()
+	if err != nil {
+		return err
 	}
-	taken, takeErr := f.take(account)
+	where, err := f.conf.String("rna", "")
+	if err != nil {
+		return err
+	}
+	if where == "" {
+		return fail.Perm(fmt.Errorf("write where your notification agent is (host:port, or your domain) to %s", f.conf.Path("rna")))
+	}
+	password, err := f.conf.String("password", "")
+	if err != nil {
+		return err
+	}
+	taken, takeErr := f.inbox.Take(where, l.Account, password)
+	if fail.Code(takeErr) == fail.Permanent {
+		return takeErr
+	}
 	if takeErr != nil {
 		fail.Warn("%v (going on with the %d notifications kept from before)", takeErr, taken)
 	}
-	entries, err := f.pending.List("pending", 1<<30)
+	entries, err := f.inbox.Pending()
 	if err != nil {
 		return fail.Temp(err)
 	}
@@ -124,15 +124,9 @@ func (f *fetcher) run(summary bool) error {
 		return takeErr
 	}
 	delivered, failed := 0, 0
-	stores := map[string]*session.Client{}
-	defer func() {
-		for _, c := range stores {
-			c.Close()
-		}
-	}()
 	for _, e := range entries {
-		if err := f.fetchOne(stores, e); err != nil {
-			fail.Warn("%s from %s at %s: %v (kept for the next run)", e.N.Notification.ID.String(), e.N.Notification.Sender, e.N.Notification.StoreClear.String(), err)
+		if err := f.fetchOne(e); err != nil {
+			fail.Warn("%s from %s at %s: %v (kept for the next run)", e.N.Notification.ID, e.N.Notification.Sender, e.N.Notification.StoreClear.String(), err)
 			failed++
 			continue
 		}
@@ -150,114 +144,21 @@ func (f *fetcher) run(summary bool) error {
 	return nil
 }
 
-// take moves the agent's notifications into the local pending queue.
-func (f *fetcher) take(account string) (int, error) {
-	where, err := f.conf.String("rna", "")
-	if err != nil {
-		return 0, err
-	}
-	if where == "" {
-		return 0, fail.Perm(fmt.Errorf("write where your notification agent is (host:port, or your domain) to %s", f.conf.Path("rna")))
-	}
-	password, err := f.conf.String("password", "")
-	if err != nil {
-		return 0, err
-	}
-	c, err := f.dial(rnaqp.Protocol, where)
-	if err != nil {
-		return 0, fail.Temp(fmt.Errorf("agent %s: %w", where, err))
-	}
-	defer c.Close()
-	if _, err := c.Call(&rnaqp.Authenticate{Account: account, Password: password}); err != nil {
-		return 0, fail.Perm(fmt.Errorf("agent %s: authenticate as %s: %w", where, account, err))
-	}
-	n := 0
-	for {
-		pdu, err := c.Call(rnaqp.RetrieveAndClear{})
-		if err != nil {
-			return n, fail.Temp(fmt.Errorf("agent %s: %w", where, err))
-		}
-		got := pdu.Response.(*rnaqp.RetrieveAndClearOK).Notifications
-		if len(got) == 0 {
-			return n, nil
-		}
-		for i := range got {
-			if err := f.pending.Put("pending", &got[i]); err != nil {
-				// The store re-sends it: a delay, not a loss.
-				return n, fail.Temp(err)
-			}
-			n++
-		}
-	}
-}
-
-// dial reaches a server by host:port, or by a domain's SRV records.
-func (f *fetcher) dial(p *wire.Protocol, where string) (*session.Client, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
-	defer cancel()
-	return session.DialWhere(ctx, f.loc, p, where, f.timeout)
-}
-
-// store returns a session with the store a notification names.
-func (f *fetcher) store(stores map[string]*session.Client, l wire.ServiceLocation) (*session.Client, error) {
-	key := l.String()
-	if c, ok := stores[key]; ok {
-		return c, nil
-	}
-	var c *session.Client
-	var err error
-	if l.Domain != nil {
-		c, err = f.dial(msrap.Protocol, key)
-	} else {
-		for _, a := range l.Literals {
-			if c, err = f.dial(msrap.Protocol, a.String()); err == nil {
-				break
-			}
-		}
-		if c == nil && err == nil {
-			err = errors.New("no address")
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	stores[key] = c
-	return c, nil
-}
-
 // fetchOne retrieves, delivers, records and silences one message. The
 // record of delivered notifications makes a second notification of the
 // same message (a re-send before the silence got through) a silence only.
-func (f *fetcher) fetchOne(stores map[string]*session.Client, e agent.Entry) error {
+func (f *fetcher) fetchOne(e agent.Entry) error {
 	n := e.N.Notification
 	key := agent.Key(&e.N)
-	c, err := f.store(stores, n.StoreClear)
-	if err != nil {
-		return err
-	}
 	if !f.delivered(key) {
-		var msg []byte
-		for {
-			pdu, err := c.Call(&msrap.Retrieve{ID: n.ID, Type: msrap.All, Offset: uint64(len(msg))})
-			var se *session.StatusError
-			if errors.As(err, &se) && se.Status == msrap.ErrorNoSuchMessage {
-				fail.Warn("%s from %s: gone from its store (cancelled or expired)", n.ID, n.Sender)
-				f.pending.Remove("pending", []agent.Entry{e})
-				return nil
-			}
-			if err != nil {
-				delete(stores, n.StoreClear.String())
-				c.Close()
-				return err
-			}
-			r := pdu.Response.(*msrap.RetrieveOK)
-			msg = append(msg, r.Data...)
-			if uint64(len(msg)) >= r.Size || len(r.Data) == 0 {
-				if uint64(len(msg)) != r.Size {
-					return fmt.Errorf("retrieved %d of %d octets", len(msg), r.Size)
-				}
-				break
-			}
+		msg, err := f.inbox.Retrieve(e, msrap.All)
+		if errors.Is(err, inbox.ErrGone) {
+			fail.Warn("%s from %s: %v", n.ID, n.Sender, err)
+			f.inbox.Done(e)
+			return nil
+		}
+		if err != nil {
+			return err
 		}
 		if err := f.deliver(n.Sender, msg); err != nil {
 			return err
@@ -266,10 +167,10 @@ func (f *fetcher) fetchOne(stores map[string]*session.Client, e agent.Entry) err
 			return err
 		}
 	}
-	if _, err := c.Call(&msrap.Silence{ID: n.ID}); err != nil {
+	if err := f.inbox.Silence(e); err != nil {
 		return fmt.Errorf("delivered, but silencing failed (will silence next time): %w", err)
 	}
-	f.pending.Remove("pending", []agent.Entry{e})
+	f.inbox.Done(e)
 	return nil
 }
 
