@@ -15,6 +15,7 @@ need man-db command -v man
 need ucspi-tcp command -v tcpserver
 need daemontools command -v svscan
 need swaks command -v swaks
+need mpop command -v mpop
 need python3-pyasn1 /usr/bin/python3 -c 'import pyasn1'
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -241,7 +241,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 // ServeStdio runs one session on stdin/stdout, as under tcpserver: the
 // peer's address comes from TCPREMOTEIP and TCPREMOTEPORT.
 func (srv *Server) ServeStdio() error {
-	c, err := stdioConn()
+	c, err := StdioConn()
 	if err != nil {
 		return err
 	}
@@ -255,9 +255,9 @@ func envAddrPort(ip, port string) netip.AddrPort {
 	return ap
 }
 
-// stdioConn makes stdin/stdout a Conn with deadlines: the socket itself
+// StdioConn makes stdin/stdout a Conn with deadlines: the socket itself
 // under tcpserver, or the two pipe ends in non-blocking mode otherwise.
-func stdioConn() (Conn, error) {
+func StdioConn() (Conn, error) {
 	if c, err := net.FileConn(os.Stdin); err == nil {
 		return c, nil
 	}

@@ -1,0 +1,450 @@
+// Command im2000-pop3d lets a POP3 mail client read IM2000 mail: on login
+// it takes the user's notifications from the user's agent, shows one
+// maildrop entry per message, fetches each from its sender's store when
+// the client asks (RETR, TOP), and silences at the stores the messages the
+// client deleted. See man/im2000-pop3d.8.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"im2000/lib/agent"
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/inbox"
+	"im2000/lib/session"
+	"im2000/lib/store"
+	"im2000/lib/wire/msrap"
+)
+
+const usage = `usage: im2000-pop3d [-l addr:port] [-c n] [-t seconds]
+  POP3 access to IM2000 mail for the accounts of the agent named in the rna
+  file of $IM2000_CONF: one session on stdin/stdout under tcpserver, or
+  with -l as a listener.
+  -l addr:port  listen on addr:port instead of serving stdin/stdout
+  -c n          at most n sessions at once with -l (default 40)
+  -t seconds    close a session idle for this long (default 600)
+  -h            show this help`
+
+type config struct {
+	conf    conf.Dir
+	rna     string
+	state   string
+	timeout time.Duration
+}
+
+func main() {
+	fs := flag.NewFlagSet("im2000-pop3d", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	listen := fs.String("l", "", "")
+	conns := fs.Int("c", 40, "")
+	timeout := fs.Int("t", 600, "")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Println(usage)
+			os.Exit(0)
+		}
+		fail.Usage("%v\n%s", err, usage)
+	}
+	if fs.NArg() > 0 || *conns < 1 || *timeout < 1 {
+		fail.Usage("bad arguments\n%s", usage)
+	}
+	d := conf.FromEnv()
+	c := &config{conf: d, timeout: time.Duration(*timeout) * time.Second}
+	var err error
+	if c.rna, err = d.String("rna", ""); err == nil && c.rna == "" {
+		err = fmt.Errorf("write where the agent's RNAQP server is (host:port, or a domain) to %s", d.Path("rna"))
+	}
+	if err == nil {
+		c.state, err = d.String("pop3state", "")
+		if err == nil && c.state == "" {
+			err = fmt.Errorf("write a directory for the users' pending messages to %s", d.Path("pop3state"))
+		}
+	}
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	if *listen == "" {
+		conn, err := session.StdioConn()
+		if err != nil {
+			fail.Exit(fail.Temp(err))
+		}
+		c.serve(conn, os.Getenv("TCPREMOTEIP"))
+		return
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	fail.Warn("listening on %s, at most %d sessions", l.Addr(), *conns)
+	free := make(chan struct{}, *conns)
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			fail.Warn("accept: %v", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		select {
+		case free <- struct{}{}:
+			go func() {
+				defer func() { <-free }()
+				c.serve(conn, conn.RemoteAddr().String())
+			}()
+		default:
+			io.WriteString(conn, "-ERR [SYS/TEMP] too many sessions, try again later\r\n")
+			conn.Close()
+		}
+	}
+}
+
+// entry is one message of the maildrop.
+type entry struct {
+	e       agent.Entry
+	size    uint64
+	deleted bool
+}
+
+type pop struct {
+	*config
+	conn    session.Conn
+	r       *bufio.Reader
+	peer    string
+	account string
+	inbox   *inbox.Inbox
+	lock    *os.File
+	drop    []*entry
+}
+
+func (c *config) serve(conn session.Conn, peer string) {
+	p := &pop{config: c, conn: conn, r: bufio.NewReaderSize(conn, 4096), peer: peer}
+	defer p.close()
+	p.reply("+OK im2000-pop3d ready")
+	var user string
+	for {
+		line, err := p.readLine()
+		if err != nil {
+			return
+		}
+		verb, arg, _ := strings.Cut(line, " ")
+		verb = strings.ToUpper(verb)
+		if p.account == "" { // AUTHORIZATION
+			switch verb {
+			case "CAPA":
+				p.reply("+OK capabilities follow\r\nUSER\r\nSASL PLAIN\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION im2000-pop3d\r\n.")
+			case "USER":
+				user = arg
+				p.reply("+OK send PASS")
+			case "PASS":
+				p.login(user, arg)
+			case "AUTH":
+				p.authPlain(arg)
+			case "QUIT":
+				p.reply("+OK bye")
+				return
+			default:
+				p.reply("-ERR authenticate first (USER and PASS, or AUTH PLAIN)")
+			}
+			continue
+		}
+		if !p.transaction(verb, arg) {
+			return
+		}
+	}
+}
+
+// readLine reads one command line of at most 512 octets (RFC 2449).
+func (p *pop) readLine() (string, error) {
+	p.conn.SetReadDeadline(time.Now().Add(p.timeout))
+	line, err := p.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) || len(line) > 512 {
+		p.reply("-ERR line too long")
+		return "", errors.New("line too long")
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			p.reply("-ERR autologout: idle too long")
+		}
+		return "", err
+	}
+	return strings.TrimRight(string(line), "\r\n"), nil
+}
+
+func (p *pop) reply(s string) {
+	p.conn.SetWriteDeadline(time.Now().Add(p.timeout))
+	io.WriteString(p.conn, s+"\r\n")
+}
+
+func (p *pop) authPlain(arg string) {
+	mech, initial, _ := strings.Cut(arg, " ")
+	if !strings.EqualFold(mech, "PLAIN") {
+		p.reply("-ERR only AUTH PLAIN")
+		return
+	}
+	if initial == "" {
+		p.reply("+ ")
+		line, err := p.readLine()
+		if err != nil {
+			return
+		}
+		initial = line
+	}
+	raw, err := base64.StdEncoding.DecodeString(initial)
+	parts := strings.Split(string(raw), "\x00")
+	if err != nil || len(parts) != 3 || (parts[0] != "" && parts[0] != parts[1]) {
+		p.reply("-ERR [AUTH] malformed AUTH PLAIN")
+		return
+	}
+	p.login(parts[1], parts[2])
+}
+
+// login checks the password at the agent (RNAQP), taking the user's
+// notifications on the way, and opens the maildrop.
+func (p *pop) login(user, pass string) {
+	if store.CheckAccount(user) != nil {
+		p.reply("-ERR [AUTH] invalid login")
+		return
+	}
+	dir := filepath.Join(p.state, user)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		p.tempError(err)
+		return
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		p.tempError(err)
+		return
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		p.reply("-ERR [IN-USE] another session has this maildrop")
+		return
+	}
+	ib, err := inbox.Open(p.conf, dir)
+	if err != nil {
+		lock.Close()
+		p.tempError(err)
+		return
+	}
+	if _, err := ib.Take(p.rna, user, pass); err != nil {
+		ib.Close()
+		lock.Close()
+		if errors.Is(err, inbox.ErrAuth) {
+			fail.Warn("%s: login failed for %s", p.peer, user)
+			p.reply("-ERR [AUTH] invalid login")
+			return
+		}
+		p.tempError(err)
+		return
+	}
+	entries, err := ib.Pending()
+	if err != nil {
+		ib.Close()
+		lock.Close()
+		p.tempError(err)
+		return
+	}
+	for _, e := range entries {
+		size, err := ib.Size(e)
+		if errors.Is(err, inbox.ErrGone) {
+			ib.Done(e)
+			continue
+		}
+		if err != nil {
+			fail.Warn("%s: %s: size of %s: %v (left for later)", p.peer, user, e.N.Notification.ID, err)
+			continue
+		}
+		p.drop = append(p.drop, &entry{e: e, size: size})
+	}
+	p.account, p.inbox, p.lock = user, ib, lock
+	fail.Warn("%s: %s logged in, %d messages", p.peer, user, len(p.drop))
+	p.reply(fmt.Sprintf("+OK %s has %d messages", user, len(p.drop)))
+}
+
+func (p *pop) tempError(err error) {
+	fail.Warn("%s: %v", p.peer, err)
+	p.reply("-ERR [SYS/TEMP] cannot reach your mail right now, try again later")
+}
+
+// message finds a numbered message that is not deleted.
+func (p *pop) message(arg string) (*entry, int, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(arg))
+	if err != nil || n < 1 || n > len(p.drop) || p.drop[n-1].deleted {
+		p.reply("-ERR no such message")
+		return nil, 0, false
+	}
+	return p.drop[n-1], n, true
+}
+
+// transaction runs one command of the TRANSACTION state; false ends the session.
+func (p *pop) transaction(verb, arg string) bool {
+	switch verb {
+	case "STAT":
+		n, size := 0, uint64(0)
+		for _, e := range p.drop {
+			if !e.deleted {
+				n, size = n+1, size+e.size
+			}
+		}
+		p.reply(fmt.Sprintf("+OK %d %d", n, size))
+	case "LIST", "UIDL":
+		show := func(i int, e *entry) string {
+			if verb == "LIST" {
+				return fmt.Sprintf("%d %d", i+1, e.size)
+			}
+			return fmt.Sprintf("%d %s", i+1, agent.Key(&e.e.N))
+		}
+		if arg != "" {
+			if e, n, ok := p.message(arg); ok {
+				p.reply("+OK " + show(n-1, e))
+			}
+			return true
+		}
+		var b strings.Builder
+		b.WriteString("+OK\r\n")
+		for i, e := range p.drop {
+			if !e.deleted {
+				b.WriteString(show(i, e) + "\r\n")
+			}
+		}
+		b.WriteString(".")
+		p.reply(b.String())
+	case "RETR":
+		if e, _, ok := p.message(arg); ok {
+			msg, err := p.inbox.Retrieve(e.e, msrap.All)
+			if err != nil {
+				p.retrieveError(err)
+				return true
+			}
+			p.send(fmt.Sprintf("+OK %d octets", len(msg)), msg)
+		}
+	case "TOP":
+		num, lines, _ := strings.Cut(arg, " ")
+		k, err := strconv.Atoi(strings.TrimSpace(lines))
+		if err != nil || k < 0 {
+			p.reply("-ERR usage: TOP msg lines")
+			return true
+		}
+		if e, _, ok := p.message(num); ok {
+			p.top(e, k)
+		}
+	case "DELE":
+		if e, n, ok := p.message(arg); ok {
+			e.deleted = true
+			p.reply(fmt.Sprintf("+OK message %d deleted", n))
+		}
+	case "RSET":
+		for _, e := range p.drop {
+			e.deleted = false
+		}
+		p.reply("+OK")
+	case "NOOP":
+		p.reply("+OK")
+	case "CAPA":
+		p.reply("+OK capabilities follow\r\nUSER\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nIMPLEMENTATION im2000-pop3d\r\n.")
+	case "QUIT":
+		p.update()
+		return false
+	default:
+		p.reply("-ERR unknown command")
+	}
+	return true
+}
+
+// top sends the header and k lines of the body; with k = 0 only the
+// header is retrieved from the store (headersonly).
+func (p *pop) top(e *entry, k int) {
+	if k == 0 {
+		h, err := p.inbox.Retrieve(e.e, msrap.HeadersOnly)
+		if err != nil {
+			p.retrieveError(err)
+			return
+		}
+		p.send("+OK", append(h, "\r\n"...))
+		return
+	}
+	msg, err := p.inbox.Retrieve(e.e, msrap.All)
+	if err != nil {
+		p.retrieveError(err)
+		return
+	}
+	head, body, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+	out := append(append([]byte{}, head...), "\r\n\r\n"...)
+	for i, line := range bytes.SplitAfter(body, []byte("\n")) {
+		if i >= k {
+			break
+		}
+		out = append(out, line...)
+	}
+	p.send("+OK", out)
+}
+
+func (p *pop) retrieveError(err error) {
+	if errors.Is(err, inbox.ErrGone) {
+		p.reply("-ERR that message is gone from its store (cancelled or expired)")
+		return
+	}
+	p.tempError(err)
+}
+
+// send writes a multi-line response: CRLF line ends, dot-stuffed.
+func (p *pop) send(status string, data []byte) {
+	var b bytes.Buffer
+	b.WriteString(status + "\r\n")
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) > 0 && line[0] == '.' {
+			b.WriteByte('.')
+		}
+		b.Write(line)
+		b.WriteString("\r\n")
+	}
+	b.WriteString(".")
+	p.reply(b.String())
+}
+
+// update silences at their stores the messages the client deleted; what
+// cannot be silenced now stays in the maildrop for a later session.
+func (p *pop) update() {
+	done := 0
+	for _, e := range p.drop {
+		if !e.deleted {
+			continue
+		}
+		if err := p.inbox.Silence(e.e); err != nil {
+			fail.Warn("%s: %s: silencing %s: %v (kept)", p.peer, p.account, e.e.N.Notification.ID, err)
+			continue
+		}
+		p.inbox.Done(e.e)
+		done++
+	}
+	fail.Warn("%s: %s quit, %d messages silenced", p.peer, p.account, done)
+	p.reply(fmt.Sprintf("+OK %d messages silenced at their stores", done))
+}
+
+func (p *pop) close() {
+	if p.inbox != nil {
+		p.inbox.Close()
+	}
+	if p.lock != nil {
+		p.lock.Close()
+	}
+	p.conn.Close()
+}

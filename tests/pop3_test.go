@@ -1,0 +1,115 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPOP3 reads IM2000 mail with real POP3 clients: Python's poplib looks,
+// tops, retrieves and deletes one message; mpop then delivers the rest into
+// a Maildir; alice's status shows what each step did at her store.
+func TestPOP3(t *testing.T) {
+	bobAgent := newAgentHostFor(t, "listener", "example.net", "", "bob")
+	h := newStoreHost(t, "tcpserver", func(e *env) {
+		e.setConf("routes", "_rnasp._tcp.example.net "+bobAgent.rnasp+"\n")
+		e.setConf("retrybase", "1")
+	})
+	h.setConf("storelocation", h.msrap)
+	daemonEnv(t, h.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	time.Sleep(300 * time.Millisecond)
+	id1 := h.inject("Subject: first\n\n.leading dot\nline two\n", "bob@example.net")
+	id2 := h.inject("Subject: second\n\nhello again\n", "bob@example.net")
+	for _, id := range []string{id1, id2} {
+		await(t, 5*time.Second, "bob notified", func() bool {
+			return recipientStates(t, h.store, "alice", id)["bob@example.net"] == "notifying/unread"
+		})
+	}
+
+	pe := newEnv(t, "bob")
+	pe.setConf("rna", bobAgent.rnaqp)
+	pe.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
+	tcpserver, err := exec.LookPath("tcpserver")
+	if err != nil {
+		t.Fatal("tcpserver (ucspi-tcp) is not installed: run tests/deps.sh")
+	}
+	port := strconv.Itoa(freePort(t))
+	daemonEnv(t, pe.vars, "127.0.0.1:"+port, tcpserver, "-RHl0", "127.0.0.1", port, filepath.Join(bin, "im2000-pop3d"))
+
+	py := `import poplib, sys
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=10)
+try:
+    p.user("bob"); p.pass_("wrong")
+    print("wrong password accepted")
+except poplib.error_proto:
+    pass
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=10)
+p.user("bob"); p.pass_("bobpw")
+n, size = p.stat()
+uidls = dict(u.decode().split() for u in p.uidl()[1])
+first = [i for i in (1, 2) if b"Subject: first" in b"\n".join(p.top(i, 0)[1])][0]
+other = 3 - first
+top = b"\n".join(p.top(first, 0)[1])
+msg = b"\n".join(p.retr(first)[1])
+p.dele(first)
+p.quit()
+print(n, size, len(uidls), b"Subject: first" in top, b"line two" in top, b".leading dot" in msg, uidls[str(other)])
+`
+	out, err := exec.Command("/usr/bin/python3", "-c", py, port).CombinedOutput()
+	if err != nil {
+		t.Fatalf("poplib: %v\n%s", err, out)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 7 || f[0] != "2" || f[2] != "2" || f[3] != "True" || f[4] != "False" || f[5] != "True" {
+		t.Fatalf("poplib saw %q", out)
+	}
+	uidl2 := f[6] // "2 <uid>" of the message left
+	if s := recipientStates(t, h.store, "alice", id1)["bob@example.net"]; s != "silenced/readall" {
+		t.Fatalf("message 1 after RETR, DELE, QUIT: %s", s)
+	}
+	if s := recipientStates(t, h.store, "alice", id2)["bob@example.net"]; s != "notifying/readheaders" {
+		t.Fatalf("message 2, only looked at with TOP: %s", s)
+	}
+
+	// The undeleted message is still there in a later session, under the same UIDL.
+	py2 := `import poplib, sys
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=10)
+p.user("bob"); p.pass_("bobpw")
+print(p.stat()[0], p.uidl()[1][0].decode().split()[1])
+p.quit()
+`
+	out, err = exec.Command("/usr/bin/python3", "-c", py2, port).CombinedOutput()
+	if f := strings.Fields(string(out)); err != nil || len(f) != 2 || f[0] != "1" || f[1] != uidl2 {
+		t.Fatalf("second session: %v %q (want 1 message with UIDL %s)", err, out, uidl2)
+	}
+
+	// mpop delivers what is left into a Maildir, and deletes it.
+	mpop, err := exec.LookPath("mpop")
+	if err != nil {
+		t.Fatal("mpop is not installed: run tests/deps.sh")
+	}
+	maildir := filepath.Join(t.TempDir(), "Maildir")
+	for _, d := range []string{"tmp", "new", "cur"} {
+		os.MkdirAll(filepath.Join(maildir, d), 0o700)
+	}
+	rc := filepath.Join(t.TempDir(), "mpoprc")
+	os.WriteFile(rc, []byte("account default\nhost 127.0.0.1\nport "+port+"\nuser bob\npassword bobpw\nauth user\ntls off\ndelivery maildir "+maildir+"\nkeep off\nuidls_file "+filepath.Join(t.TempDir(), "uidls")+"\n"), 0o600)
+	if out, err := exec.Command(mpop, "-C", rc, "-q").CombinedOutput(); err != nil {
+		t.Fatalf("mpop: %v\n%s", err, out)
+	}
+	msgs := maildirMessages(t, maildir)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "hello again") {
+		t.Fatalf("mpop's Maildir: %q", msgs)
+	}
+	r := h.run("", "im2000-status")
+	if strings.Count(r.stdout, "1 silenced") != 2 {
+		t.Fatalf("alice's status after POP3:\n%s", r.stdout)
+	}
+	if r := h.run("", "im2000-status", id2); !strings.Contains(r.stdout, "silenced\treadall") {
+		t.Fatalf("message 2 after mpop: %s", r.stdout)
+	}
+}
