@@ -75,10 +75,11 @@ print(n, size, len(uidls), b"Subject: first" in top, b"line two" in top, b".lead
 		t.Fatalf("message 2, only looked at with TOP: %s", s)
 	}
 
-	// The undeleted message is still there in a later session, under the same UIDL.
-	py2 := `import poplib, sys
+	// The undeleted message is still there in a later session (logged in
+	// with AUTH PLAIN this time), under the same UIDL.
+	py2 := `import base64, poplib, sys
 p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=10)
-p.user("bob"); p.pass_("bobpw")
+p._shortcmd("AUTH PLAIN " + base64.b64encode(b"\0bob\0bobpw").decode())
 print(p.stat()[0], p.uidl()[1][0].decode().split()[1])
 p.quit()
 `

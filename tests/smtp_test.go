@@ -201,3 +201,38 @@ func TestSMTPHostile(t *testing.T) {
 		t.Fatalf("after all that, AUTH: %s", r)
 	}
 }
+
+// TestSMTPRemote runs im2000-smtpd for a store at another host: AUTH and
+// the submission both go over MSOAP.
+func TestSMTPRemote(t *testing.T) {
+	h := newStoreHost(t, "tcpserver", nil)
+	e := newEnv(t, "alice")
+	e.setConf("remote", h.msoap)
+	e.setConf("sentlog", filepath.Join(t.TempDir(), "sent"))
+	port := strconv.Itoa(freePort(t))
+	daemonEnv(t, e.vars, "127.0.0.1:"+port, filepath.Join(bin, "im2000-smtpd"), "-l", "127.0.0.1:"+port)
+	c := dialSMTP(t, "127.0.0.1:"+port)
+	if r := c.login("wrong"); !strings.HasPrefix(r, "535") {
+		t.Fatalf("a wrong password at the remote store: %s", r)
+	}
+	if r := c.cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00alicepw"))); !strings.HasPrefix(r, "235") {
+		t.Fatalf("AUTH: %s", r)
+	}
+	c.cmd("MAIL FROM:<alice@example.org>")
+	c.cmd("RCPT TO:<bob@example.net>")
+	c.cmd("DATA")
+	if r := c.cmd("Subject: via the remote store\r\n\r\nhi\r\n."); !strings.HasPrefix(r, "250 2.0.0 OK: stored") {
+		t.Fatalf("DATA: %s", r)
+	}
+	c.cmd("MAIL FROM:<alice@example.org>")
+	c.cmd("RCPT TO:<bob@example.net>")
+	if r := c.cmd("DATA"); !strings.HasPrefix(r, "354") {
+		t.Fatalf("second DATA: %s", r)
+	}
+	if r := c.cmd("Subject: no\r\n\r\n" + strings.Repeat("z", 10) + "\r\n."); !strings.HasPrefix(r, "250") {
+		t.Fatalf("second message: %s", r)
+	}
+	if envs := archived(t, h.env); len(envs) != 2 || envs[0].Sender.String() != "alice@example.org" {
+		t.Fatalf("at the remote store: %d messages", len(envs))
+	}
+}

@@ -11,7 +11,7 @@
 // And the store's services: MSOAP submissions side by side with SMTP to
 // postfix, and MSRAP retrieval throughput.
 //
-// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store] [notify] [lists]
+// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store] [notify] [lists] [smtp]
 package main
 
 import (
@@ -52,7 +52,7 @@ func main() {
 	flag.Parse()
 	sections := flag.Args()
 	if len(sections) == 0 {
-		sections = []string{"inject", "wire", "store", "notify", "lists"}
+		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp"}
 	}
 	for _, s := range sections {
 		switch s {
@@ -66,8 +66,10 @@ func main() {
 			benchNotify()
 		case "lists":
 			benchLists()
+		case "smtp":
+			benchSMTP()
 		default:
-			log("unknown section %q: inject, wire, store, notify or lists", s)
+			log("unknown section %q: inject, wire, store, notify, lists or smtp", s)
 			os.Exit(100)
 		}
 	}
