@@ -45,6 +45,17 @@ type config struct {
 	rna     string
 	state   string
 	timeout time.Duration
+	// open takes the user's notifications and opens the maildrop; the
+	// fuzz test puts one in memory in its place.
+	open func(dir, user, pass, peer string) (mailbox, []*entry, error)
+}
+
+// mailbox is what a session needs of the user's lib/inbox.Inbox.
+type mailbox interface {
+	Retrieve(e agent.Entry, kind uint64) ([]byte, error)
+	Silence(e agent.Entry) error
+	Done(e agent.Entry)
+	Close()
 }
 
 func main() {
@@ -65,6 +76,7 @@ func main() {
 	}
 	d := conf.FromEnv()
 	c := &config{conf: d, timeout: time.Duration(*timeout) * time.Second}
+	c.open = c.openInbox
 	var err error
 	if c.rna, err = d.String("rna", ""); err == nil && c.rna == "" {
 		err = fmt.Errorf("write where the agent's RNAQP server is (host:port, or a domain) to %s", d.Path("rna"))
@@ -125,7 +137,7 @@ type pop struct {
 	r       *bufio.Reader
 	peer    string
 	account string
-	inbox   *inbox.Inbox
+	inbox   mailbox
 	lock    *os.File
 	drop    []*entry
 }
@@ -152,7 +164,9 @@ func (c *config) serve(conn session.Conn, peer string) {
 			case "PASS":
 				p.login(user, arg)
 			case "AUTH":
-				p.authPlain(arg)
+				if !p.authPlain(arg) {
+					return
+				}
 			case "QUIT":
 				p.reply("+OK bye")
 				return
@@ -189,17 +203,18 @@ func (p *pop) reply(s string) {
 	io.WriteString(p.conn, s+"\r\n")
 }
 
-func (p *pop) authPlain(arg string) {
+// authPlain runs AUTH PLAIN; false ends the session.
+func (p *pop) authPlain(arg string) bool {
 	mech, initial, _ := strings.Cut(arg, " ")
 	if !strings.EqualFold(mech, "PLAIN") {
 		p.reply("-ERR only AUTH PLAIN")
-		return
+		return true
 	}
 	if initial == "" {
 		p.reply("+ ")
 		line, err := p.readLine()
 		if err != nil {
-			return
+			return false
 		}
 		initial = line
 	}
@@ -207,9 +222,10 @@ func (p *pop) authPlain(arg string) {
 	parts := strings.Split(string(raw), "\x00")
 	if err != nil || len(parts) != 3 || (parts[0] != "" && parts[0] != parts[1]) {
 		p.reply("-ERR [AUTH] malformed AUTH PLAIN")
-		return
+		return true
 	}
 	p.login(parts[1], parts[2])
+	return true
 }
 
 // login checks the password at the agent (RNAQP), taking the user's
@@ -234,14 +250,8 @@ func (p *pop) login(user, pass string) {
 		p.reply("-ERR [IN-USE] another session has this maildrop")
 		return
 	}
-	ib, err := inbox.Open(p.conf, dir)
+	mb, drop, err := p.open(dir, user, pass, p.peer)
 	if err != nil {
-		lock.Close()
-		p.tempError(err)
-		return
-	}
-	if _, err := ib.Take(p.rna, user, pass); err != nil {
-		ib.Close()
 		lock.Close()
 		if errors.Is(err, inbox.ErrAuth) {
 			fail.Warn("%s: login failed for %s", p.peer, user)
@@ -251,13 +261,29 @@ func (p *pop) login(user, pass string) {
 		p.tempError(err)
 		return
 	}
+	p.account, p.inbox, p.lock, p.drop = user, mb, lock, drop
+	fail.Warn("%s: %s logged in, %d messages", p.peer, user, len(p.drop))
+	p.reply(fmt.Sprintf("+OK %s has %d messages", user, len(p.drop)))
+}
+
+// openInbox takes the user's notifications from the agent into the
+// pending queue in dir and lists the maildrop, dropping the messages their
+// stores no longer have.
+func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, error) {
+	ib, err := inbox.Open(c.conf, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := ib.Take(c.rna, user, pass); err != nil {
+		ib.Close()
+		return nil, nil, err
+	}
 	entries, err := ib.Pending()
 	if err != nil {
 		ib.Close()
-		lock.Close()
-		p.tempError(err)
-		return
+		return nil, nil, err
 	}
+	var drop []*entry
 	for _, e := range entries {
 		size, err := ib.Size(e)
 		if errors.Is(err, inbox.ErrGone) {
@@ -265,14 +291,12 @@ func (p *pop) login(user, pass string) {
 			continue
 		}
 		if err != nil {
-			fail.Warn("%s: %s: size of %s: %v (left for later)", p.peer, user, e.N.Notification.ID, err)
+			fail.Warn("%s: %s: size of %s: %v (left for later)", peer, user, e.N.Notification.ID, err)
 			continue
 		}
-		p.drop = append(p.drop, &entry{e: e, size: size})
+		drop = append(drop, &entry{e: e, size: size})
 	}
-	p.account, p.inbox, p.lock = user, ib, lock
-	fail.Warn("%s: %s logged in, %d messages", p.peer, user, len(p.drop))
-	p.reply(fmt.Sprintf("+OK %s has %d messages", user, len(p.drop)))
+	return ib, drop, nil
 }
 
 func (p *pop) tempError(err error) {
