@@ -111,12 +111,7 @@ func (l *Locator) Targets(ctx context.Context, service, domain string) ([]string
 	if rcode == dnsmessage.RCodeNameError {
 		return nil, fmt.Errorf("%w: %s", ErrBadDomain, name)
 	}
-	var srvs []*dnsmessage.SRVResource
-	for _, a := range answers {
-		if s, ok := a.Body.(*dnsmessage.SRVResource); ok && s.Target.String() != "." {
-			srvs = append(srvs, s)
-		}
-	}
+	srvs := srvRecords(answers)
 	if len(srvs) == 0 {
 		return nil, fmt.Errorf("%w: %s has no SRV records", ErrNoService, name)
 	}
@@ -134,6 +129,18 @@ func (l *Locator) Targets(ctx context.Context, service, domain string) ([]string
 		return nil, fmt.Errorf("%w: no target of %s has an address", ErrNoServer, name)
 	}
 	return out, nil
+}
+
+// srvRecords picks the SRV records of an answer, leaving out the "."
+// target that says the service is not offered (RFC 2782).
+func srvRecords(answers []dnsmessage.Resource) []*dnsmessage.SRVResource {
+	var srvs []*dnsmessage.SRVResource
+	for _, a := range answers {
+		if s, ok := a.Body.(*dnsmessage.SRVResource); ok && s.Target.String() != "." {
+			srvs = append(srvs, s)
+		}
+	}
+	return srvs
 }
 
 // Order sorts SRV records as RFC 2782 says: by priority, and within a
@@ -264,19 +271,28 @@ func (l *Locator) exchange(ctx context.Context, server string, qname dnsmessage.
 		if err != nil {
 			return nil, err
 		}
-		var m dnsmessage.Message
-		if err := m.Unpack(buf[:n]); err != nil {
+		m, err := reply(buf[:n], id, qname)
+		if err != nil {
 			return nil, err
-		}
-		if m.ID != id || !m.Response || len(m.Questions) != 1 || m.Questions[0].Name != qname {
-			return nil, errors.New("answer does not match the question")
 		}
 		if m.Truncated && network == "udp" {
 			continue // ask again over TCP
 		}
-		return &m, nil
+		return m, nil
 	}
 	return nil, errors.New("truncated answer")
+}
+
+// reply decodes a DNS answer and checks that it answers the question asked.
+func reply(b []byte, id uint16, qname dnsmessage.Name) (*dnsmessage.Message, error) {
+	var m dnsmessage.Message
+	if err := m.Unpack(b); err != nil {
+		return nil, err
+	}
+	if m.ID != id || !m.Response || len(m.Questions) != 1 || m.Questions[0].Name != qname {
+		return nil, errors.New("answer does not match the question")
+	}
+	return &m, nil
 }
 
 // Dial connects to the first reachable server of service at domain.

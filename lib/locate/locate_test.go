@@ -133,3 +133,52 @@ func TestRoutes(t *testing.T) {
 		t.Fatal("malformed routes accepted")
 	}
 }
+
+// FuzzReply decodes arbitrary DNS answers to an SRV question, as they come
+// from the network, and orders their SRV records: no panic, and the order
+// is RFC 2782's, by priority, with every record once.
+func FuzzReply(f *testing.F) {
+	qname := dnsmessage.MustNewName("_msrap._tcp.example.org.")
+	for _, rcode := range []dnsmessage.RCode{dnsmessage.RCodeSuccess, dnsmessage.RCodeNameError} {
+		m := dnsmessage.Message{
+			Header:    dnsmessage.Header{ID: 7, Response: true, RCode: rcode, Truncated: rcode != 0},
+			Questions: []dnsmessage.Question{{Name: qname, Type: dnsmessage.TypeSRV, Class: dnsmessage.ClassINET}},
+			Answers: []dnsmessage.Resource{
+				locatetest.SRV(qname.String(), 10, 0, 4000, "a.example.org."),
+				locatetest.SRV(qname.String(), 10, 65535, 4001, "b.example.org."),
+				locatetest.SRV(qname.String(), 0, 1, 4002, "."),
+				locatetest.SRV(qname.String(), 65535, 65535, 4003, "c.example.org."),
+				locatetest.A("a.example.org."),
+			},
+		}
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) < 2 {
+			return
+		}
+		m, err := reply(b, uint16(b[0])<<8|uint16(b[1]), qname)
+		if err != nil {
+			return
+		}
+		srvs := srvRecords(m.Answers)
+		order := Order(srvs)
+		if len(order) != len(srvs) {
+			t.Fatalf("ordered %d of %d records", len(order), len(srvs))
+		}
+		seen := map[*dnsmessage.SRVResource]bool{}
+		for i, s := range order {
+			if seen[s] || s.Target.String() == "." {
+				t.Fatalf("record %d: %+v twice, or the \".\" target", i, s)
+			}
+			seen[s] = true
+			if i > 0 && order[i-1].Priority > s.Priority {
+				t.Fatalf("priority %d before %d", order[i-1].Priority, s.Priority)
+			}
+		}
+	})
+}
