@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -59,23 +58,9 @@ type mailbox interface {
 }
 
 func main() {
-	fs := flag.NewFlagSet("im2000-pop3d", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	listen := fs.String("l", "", "")
-	conns := fs.Int("c", 40, "")
-	timeout := fs.Int("t", 600, "")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Println(usage)
-			os.Exit(0)
-		}
-		fail.Usage("%v\n%s", err, usage)
-	}
-	if fs.NArg() > 0 || *conns < 1 || *timeout < 1 {
-		fail.Usage("bad arguments\n%s", usage)
-	}
+	f := session.ParseTextFlags("im2000-pop3d", usage, os.Args[1:], 600*time.Second)
 	d := conf.FromEnv()
-	c := &config{conf: d, timeout: time.Duration(*timeout) * time.Second}
+	c := &config{conf: d, timeout: f.Timeout}
 	c.open = c.openInbox
 	var err error
 	if c.rna, err = d.String("rna", ""); err == nil && c.rna == "" {
@@ -90,7 +75,7 @@ func main() {
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
-	if *listen == "" {
+	if f.Listen == "" {
 		conn, err := session.StdioConn()
 		if err != nil {
 			fail.Exit(fail.Temp(err))
@@ -98,29 +83,20 @@ func main() {
 		c.serve(conn, os.Getenv("TCPREMOTEIP"))
 		return
 	}
-	l, err := net.Listen("tcp", *listen)
+	l, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
-	fail.Warn("listening on %s, at most %d sessions", l.Addr(), *conns)
-	free := make(chan struct{}, *conns)
+	fail.Warn("listening on %s, at most %d sessions", l.Addr(), f.Conns)
+	l = session.LimitListener(l, f.Conns, "-ERR [SYS/TEMP] too many sessions, try again later\r\n")
 	for {
 		conn, err := l.Accept()
 		if err != nil {
 			fail.Warn("accept: %v", err)
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
 		}
-		select {
-		case free <- struct{}{}:
-			go func() {
-				defer func() { <-free }()
-				c.serve(conn, conn.RemoteAddr().String())
-			}()
-		default:
-			io.WriteString(conn, "-ERR [SYS/TEMP] too many sessions, try again later\r\n")
-			conn.Close()
-		}
+		go c.serve(conn, conn.RemoteAddr().String())
 	}
 }
 

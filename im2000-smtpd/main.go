@@ -11,7 +11,6 @@ package main
 import (
 	"bufio"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +30,7 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
 	"im2000/lib/remote"
+	"im2000/lib/session"
 	"im2000/lib/store"
 	"im2000/lib/submit"
 )
@@ -52,21 +51,7 @@ type config struct {
 }
 
 func main() {
-	fs := flag.NewFlagSet("im2000-smtpd", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	listen := fs.String("l", "", "")
-	conns := fs.Int("c", 40, "")
-	timeout := fs.Int("t", 300, "")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Println(usage)
-			os.Exit(0)
-		}
-		fail.Usage("%v\n%s", err, usage)
-	}
-	if fs.NArg() > 0 || *conns < 1 || *timeout < 1 {
-		fail.Usage("bad arguments\n%s", usage)
-	}
+	f := session.ParseTextFlags("im2000-smtpd", usage, os.Args[1:], 300*time.Second)
 	c, err := load(conf.FromEnv())
 	if err != nil {
 		fail.Exit(fail.Temp(err))
@@ -76,24 +61,24 @@ func main() {
 		fail.Exit(fail.Temp(err))
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
-		return &session{cfg: c, peer: conn.Conn().RemoteAddr()}, nil
+		return &client{cfg: c, peer: conn.Conn().RemoteAddr()}, nil
 	}))
 	srv.Domain = c.settings.Me
 	srv.MaxMessageBytes = c.settings.MaxMessage
 	srv.MaxRecipients = int(maxRcpt)
 	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
-	srv.ReadTimeout = time.Duration(*timeout) * time.Second
-	srv.WriteTimeout = time.Duration(*timeout) * time.Second
+	srv.ReadTimeout = f.Timeout
+	srv.WriteTimeout = f.Timeout
 	srv.AllowInsecureAuth = true // the transport is the admin's: loopback, or tcpserver behind a TLS proxy
 	srv.ErrorLog = logger{}
 
 	var l net.Listener
-	if *listen != "" {
-		if l, err = net.Listen("tcp", *listen); err != nil {
+	if f.Listen != "" {
+		if l, err = net.Listen("tcp", f.Listen); err != nil {
 			fail.Exit(fail.Temp(err))
 		}
-		l = &limitListener{Listener: l, free: make(chan struct{}, *conns)}
-		fail.Warn("listening on %s, at most %d sessions", l.Addr(), *conns)
+		l = session.LimitListener(l, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
+		fail.Warn("listening on %s, at most %d sessions", l.Addr(), f.Conns)
 	} else {
 		conn, err := net.FileConn(os.Stdin)
 		if err != nil {
@@ -135,8 +120,8 @@ type logger struct{}
 func (logger) Printf(format string, v ...any) { fail.Warn(format, v...) }
 func (logger) Println(v ...any)               { fail.Warn("%s", fmt.Sprint(v...)) }
 
-// session is one SMTP connection.
-type session struct {
+// client is one SMTP connection.
+type client struct {
 	cfg      *config
 	peer     net.Addr
 	account  string
@@ -144,9 +129,9 @@ type session struct {
 	rcpts    []addr.Mailbox
 }
 
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+func (s *client) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
 
-func (s *session) Auth(mech string) (sasl.Server, error) {
+func (s *client) Auth(mech string) (sasl.Server, error) {
 	switch mech {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, user, pass string) error {
@@ -163,7 +148,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 
 // check passes AUTH through to the store's account check: the passwords
 // file (with its growing delays), or the remote store's MSOAP.
-func (s *session) check(user, pass string) error {
+func (s *client) check(user, pass string) error {
 	if store.CheckAccount(user) != nil {
 		return smtp.ErrAuthFailed
 	}
@@ -191,14 +176,14 @@ func (s *session) check(user, pass string) error {
 	return nil
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *client) Mail(from string, _ *smtp.MailOptions) error {
 	if s.account == "" {
 		return smtp.ErrAuthRequired
 	}
 	return nil // the sender recorded is always the account's own address
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *client) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.account == "" {
 		return smtp.ErrAuthRequired
 	}
@@ -210,7 +195,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-func (s *session) Data(r io.Reader) error {
+func (s *client) Data(r io.Reader) error {
 	defer io.Copy(io.Discard, r) // go-smtp wants it consumed, whatever happens
 	if s.account == "" {
 		return smtp.ErrAuthRequired
@@ -256,8 +241,8 @@ func dataError(err error) error {
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Not stored, try again later: " + err.Error()}
 }
 
-func (s *session) Reset()        { s.rcpts = nil }
-func (s *session) Logout() error { return nil }
+func (s *client) Reset()        { s.rcpts = nil }
+func (s *client) Logout() error { return nil }
 
 // loginServer is SASL LOGIN (go-sasl has only its client side).
 type loginServer struct {
@@ -282,42 +267,6 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 	return nil, true, l.check(l.user, string(response))
 }
 
-// limitListener answers connections beyond its limit with 421 at once.
-type limitListener struct {
-	net.Listener
-	free chan struct{}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.free <- struct{}{}:
-			return &releasingConn{Conn: c, release: func() { <-l.free }}, nil
-		default:
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, "421 4.3.2 Too many sessions, try again later\r\n")
-			c.Close()
-		}
-	}
-}
-
-type releasingConn struct {
-	net.Conn
-	release func()
-	done    atomic.Bool
-}
-
-func (c *releasingConn) Close() error {
-	if c.done.CompareAndSwap(false, true) {
-		c.release()
-	}
-	return c.Conn.Close()
-}
-
 // oneConn is a listener that yields the tcpserver socket once, then ends
 // the server when that session closes.
 type oneConn struct {
@@ -331,7 +280,7 @@ var errDone = errors.New("session over")
 func (o *oneConn) Accept() (net.Conn, error) {
 	if !o.given {
 		o.given = true
-		return &releasingConn{Conn: o.conn, release: func() { close(o.closed) }}, nil
+		return session.OnClose(o.conn, func() { close(o.closed) }), nil
 	}
 	<-o.closed
 	return nil, errDone

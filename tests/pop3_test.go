@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"bufio"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,4 +115,29 @@ p.quit()
 	if r := h.run("", "im2000-status", id2); !strings.Contains(r.stdout, "silenced\treadall") {
 		t.Fatalf("message 2 after mpop: %s", r.stdout)
 	}
+
+	// As a listener with -c 1: a second session is refused while the
+	// first is open, and the slot comes back when it closes.
+	lport := strconv.Itoa(freePort(t))
+	daemonEnv(t, pe.vars, "127.0.0.1:"+lport, filepath.Join(bin, "im2000-pop3d"), "-l", "127.0.0.1:"+lport, "-c", "1")
+	var first net.Conn
+	session := func() bool { // the readiness probe may still hold the slot
+		if first, err = net.Dial("tcp", "127.0.0.1:"+lport); err != nil {
+			t.Fatal(err)
+		}
+		first.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, _ := bufio.NewReader(first).ReadString('\n')
+		if !strings.HasPrefix(line, "+OK") {
+			first.Close()
+			return false
+		}
+		return true
+	}
+	await(t, 5*time.Second, "a session", session)
+	if r := greeting(t, "127.0.0.1:"+lport); r != "-ERR [SYS/TEMP] too many sessions, try again later\r\n" {
+		t.Fatalf("a second session over -c 1: %q", r)
+	}
+	first.Close()
+	await(t, 5*time.Second, "the slot back", session)
+	first.Close()
 }

@@ -99,6 +99,19 @@ s.quit()
 	}
 }
 
+// greeting connects to a server of a line protocol and returns its first
+// line.
+func greeting(t *testing.T, addr string) string {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return line
+}
+
 // smtpConn is a raw client for the hostile cases.
 type smtpConn struct {
 	t *testing.T
@@ -106,14 +119,24 @@ type smtpConn struct {
 	r *bufio.Reader
 }
 
+// dialSMTP connects and reads the greeting, trying again for a while on a
+// 421 (a session limit whose slot is not free yet, as after the readiness
+// probe).
 func dialSMTP(t *testing.T, addr string) *smtpConn {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	s := &smtpConn{t: t, c: c, r: bufio.NewReader(c)}
-	s.reply()
+	var s *smtpConn
+	await(t, 5*time.Second, "a session at "+addr, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = &smtpConn{t: t, c: c, r: bufio.NewReader(c)}
+		if strings.HasPrefix(s.reply(), "421") {
+			c.Close()
+			return false
+		}
+		return true
+	})
+	t.Cleanup(func() { s.c.Close() })
 	return s
 }
 
@@ -210,10 +233,13 @@ func TestSMTPRemote(t *testing.T) {
 	e.setConf("remote", h.msoap)
 	e.setConf("sentlog", filepath.Join(t.TempDir(), "sent"))
 	port := strconv.Itoa(freePort(t))
-	daemonEnv(t, e.vars, "127.0.0.1:"+port, filepath.Join(bin, "im2000-smtpd"), "-l", "127.0.0.1:"+port)
+	daemonEnv(t, e.vars, "127.0.0.1:"+port, filepath.Join(bin, "im2000-smtpd"), "-l", "127.0.0.1:"+port, "-c", "1")
 	c := dialSMTP(t, "127.0.0.1:"+port)
 	if r := c.login("wrong"); !strings.HasPrefix(r, "535") {
 		t.Fatalf("a wrong password at the remote store: %s", r)
+	}
+	if r := greeting(t, "127.0.0.1:"+port); !strings.HasPrefix(r, "421 4.3.2") {
+		t.Fatalf("a second session over -c 1: %q", r)
 	}
 	if r := c.cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00alicepw"))); !strings.HasPrefix(r, "235") {
 		t.Fatalf("AUTH: %s", r)

@@ -31,9 +31,14 @@ type Flags struct {
 
 // Register adds -l, -c, -t and -m to fs with the documented defaults.
 func (f *Flags) Register(fs *flag.FlagSet) {
+	f.register(fs, 120*time.Second)
+	fs.IntVar(&f.MaxPDU, "m", wire.DefaultMaxPDU, "refuse PDUs longer than BYTES")
+}
+
+func (f *Flags) register(fs *flag.FlagSet, timeout time.Duration) {
 	fs.StringVar(&f.Listen, "l", "", "listen on ADDR:PORT instead of serving one session on stdin/stdout")
 	fs.IntVar(&f.Conns, "c", 40, "at most N sessions at once (listener mode)")
-	fs.Func("t", "close a session that sends no complete PDU for SECONDS (default 120)", func(s string) error {
+	fs.Func("t", "close an idle session after SECONDS", func(s string) error {
 		var secs int
 		if _, err := fmt.Sscan(s, &secs); err != nil || secs <= 0 {
 			return fmt.Errorf("want a number of seconds above 0")
@@ -41,8 +46,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 		f.Timeout = time.Duration(secs) * time.Second
 		return nil
 	})
-	fs.IntVar(&f.MaxPDU, "m", wire.DefaultMaxPDU, "refuse PDUs longer than BYTES")
-	f.Timeout = 120 * time.Second
+	f.Timeout = timeout
 }
 
 // Run serves according to the flags: one session on stdin/stdout, or a
@@ -80,9 +84,23 @@ func Run(srv *Server, f Flags) error {
 // usage text (which matches the program's man page), and nothing else.
 func ParseFlags(name, usage string, args []string) Flags {
 	var f Flags
+	parse(name, usage, args, &f, f.Register)
+	return f
+}
+
+// ParseTextFlags reads the command line of a server of a line protocol
+// (SMTP, POP3): -l, -c and -t, whose default is timeout; no -m, as such a
+// server limits lines and messages instead of PDUs.
+func ParseTextFlags(name, usage string, args []string, timeout time.Duration) Flags {
+	var f Flags
+	parse(name, usage, args, &f, func(fs *flag.FlagSet) { f.register(fs, timeout) })
+	return f
+}
+
+func parse(name, usage string, args []string, f *Flags, register func(*flag.FlagSet)) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	f.Register(fs)
+	register(fs)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Println(usage)
@@ -91,9 +109,11 @@ func ParseFlags(name, usage string, args []string) Flags {
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err == nil && f.Conns < 1 {
+		err = errors.New("-c wants a number of sessions above 0")
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n%s\n", name, err, usage)
 		os.Exit(100)
 	}
-	return f
 }
