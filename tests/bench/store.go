@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/smtp"
 	"os"
 	"path/filepath"
 	"sync"
@@ -114,33 +113,9 @@ func parallel(k int, f func() error) error {
 	return nil
 }
 
-// smtpN sends n copies of msg to postfix over one SMTP session.
-func smtpN(n int, msg []byte) error {
-	c, err := smtp.Dial("127.0.0.1:25")
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Hello("bench.example.org"); err != nil {
-		return err
-	}
-	for i := 0; i < n; i++ {
-		if err := c.Mail("alice@example.org"); err != nil {
-			return err
-		}
-		if err := c.Rcpt("root@localhost"); err != nil {
-			return err
-		}
-		w, err := c.Data()
-		if err != nil {
-			return err
-		}
-		w.Write(msg)
-		if err := w.Close(); err != nil {
-			return err
-		}
-	}
-	return c.Quit()
+// smtpPostfix sends n copies of msg to postfix over one SMTP session.
+func smtpPostfix(n int, msg []byte) error {
+	return smtpSession("127.0.0.1:25", "alice", "", "root@localhost", n, msg)
 }
 
 // rid finds bob's recipient identifier of a message in the store.
@@ -194,13 +169,13 @@ func benchStore() {
 			return timed(n, func() error { _, err := b.submitN(n, msg10k); return err })
 		}},
 		{name: "SMTP to postfix, 10 KiB, one session", unit: "msg/s", f: func() (float64, error) {
-			return timed(n, func() error { return smtpN(n, msg10k) })
+			return timed(n, func() error { return smtpPostfix(n, msg10k) })
 		}},
 		{name: "MSOAP submissions, 10 KiB, 8 parallel sessions", unit: "msg/s", f: func() (float64, error) {
 			return timed(8*n/4, func() error { return parallel(8, func() error { _, err := b.submitN(n/4, msg10k); return err }) })
 		}},
 		{name: "SMTP to postfix, 10 KiB, 8 parallel sessions", unit: "msg/s", f: func() (float64, error) {
-			return timed(8*n/4, func() error { return parallel(8, func() error { return smtpN(n/4, msg10k) }) })
+			return timed(8*n/4, func() error { return parallel(8, func() error { return smtpPostfix(n/4, msg10k) }) })
 		}},
 		{name: "MSRAP retrieval of a 10 MiB message (1 MiB chunks)", unit: "MB/s", f: func() (float64, error) {
 			return timed(3*float64(len(msg10m))/1e6, func() error {
