@@ -29,6 +29,7 @@ var messages = []string{
 type memory struct {
 	silenced map[int]bool
 	done     map[int]bool
+	opened   bool
 	closed   bool
 	badKind  bool
 }
@@ -91,6 +92,7 @@ func FuzzPOP3(f *testing.F) {
 			if pass != "pw" {
 				return nil, nil, inbox.ErrAuth
 			}
+			m.opened = true
 			var drop []*entry
 			for i, msg := range messages {
 				n := rnaqp.NotificationAndLocalData{Notification: wiretest.Notification(), Date: uint64(i + 1)}
@@ -106,6 +108,9 @@ func FuzzPOP3(f *testing.F) {
 			if !m.silenced[n] {
 				t.Fatalf("message %d dropped from the pending queue without being silenced", n)
 			}
+		}
+		if m.opened != m.closed {
+			t.Fatalf("maildrop opened %v, closed %v at the end of the session", m.opened, m.closed)
 		}
 		if m.badKind {
 			t.Fatal("retrieved with a kind other than all or headersonly")
