@@ -3,6 +3,7 @@ package session
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -51,29 +52,62 @@ func (e *StatusError) Error() string {
 	return s
 }
 
-// Call sends a command and reads its response. A transport or decoding
-// error is returned as such; a response with a status other than noerror
-// is returned with a *StatusError.
+// ErrProtocol marks an answer that breaks the protocol: a PDU that does
+// not decode, is longer than the limit, is a command, or is not the
+// response the command calls for. Callers treat it as temporary (the peer
+// may be fixed) but distinct from a peer that is down or silent, which
+// shows as a network error.
+var ErrProtocol = errors.New("protocol error")
+
+func protoErr(p *wire.Protocol, format string, a ...any) error {
+	return fmt.Errorf("%s: %w: %s", p.Name, ErrProtocol, fmt.Sprintf(format, a...))
+}
+
+// Call sends a command and reads its response, of whatever alternative.
+// Callers use Expect, which checks the alternative; Call is for tests and
+// tools that look at raw responses. A transport error is returned as such;
+// an undecodable or oversized answer wraps ErrProtocol; a response with a
+// status other than noerror is returned with a *StatusError.
 func (c *Client) Call(cmd wire.Body) (*wire.PDU, error) {
 	c.conn.SetDeadline(time.Now().Add(c.Timeout))
 	if err := wire.WriteFrame(c.conn, wire.MarshalCommand(cmd)); err != nil {
 		return nil, err
 	}
 	frame, err := wire.ReadFrame(c.r, c.MaxPDU)
+	if errors.Is(err, wire.ErrTooLong) {
+		return nil, protoErr(c.Proto, "%v", err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	pdu, err := c.Proto.Unmarshal(frame)
 	if err != nil {
-		return nil, err
+		return nil, protoErr(c.Proto, "%v", err)
 	}
 	if pdu.Response == nil {
-		return nil, fmt.Errorf("%s: server sent a command", c.Proto.Name)
+		return nil, protoErr(c.Proto, "the server sent a command")
 	}
 	if pdu.Status != c.Proto.Status.OK {
 		return pdu, &StatusError{Proto: c.Proto, Status: pdu.Status, ForceAbort: pdu.ForceAbort}
 	}
 	return pdu, nil
+}
+
+// Expect sends cmd and returns its response as T, the alternative that
+// answers cmd with noerror. Any other alternative wraps ErrProtocol, so a
+// hostile or broken peer can make a call fail but never panic its caller.
+// A status other than noerror is a *StatusError, whatever the alternative.
+func Expect[T wire.Body](c *Client, cmd wire.Body) (T, error) {
+	var zero T
+	pdu, err := c.Call(cmd)
+	if err != nil {
+		return zero, err
+	}
+	r, ok := pdu.Response.(T)
+	if !ok {
+		return zero, protoErr(c.Proto, "answered %T with %T", cmd, pdu.Response)
+	}
+	return r, nil
 }
 
 // Close ends the session.
