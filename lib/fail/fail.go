@@ -6,8 +6,11 @@ package fail
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 )
 
 // Exit codes.
@@ -50,9 +53,64 @@ func Code(err error) int {
 	return Temporary
 }
 
+// Stderr is where messages go; tests replace it.
+var Stderr io.Writer = os.Stderr
+
 // Warn prints "name: message" on stderr.
 func Warn(format string, a ...any) {
-	fmt.Fprintf(os.Stderr, "%s: %s\n", Name, fmt.Sprintf(format, a...))
+	fmt.Fprintf(Stderr, "%s: %s\n", Name, fmt.Sprintf(format, a...))
+}
+
+// Alert prints "name: alert: message": something that must never happen
+// did (a panic stopped at a session's boundary). The program carries on;
+// the tests fail on any alert in a program's log.
+func Alert(format string, a ...any) { Warn("alert: "+format, a...) }
+
+// Recover, deferred at the boundary of a session or of one unit of work
+// (defer fail.Recover("session with " + peer)), stops a panic there: it
+// logs an alert with the panic's value and a short stack, and the
+// function that deferred it returns normally (with its zero results).
+func Recover(what string) {
+	if v := recover(); v != nil {
+		Alert("%s", Panicked(what, v))
+	}
+}
+
+// Panicked describes a recovered panic on one line: "panic in what:
+// value, at f (file.go:12) < g (file.go:34) ...". Call it in the deferred
+// function that recovered, while the panicking stack is still there.
+func Panicked(what string, v any) string {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+	var all []runtime.Frame
+	for {
+		f, more := frames.Next()
+		all = append(all, f)
+		if !more {
+			break
+		}
+	}
+	// The frames above runtime.gopanic are the recovering ones; the
+	// runtime's own below it (panicIndex and the like) say nothing.
+	start := 0
+	for i, f := range all {
+		if f.Function == "runtime.gopanic" {
+			start = i + 1
+			break
+		}
+	}
+	for start < len(all) && strings.HasPrefix(all[start].Function, "runtime.") {
+		start++
+	}
+	var at []string
+	for _, f := range all[start:] {
+		if len(at) == 6 || f.Function == "runtime.goexit" {
+			break
+		}
+		fn := f.Function[strings.LastIndex(f.Function, "/")+1:]
+		at = append(at, fmt.Sprintf("%s (%s:%d)", fn, filepath.Base(f.File), f.Line))
+	}
+	return fmt.Sprintf("panic in %s: %v, at %s", what, v, strings.Join(at, " < "))
 }
 
 // Exit prints err (if any) and exits with its code.

@@ -3,6 +3,8 @@ package fail
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -25,5 +27,26 @@ func TestCode(t *testing.T) {
 	}
 	if !errors.Is(Perm(base), base) {
 		t.Error("Perm hides the wrapped error")
+	}
+}
+
+func TestRecover(t *testing.T) {
+	var b strings.Builder
+	Stderr = &b
+	defer func() { Stderr = os.Stderr }()
+	func() {
+		defer Recover("the test's session")
+		var s []int
+		_ = s[3]
+	}()
+	line := b.String()
+	if !strings.HasPrefix(line, Name+": alert: panic in the test's session: runtime error: index out of range [3] with length 0, at fail.TestRecover.func") ||
+		!strings.Contains(line, "(fail_test.go:") || strings.Count(line, "\n") != 1 || strings.Contains(line, "runtime.") {
+		t.Errorf("alert %q", line)
+	}
+	b.Reset()
+	func() { defer Recover("nothing") }()
+	if b.Len() != 0 {
+		t.Errorf("an alert without a panic: %q", b.String())
 	}
 }
