@@ -35,8 +35,14 @@ type Inbox struct {
 	loc     *locate.Locator
 	pending *agent.Spool
 	timeout time.Duration
+	max     int64 // databytes: the largest message retrieved
 	stores  map[string]*session.Client
 }
+
+// maxTake bounds the notifications one Take accepts, so that an agent
+// that never runs out cannot fill the disk in one run; the rest wait at
+// the agent for the next.
+const maxTake = 100000
 
 // Open opens (creating) the pending queue kept in dir.
 func Open(d conf.Dir, dir string) (*Inbox, error) {
@@ -47,11 +53,19 @@ func Open(d conf.Dir, dir string) (*Inbox, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "pending"), 0o700); err != nil {
 		return nil, fail.Temp(err)
 	}
+	timeout, err := session.ClientTimeout(d)
+	if err != nil {
+		return nil, err
+	}
+	max, err := d.Int("databytes", 16<<20)
+	if err != nil {
+		return nil, err
+	}
 	pending, err := agent.Open(dir, true)
 	if err != nil {
 		return nil, fail.Temp(err)
 	}
-	return &Inbox{loc: loc, pending: pending, timeout: time.Minute, stores: map[string]*session.Client{}}, nil
+	return &Inbox{loc: loc, pending: pending, timeout: timeout, max: max, stores: map[string]*session.Client{}}, nil
 }
 
 // Close ends the sessions with the stores.
@@ -78,7 +92,7 @@ func (b *Inbox) Take(where, account, password string) (int, error) {
 		return 0, fail.Temp(fmt.Errorf("agent %s: %w", where, err))
 	}
 	defer c.Close()
-	if _, err := c.Call(&rnaqp.Authenticate{Account: account, Password: password}); err != nil {
+	if _, err := session.Expect[rnaqp.AuthenticateOK](c, &rnaqp.Authenticate{Account: account, Password: password}); err != nil {
 		var se *session.StatusError
 		if errors.As(err, &se) && se.Status == rnaqp.ErrorNotAuthenticated {
 			return 0, fail.Perm(fmt.Errorf("agent %s, account %s: %w", where, account, ErrAuth))
@@ -86,12 +100,12 @@ func (b *Inbox) Take(where, account, password string) (int, error) {
 		return 0, fail.Temp(fmt.Errorf("agent %s: %w", where, err))
 	}
 	n := 0
-	for {
-		pdu, err := c.Call(rnaqp.RetrieveAndClear{})
+	for n < maxTake {
+		r, err := session.Expect[*rnaqp.RetrieveAndClearOK](c, rnaqp.RetrieveAndClear{})
 		if err != nil {
 			return n, fail.Temp(fmt.Errorf("agent %s: %w", where, err))
 		}
-		got := pdu.Response.(*rnaqp.RetrieveAndClearOK).Notifications
+		got := r.Notifications
 		if len(got) == 0 {
 			return n, nil
 		}
@@ -102,6 +116,7 @@ func (b *Inbox) Take(where, account, password string) (int, error) {
 			n++
 		}
 	}
+	return n, nil
 }
 
 // Pending lists the notifications not yet done with, oldest first.
@@ -135,40 +150,66 @@ func (b *Inbox) store(l wire.ServiceLocation) (*session.Client, error) {
 	return c, nil
 }
 
-// call sends an MSRAP command to the notification's store, dropping the
-// session on a transport error so that the next call dials again.
-func (b *Inbox) call(e agent.Entry, cmd wire.Body) (*wire.PDU, error) {
+// call sends an MSRAP command to the notification's store and returns
+// the answer it calls for, T. On a transport or protocol error it drops
+// the session, so that the next call dials again.
+func call[T wire.Body](b *Inbox, e agent.Entry, cmd wire.Body) (T, error) {
 	n := e.N.Notification
 	c, err := b.store(n.StoreClear)
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	pdu, err := c.Call(cmd)
+	r, err := session.Expect[T](c, cmd)
 	var se *session.StatusError
 	switch {
 	case errors.As(err, &se) && se.Status == msrap.ErrorNoSuchMessage:
-		return nil, ErrGone
+		return r, ErrGone
 	case err != nil && !errors.As(err, &se):
-		delete(b.stores, n.StoreClear.String())
-		c.Close()
+		b.drop(n.StoreClear, c)
 	}
-	return pdu, err
+	return r, err
 }
 
-// Retrieve fetches a part (msrap.All, msrap.HeadersOnly, ...) of a message.
+// drop ends the session with a store, after an answer that leaves it in
+// doubt.
+func (b *Inbox) drop(l wire.ServiceLocation, c *session.Client) {
+	delete(b.stores, l.String())
+	if c != nil {
+		c.Close()
+	}
+}
+
+// Retrieve fetches a part (msrap.All, msrap.HeadersOnly, ...) of a message,
+// paging until it has the size the store states. A size over databytes,
+// a size that changes between pages, more data than the size, or a page
+// that brings nothing before the end is a protocol error.
 func (b *Inbox) Retrieve(e agent.Entry, kind uint64) ([]byte, error) {
 	var msg []byte
+	var size uint64
 	for {
-		pdu, err := b.call(e, &msrap.Retrieve{ID: e.N.Notification.ID, Type: kind, Offset: uint64(len(msg))})
+		r, err := call[*msrap.RetrieveOK](b, e, &msrap.Retrieve{ID: e.N.Notification.ID, Type: kind, Offset: uint64(len(msg))})
 		if err != nil {
 			return nil, err
 		}
-		r := pdu.Response.(*msrap.RetrieveOK)
+		var bad string
+		switch {
+		case r.Size > uint64(b.max):
+			bad = fmt.Sprintf("a size of %d octets, over databytes (%d)", r.Size, b.max)
+		case len(msg) > 0 && r.Size != size:
+			bad = fmt.Sprintf("a size of %d octets after %d", r.Size, size)
+		case uint64(len(r.Data)) > r.Size-uint64(len(msg)):
+			bad = fmt.Sprintf("%d octets at offset %d of %d", len(r.Data), len(msg), r.Size)
+		case len(r.Data) == 0 && uint64(len(msg)) != r.Size:
+			bad = fmt.Sprintf("nothing at offset %d of %d", len(msg), r.Size)
+		}
+		if bad != "" {
+			b.drop(e.N.Notification.StoreClear, b.stores[e.N.Notification.StoreClear.String()])
+			return nil, fmt.Errorf("MSRAP: %w: the store answered a retrieval with %s", session.ErrProtocol, bad)
+		}
+		size = r.Size
 		msg = append(msg, r.Data...)
-		if uint64(len(msg)) >= r.Size || len(r.Data) == 0 {
-			if uint64(len(msg)) != r.Size {
-				return nil, fmt.Errorf("retrieved %d of %d octets", len(msg), r.Size)
-			}
+		if uint64(len(msg)) == size {
 			return msg, nil
 		}
 	}
@@ -179,16 +220,16 @@ func (b *Inbox) Size(e agent.Entry) (uint64, error) {
 	if s := e.N.Notification.Size; s != nil {
 		return *s, nil
 	}
-	pdu, err := b.call(e, &msrap.QuerySize{ID: e.N.Notification.ID})
+	r, err := call[*msrap.QuerySizeOK](b, e, &msrap.QuerySize{ID: e.N.Notification.ID})
 	if err != nil {
 		return 0, err
 	}
-	return pdu.Response.(*msrap.QuerySizeOK).Size, nil
+	return r.Size, nil
 }
 
 // Silence tells the store the recipient has the message.
 func (b *Inbox) Silence(e agent.Entry) error {
-	_, err := b.call(e, &msrap.Silence{ID: e.N.Notification.ID})
+	_, err := call[msrap.SilenceOK](b, e, &msrap.Silence{ID: e.N.Notification.ID})
 	if errors.Is(err, ErrGone) {
 		return nil
 	}

@@ -62,14 +62,20 @@ func DialAs(d conf.Dir, account, password string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := session.DialWhere(context.Background(), l, msoap.Protocol, where, time.Minute)
+	timeout, err := session.ClientTimeout(d)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := session.DialWhere(ctx, l, msoap.Protocol, where, timeout)
 	if errors.Is(err, locate.ErrBadDomain) {
 		return nil, fail.Perm(err)
 	}
 	if err != nil {
 		return nil, fail.Temp(fmt.Errorf("remote store %s: %w", where, err))
 	}
-	if _, err := c.Call(&msoap.Authenticate{Account: account, Password: password}); err != nil {
+	if _, err := session.Expect[msoap.AuthenticateOK](c, &msoap.Authenticate{Account: account, Password: password}); err != nil {
 		c.Close()
 		return nil, classify(fmt.Errorf("remote store %s: authenticate as %s: %w", where, account, err))
 	}
@@ -105,19 +111,23 @@ func (s *Store) Submit(rcpts []addr.Mailbox, lists []string, lifetime time.Durat
 	for _, l := range lists {
 		env.Lists = append(env.Lists, []byte(l))
 	}
-	pdu, err := s.c.Call(env)
+	resp, err := session.Expect[*msoap.SubmitEnvelopeOK](s.c, env)
 	if err != nil {
 		return msgid.ID{}, classify(err)
 	}
-	resp := pdu.Response.(*msoap.SubmitEnvelopeOK)
+	if len(resp.Recipients) != len(rcpts) || len(resp.Lists) != len(lists) {
+		s.c.Close()
+		return msgid.ID{}, fail.Temp(fmt.Errorf("MSOAP: %w: %d recipient and %d list answers for %d recipients and %d lists",
+			session.ErrProtocol, len(resp.Recipients), len(resp.Lists), len(rcpts), len(lists)))
+	}
 	var refused []string
 	for i, st := range resp.Recipients {
-		if st != msoap.Acceptable && i < len(rcpts) {
+		if st != msoap.Acceptable {
 			refused = append(refused, rcpts[i].String())
 		}
 	}
 	for i, st := range resp.Lists {
-		if st != msoap.Acceptable && i < len(lists) {
+		if st != msoap.Acceptable {
 			refused = append(refused, "list "+lists[i])
 		}
 	}
@@ -127,16 +137,15 @@ func (s *Store) Submit(rcpts []addr.Mailbox, lists []string, lifetime time.Durat
 	}
 	for off := 0; ; off += chunkSize {
 		end := min(off+chunkSize, len(msg))
-		pdu, err := s.c.Call(&msoap.SubmitMsgChunk{IsLast: end == len(msg), Offset: uint64(off), Data: msg[off:end]})
+		r, err := session.Expect[*msoap.SubmitMsgChunkOK](s.c, &msoap.SubmitMsgChunk{IsLast: end == len(msg), Offset: uint64(off), Data: msg[off:end]})
 		if err != nil {
 			return msgid.ID{}, classify(err)
 		}
 		if end == len(msg) {
-			id := pdu.Response.(*msoap.SubmitMsgChunkOK).ID
-			if id == nil {
-				return msgid.ID{}, fail.Temp(errors.New("the store committed the message but sent no identifier"))
+			if r.ID == nil {
+				return msgid.ID{}, fail.Temp(fmt.Errorf("MSOAP: %w: the last chunk was answered without an identifier (the message may be at the store)", session.ErrProtocol))
 			}
-			return *id, nil
+			return *r.ID, nil
 		}
 	}
 }
@@ -144,7 +153,7 @@ func (s *Store) Submit(rcpts []addr.Mailbox, lists []string, lifetime time.Durat
 // Track returns each recipient's delivery status; ErrNoSuch for an id that
 // is not the account's.
 func (s *Store) Track(id msgid.ID) ([]msoap.RecipientStatus, error) {
-	pdu, err := s.c.Call(&msoap.Track{ID: id})
+	r, err := session.Expect[*msoap.TrackOK](s.c, &msoap.Track{ID: id})
 	var se *session.StatusError
 	if errors.As(err, &se) && se.Status == msoap.ErrorNoSuchMessage {
 		return nil, ErrNoSuch
@@ -152,7 +161,7 @@ func (s *Store) Track(id msgid.ID) ([]msoap.RecipientStatus, error) {
 	if err != nil {
 		return nil, classify(err)
 	}
-	return pdu.Response.(*msoap.TrackOK).Recipients, nil
+	return r.Recipients, nil
 }
 
 // ErrNoSuch is Track's answer for an unknown id.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"im2000/lib/conf"
 	"im2000/lib/locate"
 	"im2000/lib/wire"
 )
@@ -108,6 +109,21 @@ func Expect[T wire.Body](c *Client, cmd wire.Body) (T, error) {
 		return zero, protoErr(c.Proto, "answered %T with %T", cmd, pdu.Response)
 	}
 	return r, nil
+}
+
+// DefaultTimeout is how long a client waits for a server unless the
+// timeout setting says otherwise.
+const DefaultTimeout = time.Minute
+
+// ClientTimeout reads the timeout setting of the client programs
+// (im2000-fetch, im2000-pop3d, im2000-listd, remote im2000-inject and
+// im2000-status): seconds to wait for a connection and for each answer.
+func ClientTimeout(d conf.Dir) (time.Duration, error) {
+	secs, err := d.Int("timeout", int64(DefaultTimeout/time.Second))
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(max(secs, 1)) * time.Second, nil
 }
 
 // Close ends the session.

@@ -79,15 +79,15 @@ func benchLists() {
 	c, err := session.Dial(context.Background(), msrap.Protocol, msrapAddr, time.Minute)
 	must(err)
 	defer c.Close()
-	pdu, err := c.Call(&msrap.ScanList{ListName: "golang"})
+	first, err := session.Expect[*msrap.ScanListOK](c, &msrap.ScanList{ListName: "golang"})
 	must(err)
-	end := pdu.Response.(*msrap.ScanListOK).EndTime
+	end := first.EndTime
 	var scans []time.Duration
 	for i := 0; i < 200; i++ {
 		s := time.Now()
-		pdu, err := c.Call(&msrap.ScanList{ListName: "golang", BeginTime: end})
+		r, err := session.Expect[*msrap.ScanListOK](c, &msrap.ScanList{ListName: "golang", BeginTime: end})
 		must(err)
-		if n := len(pdu.Response.(*msrap.ScanListOK).Messages); n != 0 {
+		if n := len(r.Messages); n != 0 {
 			log("an up-to-date scan returned %d posts", n)
 			os.Exit(111)
 		}

@@ -97,7 +97,7 @@ func benchNotify() {
 				for i := range cmd.Notifications {
 					cmd.Notifications[i].ID = msgid.New()
 				}
-				if _, err := c.Call(cmd); err != nil {
+				if _, err := session.Expect[*rnasp.NotifyOK](c, cmd); err != nil {
 					return err
 				}
 			}

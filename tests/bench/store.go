@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,7 +64,7 @@ func (b *storeBench) login() (*session.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = c.Call(&msoap.Authenticate{Account: "alice", Password: "pw"})
+	_, err = session.Expect[msoap.AuthenticateOK](c, &msoap.Authenticate{Account: "alice", Password: "pw"})
 	return c, err
 }
 
@@ -77,17 +78,20 @@ func (b *storeBench) submitN(n int, msg []byte) ([]msgid.ID, error) {
 	env := &msoap.SubmitEnvelope{Recipients: []wire.MailBox{{Local: "bob", Domain: wire.DomainName{"example", "net"}}}, Lifetime: 86400}
 	var ids []msgid.ID
 	for i := 0; i < n; i++ {
-		if _, err := c.Call(env); err != nil {
+		if _, err := session.Expect[*msoap.SubmitEnvelopeOK](c, env); err != nil {
 			return nil, err
 		}
 		for off := 0; ; off += 1 << 20 {
 			end := min(off+1<<20, len(msg))
-			pdu, err := c.Call(&msoap.SubmitMsgChunk{IsLast: end == len(msg), Offset: uint64(off), Data: msg[off:end]})
+			r, err := session.Expect[*msoap.SubmitMsgChunkOK](c, &msoap.SubmitMsgChunk{IsLast: end == len(msg), Offset: uint64(off), Data: msg[off:end]})
 			if err != nil {
 				return nil, err
 			}
 			if end == len(msg) {
-				ids = append(ids, *pdu.Response.(*msoap.SubmitMsgChunkOK).ID)
+				if r.ID == nil {
+					return nil, errors.New("the last chunk was answered without an identifier")
+				}
+				ids = append(ids, *r.ID)
 				break
 			}
 		}
@@ -132,11 +136,10 @@ func (b *storeBench) rid(id msgid.ID) msgid.ID {
 func retrieveWhole(c *session.Client, rid msgid.ID) (int, error) {
 	got := 0
 	for {
-		pdu, err := c.Call(&msrap.Retrieve{ID: rid, Type: msrap.All, Offset: uint64(got)})
+		r, err := session.Expect[*msrap.RetrieveOK](c, &msrap.Retrieve{ID: rid, Type: msrap.All, Offset: uint64(got)})
 		if err != nil {
 			return got, err
 		}
-		r := pdu.Response.(*msrap.RetrieveOK)
 		got += len(r.Data)
 		if uint64(got) >= r.Size || len(r.Data) == 0 {
 			return got, nil

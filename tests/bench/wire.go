@@ -59,10 +59,10 @@ func roundTrips(addr string, n int) (float64, error) {
 		return 0, err
 	}
 	defer c.Close()
-	c.Call(trivial) // the session's first command pays for process start under tcpserver
+	session.Expect[*rnasp.NotifyOK](c, trivial) // the session's first command pays for process start under tcpserver
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if _, err := c.Call(trivial); err != nil {
+		if _, err := session.Expect[*rnasp.NotifyOK](c, trivial); err != nil {
 			return 0, err
 		}
 	}
@@ -77,7 +77,7 @@ func sessions(addr string, n int) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		_, err = c.Call(trivial)
+		_, err = session.Expect[*rnasp.NotifyOK](c, trivial)
 		c.Close()
 		if err != nil {
 			return 0, err
