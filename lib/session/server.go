@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"im2000/lib/fail"
 	"im2000/lib/wire"
 )
 
@@ -89,12 +90,31 @@ func (srv *Server) write(c Conn, r Reply) error {
 	return wire.WriteFrame(c, wire.MarshalResponse(r.ForceAbort, r.Status, body))
 }
 
+// alert logs a panic stopped at a session's boundary. Called by the
+// deferred function that recovered it.
+func (srv *Server) alert(s *Session, v any) {
+	msg := fail.Panicked(fmt.Sprintf("%s session with %v", srv.Proto.Name, s.Remote), v)
+	if srv.Log == nil {
+		fail.Alert("%s", msg)
+		return
+	}
+	srv.Log("alert: %s", msg)
+}
+
 // Serve runs one session on c until the client closes it, a timeout, or
-// a reply that closes it.
+// a reply that closes it. A panic in the handler ends the session (with
+// errorinternalproblem when it happened in a command) and an alert in the
+// log, never the server.
 func (srv *Server) Serve(c Conn, s *Session) {
 	s.Proto = srv.Proto
 	srv.track(c, true)
 	defer srv.track(c, false)
+	defer func() {
+		if v := recover(); v != nil {
+			srv.alert(s, v)
+			c.Close()
+		}
+	}()
 	h := srv.NewHandler(s)
 	defer func() {
 		h.Abort(s)
@@ -132,7 +152,7 @@ func (srv *Server) Serve(c Conn, s *Session) {
 			return
 		}
 		commands++
-		rep := srv.dispatch(h, s, frame)
+		rep := srv.handle(h, s, frame)
 		if rep.ForceAbort {
 			h.Abort(s)
 		}
@@ -144,6 +164,18 @@ func (srv *Server) Serve(c Conn, s *Session) {
 			return
 		}
 	}
+}
+
+// handle answers one command; a panic carrying it out is answered
+// errorinternalproblem with forceabort, and the session closes.
+func (srv *Server) handle(h Handler, s *Session, frame []byte) (rep Reply) {
+	defer func() {
+		if v := recover(); v != nil {
+			srv.alert(s, v)
+			rep = Reply{Status: srv.Proto.Status.Internal, ForceAbort: true, Close: true}
+		}
+	}()
+	return srv.dispatch(h, s, frame)
 }
 
 func (srv *Server) dispatch(h Handler, s *Session, frame []byte) Reply {
