@@ -118,9 +118,17 @@ type pop struct {
 	drop    []*entry
 }
 
+// serve runs one POP3 session. A panic ends the session with an -ERR and
+// an alert in the log, never the server and its other sessions.
 func (c *config) serve(conn session.Conn, peer string) {
 	p := &pop{config: c, conn: conn, r: bufio.NewReaderSize(conn, 4096), peer: peer}
-	defer p.close()
+	defer func() {
+		if v := recover(); v != nil {
+			fail.Alert("%s", fail.Panicked("the POP3 session with "+peer, v))
+			p.reply("-ERR [SYS/TEMP] internal error, try again later")
+		}
+		p.close()
+	}()
 	p.reply("+OK im2000-pop3d ready")
 	var user string
 	for {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -115,10 +116,53 @@ func load(d conf.Dir) (*config, error) {
 	return c, nil
 }
 
+// logger takes go-smtp's messages. go-smtp stops a panic in a command
+// (421 to the client, the session closed) and logs "panic serving ADDR:
+// VALUE\nSTACK"; that is an alert here, on one line with a short stack.
 type logger struct{}
 
-func (logger) Printf(format string, v ...any) { fail.Warn(format, v...) }
-func (logger) Println(v ...any)               { fail.Warn("%s", fmt.Sprint(v...)) }
+func (logger) Printf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(format, "panic serving") {
+		first, stack, _ := strings.Cut(msg, "\n")
+		fail.Alert("%s, at %s", strings.Replace(first, "panic serving", "panic in the SMTP session with", 1), shortStack(stack))
+		return
+	}
+	fail.Warn("%s", msg)
+}
+
+// shortStack keeps the functions of a debug.Stack text below the panic,
+// as fail.Panicked shows them.
+func shortStack(stack string) string {
+	lines := strings.Split(stack, "\n")
+	start := 0
+	for i, l := range lines {
+		if strings.HasPrefix(l, "panic(") {
+			start = i
+		}
+	}
+	var at []string
+	for i := start + 2; i+1 < len(lines) && len(at) < 6; i += 2 {
+		fn := strings.TrimSpace(lines[i])
+		if strings.HasPrefix(fn, "created by ") {
+			break
+		}
+		if strings.HasPrefix(fn, "runtime.") {
+			continue
+		}
+		if j := strings.LastIndex(fn, "("); j > 0 {
+			fn = fn[:j]
+		}
+		file := strings.TrimSpace(lines[i+1])
+		if j := strings.LastIndex(file, " +0x"); j > 0 {
+			file = file[:j]
+		}
+		at = append(at, fmt.Sprintf("%s (%s)", fn[strings.LastIndex(fn, "/")+1:], file[strings.LastIndex(file, "/")+1:]))
+	}
+	return strings.Join(at, " < ")
+}
+
+func (logger) Println(v ...any) { fail.Warn("%s", fmt.Sprint(v...)) }
 
 // client is one SMTP connection.
 type client struct {
