@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -82,7 +83,22 @@ func (e *env) run(stdin string, prog string, args ...string) result {
 	} else if err != nil {
 		e.t.Fatalf("%s: %v", prog, err)
 	}
+	checkLog(e.t, prog, errb.String())
 	return result{code, out.String(), errb.String()}
+}
+
+// alarming is what no program may ever log: an alert (a panic stopped at
+// a session's boundary, see lib/fail) or a panic that was not stopped.
+var alarming = regexp.MustCompile(`(?m)alert: |^panic: |^goroutine \d+ \[`)
+
+// checkLog fails the test when a program's log has an alert or a panic.
+func checkLog(t testing.TB, prog, log string) {
+	t.Helper()
+	if loc := alarming.FindStringIndex(log); loc != nil {
+		start := strings.LastIndex(log[:loc[0]], "\n") + 1
+		end := min(len(log), loc[1]+2000)
+		t.Errorf("%s logged an alert or a panic:\n%s", prog, log[start:end])
+	}
 }
 
 // inject runs im2000-inject and requires success; it returns the message id.

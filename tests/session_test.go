@@ -77,6 +77,7 @@ func daemonEnv(t testing.TB, env []string, addr string, name string, args ...str
 			cmd.Process.Kill()
 			<-done
 		}
+		checkLog(t, filepath.Base(name), logs.String())
 	})
 	if addr == "" { // nothing to wait for: not a server
 		return cmd, logs
