@@ -3,87 +3,73 @@
 // for it, records the outcome in the message's status sidecar, and sends
 // again, with backoff, until the recipient silences the message, the
 // message is cancelled, or its lifetime ends. See man/im2000-notifyd.8.
+//
+// The engine is in schedule.go (the in-memory queue), intake.go (from the
+// disk into it) and notify.go (one batch to one destination); this file
+// wires them together and handles settings and signals.
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"im2000/lib/addr"
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/locate"
-	"im2000/lib/msgid"
-	"im2000/lib/session"
 	"im2000/lib/store"
 	"im2000/lib/wire"
-	"im2000/lib/wire/rnasp"
 )
 
 const usage = `usage: im2000-notifyd
   The queue runner of the store in $IM2000_STORE (or the store file of the
   configuration directory $IM2000_CONF). Runs until SIGTERM, under a
   supervisor; settings are files in the configuration directory.
+  SIGHUP re-reads the settings; SIGALRM retries every deferred recipient now.
   -h  show this help`
 
 // batchMax bounds the notifications in one CommandNotify.
 const batchMax = 1000
 
-type runner struct {
-	st          *store.Store
+// config is everything read from the configuration directory; SIGHUP
+// replaces it whole, and each batch uses the one in force when it started.
+type config struct {
 	loc         *locate.Locator
 	location    wire.ServiceLocation // where recipients reach this store's MSRAP
 	retryBase   time.Duration
 	retryMax    time.Duration
 	resend      time.Duration
-	concurrency int
 	timeout     time.Duration
+	concurrency int
 }
 
-// item is one recipient of one message, due for a notification.
-type item struct {
-	acct   *store.Account
-	msg    msgid.ID
-	index  int
-	rcpt   store.Recipient
-	sender addr.Mailbox
-	size   uint64
-}
-
-// outcome is what became of one attempt.
-type outcome struct {
-	state store.Notification
-	rna   string // where it went, for the log
-}
+// settings are the files load reads, for logging what SIGHUP changed.
+var settings = []string{"storelocation", "routes", "resolvers", "retrybase", "retrymax", "resend", "timeout", "concurrency"}
 
 func main() {
 	fail.NoArgs(usage)
-	r, err := load(conf.FromEnv())
+	d := conf.FromEnv()
+	root, err := d.Store()
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
-	fail.Exit(r.run())
+	st, err := store.Open(root)
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	cfg, err := load(d)
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	fail.Exit(run(d, st, cfg))
 }
 
-func load(d conf.Dir) (*runner, error) {
-	root, err := d.Store()
-	if err != nil {
-		return nil, err
-	}
-	r := &runner{timeout: time.Minute}
-	if r.st, err = store.Open(root); err != nil {
-		return nil, err
-	}
-	if r.loc, err = locate.FromConf(d); err != nil {
+func load(d conf.Dir) (*config, error) {
+	c := &config{}
+	var err error
+	if c.loc, err = locate.FromConf(d); err != nil {
 		return nil, err
 	}
 	where, err := d.String("storelocation", "")
@@ -93,275 +79,156 @@ func load(d conf.Dir) (*runner, error) {
 	if where == "" {
 		return nil, fmt.Errorf("write where recipients reach this store's MSRAP service (host:port, or a domain with _msrap._tcp records) to %s", d.Path("storelocation"))
 	}
-	if r.location, err = wire.ParseLocation(where); err != nil {
+	if c.location, err = wire.ParseLocation(where); err != nil {
 		return nil, fmt.Errorf("%s: %v", d.Path("storelocation"), err)
 	}
-	settings := []struct {
+	durations := []struct {
 		name string
 		def  int64
 		to   *time.Duration
-	}{{"retrybase", 60, &r.retryBase}, {"retrymax", 3600, &r.retryMax}, {"resend", 3600, &r.resend}}
-	for _, s := range settings {
+	}{{"retrybase", 60, &c.retryBase}, {"retrymax", 3600, &c.retryMax}, {"resend", 3600, &c.resend}, {"timeout", 60, &c.timeout}}
+	for _, s := range durations {
 		n, err := d.Int(s.name, s.def)
 		if err != nil {
 			return nil, err
 		}
 		*s.to = time.Duration(max(n, 1)) * time.Second
 	}
-	c, err := d.Int("concurrency", 10)
+	n, err := d.Int("concurrency", 10)
 	if err != nil {
 		return nil, err
 	}
-	r.concurrency = int(max(c, 1))
-	return r, nil
+	c.concurrency = int(max(n, 1))
+	return c, nil
 }
 
-// run passes over the queue whenever a commit pulls the trigger, and at
-// least every scan interval; SIGTERM lets the pass in flight finish.
-func (r *runner) run() error {
-	wake, err := r.trigger()
+// snapshot is the text of every setting, for telling what a reload changed.
+func snapshot(d conf.Dir) map[string]string {
+	m := map[string]string{}
+	for _, name := range settings {
+		b, err := os.ReadFile(d.Path(name))
+		if err != nil {
+			m[name] = "(default)"
+		} else {
+			m[name] = string(b)
+		}
+	}
+	return m
+}
+
+// batchDone is a worker's answer.
+type batchDone struct {
+	d             *destination
+	kept, dropped []*entry
+}
+
+// run is the scheduler: it alone owns the schedule, starts a worker for
+// each destination with entries due (one at a time per destination, up to
+// concurrency at once), takes new messages from the intake, and handles
+// signals. SIGTERM lets the batches in flight finish and record.
+func run(d conf.Dir, st *store.Store, cfg *config) error {
+	wake, err := listen(st)
 	if err != nil {
 		return fail.Temp(err)
 	}
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	interval := min(r.retryBase, 15*time.Second)
-	lastClean := time.Time{}
-	fail.Warn("running: store %s, store location %v", r.st.Root, r.location)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGALRM)
+	fromDisk := make(chan []loaded, 4)
+	stopIntake := make(chan struct{})
+	go (&intake{st: st, out: fromDisk, wake: wake}).run(stopIntake)
+	go cleaner(st, stopIntake)
+	snap := snapshot(d)
+
+	s := newSchedule()
+	results := make(chan batchDone)
+	running := 0
+	stopping := false
+	timer := time.NewTimer(time.Hour)
+	fail.Warn("running: store %s, store location %v", st.Root, cfg.location)
 	for {
-		if time.Since(lastClean) > time.Hour {
-			if err := r.st.Clean(time.Now()); err != nil {
-				fail.Warn("cleaning the store: %v", err)
+		now := time.Now().UnixNano()
+		for !stopping && running < cfg.concurrency {
+			dst, batch := s.take(now, batchMax)
+			if dst == nil {
+				break
 			}
-			lastClean = time.Now()
+			running++
+			go func(c *config) {
+				kept, dropped := work(c, dst.domain, batch)
+				results <- batchDone{dst, kept, dropped}
+			}(cfg)
 		}
-		r.pass(time.Now())
-		select {
-		case <-stop:
+		if stopping && running == 0 {
 			fail.Warn("stopping")
 			return nil
-		case <-wake:
-		case <-time.After(interval):
 		}
-	}
-}
-
-// trigger opens the store's FIFO, creating it if need be. Opened for
-// reading and writing, it never reports end of file when writers come and go.
-func (r *runner) trigger() (<-chan struct{}, error) {
-	path := r.st.TriggerPath()
-	if err := unix.Mkfifo(path, 0o622); err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("trigger %s: %v", path, err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	wake := make(chan struct{}, 1)
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			if _, err := f.Read(buf); err != nil {
-				time.Sleep(time.Second)
+		wait := time.Hour
+		if due, ok := s.next(); ok && running < cfg.concurrency {
+			wait = max(time.Duration(due-now), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case r := <-results:
+			running--
+			s.done(r.d, r.kept, r.dropped)
+		case msgs := <-fromDisk:
+			for _, l := range msgs {
+				if l.msg != nil {
+					s.add(l.msg, l.domains, l.entries)
+				}
 			}
-			select {
-			case wake <- struct{}{}:
+		case <-timer.C:
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				cfg = reload(d, cfg, &snap)
+			case syscall.SIGALRM:
+				n := s.expedite(time.Now().UnixNano())
+				fail.Warn("SIGALRM: %d deferred recipients due now", n)
 			default:
-			}
-		}
-	}()
-	return wake, nil
-}
-
-// pass finds every recipient due for a notification, sends them in one
-// batch per destination domain, and records the outcomes.
-func (r *runner) pass(now time.Time) {
-	byDomain := map[string][]item{}
-	accounts, err := r.st.Accounts()
-	if err != nil {
-		fail.Warn("listing accounts: %v", err)
-		return
-	}
-	for _, name := range accounts {
-		a, err := r.st.Account(name)
-		if err != nil {
-			fail.Warn("%s: %v", name, err)
-			continue
-		}
-		ids, err := a.Todo()
-		if err != nil {
-			fail.Warn("%s: %v", name, err)
-			continue
-		}
-		for _, id := range ids {
-			r.collect(a, id, now, byDomain)
-		}
-	}
-	// One session per destination at a time, its batches one after
-	// another; up to concurrency destinations at once. The outcomes are
-	// recorded together at the end of the pass, so that a message to many
-	// domains has its sidecar written once, not once per domain.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var items []item
-	var outcomes []outcome
-	sem := make(chan struct{}, r.concurrency)
-	for domain, todo := range byDomain {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			for len(todo) > 0 {
-				batch := todo[:min(len(todo), batchMax)]
-				todo = todo[len(batch):]
-				out := r.notify(domain, batch)
-				mu.Lock()
-				items, outcomes = append(items, batch...), append(outcomes, out...)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	r.record(items, outcomes, now)
-}
-
-// collect adds a message's due recipients; a message with nothing left to
-// do, or past its lifetime, leaves the queue.
-func (r *runner) collect(a *store.Account, id msgid.ID, now time.Time, byDomain map[string][]item) {
-	m, err := a.Open(id)
-	if errors.Is(err, store.ErrNoSuch) {
-		return // cancelled meanwhile
-	}
-	if err != nil {
-		fail.Warn("%s/%s: %v", a.Name, id, err)
-		return
-	}
-	defer m.Close()
-	st, err := a.Status(id)
-	if err != nil {
-		fail.Warn("%s/%s: %v", a.Name, id, err)
-		return
-	}
-	if now.After(m.Env.Expires()) {
-		fail.Warn("%s/%s: lifetime over, no more notifications", a.Name, id)
-		a.Done(id)
-		return
-	}
-	done := true
-	for i, rs := range st.Recipients {
-		if rs.Notification.Final() {
-			continue
-		}
-		done = false
-		if rs.Next.After(now) {
-			continue
-		}
-		rcpt := m.Env.Recipients[i]
-		byDomain[rcpt.Addr.Domain] = append(byDomain[rcpt.Addr.Domain], item{acct: a, msg: id, index: i, rcpt: rcpt, sender: m.Env.Sender, size: uint64(m.Size())})
-	}
-	if done {
-		a.Done(id)
-	}
-}
-
-// notify sends one batch to the domain's agent and returns each item's outcome.
-func (r *runner) notify(domain string, batch []item) []outcome {
-	all := func(state store.Notification, rna string) []outcome {
-		out := make([]outcome, len(batch))
-		for i := range out {
-			out[i] = outcome{state, rna}
-		}
-		return out
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-	defer cancel()
-	c, err := session.Connect(ctx, r.loc, rnasp.Protocol, domain, r.timeout)
-	switch {
-	case errors.Is(err, locate.ErrBadDomain):
-		return all(store.BadDomain, domain)
-	case errors.Is(err, locate.ErrNoService):
-		return all(store.NoService, domain)
-	case err != nil:
-		return all(store.NoServer, domain)
-	}
-	defer c.Close()
-	rna := c.RemoteAddr()
-	cmd := &rnasp.Notify{}
-	for _, it := range batch {
-		size := it.size
-		cmd.Notifications = append(cmd.Notifications, rnasp.Notification{StoreClear: r.location,
-			Recipient: wire.FromAddr(it.rcpt.Addr), ID: it.rcpt.ID, Sender: it.sender.String(), Size: &size})
-	}
-	pdu, err := c.Call(cmd)
-	if err != nil {
-		fail.Warn("%s (%s): %v", domain, rna, err)
-		return all(store.ProtocolError, rna)
-	}
-	results := pdu.Response.(*rnasp.NotifyOK).Results
-	out := all(store.Notifying, rna) // no results: all accepted
-	if len(results) > 0 {
-		if len(results) != len(batch) {
-			fail.Warn("%s (%s): %d results for %d notifications", domain, rna, len(results), len(batch))
-			return all(store.ProtocolError, rna)
-		}
-		for i, res := range results {
-			if res == rnasp.NoUser {
-				out[i].state = store.NoUser
-			}
-		}
-	}
-	return out
-}
-
-// record writes the outcomes into the sidecars, one update per message,
-// never overwriting what happened meanwhile (a silence, a permanent state).
-func (r *runner) record(batch []item, out []outcome, now time.Time) {
-	type key struct {
-		acct *store.Account
-		msg  msgid.ID
-	}
-	byMsg := map[key][]int{}
-	for i, it := range batch {
-		byMsg[key{it.acct, it.msg}] = append(byMsg[key{it.acct, it.msg}], i)
-	}
-	for k, idx := range byMsg {
-		err := k.acct.Update(k.msg, func(_ *store.Envelope, st *store.Status) error {
-			for _, i := range idx {
-				rs := &st.Recipients[batch[i].index]
-				if rs.Notification.Final() {
-					continue
+				if !stopping {
+					close(stopIntake)
 				}
-				rs.Attempts++
-				rs.Last = now
-				rs.Notification = out[i].state
-				switch {
-				case out[i].state == store.Notifying:
-					rs.Next = now.Add(r.resend)
-				case out[i].state.Final():
-					rs.Next = time.Time{}
-				default:
-					rs.Next = now.Add(r.backoff(rs.Attempts))
-				}
+				stopping = true
 			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, store.ErrNoSuch) {
-			fail.Warn("%s/%s: recording: %v", k.acct.Name, k.msg, err)
-		}
-		for _, i := range idx {
-			fail.Warn("%s %s %s %s", k.msg, batch[i].rcpt.Addr, out[i].rna, out[i].state)
 		}
 	}
 }
 
-// backoff doubles per attempt from retrybase up to retrymax, with jitter
-// of ±50% so that retries from many messages do not come in waves.
-func (r *runner) backoff(attempts int64) time.Duration {
-	d := r.retryBase
-	for i := int64(1); i < attempts && d < r.retryMax; i++ {
-		d *= 2
+// reload reads the settings again; on an error the old ones stay in force.
+func reload(d conf.Dir, old *config, snap *map[string]string) *config {
+	c, err := load(d)
+	if err != nil {
+		fail.Warn("SIGHUP: keeping the old settings: %v", err)
+		return old
 	}
-	d = min(d, r.retryMax)
-	return time.Duration(float64(d) * (0.5 + rand.Float64()))
+	now := snapshot(d)
+	changed := false
+	for _, name := range settings {
+		if now[name] != (*snap)[name] {
+			fail.Warn("SIGHUP: %s changed", name)
+			changed = true
+		}
+	}
+	if !changed {
+		fail.Warn("SIGHUP: settings re-read, nothing changed")
+	}
+	*snap = now
+	return c
+}
+
+// cleaner removes the debris of crashed writers once an hour.
+func cleaner(st *store.Store, stop <-chan struct{}) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := st.Clean(time.Now()); err != nil {
+			fail.Warn("cleaning the store: %v", err)
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
 }

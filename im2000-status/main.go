@@ -113,7 +113,7 @@ func (v *messageView) summary() string {
 		counts[r.Notification]++
 	}
 	var parts []string
-	for n := store.Unprocessed; n <= store.Silenced; n++ {
+	for n := store.Unprocessed; n <= store.Refused; n++ {
 		if c := counts[n.String()]; c > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", c, n))
 		}

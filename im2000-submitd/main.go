@@ -237,7 +237,7 @@ func (h *handler) track(s *session.Session, id msgid.ID) session.Reply {
 	for i, r := range st.Recipients {
 		resp.Recipients = append(resp.Recipients, msoap.RecipientStatus{
 			Recipient: wire.FromAddr(m.Env.Recipients[i].Addr),
-			Status:    msoap.DeliveryStatus{Notification: uint64(r.Notification), Read: uint64(r.Read), Pinned: r.Pinned},
+			Status:    msoap.DeliveryStatus{Notification: r.Notification.Wire(), Read: uint64(r.Read), Pinned: r.Pinned},
 		})
 	}
 	return session.Reply{Body: resp}

@@ -130,7 +130,7 @@ func (d *Draft) Commit() (*Envelope, error) {
 	}
 	d.closed = true
 	d.f.Close()
-	d.a.s.Trigger()
+	d.a.s.Trigger(d.a.Name)
 	return d.env, nil
 }
 

@@ -197,34 +197,6 @@ func flock(f *os.File) error {
 	}
 }
 
-// Done removes the message's queue entry: notifyd has no more work for it.
-func (a *Account) Done(id msgid.ID) error {
-	err := os.Remove(a.path("todo", id))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return durable.SyncDir(filepath.Join(a.dir, "todo"))
-}
-
-// Todo lists the messages that have a queue entry.
-func (a *Account) Todo() ([]msgid.ID, error) {
-	ents, err := os.ReadDir(filepath.Join(a.dir, "todo"))
-	if err != nil {
-		return nil, err
-	}
-	var ids []msgid.ID
-	for _, e := range ents {
-		if id, err := msgid.Parse(e.Name()); err == nil {
-			// A queue entry made by a commit that never happened points
-			// at nothing: not work, just debris for Clean.
-			if _, err := os.Stat(a.path("msg", id)); err == nil {
-				ids = append(ids, id)
-			}
-		}
-	}
-	return ids, nil
-}
-
 // Clean removes the debris of crashed writers: temporary files, and
 // sidecars and index entries whose message was never committed, once they
 // are older than StaleAge at time now. Committed messages are never touched.
@@ -243,6 +215,7 @@ func (s *Store) Clean(now time.Time) error {
 		a := &Account{s: s, Name: name, dir: filepath.Join(s.Root, name)}
 		a.cleanTmp(now)
 		keep(cleanDir(filepath.Join(a.dir, "todo"), now, danglingLink))
+		keep(cleanDir(filepath.Join(a.dir, "queue"), now, danglingLink))
 		keep(cleanDir(filepath.Join(a.dir, "status"), now, func(path string) bool {
 			id, _, _ := strings.Cut(filepath.Base(path), ".") // <id> and <id>.<lid>.reads
 			_, err := os.Lstat(filepath.Join(a.dir, "msg", id))
@@ -442,6 +415,7 @@ func (a *Account) Cancel(id msgid.ID) error {
 		return err
 	}
 	os.Remove(a.path("todo", id))
+	os.Remove(a.path("queue", id))
 	os.Remove(a.path("status", id))
 	for _, r := range m.Env.Recipients {
 		os.Remove(a.s.rcptPath(r.ID))

@@ -24,9 +24,13 @@ const (
 	NoUser
 	Notifying
 	Silenced
+	// Refused is the agent's RNASP result refused: the notification
+	// itself is unacceptable to it (DESIGN.md section 3), permanent for
+	// that recipient. MSOAP has no value for it; Wire maps it.
+	Refused
 )
 
-var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser", "notifying", "silenced"}
+var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser", "notifying", "silenced", "refused"}
 
 func (n Notification) String() string {
 	if int(n) < len(notificationNames) {
@@ -36,11 +40,21 @@ func (n Notification) String() string {
 }
 
 // Final reports a state that will not change by itself: the store has
-// given up (baddomain, nouser) or the recipient has the message (silenced).
-func (n Notification) Final() bool { return n == BadDomain || n == NoUser || n == Silenced }
+// given up (baddomain, nouser, refused) or the recipient has the message
+// (silenced).
+func (n Notification) Final() bool { return n.Failed() || n == Silenced }
 
 // Failed reports a permanent failure.
-func (n Notification) Failed() bool { return n == BadDomain || n == NoUser }
+func (n Notification) Failed() bool { return n == BadDomain || n == NoUser || n == Refused }
+
+// Wire is the MSOAP NotificationStatus value: the state itself, except
+// refused, which the protocol can only call a protocolerror.
+func (n Notification) Wire() uint64 {
+	if n == Refused {
+		return uint64(ProtocolError)
+	}
+	return uint64(n)
+}
 
 // Read is the MSOAP ReadStatus of one recipient; it only ever moves forward.
 type Read uint8

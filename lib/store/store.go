@@ -8,7 +8,8 @@
 //	<root>/<account>/tmp/                writes in progress
 //	<root>/<account>/msg/<id>            envelope, blank line, message; immutable
 //	<root>/<account>/status/<id>         the status sidecar, replaced atomically
-//	<root>/<account>/todo/<id>           -> ../msg/<id>, while notifyd has work
+//	<root>/<account>/todo/<id>           -> ../msg/<id>, committed, not yet seen by notifyd
+//	<root>/<account>/queue/<id>          -> ../msg/<id>, in notifyd's schedule
 //
 // The rename of tmp/<id> to msg/<id> is the one commit point. Every other
 // entry is made before it, so a crash leaves either a complete message or
@@ -91,7 +92,7 @@ func CheckAccount(name string) error {
 	return nil
 }
 
-var accountDirs = []string{"tmp", "msg", "status", "todo"}
+var accountDirs = []string{"tmp", "msg", "status", "todo", "queue"}
 
 // Account opens an account's archive, creating it on first use.
 func (s *Store) Account(name string) (*Account, error) {
@@ -155,13 +156,16 @@ func (a *Account) Usage() (int64, error) {
 // once, as qmail-send reads lock/trigger.
 func (s *Store) TriggerPath() string { return filepath.Join(s.Root, "trigger") }
 
-// Trigger wakes im2000-notifyd. It never blocks and never fails: with no
-// notifyd listening the message waits for its next scan.
-func (s *Store) Trigger() {
+// Trigger wakes im2000-notifyd and tells it which account has a new
+// message, so that it looks at that account's todo/ alone. It never blocks
+// and never fails: with no notifyd listening, or the FIFO full, the message
+// waits for notifyd's next scan of every todo/. A line of at most PIPE_BUF
+// octets is written atomically, so lines from concurrent commits never mix.
+func (s *Store) Trigger(account string) {
 	fd, err := unix.Open(s.TriggerPath(), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
-	unix.Write(fd, []byte{1})
+	unix.Write(fd, []byte(account+"\n"))
 	unix.Close(fd)
 }

@@ -20,10 +20,13 @@ const (
 	ErrorInternalProblem
 )
 
-// NotifyResult values.
+// NotifyResult values (DESIGN.md section 3): nouser and refused are
+// permanent for that notification, full is temporary.
 const (
 	Accepted uint64 = iota
 	NoUser
+	Full
+	Refused
 )
 
 // Notification tells an agent that a message for one of its recipients
@@ -94,7 +97,7 @@ func (r *NotifyOK) MarshalFields(b *cryptobyte.Builder) {
 		wire.AddEnums(b, 0, r.Results)
 	}
 }
-func (r *NotifyOK) UnmarshalFields(f *wire.Fields) { r.Results = f.Enums(0, NoUser) }
+func (r *NotifyOK) UnmarshalFields(f *wire.Fields) { r.Results = f.Enums(0, Refused) }
 
 // Protocol describes RNASP to the codec and the session engine.
 var Protocol = &wire.Protocol{

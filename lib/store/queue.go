@@ -1,0 +1,73 @@
+package store
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"im2000/lib/durable"
+	"im2000/lib/msgid"
+)
+
+// The queue has two stages, as qmail's todo/ and info/: a commit links
+// todo/<id>; im2000-notifyd, when the message enters its in-memory
+// schedule, moves that link to queue/<id>; Done removes it when notifyd has
+// no more work for the message. So todo/ holds only what notifyd has not
+// seen yet, and a new message costs notifyd one short directory read,
+// however many messages wait in queue/ for their recipients. At start
+// notifyd reads both.
+
+// Queue lists the messages in notifyd's schedule.
+func (a *Account) Queue() ([]msgid.ID, error) { return a.links("queue") }
+
+// links lists the identifiers linked in dir whose message is committed. A
+// link made by a commit that never happened points at nothing: not work,
+// just debris for Clean.
+func (a *Account) links(dir string) ([]msgid.ID, error) {
+	ents, err := os.ReadDir(filepath.Join(a.dir, dir))
+	if err != nil {
+		return nil, err
+	}
+	var ids []msgid.ID
+	for _, e := range ents {
+		if id, err := msgid.Parse(e.Name()); err == nil {
+			if _, err := os.Stat(a.path("msg", id)); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
+}
+
+// Take moves a message from todo/ to queue/: notifyd has it in its
+// schedule. The rename is not synced here; SyncQueue syncs queue/ once for
+// many. Until then a crash may leave the link in todo/, which notifyd reads
+// at start as well: the message is found either way.
+func (a *Account) Take(id msgid.ID) error {
+	return os.Rename(a.path("todo", id), a.path("queue", id))
+}
+
+// SyncQueue makes the Takes so far durable.
+func (a *Account) SyncQueue() error { return durable.SyncDir(filepath.Join(a.dir, "queue")) }
+
+// Todo lists the messages committed but not yet in notifyd's schedule.
+func (a *Account) Todo() ([]msgid.ID, error) { return a.links("todo") }
+
+// Done removes the message's queue entry, in todo/ or queue/: notifyd has
+// no more work for it.
+func (a *Account) Done(id msgid.ID) error {
+	for _, dir := range []string{"todo", "queue"} {
+		err := os.Remove(a.path(dir, id))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := durable.SyncDir(filepath.Join(a.dir, dir)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
