@@ -116,14 +116,23 @@ func ReadFields(s cryptobyte.String) *Fields {
 	f := &Fields{}
 	f.els = f.buf[:0]
 	for !s.Empty() {
+		if s[0]&0x1f == 0x1f {
+			// A tag number of 31 or more: never ours, and cryptobyte does
+			// not read the high-tag-number form, so skip it here.
+			if !skipHighTag(&s) {
+				f.err = malformed("bad element with a high tag number in SEQUENCE")
+				return f
+			}
+			continue
+		}
 		var el cryptobyte.String
 		var tag asn1.Tag
 		if !s.ReadAnyASN1(&el, &tag) {
 			f.err = malformed("bad element in SEQUENCE")
 			return f
 		}
-		if tag&0xc0 != 0x80 || tag&0x1f == 0x1f {
-			continue // not context-specific, or a high tag number: never ours
+		if tag&0xc0 != 0x80 {
+			continue // not context-specific: never ours
 		}
 		n := int(tag & 0x1f)
 		if f.find(n) != nil {
@@ -132,6 +141,56 @@ func ReadFields(s cryptobyte.String) *Fields {
 		f.els = append(f.els, element{n: n, constructed: tag&0x20 != 0, content: el})
 	}
 	return f
+}
+
+// skipHighTag skips one element whose identifier is in the high-tag-number
+// form (X.690 8.1.2.4), of any class, primitive or constructed, without
+// looking inside it, and reports whether it was well-formed DER: the tag
+// number in the fewest octets (no leading 0x80 octet, and 31 or more, since
+// smaller numbers take the one-octet form), a definite length in the fewest
+// octets (at most 4 of them, as cryptobyte reads lengths), and all of its
+// contents present.
+func skipHighTag(s *cryptobyte.String) bool {
+	b := *s
+	i := 1 // after the identifier octet
+	if i >= len(b) || b[i] == 0x80 {
+		return false
+	}
+	for b[i]&0x80 != 0 { // base 128, bit 8 set on all but the last octet
+		i++
+		if i >= len(b) {
+			return false
+		}
+	}
+	if i == 1 && b[1] < 31 {
+		return false
+	}
+	i++
+	if i >= len(b) {
+		return false
+	}
+	l := b[i]
+	i++
+	n := uint64(l)
+	if l&0x80 != 0 {
+		k := int(l & 0x7f)
+		if k == 0 || k > 4 || len(b)-i < k || b[i] == 0 {
+			return false // indefinite (not DER), too long, truncated, or padded
+		}
+		n = 0
+		for _, x := range b[i : i+k] {
+			n = n<<8 | uint64(x)
+		}
+		i += k
+		if n < 0x80 {
+			return false // should have been the short form
+		}
+	}
+	if uint64(len(b)-i) < n {
+		return false
+	}
+	*s = b[i+int(n):]
+	return true
 }
 
 func (f *Fields) find(n int) *element {
