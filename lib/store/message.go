@@ -351,19 +351,23 @@ func (s *Store) Lookup(rid msgid.ID, now time.Time) (*Message, int, error) {
 func (m *Message) Header() ([]byte, error) {
 	r := bufio.NewReader(io.LimitReader(m.Body(), 1<<20))
 	var h []byte
+	start := true // at the start of a line
 	for {
+		// A line longer than the buffer comes in pieces: a piece that is
+		// "\r\n" or "\n" is the empty line only at the start of a line,
+		// not the end of a line that filled the buffer up to its line end
+		// or up to the CR of it.
 		line, err := r.ReadSlice('\n')
-		if len(line) > 0 && (string(line) == "\r\n" || string(line) == "\n") {
+		if start && (string(line) == "\r\n" || string(line) == "\n") {
 			return h, nil
 		}
 		h = append(h, line...)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err == io.EOF {
+		start = err == nil
+		switch err {
+		case nil, bufio.ErrBufferFull:
+		case io.EOF:
 			return h, nil // no body: all header
-		}
-		if err != nil {
+		default:
 			return nil, err
 		}
 	}
