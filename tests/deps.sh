@@ -17,6 +17,7 @@ need daemontools command -v svscan
 need swaks command -v swaks
 need mpop command -v mpop
 need python3-pyasn1 /usr/bin/python3 -c 'import pyasn1'
+need nsd sh -c 'PATH=$PATH:/usr/sbin command -v nsd' # a real authoritative DNS server (lib/locate)
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "tests/deps.sh: the tests need:$missing" >&2
