@@ -32,8 +32,9 @@ import (
 const usage = `usage: im2000-listd
   Follows the lists named in the listfile of $IM2000_CONF for the reader
   IM2000_ACCOUNT (or the login name) at me, and notifies the reader's agent
-  (the rnasp file) of every new post. Scans every listinterval seconds and
-  at once on SIGHUP; runs until SIGTERM, under a supervisor.
+  (the rnasp file) of every new post. Scans every listinterval seconds; on
+  SIGHUP re-reads its settings and scans at once; runs until SIGTERM, under
+  a supervisor.
   -h  show this help`
 
 type follow struct {
@@ -49,12 +50,23 @@ type listd struct {
 	rna      string
 	state    string // directory of positions, one file per followed list
 	interval time.Duration
-	timeout  time.Duration
+	timeout  time.Duration // to connect, and for each answer
+	files    map[string]string
 }
+
+// settingFiles are the settings listd reads, at start and again on SIGHUP:
+// their contents tell what a SIGHUP changed.
+var settingFiles = []string{"me", "rnasp", "listdstate", "listinterval", "timeout", "routes", "resolvers", "listfile"}
+
+// maxRounds bounds the ScanList round trips of one list in one pass, so
+// that a store that never runs out of posts cannot hold listd; the scan
+// goes on from where it got to in the next pass.
+const maxRounds = 100
 
 func main() {
 	fail.NoArgs(usage)
-	l, err := load(conf.FromEnv())
+	d := conf.FromEnv()
+	l, err := load(d)
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
@@ -62,24 +74,83 @@ func main() {
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	fail.Warn("following the lists of %s, every %v", l.reader, l.interval)
 	for {
-		l.scanAll()
+		l.pass()
 		select {
 		case s := <-sig:
 			if s != syscall.SIGHUP {
 				fail.Warn("stopping")
 				os.Exit(0)
 			}
+			l = l.reload(d)
 		case <-time.After(l.interval):
 		}
 	}
 }
 
+// reload re-reads every setting, logs what changed, and returns the
+// listd to go on with: the old one when the new settings do not load.
+func (l *listd) reload(d conf.Dir) *listd {
+	n, err := load(d)
+	if err != nil {
+		fail.Warn("SIGHUP: %v; going on with the settings in force", err)
+		return l
+	}
+	changed := 0
+	for _, name := range settingFiles {
+		was, is := l.files[name], n.files[name]
+		if was == is {
+			continue
+		}
+		changed++
+		switch name {
+		case "routes", "resolvers", "listfile":
+			fail.Warn("SIGHUP: %s changed (%d lines, were %d)", name, lines(is), lines(was))
+		default:
+			fail.Warn("SIGHUP: %s: %s -> %s", name, shown(was), shown(is))
+		}
+	}
+	if changed == 0 {
+		fail.Warn("SIGHUP: settings unchanged")
+	}
+	return n
+}
+
+// shown is a one-value setting as the log shows it: its first line.
+func shown(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if s = strings.TrimSpace(s); s == "" {
+		return "(default)"
+	}
+	return strconv.Quote(s)
+}
+
+// lines counts the lines of a setting that count (conf.Dir.Lines).
+func lines(s string) int {
+	n := 0
+	for _, line := range strings.Split(s, "\n") {
+		if line = strings.TrimSpace(line); line != "" && line[0] != '#' {
+			n++
+		}
+	}
+	return n
+}
+
 func load(d conf.Dir) (*listd, error) {
+	l := &listd{conf: d, files: map[string]string{}}
+	for _, name := range settingFiles {
+		b, err := os.ReadFile(d.Path(name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		l.files[name] = string(b)
+	}
 	local, err := d.Local()
 	if err != nil {
 		return nil, err
 	}
-	l := &listd{conf: d, timeout: time.Minute}
+	if l.timeout, err = session.ClientTimeout(d); err != nil {
+		return nil, err
+	}
 	if l.reader, err = addr.Parse(local.Account + "@" + local.Me); err != nil {
 		return nil, fmt.Errorf("reader %s@%s: %v", local.Account, local.Me, err)
 	}
@@ -125,16 +196,24 @@ func (l *listd) follows() ([]follow, error) {
 	return out, nil
 }
 
-func (l *listd) scanAll() {
+// pass scans every followed list once. A panic ends the scan of its list
+// (or the pass) with an alert, never listd.
+func (l *listd) pass() {
+	defer fail.Recover("a pass over the list file")
 	follows, err := l.follows()
 	if err != nil {
 		fail.Warn("%v", err)
 		return
 	}
 	for _, f := range follows {
-		if err := l.scan(f); err != nil {
-			fail.Warn("list %s at %s: %v (trying again next time)", f.name, f.where, err)
-		}
+		l.scanOne(f)
+	}
+}
+
+func (l *listd) scanOne(f follow) {
+	defer fail.Recover(fmt.Sprintf("the scan of list %s at %s", f.name, f.where))
+	if err := l.scan(f); err != nil {
+		fail.Warn("list %s at %s: %v (trying again next time)", f.name, f.where, err)
 	}
 }
 
@@ -188,12 +267,14 @@ func (l *listd) scan(f follow) error {
 			rna.Close()
 		}
 	}()
-	for {
-		pdu, err := st.Call(&msrap.ScanList{ListName: f.name, BeginTime: begin})
+	for round := 0; round < maxRounds; round++ {
+		r, err := session.Expect[*msrap.ScanListOK](st, &msrap.ScanList{ListName: f.name, BeginTime: begin})
 		if err != nil {
 			return err
 		}
-		r := pdu.Response.(*msrap.ScanListOK)
+		if r.EndTime < begin {
+			return fmt.Errorf("MSRAP: %w: a scan from %d answered with an earlier endtime, %d", session.ErrProtocol, begin, r.EndTime)
+		}
 		if len(r.Messages) > 0 {
 			if rna == nil {
 				if rna, err = l.dial(rnasp.Protocol, l.rna); err != nil {
@@ -215,6 +296,7 @@ func (l *listd) scan(f follow) error {
 		}
 		begin = r.EndTime
 	}
+	return nil
 }
 
 // notify hands the posts of one scan to the reader's agent, in batches.
@@ -229,13 +311,20 @@ func (l *listd) notify(rna *session.Client, f follow, r *msrap.ScanListOK) error
 			cmd.Notifications = append(cmd.Notifications, rnasp.Notification{StoreClear: loc,
 				Recipient: wire.FromAddr(l.reader), ID: id, Sender: f.name})
 		}
-		pdu, err := rna.Call(cmd)
+		r, err := session.Expect[*rnasp.NotifyOK](rna, cmd)
 		if err != nil {
 			return fmt.Errorf("agent %s: %w", l.rna, err)
 		}
-		for _, res := range pdu.Response.(*rnasp.NotifyOK).Results {
-			if res != rnasp.Accepted {
+		if len(r.Results) != 0 && len(r.Results) != len(cmd.Notifications) {
+			return fmt.Errorf("agent %s: RNASP: %w: %d results for %d notifications", l.rna, session.ErrProtocol, len(r.Results), len(cmd.Notifications))
+		}
+		for _, res := range r.Results {
+			switch res {
+			case rnasp.Accepted:
+			case rnasp.NoUser:
 				return fmt.Errorf("agent %s does not know %s (nouser)", l.rna, l.reader)
+			default:
+				return fmt.Errorf("agent %s: result %d for a notification", l.rna, res)
 			}
 		}
 	}
