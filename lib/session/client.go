@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -75,10 +77,14 @@ func (c *Client) Call(cmd wire.Body) (*wire.PDU, error) {
 		return nil, err
 	}
 	frame, err := wire.ReadFrame(c.r, c.MaxPDU)
-	if errors.Is(err, wire.ErrTooLong) {
+	switch {
+	case errors.Is(err, wire.ErrTooLong):
 		return nil, protoErr(c.Proto, "%v", err)
-	}
-	if err != nil {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, fmt.Errorf("%s: no answer within %v: %w", c.Proto.Name, c.Timeout, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("%s: the server closed the connection without answering: %w", c.Proto.Name, err)
+	case err != nil:
 		return nil, err
 	}
 	pdu, err := c.Proto.Unmarshal(frame)
