@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"im2000/lib/msgid"
+	"im2000/lib/wire/msrap"
+	"im2000/lib/wire/rnasp"
+	"im2000/tests/hostile"
 )
 
 // reader is one list reader: an agent, a listd, a Maildir.
@@ -177,4 +183,58 @@ func TestListsWithoutSubscriptions(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestListdSIGHUP: listd re-reads its settings on SIGHUP. A list at a
+// domain without a route fails; the route added afterwards is used after
+// a SIGHUP, with no restart, and the log says what changed. A setting that
+// does not parse leaves the ones in force.
+func TestListdSIGHUP(t *testing.T) {
+	store := &listStore{clock: uint64(time.Now().Unix()) + 100, posts: map[uint64]msgid.ID{}}
+	srv := hostile.Start(t, msrap.Protocol, store.handler)
+	agent := &listAgent{seen: map[msgid.ID]bool{}}
+	ag := hostile.Start(t, rnasp.Protocol, agent.handler)
+	dns, err := net.ListenPacket("udp", "127.0.0.1:0") // a resolver that never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+
+	e := newEnv(t, "reader")
+	e.setConf("me", "example.net")
+	e.setConf("timeout", "1")
+	e.setConf("rnasp", ag.Addr)
+	e.setConf("resolvers", dns.LocalAddr().String())
+	e.setConf("listfile", "golang lists.example\n")
+	e.setConf("listdstate", filepath.Join(t.TempDir(), "listd"))
+	e.setConf("listinterval", "3600")
+	listd, logs := daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-listd"))
+	await(t, 5*time.Second, "the scan without a route fails", func() bool {
+		return strings.Contains(logs.String(), "list golang at lists.example: ")
+	})
+	if srv.Sessions() != 0 {
+		t.Fatal("the store was reached without a route")
+	}
+
+	id := store.post()
+	e.setConf("routes", "# added while listd runs\n_msrap._tcp.lists.example "+srv.Addr+"\n")
+	e.setConf("timeout", "2")
+	listd.Process.Signal(syscall.SIGHUP)
+	await(t, 5*time.Second, "the post, through the new route", func() bool { return agent.has(id) })
+	for _, want := range []string{"SIGHUP: routes changed (1 lines, were 0)", `SIGHUP: timeout: "1" -> "2"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, logs.String())
+		}
+	}
+
+	e.setConf("listinterval", "soon")
+	id = store.post()
+	listd.Process.Signal(syscall.SIGHUP)
+	await(t, 5*time.Second, "the next post, with the settings in force", func() bool { return agent.has(id) })
+	if !strings.Contains(logs.String(), "going on with the settings in force") {
+		t.Errorf("a bad setting on SIGHUP is not logged:\n%s", logs.String())
+	}
+	if err := listd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("listd is gone: %v", err)
+	}
 }
