@@ -110,7 +110,8 @@ func Expect[T wire.Body](c *Client, cmd wire.Body) (T, error) {
 	if err != nil {
 		return zero, err
 	}
-	r, ok := pdu.Response.(T)
+	body := pdu.Response
+	r, ok := body.(T)
 	if !ok {
 		return zero, protoErr(c.Proto, "answered %T with %T", cmd, pdu.Response)
 	}
