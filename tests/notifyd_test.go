@@ -4,15 +4,20 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/net/dns/dnsmessage"
+
 	"im2000/lib/addr"
+	"im2000/lib/locate/locatetest"
 	"im2000/lib/msgid"
 	"im2000/lib/store"
 )
@@ -271,4 +276,44 @@ func TestNotifydKilled(t *testing.T) {
 		t.Errorf("queue/ holds %d, todo/ %d; want %d and 0", len(queued), len(todo), n)
 	}
 	t.Logf("%d messages to 2 agents with %d SIGKILLs of notifyd", n, kills)
+}
+
+// TestNotifydDNS: notifyd locates agents by DNS, against the test DNS
+// server on loopback that drops the first datagram of the run: a domain
+// with the SRV record is notified, an existing domain without it is
+// noservice (temporary, though the server answers NXDOMAIN for the SRV
+// name), and a domain that does not exist is baddomain (permanent).
+func TestNotifydDNS(t *testing.T) {
+	bob := newAgentHostFor(t, "listener", "example.net", "", "bob")
+	host, port, _ := net.SplitHostPort(bob.rnasp)
+	p, _ := strconv.Atoi(port)
+	dns := locatetest.StartDNS(t, map[string][]dnsmessage.Resource{
+		"_rnasp._tcp.example.net.": {locatetest.SRV("_rnasp._tcp.example.net.", 0, 0, uint16(p), "agent.example.net.")},
+		"agent.example.net.":       {locatetest.RR("agent.example.net.", &dnsmessage.AResource{A: netip.MustParseAddr(host).As4()})},
+		"example.com.":             {locatetest.A("example.com.")}, // exists, publishes no agent
+	})
+	dns.DropUDP(1)
+	e, a := queueStore(t, nil, map[string]string{"retrybase": "600"})
+	e.setConf("resolvers", dns.Addr)
+	daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	id := commit(t, a, "bob@example.net", "carol@example.com", "dave@nosuch.example")
+	await(t, 20*time.Second, "every outcome", func() bool {
+		st, _ := a.Status(id)
+		for _, r := range st.Recipients {
+			if r.Attempts == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	want := []store.Notification{store.Notifying, store.NoService, store.BadDomain}
+	st, _ := a.Status(id)
+	for i, r := range st.Recipients {
+		if r.Notification != want[i] {
+			t.Errorf("recipient %d: %v, want %v", i, r.Notification, want[i])
+		}
+	}
+	if spooled(bob, "bob") != 1 {
+		t.Error("bob's agent has no notification")
+	}
 }
