@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,72 +42,94 @@ type intake struct {
 	st   *store.Store
 	out  chan<- []loaded
 	wake *wakeups
+	// What failed to load from queue/ (a transient error at start): tried
+	// again at every tick, as todo/ is, so nothing queued is forgotten
+	// until the next restart.
+	requeue map[string]bool                  // accounts whose queue/ could not be read
+	retry   map[string]map[msgid.ID]struct{} // messages in queue/ that could not be loaded
 }
 
 const chunk = 256
 
+// minFullScan spaces the scans of every todo/ that junk in the FIFO asks
+// for, so that a local user writing junk cannot keep the intake busy.
+const minFullScan = 2 * time.Second
+
 func (in *intake) run(stop <-chan struct{}) {
-	in.scan(nil, true)
+	in.requeue = map[string]bool{}
+	in.retry = map[string]map[msgid.ID]struct{}{}
+	names, _ := in.accounts()
+	for _, n := range names {
+		in.requeue[n] = true
+	}
+	in.scan(names)
+	lastAll := time.Now()
 	tick := time.NewTicker(scanInterval)
 	defer tick.Stop()
+	var allSoon <-chan time.Time
 	for {
-		var accounts map[string]bool
+		var named map[string]bool
+		all := false
 		select {
 		case <-stop:
 			return
 		case <-in.wake.c:
-			accounts = in.wake.take()
+			named, all = in.wake.take()
+			if all && time.Since(lastAll) < minFullScan {
+				if allSoon == nil {
+					allSoon = time.After(minFullScan - time.Since(lastAll))
+				}
+				all = false
+			}
+		case <-allSoon:
+			all = true
 		case <-tick.C:
+			all = true
 		}
-		in.scan(accounts, false)
+		var names []string
+		if all {
+			allSoon, lastAll = nil, time.Now()
+			names, _ = in.accounts()
+		} else {
+			for name := range named {
+				names = append(names, name)
+			}
+		}
+		in.scan(names)
 	}
 }
 
-// scan loads the new messages of the named accounts, of every account when
-// accounts is nil, and with all also those already queued (the rebuild).
-func (in *intake) scan(accounts map[string]bool, all bool) {
-	var names []string
-	if accounts == nil {
-		var err error
-		if names, err = in.st.Accounts(); err != nil {
-			fail.Warn("listing accounts: %v", err)
-			return
-		}
+// accounts lists every archive, for a full scan.
+func (in *intake) accounts() ([]string, error) {
+	names, err := in.st.Accounts()
+	if err != nil {
+		fail.Warn("listing accounts: %v", err)
 	}
-	for name := range accounts {
-		// Anyone may write to the FIFO: a name is looked at only when
-		// that archive exists, never made by asking.
-		if fi, err := os.Stat(filepath.Join(in.st.Root, name, "todo")); err == nil && fi.IsDir() {
-			names = append(names, name)
-		}
-	}
+	return names, err
+}
+
+// scan loads the new messages in the named archives' todo/, and whatever
+// of their queue/ is still to be loaded (at start: all of it).
+func (in *intake) scan(names []string) {
 	var batch []loaded
-	flush := func() {
-		if len(batch) > 0 {
+	add := func(l loaded) {
+		batch = append(batch, l)
+		if len(batch) >= chunk {
 			in.out <- batch
 			batch = nil
 		}
 	}
 	for _, name := range names {
-		a, err := in.st.Account(name)
+		// Names may come from the FIFO, which anyone may write: an
+		// archive is looked at only when it exists, never made.
+		a, err := in.st.Existing(name)
 		if err != nil {
-			fail.Warn("%s: %v", name, err)
-			continue
-		}
-		if all {
-			ids, err := a.Queue()
-			if err != nil {
+			if in.requeue[name] && !errors.Is(err, fs.ErrNotExist) {
 				fail.Warn("%s: %v", name, err)
 			}
-			for _, id := range ids {
-				if l, ok := loadMessage(a, id, time.Now()); ok {
-					batch = append(batch, l)
-				}
-				if len(batch) >= chunk {
-					flush()
-				}
-			}
+			continue
 		}
+		in.loadQueue(a, add)
 		ids, err := a.Todo()
 		if err != nil {
 			fail.Warn("%s: %v", name, err)
@@ -115,7 +138,7 @@ func (in *intake) scan(accounts map[string]bool, all bool) {
 		for _, id := range ids {
 			l, ok := loadMessage(a, id, time.Now())
 			if !ok {
-				continue
+				continue // stays in todo/, for the next scan
 			}
 			// Taken before the scheduler has it: a crash from here on
 			// finds it in queue/ at the next start.
@@ -124,19 +147,47 @@ func (in *intake) scan(accounts map[string]bool, all bool) {
 					fail.Warn("%s/%s: %v", name, id, err)
 				}
 			}
-			batch = append(batch, l)
-			if len(batch) >= chunk {
-				flush()
-			}
+			add(l)
 		}
 		if len(ids) > 0 {
 			if err := a.SyncQueue(); err != nil {
 				fail.Warn("%s: %v", name, err)
 			}
 		}
-		flush()
 	}
-	flush()
+	if len(batch) > 0 {
+		in.out <- batch
+	}
+}
+
+// loadQueue loads what of an archive's queue/ is not in the schedule yet:
+// all of it at start, afterwards only what failed to load before.
+func (in *intake) loadQueue(a *store.Account, add func(loaded)) {
+	var ids []msgid.ID
+	if in.requeue[a.Name] {
+		var err error
+		if ids, err = a.Queue(); err != nil {
+			fail.Warn("%s: %v", a.Name, err)
+			return
+		}
+		delete(in.requeue, a.Name)
+	} else {
+		for id := range in.retry[a.Name] {
+			ids = append(ids, id)
+		}
+	}
+	delete(in.retry, a.Name)
+	for _, id := range ids {
+		l, ok := loadMessage(a, id, time.Now())
+		if !ok {
+			if in.retry[a.Name] == nil {
+				in.retry[a.Name] = map[msgid.ID]struct{}{}
+			}
+			in.retry[a.Name][id] = struct{}{}
+			continue
+		}
+		add(l)
+	}
 }
 
 // loadMessage reads one message for the schedule: its sender, size,
@@ -183,7 +234,15 @@ func loadMessage(a *store.Account, id msgid.ID, now time.Time) (l loaded, ok boo
 		}
 		rcpt := env.Recipients[i]
 		l.domains = append(l.domains, rcpt.Addr.Domain)
-		l.entries = append(l.entries, &entry{rid: rcpt.ID, local: rcpt.Addr.Local, index: int32(i), state: rs.Notification, due: dueTime(rs.Next)})
+		// Never tried: due since the commit, so that new mail takes its
+		// turn in the order it came, not before everything queued.
+		due := env.Submitted.UnixNano()
+		if !rs.Next.IsZero() {
+			due = rs.Next.UnixNano()
+		}
+		// The local part is copied out of the envelope, which would
+		// otherwise stay in memory for its sake.
+		l.entries = append(l.entries, &entry{rid: rcpt.ID, local: strings.Clone(rcpt.Addr.Local), index: int32(i), state: rs.Notification, due: due})
 	}
 	if len(l.entries) == 0 {
 		a.Done(id)
@@ -191,15 +250,6 @@ func loadMessage(a *store.Account, id msgid.ID, now time.Time) (l loaded, ok boo
 	}
 	l.msg = msg
 	return l, true
-}
-
-// dueTime turns a sidecar's next attempt into schedule time; never tried is
-// due at once.
-func dueTime(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
 }
 
 // wakeups collects the account names written to the trigger FIFO until the
@@ -219,7 +269,7 @@ func (w *wakeups) add(line []byte) {
 		if w.accounts == nil {
 			w.accounts = map[string]bool{}
 		}
-		if len(w.accounts) < 10000 {
+		if len(w.accounts) < 10000 || w.accounts[name] {
 			w.accounts[name] = true
 		} else {
 			w.all = true
@@ -233,16 +283,14 @@ func (w *wakeups) add(line []byte) {
 	}
 }
 
-// take returns the accounts to scan, nil for all.
-func (w *wakeups) take() map[string]bool {
+// take returns the accounts named since the last take, and whether junk
+// asked for a look at every account.
+func (w *wakeups) take() (map[string]bool, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	a := w.accounts
-	if w.all {
-		a = nil
-	}
+	a, all := w.accounts, w.all
 	w.accounts, w.all = nil, false
-	return a
+	return a, all
 }
 
 // listen opens the store's FIFO, creating it if need be, and feeds what
@@ -252,6 +300,10 @@ func listen(st *store.Store) (*wakeups, error) {
 	path := st.TriggerPath()
 	if err := unix.Mkfifo(path, 0o622); err != nil && !errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("trigger %s: %v", path, err)
+	} else if err == nil {
+		// Every local user whose archive is in this store commits, and
+		// wakes notifyd: writable for all, whatever the umask.
+		os.Chmod(path, 0o622)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -276,7 +328,10 @@ func listen(st *store.Store) (*wakeups, error) {
 				w.add(partial[:i])
 				partial = partial[i+1:]
 			}
-			if len(partial) > 256 { // no name is that long: junk
+			// Commits write whole lines at once, so a fragment left when
+			// the FIFO is drained is junk; kept, it would spoil the next
+			// commit's name and lose that wake-up.
+			if len(partial) > 0 && n < len(buf) {
 				w.add(partial)
 				partial = nil
 			}

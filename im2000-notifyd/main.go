@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,9 @@ const usage = `usage: im2000-notifyd
 
 // batchMax bounds the notifications in one CommandNotify.
 const batchMax = 1000
+
+// maxSeconds bounds every time setting: a year, the longest lifetime.
+const maxSeconds = 366 * 24 * 3600
 
 // config is everything read from the configuration directory; SIGHUP
 // replaces it whole, and each batch uses the one in force when it started.
@@ -92,6 +96,9 @@ func load(d conf.Dir) (*config, error) {
 		if err != nil {
 			return nil, err
 		}
+		if n > maxSeconds {
+			return nil, fmt.Errorf("%s: %d seconds is more than a year (%d)", d.Path(s.name), n, maxSeconds)
+		}
 		*s.to = time.Duration(max(n, 1)) * time.Second
 	}
 	n, err := d.Int("concurrency", 10)
@@ -116,16 +123,12 @@ func snapshot(d conf.Dir) map[string]string {
 	return m
 }
 
-// batchDone is a worker's answer.
-type batchDone struct {
-	d             *destination
-	kept, dropped []*entry
-}
-
 // run is the scheduler: it alone owns the schedule, starts a worker for
 // each destination with entries due (one at a time per destination, up to
-// concurrency at once), takes new messages from the intake, and handles
-// signals. SIGTERM lets the batches in flight finish and record.
+// concurrency at once, at most half of them for slow destinations), hands
+// what the workers report to the recorders and files their entries again,
+// takes new messages from the intake, and handles signals. SIGTERM lets
+// the batches in flight finish and record.
 func run(d conf.Dir, st *store.Store, cfg *config) error {
 	wake, err := listen(st)
 	if err != nil {
@@ -139,41 +142,79 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 	go cleaner(st, stopIntake)
 	snap := snapshot(d)
 
+	var current atomic.Pointer[config]
+	current.Store(cfg)
+	recs := make([]*recorder, recorders)
+	fromRecorders := make(chan recorded)
+	for i := range recs {
+		recs[i] = &recorder{wake: make(chan struct{}, 1)}
+		go recs[i].run(current.Load, fromRecorders)
+	}
+
 	s := newSchedule()
-	results := make(chan batchDone)
-	running := 0
+	fromWorkers := make(chan sent)
+	var w workers
+	recording := 0
 	stopping := false
 	timer := time.NewTimer(time.Hour)
 	fail.Warn("running: store %s, store location %v", st.Root, cfg.location)
 	for {
-		now := time.Now().UnixNano()
-		for !stopping && running < cfg.concurrency {
-			dst, batch := s.take(now, batchMax)
+		now := time.Now()
+		reclassify := w.reclassify(now, cfg.slowAfter())
+		for !stopping {
+			dst, batch := s.take(now.UnixNano(), batchMax, w.allow(cfg.concurrency))
 			if dst == nil {
 				break
 			}
-			running++
-			go func(c *config) {
-				kept, dropped := work(c, dst.domain, batch)
-				results <- batchDone{dst, kept, dropped}
-			}(cfg)
+			w.start(dst, now)
+			go func(c *config) { fromWorkers <- work(c, dst, batch) }(cfg)
 		}
-		if stopping && running == 0 {
+		if stopping && w.busy() == 0 && recording == 0 {
 			fail.Warn("stopping")
 			return nil
 		}
 		wait := time.Hour
-		if due, ok := s.next(); ok && running < cfg.concurrency {
-			wait = max(time.Duration(due-now), 0)
+		if !reclassify.IsZero() {
+			wait = reclassify.Sub(now)
 		}
-		timer.Reset(wait)
+		if due, ok := s.next(w.allow(cfg.concurrency)); ok && !stopping {
+			wait = min(wait, max(time.Duration(due-now.UnixNano()), 0))
+		}
+		timer.Reset(max(wait, 0))
 		select {
-		case r := <-results:
-			running--
-			s.done(r.d, r.kept, r.dropped)
+		case r := <-fromWorkers:
+			w.end(r.d)
+			s.done(r.d, r.slow)
+			s.back(r.d.domain, r.deferred)
+			s.drop(r.dropped)
+			if len(r.entries) > 0 {
+				byRec := make([][]result, recorders)
+				for i, e := range r.entries {
+					k := int(e.msg.id[0]) % recorders
+					byRec[k] = append(byRec[k], result{e: e, domain: r.d.domain, rna: r.rna, out: r.out[i], end: r.end})
+				}
+				for k, rs := range byRec {
+					if len(rs) > 0 {
+						recording += len(rs)
+						recs[k].put(rs)
+					}
+				}
+			}
+		case r := <-fromRecorders:
+			recording -= len(r.kept) + len(r.dropped)
+			for _, k := range r.kept {
+				s.back(k.domain, []*entry{k.e})
+			}
+			s.drop(r.dropped)
 		case msgs := <-fromDisk:
+			horizon := time.Now().Add(max(cfg.resend, cfg.retryMax)).UnixNano()
 			for _, l := range msgs {
 				if l.msg != nil {
+					// A due time past any retry or resend is a clock
+					// that was set back: not a reason to wait.
+					for _, e := range l.entries {
+						e.due = min(e.due, horizon)
+					}
 					s.add(l.msg, l.domains, l.entries)
 				}
 			}
@@ -182,6 +223,7 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 			switch sig {
 			case syscall.SIGHUP:
 				cfg = reload(d, cfg, &snap)
+				current.Store(cfg)
 			case syscall.SIGALRM:
 				n := s.expedite(time.Now().UnixNano())
 				fail.Warn("SIGALRM: %d deferred recipients due now", n)
@@ -193,6 +235,68 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 			}
 		}
 	}
+}
+
+// workers counts the batches out by their destination's class. Proven and
+// untried destinations share concurrency workers, untried ones at most half
+// of them; slow ones have at most half as many again of their own. A batch
+// out longer than slowAfter without an answer makes its destination slow
+// at once, and gives its place to the next: so neither a crowd of tarpits
+// nor of new domains holds every worker, and a domain that answers always
+// has one.
+type workers struct {
+	out   [classes]int
+	since map[*destination]time.Time // when each batch not yet slow went out
+}
+
+func (w *workers) allow(concurrency int) [classes]bool {
+	half := max(concurrency/2, 1)
+	fast := w.out[proven] + w.out[untried]
+	return [classes]bool{
+		proven:  fast < concurrency,
+		untried: fast < concurrency && w.out[untried] < half,
+		slow:    w.out[slow] < half,
+	}
+}
+
+func (w *workers) busy() int { return w.out[proven] + w.out[untried] + w.out[slow] }
+
+func (w *workers) start(d *destination, now time.Time) {
+	w.out[d.class]++
+	if d.class != slow {
+		if w.since == nil {
+			w.since = map[*destination]time.Time{}
+		}
+		w.since[d] = now
+	}
+}
+
+func (w *workers) end(d *destination) {
+	w.out[d.class]--
+	delete(w.since, d)
+}
+
+// reclassify makes the batches out longer than after slow, and returns
+// when the next one will be due for that (zero: none).
+func (w *workers) reclassify(now time.Time, after time.Duration) time.Time {
+	var next time.Time
+	for d, t0 := range w.since {
+		if now.Sub(t0) >= after {
+			delete(w.since, d)
+			w.out[d.class]--
+			d.class = slow
+			w.out[slow]++
+		} else if next.IsZero() || t0.Add(after).Before(next) {
+			next = t0.Add(after)
+		}
+	}
+	return next
+}
+
+// slowAfter is how long a batch may be out before its destination counts
+// as slow: a quarter of the timeout, within 2 and 10 seconds.
+func (c *config) slowAfter() time.Duration {
+	return min(max(c.timeout/4, 2*time.Second), 10*time.Second)
 }
 
 // reload reads the settings again; on an error the old ones stay in force.

@@ -15,12 +15,11 @@ import (
 	"im2000/lib/wire/rnasp"
 )
 
-// A worker sends one batch of one destination and records what became of
-// it: it checks the batch against the sidecars (a silence or cancel by
-// another process wins), sends one RNASP Notify, and writes each message's
-// outcomes in one sidecar update as soon as the batch returns. Everything
-// it does for a destination happens in its own goroutine, under its own
-// deadline, so a slow or hostile agent holds up only its own recipients.
+// A worker sends one batch of one destination: it checks the batch against
+// the sidecars (a silence or cancel by another process wins) and sends one
+// RNASP Notify, in its own goroutine and under its own deadline, so a slow
+// or hostile agent holds up only its own recipients. What came of it goes
+// to the recorders (record.go), which write the sidecars.
 
 // Outcomes beyond the sidecar states: full leaves the state as it was and
 // defers (the agent is there but cannot take it now).
@@ -36,73 +35,106 @@ func (o outcome) String() string {
 	return o.state.String()
 }
 
-// work is one batch. kept go back into the schedule with their new due
-// time; dropped are done with (silenced, failed for good, cancelled,
-// expired).
-func work(cfg *config, d string, batch []*entry) (kept, dropped []*entry) {
+// sent is a worker's report on its batch.
+type sent struct {
+	d        *destination
+	entries  []*entry  // notified, with their outcomes
+	out      []outcome // one per entry
+	rna      string    // where they went, for the log
+	end      time.Time // when the attempt was over: retries count from here
+	slow     bool      // no agent answered: the destination may be a tarpit
+	deferred []*entry  // their sidecar could not be read: due again later
+	dropped  []*entry  // done with, found by the check
+}
+
+// work checks and sends one batch.
+func work(cfg *config, d *destination, batch []*entry) (r sent) {
 	defer func() {
 		if p := recover(); p != nil {
-			fail.Alert("%s", fail.Panicked("notifying "+d, p))
-			// Nothing recorded: try again after a pause, as for any
+			fail.Alert("%s", fail.Panicked("notifying "+d.domain, p))
+			// Nothing recorded: try again after a pause, as after any
 			// temporary failure.
-			kept, dropped = batch, nil
+			r = sent{d: d, deferred: batch}
 			for _, e := range batch {
 				e.due = time.Now().Add(cfg.retryBase).UnixNano()
 			}
 		}
 	}()
-	send, dropped := check(batch, time.Now())
-	if len(send) == 0 {
-		return nil, dropped
+	r = sent{d: d}
+	var send []*entry
+	send, r.deferred, r.dropped = check(cfg, batch, time.Now())
+	if len(send) > 0 {
+		r.entries = send
+		r.out, r.rna = notify(cfg, d.domain, send)
+		r.end = time.Now()
+		r.slow = r.out[0].state == store.NoServer
 	}
-	out, rna := notify(cfg, d, send)
-	k, dr := record(cfg, d, rna, send, out, time.Now())
-	return k, append(dropped, dr...)
+	return r
 }
 
-// check drops the entries the sidecars say are done with: a message gone
-// (cancelled) or past its lifetime, or a recipient silenced or failed by
-// another process since the entry was made.
-func check(batch []*entry, now time.Time) (send, dropped []*entry) {
+// check sorts a batch by what the disk says: a message gone (cancelled) or
+// past its lifetime, or a recipient silenced or failed by another process
+// since the entry was made, is dropped; a message whose sidecar cannot be
+// read is deferred, backing off, rather than notified blind.
+func check(cfg *config, batch []*entry, now time.Time) (send, deferred, dropped []*entry) {
 	for _, g := range byMessage(batch) {
 		m := g[0].msg
+		if now.Unix() >= m.expires {
+			fail.Warn("%s/%s: lifetime over, no more notifications", m.acct.Name, m.id)
+			dropped = append(dropped, g...)
+			m.acct.Done(m.id)
+			continue
+		}
 		st, err := m.acct.Status(m.id)
-		if err == nil && !exists(m) {
-			err = store.ErrNoSuch
+		if err == nil && !m.acct.Committed(m.id) {
+			err = store.ErrNoSuch // Cancel unlinks the message first
 		}
 		switch {
 		case errors.Is(err, store.ErrNoSuch):
 			dropped = append(dropped, g...)
 			m.acct.Done(m.id)
 			continue
-		case err != nil:
+		case err == nil && len(st.Recipients) <= int(maxIndex(g)):
+			err = errors.New("the status does not match the envelope")
+		}
+		if err != nil {
 			fail.Warn("%s/%s: %v", m.acct.Name, m.id, err)
-			send = append(send, g...) // the record will fail too, and defer them
-			continue
-		case now.Unix() >= m.expires:
-			fail.Warn("%s/%s: lifetime over, no more notifications", m.acct.Name, m.id)
-			dropped = append(dropped, g...)
-			m.acct.Done(m.id)
+			due := now.Add(cfg.backoff(int64(m.trouble.Add(1)))).UnixNano()
+			for _, e := range g {
+				e.due = due
+			}
+			deferred = append(deferred, g...)
 			continue
 		}
+		m.trouble.Store(0)
 		for _, e := range g {
-			if int(e.index) >= len(st.Recipients) || st.Recipients[e.index].Notification.Final() {
+			if st.Recipients[e.index].Notification.Final() {
 				dropped = append(dropped, e)
 			} else {
 				send = append(send, e)
 			}
 		}
+		if allFinal(st) {
+			m.acct.Done(m.id)
+		}
 	}
-	return send, dropped
+	return send, deferred, dropped
 }
 
-// exists reports whether the message file is still there: Cancel unlinks it.
-func exists(m *message) bool {
-	msg, err := m.acct.Open(m.id)
-	if err != nil {
-		return !errors.Is(err, store.ErrNoSuch)
+func maxIndex(g []*entry) int32 {
+	var n int32
+	for _, e := range g {
+		n = max(n, e.index)
 	}
-	msg.Close()
+	return n
+}
+
+func allFinal(st *store.Status) bool {
+	for _, rs := range st.Recipients {
+		if !rs.Notification.Final() {
+			return false
+		}
+	}
 	return true
 }
 
@@ -197,89 +229,6 @@ func callFailure(err error) store.Notification {
 	default:
 		return store.NoServer
 	}
-}
-
-// record writes the outcomes into the sidecars, one update per message,
-// never overwriting what happened meanwhile (a silence, a permanent
-// state). Retries are timed from end, when the attempt was over.
-func record(cfg *config, domain, rna string, batch []*entry, out []outcome, end time.Time) (kept, dropped []*entry) {
-	oc := map[*entry]outcome{}
-	for i, e := range batch {
-		oc[e] = out[i]
-	}
-	for _, g := range byMessage(batch) {
-		m := g[0].msg
-		finished := false
-		var gone []*entry
-		err := m.acct.Update(m.id, func(_ *store.Envelope, st *store.Status) error {
-			gone = gone[:0]
-			for _, e := range g {
-				rs := &st.Recipients[e.index]
-				if rs.Notification.Final() {
-					gone = append(gone, e)
-					continue
-				}
-				o := oc[e]
-				rs.Attempts++
-				rs.Last = end
-				if !o.full {
-					rs.Notification = o.state
-				}
-				switch {
-				case o.full:
-					rs.Next = end.Add(cfg.backoff(rs.Attempts))
-				case o.state == store.Notifying:
-					rs.Next = end.Add(cfg.resend)
-				case o.state.Final():
-					rs.Next = time.Time{}
-					gone = append(gone, e)
-				default:
-					rs.Next = end.Add(cfg.backoff(rs.Attempts))
-				}
-				e.state, e.due = rs.Notification, rs.Next.UnixNano()
-			}
-			finished = true
-			for _, rs := range st.Recipients {
-				if !rs.Notification.Final() {
-					finished = false
-				}
-			}
-			return nil
-		})
-		switch {
-		case errors.Is(err, store.ErrNoSuch): // cancelled meanwhile
-			dropped = append(dropped, g...)
-			m.acct.Done(m.id)
-			continue
-		case err != nil:
-			// The outcome could not be written (a full disk): nothing
-			// changes on disk, so try again as after a temporary failure.
-			fail.Warn("%s/%s: recording: %v", m.acct.Name, m.id, err)
-			for _, e := range g {
-				e.due = end.Add(cfg.retryBase).UnixNano()
-			}
-			kept = append(kept, g...)
-			continue
-		}
-		isGone := map[*entry]bool{}
-		for _, e := range gone {
-			isGone[e] = true
-		}
-		for _, e := range g {
-			if isGone[e] {
-				dropped = append(dropped, e)
-			} else {
-				kept = append(kept, e)
-			}
-			fail.Warn("%s %s %s %s", m.id, addr.Mailbox{Local: e.local, Domain: domain}, rna, oc[e])
-		}
-		if finished {
-			if err := m.acct.Done(m.id); err != nil {
-				fail.Warn("%s/%s: %v", m.acct.Name, m.id, err)
-			}
-		}
-	}
-	return kept, dropped
 }
 
 // backoff doubles per attempt from retrybase up to retrymax, with jitter

@@ -5,20 +5,27 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"im2000/lib/addr"
+	"im2000/lib/conf"
+	"im2000/lib/msgid"
 	"im2000/lib/session"
 	"im2000/lib/store"
 	"im2000/lib/wire/rnasp"
 )
+
+// testRoot is the store of the last queued.
+var testRoot string
 
 // queued commits a message to n recipients at example.net and loads it as
 // the intake would.
 func queued(t *testing.T, n int) (*store.Account, loaded) {
 	t.Helper()
 	root := t.TempDir()
+	testRoot = root
 	s, err := store.Open(root)
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +58,15 @@ func queued(t *testing.T, n int) (*store.Account, loaded) {
 	return a, l
 }
 
+// results pairs entries with outcomes as a worker reports them.
+func results(es []*entry, out []outcome, end time.Time) []result {
+	var rs []result
+	for i, e := range es {
+		rs = append(rs, result{e: e, domain: "example.net", rna: "127.0.0.1:1", out: out[i], end: end})
+	}
+	return rs
+}
+
 func testConfig() *config {
 	return &config{retryBase: time.Minute, retryMax: time.Hour, resend: 2 * time.Hour, timeout: time.Second, concurrency: 1}
 }
@@ -72,7 +88,7 @@ func TestRecordOutcomes(t *testing.T) {
 		{state: store.Refused}, {state: store.NoServer}, {state: store.ProtocolError}, {state: store.Notifying}}
 	end := time.Now().Add(10 * time.Minute) // an attempt that took long
 	cfg := testConfig()
-	kept, dropped := record(cfg, "example.net", "127.0.0.1:1", l.entries, out, end)
+	kept, dropped := recordMessage(cfg, l.msg, results(l.entries, out, end))
 	if len(kept) != 4 || len(dropped) != 3 {
 		t.Fatalf("kept %d, dropped %d", len(kept), len(dropped))
 	}
@@ -106,7 +122,8 @@ func TestRecordOutcomes(t *testing.T) {
 			t.Errorf("recipient %d failed for good but has a next attempt", i)
 		}
 	}
-	for _, e := range kept {
+	for _, r := range kept {
+		e := r.e
 		// The sidecar keeps whole seconds.
 		if d := time.Duration(e.due - st.Recipients[e.index].Next.UnixNano()); d < 0 || d >= time.Second {
 			t.Errorf("entry %d due %v, sidecar %v", e.index, time.Unix(0, e.due), st.Recipients[e.index].Next)
@@ -123,7 +140,7 @@ func TestRecordOutcomes(t *testing.T) {
 // the queue.
 func TestRecordFinishes(t *testing.T) {
 	a, l := queued(t, 2)
-	kept, dropped := record(testConfig(), "example.net", "x", l.entries, []outcome{{state: store.NoUser}, {state: store.Refused}}, time.Now())
+	kept, dropped := recordMessage(testConfig(), l.msg, results(l.entries, []outcome{{state: store.NoUser}, {state: store.Refused}}, time.Now()))
 	if len(kept) != 0 || len(dropped) != 2 {
 		t.Fatalf("kept %d, dropped %d", len(kept), len(dropped))
 	}
@@ -146,14 +163,60 @@ func TestCheck(t *testing.T) {
 	if err := a2.Cancel(l2.msg.id); err != nil {
 		t.Fatal(err)
 	}
-	send, dropped := check(append(l.entries, l2.entries...), time.Now())
-	if len(send) != 1 || send[0].index != 1 || len(dropped) != 2 {
+	send, deferred, dropped := check(testConfig(), append(l.entries, l2.entries...), time.Now())
+	if len(send) != 1 || send[0].index != 1 || len(dropped) != 2 || len(deferred) != 0 {
+		t.Fatalf("send %d, deferred %d, dropped %d", len(send), len(deferred), len(dropped))
+	}
+	// Past its lifetime, nothing goes, and the message leaves the queue.
+	send, deferred, dropped = check(testConfig(), l.entries, time.Now().Add(2*time.Hour))
+	if len(send) != 0 || len(dropped) != 2 || len(deferred) != 0 {
+		t.Fatalf("expired: send %d, deferred %d, dropped %d", len(send), len(deferred), len(dropped))
+	}
+	if todo, _ := a.Todo(); len(todo) != 0 {
+		t.Error("an expired message is still queued")
+	}
+}
+
+// TestCheckSilencedLeavesQueue: when the check finds every recipient
+// silenced, the message leaves queue/ (the usual end of a message's
+// notifications: notifyd learns of the silence only here).
+func TestCheckSilencedLeavesQueue(t *testing.T) {
+	a, l := queued(t, 2)
+	if err := a.Update(l.msg.id, func(_ *store.Envelope, st *store.Status) error {
+		st.Recipients[0].Notification = store.Silenced
+		st.Recipients[1].Notification = store.NoUser
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	send, _, dropped := check(testConfig(), l.entries, time.Now())
+	if len(send) != 0 || len(dropped) != 2 {
 		t.Fatalf("send %d, dropped %d", len(send), len(dropped))
 	}
-	// Past its lifetime, nothing goes.
-	send, dropped = check(l.entries, time.Now().Add(2*time.Hour))
-	if len(send) != 0 || len(dropped) != 2 {
-		t.Fatalf("expired: send %d, dropped %d", len(send), len(dropped))
+	if todo, _ := a.Todo(); len(todo) != 0 {
+		t.Error("a message silenced by all is still queued")
+	}
+}
+
+// TestCheckUnreadable: a sidecar that cannot be read defers the batch,
+// backing off, rather than notifying blind or dropping it.
+func TestCheckUnreadable(t *testing.T) {
+	_, l := queued(t, 1)
+	path := filepath.Join(testRoot, "alice", "status", l.msg.id.String())
+	if err := os.WriteFile(path, []byte("junk\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	for i := 1; i <= 3; i++ {
+		now := time.Now()
+		send, deferred, dropped := check(cfg, l.entries, now)
+		if len(send) != 0 || len(deferred) != 1 || len(dropped) != 0 {
+			t.Fatalf("send %d, deferred %d, dropped %d", len(send), len(deferred), len(dropped))
+		}
+		base := cfg.retryBase << (i - 1)
+		if d := time.Duration(deferred[0].due - now.UnixNano()); d < base/2 || d > base*3/2 {
+			t.Errorf("try %d deferred by %v, want %v ±50%%", i, d, base)
+		}
 	}
 }
 
@@ -172,5 +235,53 @@ func TestCallFailure(t *testing.T) {
 		if got := callFailure(c.err); got != c.want {
 			t.Errorf("%v: %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// TestSettingsBounded: a time setting over a year is refused (it would
+// overflow a duration and resend in a tight loop), and a good one is read.
+func TestSettingsBounded(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "storelocation"), []byte("127.0.0.1:9\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "resend"), []byte("10000000000\n"), 0o644)
+	if _, err := load(conf.Dir(dir)); err == nil {
+		t.Fatal("resend of 10^10 seconds accepted")
+	}
+	os.WriteFile(filepath.Join(dir, "resend"), []byte("7200\n"), 0o644)
+	c, err := load(conf.Dir(dir))
+	if err != nil || c.resend != 2*time.Hour {
+		t.Fatalf("%v %v", c, err)
+	}
+}
+
+// TestIntakeRetriesQueue: a queued message that cannot be loaded at start
+// (a sidecar unreadable for a moment) is loaded at a later scan, not
+// forgotten until the next restart.
+func TestIntakeRetriesQueue(t *testing.T) {
+	a, l := queued(t, 1)
+	if err := a.Take(l.msg.id); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(testRoot, "alice", "status", l.msg.id.String())
+	good, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte("junk\n"), 0o600)
+	s, _ := store.Open(testRoot)
+	out := make(chan []loaded, 10)
+	in := &intake{st: s, out: out, requeue: map[string]bool{"alice": true}, retry: map[string]map[msgid.ID]struct{}{}}
+	in.scan([]string{"alice"})
+	if len(out) != 0 {
+		t.Fatal("a message with a broken sidecar was loaded")
+	}
+	os.WriteFile(path, good, 0o600)
+	in.scan([]string{"alice"})
+	if len(out) != 1 {
+		t.Fatal("not loaded at the next scan")
+	}
+	if got := <-out; len(got) != 1 || got[0].msg.id != l.msg.id {
+		t.Fatalf("loaded %+v", got)
+	}
+	in.scan([]string{"alice"})
+	if len(out) != 0 {
+		t.Fatal("loaded twice")
 	}
 }

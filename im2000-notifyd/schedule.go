@@ -3,6 +3,7 @@ package main
 import (
 	"container/heap"
 	"strings"
+	"sync/atomic"
 
 	"im2000/lib/msgid"
 	"im2000/lib/store"
@@ -31,8 +32,9 @@ type message struct {
 	id      msgid.ID
 	sender  string
 	size    uint64
-	expires int64 // unix seconds
-	entries int   // in the schedule, for forgetting the message
+	expires int64        // unix seconds
+	entries int          // in the schedule, for forgetting the message
+	trouble atomic.Int32 // sidecar reads or writes failed in a row, for backoff
 }
 
 // entry is one recipient of one message.
@@ -45,24 +47,50 @@ type entry struct {
 	due   int64 // unix nanoseconds
 }
 
+// class is what notifyd knows of a destination's agent, which decides
+// how many workers such destinations may have at once (see workers in
+// main.go): proven ones answered their last attempt; untried ones have not
+// been tried (lately); slow ones found no agent, or kept a batch out
+// without an answer (dead, or a tarpit that holds each session for the
+// whole timeout). So a crowd of new or dead destinations never holds up
+// the destinations that answer.
+type class uint8
+
+const (
+	proven class = iota
+	untried
+	slow
+	classes
+)
+
+var classNames = [classes]string{"proven", "untried", "slow"}
+
+func (c class) String() string { return classNames[c] }
+
 // destination is one recipient domain: the unit of sessions, batches and
 // concurrency.
 type destination struct {
 	domain string
 	q      entryHeap
 	busy   bool // a worker has a batch of it
-	pos    int  // in schedule.idle, or -1
+	class  class
+	pos    int // in its class's idle heap, or -1
 }
+
+// maxRemembered bounds the classes remembered of destinations with nothing
+// queued.
+const maxRemembered = 100000
 
 type schedule struct {
 	dests    map[string]*destination
-	idle     destHeap // destinations with entries and no worker, by first due
+	idle     [classes]destHeap // destinations with entries and no worker, by first due
+	seen     map[string]class  // the class of destinations with nothing queued now
 	messages map[msgid.ID]*message
 	entries  int
 }
 
 func newSchedule() *schedule {
-	return &schedule{dests: map[string]*destination{}, messages: map[msgid.ID]*message{}}
+	return &schedule{dests: map[string]*destination{}, seen: map[string]class{}, messages: map[msgid.ID]*message{}}
 }
 
 // has reports whether the message is in the schedule already.
@@ -89,45 +117,69 @@ func (s *schedule) dest(domain string) *destination {
 	domain = strings.ToLower(domain)
 	d := s.dests[domain]
 	if d == nil {
-		d = &destination{domain: domain, pos: -1}
+		d = &destination{domain: domain, pos: -1, class: untried}
+		if c, ok := s.seen[domain]; ok {
+			d.class = c
+			delete(s.seen, domain)
+		}
 		s.dests[domain] = d
 	}
 	return d
 }
 
-// fix puts an idle destination where its first entry says in the idle
-// heap, or takes it out when it is busy or empty.
+// fix puts an idle destination where its first entry says in its class's
+// idle heap, or takes it out when it is busy or empty. A destination
+// changes class only while busy, out of every heap. One with nothing left
+// is forgotten but for its class.
 func (s *schedule) fix(d *destination) {
+	h := &s.idle[d.class]
 	want := !d.busy && len(d.q) > 0
 	switch {
 	case want && d.pos < 0:
-		heap.Push(&s.idle, d)
+		heap.Push(h, d)
 	case want:
-		heap.Fix(&s.idle, d.pos)
+		heap.Fix(h, d.pos)
 	case d.pos >= 0:
-		heap.Remove(&s.idle, d.pos)
+		heap.Remove(h, d.pos)
 	}
 	if !d.busy && len(d.q) == 0 {
 		delete(s.dests, d.domain)
+		if len(s.seen) >= maxRemembered {
+			clear(s.seen)
+		}
+		s.seen[d.domain] = d.class
 	}
 }
 
-// next is when the earliest entry of an idle destination is due.
-func (s *schedule) next() (int64, bool) {
-	if len(s.idle) == 0 {
+// first is the idle destination due first among the classes allowed.
+func (s *schedule) first(allow [classes]bool) *destination {
+	var d *destination
+	for c := range classes {
+		if allow[c] && len(s.idle[c]) > 0 && (d == nil || s.idle[c][0].q[0].due < d.q[0].due) {
+			d = s.idle[c][0]
+		}
+	}
+	return d
+}
+
+// next is when the earliest entry of an idle destination of the classes
+// allowed is due.
+func (s *schedule) next(allow [classes]bool) (int64, bool) {
+	d := s.first(allow)
+	if d == nil {
 		return 0, false
 	}
-	return s.idle[0].q[0].due, true
+	return d.q[0].due, true
 }
 
-// take gives the idle destination whose first entry is most overdue, with
-// up to max of its entries due by now, and marks it busy. It returns nil
-// when no destination has an entry due.
-func (s *schedule) take(now int64, max int) (*destination, []*entry) {
-	if len(s.idle) == 0 || s.idle[0].q[0].due > now {
+// take gives the idle destination (of the classes allowed) whose first
+// entry is most overdue, with up to max of its entries due by now, and
+// marks it busy. It returns nil when no such destination has an entry due.
+func (s *schedule) take(now int64, max int, allow [classes]bool) (*destination, []*entry) {
+	d := s.first(allow)
+	if d == nil || d.q[0].due > now {
 		return nil, nil
 	}
-	d := s.idle[0]
 	var batch []*entry
 	for len(d.q) > 0 && d.q[0].due <= now && len(batch) < max {
 		batch = append(batch, heap.Pop(&d.q).(*entry))
@@ -137,21 +189,38 @@ func (s *schedule) take(now int64, max int) (*destination, []*entry) {
 	return d, batch
 }
 
-// done ends a worker's batch: kept entries go back with their new due
-// time, the others leave the schedule, and so does a message that has no
-// entries left.
-func (s *schedule) done(d *destination, kept, dropped []*entry) {
-	for _, e := range kept {
+// done ends a worker's batch: the destination is idle again, proven or
+// slow as its attempt says. The batch's entries come back through back and
+// drop.
+func (s *schedule) done(d *destination, noAgent bool) {
+	d.busy = false
+	d.class = proven
+	if noAgent {
+		d.class = slow
+	}
+	s.fix(d)
+}
+
+// back files entries again under their domain, with their new due time.
+func (s *schedule) back(domain string, es []*entry) {
+	if len(es) == 0 {
+		return
+	}
+	d := s.dest(domain)
+	for _, e := range es {
 		heap.Push(&d.q, e)
 	}
-	for _, e := range dropped {
+	s.fix(d)
+}
+
+// drop forgets entries that are done with, and a message with none left.
+func (s *schedule) drop(es []*entry) {
+	for _, e := range es {
 		s.entries--
 		if e.msg.entries--; e.msg.entries == 0 {
 			delete(s.messages, e.msg.id)
 		}
 	}
-	d.busy = false
-	s.fix(d)
 }
 
 // expedite makes every deferred entry due at now: those whose last

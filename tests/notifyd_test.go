@@ -178,9 +178,7 @@ func TestNotifydSignals(t *testing.T) {
 	// A message committed now goes by the new route at once.
 	id2 := commit(t, a, "bob@example.net")
 	await(t, 5*time.Second, "the new message by the new route", func() bool { return spooled(bob, "bob") == 1 })
-	if stateOf(t, a, id2, 0) != store.Notifying {
-		t.Errorf("new message: %v", stateOf(t, a, id2, 0))
-	}
+	await(t, 5*time.Second, "the new message recorded", func() bool { return stateOf(t, a, id2, 0) == store.Notifying })
 	nd.Process.Signal(syscall.SIGALRM)
 	await(t, 5*time.Second, "the deferred recipient after SIGALRM", func() bool { return spooled(bob, "bob") == 2 })
 	await(t, 5*time.Second, "its state", func() bool { return stateOf(t, a, id, 0) == store.Notifying })
@@ -315,5 +313,57 @@ func TestNotifydDNS(t *testing.T) {
 	}
 	if spooled(bob, "bob") != 1 {
 		t.Error("bob's agent has no notification")
+	}
+}
+
+// TestManyTarpits: more dead destinations than notifyd has workers, all
+// new to it. New and slow destinations may each hold only half the
+// workers, so a message to an agent that has answered before still goes
+// out at once.
+func TestManyTarpits(t *testing.T) {
+	bob := newAgentHostFor(t, "listener", "example.net", "", "bob")
+	routes := map[string]string{"example.net": bob.rnasp}
+	var victims []string
+	for i := 0; i < 12; i++ {
+		d := fmt.Sprintf("tarpit%d.example", i)
+		routes[d] = tarpit(t)
+		victims = append(victims, "victim@"+d)
+	}
+	e, a := queueStore(t, routes, map[string]string{"timeout": "8", "retrybase": "1", "retrymax": "1", "concurrency": "4"})
+	daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	commit(t, a, "bob@example.net") // bob's agent has answered before
+	await(t, 4*time.Second, "bob's first notification", func() bool { return spooled(bob, "bob") == 1 })
+	commit(t, a, victims...)
+	time.Sleep(time.Second) // the tarpits hold their sessions
+	for i := 2; i <= 4; i++ {
+		commit(t, a, "bob@example.net")
+		took := await(t, 4*time.Second, "bob's notification among the tarpits", func() bool { return spooled(bob, "bob") == i })
+		t.Logf("notification %d after %v", i, took)
+		time.Sleep(time.Second)
+	}
+}
+
+// TestTriggerJunk: anyone may write to the trigger FIFO. A stray fragment
+// must not swallow the next commit's wake-up, and a name of an archive
+// that does not exist creates nothing.
+func TestTriggerJunk(t *testing.T) {
+	bob := newAgentHostFor(t, "listener", "example.net", "", "bob")
+	e, a := queueStore(t, map[string]string{"example.net": bob.rnasp}, nil)
+	daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	fifo := filepath.Join(e.store, "trigger")
+	await(t, 5*time.Second, "the FIFO", func() bool { _, err := os.Stat(fifo); return err == nil })
+	for i, junk := range []string{"x", "nosuchaccount\n", "../../etc\n", strings.Repeat("y", 5000)} {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(junk)
+		f.Close()
+		time.Sleep(200 * time.Millisecond)
+		commit(t, a, "bob@example.net")
+		await(t, 5*time.Second, fmt.Sprintf("a commit after junk %d", i), func() bool { return spooled(bob, "bob") == i+1 })
+	}
+	if _, err := os.Stat(filepath.Join(e.store, "nosuchaccount")); err == nil {
+		t.Error("a name written to the FIFO made an archive")
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,6 +27,9 @@ func (a *Account) Queue() ([]msgid.ID, error) { return a.links("queue") }
 // just debris for Clean.
 func (a *Account) links(dir string) ([]msgid.ID, error) {
 	ents, err := os.ReadDir(filepath.Join(a.dir, dir))
+	if errors.Is(err, fs.ErrNotExist) && dir == "queue" {
+		return nil, nil // an archive made before queue/ existed
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +49,17 @@ func (a *Account) links(dir string) ([]msgid.ID, error) {
 // many. Until then a crash may leave the link in todo/, which notifyd reads
 // at start as well: the message is found either way.
 func (a *Account) Take(id msgid.ID) error {
-	return os.Rename(a.path("todo", id), a.path("queue", id))
+	err := os.Rename(a.path("todo", id), a.path("queue", id))
+	if errors.Is(err, fs.ErrNotExist) {
+		// An archive made before queue/ existed gets it now.
+		if _, serr := os.Stat(filepath.Join(a.dir, "queue")); errors.Is(serr, fs.ErrNotExist) {
+			if _, err := durable.Mkdir(filepath.Join(a.dir, "queue"), 0o700); err != nil {
+				return err
+			}
+			err = os.Rename(a.path("todo", id), a.path("queue", id))
+		}
+	}
+	return err
 }
 
 // SyncQueue makes the Takes so far durable.
@@ -70,4 +84,28 @@ func (a *Account) Done(id msgid.ID) error {
 		}
 	}
 	return nil
+}
+
+// Committed reports whether the message file is there: Cancel unlinks it
+// first, under the sidecar lock.
+func (a *Account) Committed(id msgid.ID) bool {
+	_, err := os.Lstat(a.path("msg", id))
+	return err == nil
+}
+
+// Existing opens an archive that exists, creating nothing: for names that
+// come from outside (notifyd's trigger FIFO, which anyone may write).
+func (s *Store) Existing(name string) (*Account, error) {
+	if err := CheckAccount(name); err != nil {
+		return nil, err
+	}
+	a := &Account{s: s, Name: name, dir: filepath.Join(s.Root, name)}
+	fi, err := os.Stat(filepath.Join(a.dir, "todo"))
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not an archive", a.dir)
+	}
+	return a, nil
 }
