@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -25,9 +26,11 @@ import (
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
+	"im2000/lib/locate"
 	"im2000/lib/session"
 	"im2000/lib/store"
 	"im2000/lib/wire/msrap"
+	"im2000/lib/wire/rnaqp"
 )
 
 const usage = `usage: im2000-pop3d [-l addr:port] [-c n] [-t seconds]
@@ -44,9 +47,11 @@ type config struct {
 	rna     string
 	state   string
 	timeout time.Duration
-	// open takes the user's notifications and opens the maildrop; the
-	// fuzz test puts one in memory in its place.
-	open func(dir, user, pass, peer string) (mailbox, []*entry, error)
+	// check asks the agent whether pass is user's password (nil, or an
+	// error wrapping inbox.ErrAuth); open takes the user's notifications
+	// and opens the maildrop. The fuzz test puts both in memory.
+	check func(user, pass string) error
+	open  func(dir, user, pass, peer string) (mailbox, []*entry, error)
 }
 
 // mailbox is what a session needs of the user's lib/inbox.Inbox.
@@ -61,7 +66,7 @@ func main() {
 	f := session.ParseTextFlags("im2000-pop3d", usage, os.Args[1:], 600*time.Second)
 	d := conf.FromEnv()
 	c := &config{conf: d, timeout: f.Timeout}
-	c.open = c.openInbox
+	c.check, c.open = c.checkPassword, c.openInbox
 	var err error
 	if c.rna, err = d.String("rna", ""); err == nil && c.rna == "" {
 		err = fmt.Errorf("write where the agent's RNAQP server is (host:port, or a domain) to %s", d.Path("rna"))
@@ -212,11 +217,17 @@ func (p *pop) authPlain(arg string) bool {
 	return true
 }
 
-// login checks the password at the agent (RNAQP), taking the user's
-// notifications on the way, and opens the maildrop.
+// login checks the password at the agent (RNAQP), and only then locks
+// the maildrop, creates the user's state and takes the notifications: a
+// wrong password must neither hold the lock (a loop of them would keep the
+// user out) nor leave a directory behind.
 func (p *pop) login(user, pass string) {
 	if store.CheckAccount(user) != nil {
 		p.reply("-ERR [AUTH] invalid login")
+		return
+	}
+	if err := p.check(user, pass); err != nil {
+		p.loginFailed(user, err)
 		return
 	}
 	dir := filepath.Join(p.state, user)
@@ -234,20 +245,54 @@ func (p *pop) login(user, pass string) {
 		p.reply("-ERR [IN-USE] another session has this maildrop")
 		return
 	}
+	// The agent checks the password again as the notifications are taken:
+	// it may have changed in between.
 	mb, drop, err := p.open(dir, user, pass, p.peer)
 	if err != nil {
 		lock.Close()
-		if errors.Is(err, inbox.ErrAuth) {
-			fail.Warn("%s: login failed for %s", p.peer, user)
-			p.reply("-ERR [AUTH] invalid login")
-			return
-		}
-		p.tempError(err)
+		p.loginFailed(user, err)
 		return
 	}
 	p.account, p.inbox, p.lock, p.drop = user, mb, lock, drop
 	fail.Warn("%s: %s logged in, %d messages", p.peer, user, len(p.drop))
 	p.reply(fmt.Sprintf("+OK %s has %d messages", user, len(p.drop)))
+}
+
+func (p *pop) loginFailed(user string, err error) {
+	if errors.Is(err, inbox.ErrAuth) {
+		fail.Warn("%s: login failed for %s", p.peer, user)
+		p.reply("-ERR [AUTH] invalid login")
+		return
+	}
+	p.tempError(err)
+}
+
+// checkPassword asks the agent (RNAQP Authenticate) whether pass is user's
+// password, in a session of its own that touches nothing on disk here.
+func (c *config) checkPassword(user, pass string) error {
+	loc, err := locate.FromConf(c.conf)
+	if err != nil {
+		return err
+	}
+	timeout, err := session.ClientTimeout(c.conf)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, err := session.DialWhere(ctx, loc, rnaqp.Protocol, c.rna, timeout)
+	if err != nil {
+		return fail.Temp(fmt.Errorf("agent %s: %w", c.rna, err))
+	}
+	defer s.Close()
+	if _, err := session.Expect[rnaqp.AuthenticateOK](s, &rnaqp.Authenticate{Account: user, Password: pass}); err != nil {
+		var se *session.StatusError
+		if errors.As(err, &se) && se.Status == rnaqp.ErrorNotAuthenticated {
+			return fail.Perm(fmt.Errorf("agent %s, account %s: %w", c.rna, user, inbox.ErrAuth))
+		}
+		return fail.Temp(fmt.Errorf("agent %s: %w", c.rna, err))
+	}
+	return nil
 }
 
 // openInbox takes the user's notifications from the agent into the

@@ -88,6 +88,12 @@ func FuzzPOP3(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input string) {
 		m := &memory{silenced: map[int]bool{}, done: map[int]bool{}}
 		c := &config{state: state, timeout: time.Second}
+		c.check = func(user, pass string) error {
+			if pass != "pw" {
+				return inbox.ErrAuth
+			}
+			return nil
+		}
 		c.open = func(dir, user, pass, peer string) (mailbox, []*entry, error) {
 			if pass != "pw" {
 				return nil, nil, inbox.ErrAuth

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -140,4 +142,95 @@ p.quit()
 	first.Close()
 	await(t, 5*time.Second, "the slot back", session)
 	first.Close()
+}
+
+// pop3Login opens a POP3 session at addr, sends USER and PASS, and returns
+// the answer to PASS; the session ends with QUIT when it succeeded.
+func pop3Login(t *testing.T, addr, user, pass string) string {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	line, _ := r.ReadString('\n')
+	if !strings.HasPrefix(line, "+OK") {
+		return "greeting: " + line
+	}
+	for _, cmd := range []string{"USER " + user, "PASS " + pass} {
+		c.Write([]byte(cmd + "\r\n"))
+		if line, _ = r.ReadString('\n'); !strings.HasPrefix(line, "+OK") {
+			return strings.TrimSpace(line)
+		}
+	}
+	c.Write([]byte("QUIT\r\n"))
+	r.ReadString('\n')
+	return strings.TrimSpace(line)
+}
+
+// TestPOP3PasswordLoop: wrong passwords for bob, two at a time without a
+// pause, do not keep bob out (the maildrop is locked only once the agent
+// has accepted the password), and a failed login leaves nothing on disk.
+func TestPOP3PasswordLoop(t *testing.T) {
+	bobAgent := newAgentHostFor(t, "listener", "example.net", "", "bob")
+	pe := newEnv(t, "bob")
+	pe.setConf("rna", bobAgent.rnaqp)
+	state := filepath.Join(t.TempDir(), "pop3")
+	pe.setConf("pop3state", state)
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	daemonEnv(t, pe.vars, addr, filepath.Join(bin, "im2000-pop3d"), "-l", addr)
+
+	// Failed logins, for an unknown name and for bob, create nothing.
+	for _, up := range [][2]string{{"nosuch", "x"}, {"bob", "wrong"}, {"Bob", "bobpw"}} {
+		if r := pop3Login(t, addr, up[0], up[1]); !strings.HasPrefix(r, "-ERR [AUTH]") {
+			t.Fatalf("login as %s with %s: %q", up[0], up[1], r)
+		}
+	}
+	if ents, err := os.ReadDir(state); err == nil && len(ents) > 0 || err != nil && !os.IsNotExist(err) {
+		t.Fatalf("pop3state after failed logins only: %v %v", ents, err)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if r := pop3Login(t, addr, "bob", "wrong"); !strings.HasPrefix(r, "-ERR [AUTH]") {
+					t.Errorf("a wrong password for bob: %q", r)
+					return
+				}
+				wrong.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	ok := 0
+	for i := range 10 {
+		time.Sleep(300 * time.Millisecond)
+		if r := pop3Login(t, addr, "bob", "bobpw"); strings.HasPrefix(r, "+OK") {
+			ok++
+		} else {
+			t.Errorf("bob's login %d of 10 during the loop: %q", i+1, r)
+		}
+	}
+	took := time.Since(start)
+	close(stop)
+	wg.Wait()
+	t.Logf("bob logged in %d of 10 times in %v while %d wrong passwords were tried", ok, took.Round(time.Millisecond), wrong.Load())
+	if wrong.Load() == 0 {
+		t.Fatal("the loop of wrong passwords never got an answer")
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 1 || ents[0].Name() != "bob" {
+		t.Fatalf("pop3state holds %v, want only bob", ents)
+	}
 }
