@@ -299,17 +299,37 @@ func (l *listd) scan(f follow) error {
 	return nil
 }
 
+// listDomain is the sender's domain of list notifications whose store is
+// not named by a domain: reserved by RFC 2606, it names nobody.
+const listDomain = "lists.invalid"
+
+// sender is the sender of the notifications for the posts of list f: the
+// mailbox NAME@DOMAIN, DOMAIN being the store's location when the list
+// file names it by a domain, else lists.invalid. Agents refuse a sender
+// that is not a mailbox, and a reader tells a list's notifications by this
+// form: a local part that is a list of its list file, and that list's
+// location as the notification's.
+func sender(f follow, loc wire.ServiceLocation) string {
+	if loc.Domain != nil {
+		if m, err := addr.New(f.name, loc.Domain); err == nil {
+			return m.String()
+		}
+	}
+	return addr.Mailbox{Local: f.name, Domain: listDomain}.String()
+}
+
 // notify hands the posts of one scan to the reader's agent, in batches.
 func (l *listd) notify(rna *session.Client, f follow, r *msrap.ScanListOK) error {
 	loc, err := wire.ParseLocation(f.where)
 	if err != nil {
 		return err
 	}
+	from := sender(f, loc)
 	for start := 0; start < len(r.Messages); start += 1000 {
 		cmd := &rnasp.Notify{}
 		for _, id := range r.Messages[start:min(start+1000, len(r.Messages))] {
 			cmd.Notifications = append(cmd.Notifications, rnasp.Notification{StoreClear: loc,
-				Recipient: wire.FromAddr(l.reader), ID: id, Sender: f.name})
+				Recipient: wire.FromAddr(l.reader), ID: id, Sender: from})
 		}
 		r, err := session.Expect[*rnasp.NotifyOK](rna, cmd)
 		if err != nil {
@@ -323,6 +343,8 @@ func (l *listd) notify(rna *session.Client, f follow, r *msrap.ScanListOK) error
 			case rnasp.Accepted:
 			case rnasp.NoUser:
 				return fmt.Errorf("agent %s does not know %s (nouser)", l.rna, l.reader)
+			case rnasp.Refused:
+				return fmt.Errorf("agent %s refused a notification from %s (refused)", l.rna, from)
 			default:
 				return fmt.Errorf("agent %s: result %d for a notification", l.rna, res)
 			}

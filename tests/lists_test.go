@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"im2000/lib/agent"
 	"im2000/lib/msgid"
+	"im2000/lib/wire"
 	"im2000/lib/wire/msrap"
 	"im2000/lib/wire/rnasp"
 	"im2000/tests/hostile"
@@ -236,5 +239,62 @@ func TestListdSIGHUP(t *testing.T) {
 	}
 	if err := listd.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("listd is gone: %v", err)
+	}
+}
+
+// TestListdSender: listd's notifications carry the mailbox NAME@DOMAIN as
+// sender, DOMAIN being the list's store location when the list file names
+// it by a domain and lists.invalid otherwise, so that agents take them (a
+// name alone is not a mailbox, and is refused) and readers can tell them.
+func TestListdSender(t *testing.T) {
+	store := &listStore{clock: uint64(time.Now().Unix()) + 100, posts: map[uint64]msgid.ID{}}
+	id := store.post() // dated after now, when listd starts following each list
+	srv := hostile.Start(t, msrap.Protocol, store.handler)
+	var mu sync.Mutex
+	got := map[string]string{} // sender -> store location
+	ag := hostile.Start(t, rnasp.Protocol, func() hostile.Handler {
+		return func(cmd wire.Body) hostile.Answer {
+			n, ok := cmd.(*rnasp.Notify)
+			if !ok {
+				return refuse(rnasp.Protocol)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, x := range n.Notifications {
+				if x.ID == id && x.Recipient.Local == "reader" {
+					got[x.Sender] = x.StoreClear.String()
+				}
+			}
+			return hostile.Respond(&rnasp.NotifyOK{})
+		}
+	})
+
+	e := newEnv(t, "reader")
+	e.setConf("me", "example.net")
+	e.setConf("rnasp", ag.Addr)
+	e.setConf("routes", "_msrap._tcp.lists.example "+srv.Addr+"\n")
+	e.setConf("listfile", "golang "+srv.Addr+"\nRust Lists.Example.\na..b lists.example\n")
+	e.setConf("listdstate", filepath.Join(t.TempDir(), "listd"))
+	e.setConf("listinterval", "3600")
+	_, logs := daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-listd"))
+	want := map[string]string{
+		"golang@lists.invalid": srv.Addr,
+		"rust@lists.example":   "Lists.Example",
+		`"a..b"@lists.example`: "lists.example",
+	}
+	await(t, 10*time.Second, "the post from each of the three lists", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= len(want)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !maps.Equal(got, want) {
+		t.Fatalf("senders and locations %q, want %q\n%s", got, want, logs.String())
+	}
+	for s := range got {
+		if err := agent.CheckSender(s); err != nil {
+			t.Errorf("an agent would refuse %q: %v", s, err)
+		}
 	}
 }
