@@ -84,21 +84,32 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 	now := uint64(time.Now().Unix())
 	from := wire.ClientLocation{Addr: s.Remote.Addr(), Port: s.Remote.Port()}
 	results := make([]uint64, len(c.Notifications))
-	accepted := 0
+	accepted, refused := 0, 0
 	for i := range c.Notifications {
 		n := &rnaqp.NotificationAndLocalData{Notification: c.Notifications[i], Submitter: from, Date: now}
+		if err := agent.CheckSender(n.Notification.Sender); err != nil {
+			fail.Warn("%v: refused: %v", s.Remote, err) // %q-quoted: no control character reaches the log
+			results[i] = rnasp.Refused
+			refused++
+			continue
+		}
 		rcpt, err := n.Notification.Recipient.Addr()
-		if err != nil || !h.domains[rcpt.Domain] || !h.spool.Serves(rcpt.Local) {
+		if err != nil || !h.domains[rcpt.Domain] {
 			results[i] = rnasp.NoUser
 			continue
 		}
-		if err := h.spool.Put(rcpt.Local, n); err != nil {
+		account, ok := h.spool.Account(rcpt.Local)
+		if !ok {
+			results[i] = rnasp.NoUser
+			continue
+		}
+		if err := h.spool.Put(account, n); err != nil {
 			// Nothing is lost: the store sends it again.
 			fail.Warn("%v: keeping a notification for %s: %v", s.Remote, rcpt, err)
 			return session.Reply{Status: rnasp.ErrorInternalProblem}
 		}
 		accepted++
 	}
-	fail.Warn("%v: %d notifications, %d accepted", s.Remote, len(results), accepted)
+	fail.Warn("%v: %d notifications, %d accepted, %d refused", s.Remote, len(results), accepted, refused)
 	return session.Reply{Body: &rnasp.NotifyOK{Results: results}}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,6 +111,54 @@ func TestAgent(t *testing.T) {
 			call(t, qc, &rnaqp.Authenticate{Account: "carol", Password: "carolpw"}, rnaqp.NoError, false)
 			if c := call(t, qc, rnaqp.RetrieveAndClear{}, rnaqp.NoError, false).Response.(*rnaqp.RetrieveAndClearOK).Notifications; len(c) != 1 || c[0].Notification.ID != [16]byte{4} {
 				t.Fatalf("carol got %+v", c)
+			}
+		})
+	}
+}
+
+// TestAgentRefusesSenders: a real agentd answers refused for each
+// notification whose sender is not a valid mailbox, accepts the others of
+// the same Notify, and matches local parts without regard to case.
+func TestAgentRefusesSenders(t *testing.T) {
+	for _, mode := range []string{"tcpserver", "listener"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			h := newAgentHost(t, mode, "bob", "carol")
+			with := func(n rnasp.Notification, sender string) rnasp.Notification { n.Sender = sender; return n }
+			batch := []rnasp.Notification{
+				note("bob", "example.net", 1),
+				with(note("bob", "example.net", 2), "alice@example.org\nFrom evil@example.com"),
+				with(note("bob", "example.net", 3), "alice@example.org\r"),
+				with(note("bob", "example.net", 4), "alice\x1b[2J@example.org"),
+				with(note("bob", "example.net", 5), "alice\x00@example.org"),
+				with(note("bob", "example.net", 6), strings.Repeat("a", 1000-len("@example.org"))+"@example.org"),
+				note("Bob", "EXAMPLE.NET", 7),
+				with(note("bob", "example.net", 8), "golang"),           // a name, not a mailbox
+				with(note("nobody", "example.net", 9), "alice\n@x.org"), // refused before the recipient is looked at
+				note("nobody", "example.net", 10),
+				note("CAROL", "example.net", 11),
+			}
+			if len(batch[5].Sender) != 1000 {
+				t.Fatalf("sender of %d octets", len(batch[5].Sender))
+			}
+			want := []uint64{rnasp.Accepted, rnasp.Refused, rnasp.Refused, rnasp.Refused, rnasp.Refused, rnasp.Refused,
+				rnasp.Accepted, rnasp.Refused, rnasp.Refused, rnasp.NoUser, rnasp.Accepted}
+			s := dialProto(t, rnasp.Protocol, h.rnasp)
+			res := call(t, s, &rnasp.Notify{Notifications: batch}, rnasp.NoError, false).Response.(*rnasp.NotifyOK).Results
+			if !slices.Equal(res, want) {
+				t.Fatalf("results %v, want %v", res, want)
+			}
+			for account, ids := range map[string][]byte{"bob": {1, 7}, "carol": {11}} {
+				q := dialProto(t, rnaqp.Protocol, h.rnaqp)
+				call(t, q, &rnaqp.Authenticate{Account: account, Password: account + "pw"}, rnaqp.NoError, false)
+				var got []byte
+				for _, n := range call(t, q, rnaqp.RetrieveAndClear{}, rnaqp.NoError, false).Response.(*rnaqp.RetrieveAndClearOK).Notifications {
+					got = append(got, n.Notification.ID[0])
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, ids) {
+					t.Fatalf("%s's spool held notifications %v, want %v", account, got, ids)
+				}
 			}
 		})
 	}

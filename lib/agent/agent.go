@@ -17,10 +17,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/crypto/cryptobyte"
 
+	"im2000/lib/addr"
 	"im2000/lib/durable"
 	"im2000/lib/store"
 	"im2000/lib/wire"
@@ -44,6 +47,40 @@ func Open(dir string, sync bool) (*Spool, error) {
 		return nil, err
 	}
 	return &Spool{Dir: dir, Sync: sync}, nil
+}
+
+// MaxSender is the longest sender an agent takes, in octets: RFC 5321's
+// 64-octet local part, "@" and a 255-octet domain.
+const MaxSender = 320
+
+// ErrSender is a notification's sender that is not a valid mailbox.
+var ErrSender = errors.New("sender is not a valid mailbox")
+
+// CheckSender checks a notification's sender: a mailbox as lib/addr
+// parses it, at most MaxSender octets, without control characters (C0,
+// DEL, C1) anywhere, quoted or not. An agent answers any other sender
+// refused (DESIGN.md section 3): it would reach logs, terminals and
+// mailbox files as it stands.
+func CheckSender(sender string) error {
+	if len(sender) > MaxSender {
+		return fmt.Errorf("%w: %d octets, over %d", ErrSender, len(sender), MaxSender)
+	}
+	if strings.IndexFunc(sender, unicode.IsControl) >= 0 {
+		return fmt.Errorf("%w: %q has a control character", ErrSender, sender)
+	}
+	if _, err := addr.Parse(sender); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrSender, sender, err)
+	}
+	return nil
+}
+
+// Account returns the account a recipient's local part names, if the
+// spool serves it. Local parts are matched without regard to case
+// (Bob@example.net reaches bob): account directories are named in
+// lowercase, so a directory with capitals in its name serves no one.
+func (s *Spool) Account(local string) (string, bool) {
+	account := strings.ToLower(local)
+	return account, s.Serves(account)
 }
 
 // Serves reports whether account has a directory here.
