@@ -500,6 +500,39 @@ func reply(b []byte, id uint16, qname dnsmessage.Name, t dnsmessage.Type) (*dnsm
 	return &m, nil
 }
 
+// Addrs returns the addresses that service at domain leads to, as Dial
+// would try them, without connecting to any: a route's or an SRV target's
+// host name is resolved (by DNS, as SRV targets are) to its addresses. A
+// reader uses it to tell whether a store is one the domain publishes.
+func (l *Locator) Addrs(ctx context.Context, service, domain string) ([]netip.AddrPort, error) {
+	targets, err := l.Targets(ctx, service, domain)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.AddrPort
+	for _, t := range targets {
+		host, port, err := net.SplitHostPort(t)
+		if err != nil {
+			continue
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			continue
+		}
+		addrs, err := l.hostAddrs(ctx, host)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, netip.AddrPortFrom(a.Unmap(), uint16(p)))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no address for %s", ErrNoServer, SRVName(service, domain))
+	}
+	return out, nil
+}
+
 // Dial connects to the first reachable server of service at domain.
 func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, error) {
 	targets, err := l.Targets(ctx, service, domain)
