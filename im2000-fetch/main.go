@@ -21,6 +21,7 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
 	"im2000/lib/maildir"
+	"im2000/lib/trace"
 	"im2000/lib/wire/msrap"
 )
 
@@ -106,7 +107,7 @@ func (f *fetcher) run(summary bool) error {
 		return takeErr
 	}
 	if takeErr != nil {
-		fail.Warn("%v (going on with the %d notifications kept from before)", takeErr, taken)
+		warn("%v (going on with the %d notifications kept from before)", takeErr, taken)
 	}
 	entries, err := f.inbox.Pending()
 	if err != nil {
@@ -119,14 +120,18 @@ func (f *fetcher) run(summary bool) error {
 			if n.Size != nil {
 				size = fmt.Sprint(*n.Size)
 			}
-			fmt.Printf("%s\t%s\t%s\t%s\n", time.Unix(int64(e.N.Date), 0).UTC().Format(time.RFC3339), n.Sender, size, n.StoreClear.String())
+			// The sender and the location are the notification's words,
+			// not ours: escaped, so that they reach no terminal raw.
+			fmt.Printf("%s\t%s\t%s\t%s\n", time.Unix(int64(e.N.Date), 0).UTC().Format(time.RFC3339), trace.Escape(n.Sender), size, trace.Escape(n.StoreClear.String()))
 		}
 		return takeErr
 	}
+	// Unverified senders' notifications go before any store is contacted.
+	entries = f.inbox.Bound(entries, "")
 	delivered, failed := 0, 0
 	for _, e := range entries {
 		if err := f.fetchOne(e); err != nil {
-			fail.Warn("%s from %s at %s: %v (kept for the next run)", e.N.Notification.ID, e.N.Notification.Sender, e.N.Notification.StoreClear.String(), err)
+			warn("%s from %s at %s: %v (kept for the next run)", e.N.Notification.ID, e.N.Notification.Sender, e.N.Notification.StoreClear.String(), err)
 			failed++
 			continue
 		}
@@ -153,14 +158,18 @@ func (f *fetcher) fetchOne(e agent.Entry) error {
 	if !f.delivered(key) {
 		msg, err := f.inbox.Retrieve(e, msrap.All)
 		if errors.Is(err, inbox.ErrGone) {
-			fail.Warn("%s from %s: %v", n.ID, n.Sender, err)
+			warn("%s from %s: %v", n.ID, n.Sender, err)
 			f.inbox.Done(e)
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if err := f.deliver(n.Sender, msg); err != nil {
+		sender, err := f.inbox.Sender(e)
+		if err != nil {
+			return err
+		}
+		if err := f.deliver(sender.String(), msg); err != nil {
 			return err
 		}
 		if err := f.markDelivered(key); err != nil {
@@ -174,6 +183,13 @@ func (f *fetcher) fetchOne(e agent.Entry) error {
 	return nil
 }
 
+// warn logs one line, escaped (trace.Escape): notifications and stores
+// put words of their own into it.
+func warn(format string, a ...any) { fail.Warn("%s", trace.Escape(fmt.Sprintf(format, a...))) }
+
+// deliver writes a retrieved message, which starts with the trace fields,
+// into the Maildir or the mbox; sender is the verified sender, for the
+// mbox's From_ line.
 func (f *fetcher) deliver(sender string, msg []byte) error {
 	if f.stdout == nil {
 		_, err := maildir.Deliver(f.maildir, msg)

@@ -29,6 +29,7 @@ import (
 	"im2000/lib/locate"
 	"im2000/lib/session"
 	"im2000/lib/store"
+	"im2000/lib/trace"
 	"im2000/lib/wire/msrap"
 	"im2000/lib/wire/rnaqp"
 )
@@ -297,7 +298,8 @@ func (c *config) checkPassword(user, pass string) error {
 
 // openInbox takes the user's notifications from the agent into the
 // pending queue in dir and lists the maildrop, dropping the messages their
-// stores no longer have.
+// stores no longer have, and before that, without contacting their
+// stores, those whose senders are not verified (lib/binding).
 func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, error) {
 	ib, err := inbox.Open(c.conf, dir)
 	if err != nil {
@@ -312,6 +314,7 @@ func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, err
 		ib.Close()
 		return nil, nil, err
 	}
+	entries = ib.Bound(entries, peer+": "+user+": ")
 	var drop []*entry
 	for _, e := range entries {
 		size, err := ib.Size(e)
@@ -320,7 +323,7 @@ func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, err
 			continue
 		}
 		if err != nil {
-			fail.Warn("%s: %s: size of %s: %v (left for later)", peer, user, e.N.Notification.ID, err)
+			fail.Warn("%s: %s: size of %s: %s (left for later)", peer, user, e.N.Notification.ID, trace.Escape(err.Error()))
 			continue
 		}
 		drop = append(drop, &entry{e: e, size: size})
@@ -329,7 +332,7 @@ func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, err
 }
 
 func (p *pop) tempError(err error) {
-	fail.Warn("%s: %v", p.peer, err)
+	fail.Warn("%s: %s", p.peer, trace.Escape(err.Error()))
 	p.reply("-ERR [SYS/TEMP] cannot reach your mail right now, try again later")
 }
 
@@ -482,7 +485,7 @@ func (p *pop) update() {
 			continue
 		}
 		if err := p.inbox.Silence(e.e); err != nil {
-			fail.Warn("%s: %s: silencing %s: %v (kept)", p.peer, p.account, e.e.N.Notification.ID, err)
+			fail.Warn("%s: %s: silencing %s: %s (kept)", p.peer, p.account, e.e.N.Notification.ID, trace.Escape(err.Error()))
 			continue
 		}
 		p.inbox.Done(e.e)

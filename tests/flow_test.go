@@ -110,6 +110,7 @@ func TestMailFlows(t *testing.T) {
 
 	// bob fetches.
 	be, bobMaildir := fetchEnv(t, "bob", bobAgent)
+	be.setConf("routes", "_msrap._tcp.example.org "+h.msrap+"\n") // binds alice's store to her domain
 	if r := be.run("", "im2000-fetch", "-d", bobMaildir); r.code != 0 {
 		t.Fatalf("bob's fetch: exit %d: %s", r.code, r.stderr)
 	}
@@ -133,6 +134,7 @@ func TestMailFlows(t *testing.T) {
 		t.Fatalf("alice's status with carol notified: %q", r.stdout)
 	}
 	ce, carolMaildir := fetchEnv(t, "carol", carolAgent)
+	ce.setConf("routes", "_msrap._tcp.example.org "+h.msrap+"\n")
 	if r := ce.run("", "im2000-fetch", "-d", carolMaildir, "--summary"); r.code != 0 || !strings.Contains(r.stdout, "alice@example.org") {
 		t.Fatalf("carol's summary: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}

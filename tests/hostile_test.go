@@ -197,6 +197,8 @@ func TestHostileFetch(t *testing.T) {
 		e.setConf("timeout", "1")
 		e.setConf("rna", ag.Addr)
 		e.setConf("password", "bobpw")
+		// Both stores are example.org's, so that their sender is verified.
+		e.setConf("routes", "_msrap._tcp.example.org "+bad.Addr+" "+good.Addr+"\n")
 		maildir := filepath.Join(t.TempDir(), "Maildir")
 		return e.run("", "im2000-fetch", "-d", maildir), maildirMessages(t, maildir)
 	}
@@ -338,6 +340,12 @@ func TestHostilePOP3(t *testing.T) {
 	e := newEnv(t, "pop")
 	e.setConf("timeout", "1")
 	e.setConf("rna", agent.Addr)
+	// Every store is example.org's, so that their sender is verified.
+	routes := "_msrap._tcp.example.org " + good.Addr
+	for _, s := range stores {
+		routes += " " + s.Addr
+	}
+	e.setConf("routes", routes+"\n")
 	e.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	_, logs := daemonEnv(t, e.vars, addr, filepath.Join(bin, "im2000-pop3d"), "-l", addr, "-c", "500")

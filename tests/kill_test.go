@@ -76,6 +76,7 @@ func TestKillDuringRun(t *testing.T) {
 		agent *agentHost
 	}{{"bob", bobAgent}, {"carol", carolAgent}} {
 		e, dir := fetchEnv(t, who.name, who.agent)
+		e.setConf("routes", "_msrap._tcp.example.org "+h.msrap+"\n") // binds alice's store to her domain
 		maildirs[who.name] = dir
 		wg.Add(1)
 		go func() {

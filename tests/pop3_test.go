@@ -37,6 +37,7 @@ func TestPOP3(t *testing.T) {
 	pe := newEnv(t, "bob")
 	pe.setConf("rna", bobAgent.rnaqp)
 	pe.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
+	pe.setConf("routes", "_msrap._tcp.example.org "+h.msrap+"\n") // binds alice's store to her domain
 	tcpserver, err := exec.LookPath("tcpserver")
 	if err != nil {
 		t.Fatal("tcpserver (ucspi-tcp) is not installed: run tests/deps.sh")

@@ -6,6 +6,11 @@
 // The pending queue is lib/agent's spool (fsynced), so a notification
 // taken from the agent is never lost locally, and a second notification of
 // the same message collapses into the first.
+//
+// No store is contacted for a notification whose sender is not verified
+// (lib/binding): Bound drops such notifications, and every call to a store
+// checks again. What Retrieve returns carries the reader's trace fields
+// (lib/trace): Return-Path with the verified sender, and one Received.
 package inbox
 
 import (
@@ -16,11 +21,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"im2000/lib/addr"
 	"im2000/lib/agent"
+	"im2000/lib/binding"
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/locate"
 	"im2000/lib/session"
+	"im2000/lib/trace"
 	"im2000/lib/wire"
 	"im2000/lib/wire/msrap"
 	"im2000/lib/wire/rnaqp"
@@ -37,6 +45,9 @@ type Inbox struct {
 	timeout time.Duration
 	max     int64 // databytes: the largest message retrieved
 	stores  map[string]*session.Client
+	bind    *binding.Checker
+	senders map[string]addr.Mailbox // verified senders, by agent.Key
+	me      string                  // the reader's host, for Received
 }
 
 // maxTake bounds the notifications one Take accepts, so that an agent
@@ -61,11 +72,21 @@ func Open(d conf.Dir, dir string) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	bind, err := binding.New(loc, d)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	me, err := d.String("me", host)
+	if err != nil {
+		return nil, err
+	}
 	pending, err := agent.Open(dir, true)
 	if err != nil {
 		return nil, fail.Temp(err)
 	}
-	return &Inbox{loc: loc, pending: pending, timeout: timeout, max: max, stores: map[string]*session.Client{}}, nil
+	return &Inbox{loc: loc, pending: pending, timeout: timeout, max: max, stores: map[string]*session.Client{},
+		bind: bind, senders: map[string]addr.Mailbox{}, me: me}, nil
 }
 
 // Close ends the sessions with the stores.
@@ -125,6 +146,44 @@ func (b *Inbox) Pending() ([]agent.Entry, error) { return b.pending.List("pendin
 // Done drops a notification from the pending queue.
 func (b *Inbox) Done(e agent.Entry) { b.pending.Remove("pending", []agent.Entry{e}) }
 
+// Sender checks the notification's sender binding (lib/binding), without
+// contacting its store, and returns the verified sender; an error wraps
+// binding.ErrUnverified.
+func (b *Inbox) Sender(e agent.Entry) (addr.Mailbox, error) {
+	key := agent.Key(&e.N)
+	if s, ok := b.senders[key]; ok {
+		return s, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*b.timeout)
+	defer cancel()
+	s, err := b.bind.Check(ctx, &e.N.Notification)
+	if err != nil {
+		return addr.Mailbox{}, err
+	}
+	b.senders[key] = s
+	return s, nil
+}
+
+// Bound returns the entries whose senders are verified. Each of the others
+// is dropped from the pending queue, unretrieved (its store learns
+// nothing), with one log line, prefixed with logPrefix, naming the claimed
+// sender, the store location and why. A genuine message dropped because its
+// domain's records could not be read is notified again by its store, which
+// keeps notifying until it is silenced.
+func (b *Inbox) Bound(entries []agent.Entry, logPrefix string) []agent.Entry {
+	var out []agent.Entry
+	for _, e := range entries {
+		if _, err := b.Sender(e); err != nil {
+			n := e.N.Notification
+			fail.Warn("%s", trace.Escape(fmt.Sprintf("%sdropped %s from unverified sender %s at %s, not retrieved: %v", logPrefix, n.ID, n.Sender, n.StoreClear, err)))
+			b.Done(e)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 // store returns a session with the store a notification names.
 func (b *Inbox) store(l wire.ServiceLocation) (*session.Client, error) {
 	key := l.String()
@@ -155,9 +214,12 @@ func (b *Inbox) store(l wire.ServiceLocation) (*session.Client, error) {
 // the session, so that the next call dials again.
 func call[T wire.Body](b *Inbox, e agent.Entry, cmd wire.Body) (T, error) {
 	n := e.N.Notification
+	var zero T
+	if _, err := b.Sender(e); err != nil {
+		return zero, err // never a connection to a store that does not bind its sender
+	}
 	c, err := b.store(n.StoreClear)
 	if err != nil {
-		var zero T
 		return zero, err
 	}
 	r, err := session.Expect[T](c, cmd)
@@ -180,11 +242,30 @@ func (b *Inbox) drop(l wire.ServiceLocation, c *session.Client) {
 	}
 }
 
-// Retrieve fetches a part (msrap.All, msrap.HeadersOnly, ...) of a message,
-// paging until it has the size the store states. A size over databytes,
-// a size that changes between pages, more data than the size, or a page
-// that brings nothing before the end is a protocol error.
+// Retrieve fetches a message (msrap.All) or its header (msrap.HeadersOnly)
+// from the store of a notification whose sender is verified, and puts the
+// reader's trace fields on top: Return-Path with the verified sender (any
+// Return-Path the store served is removed) and one Received naming the
+// store, the identifier and the time. The result has CRLF line ends.
 func (b *Inbox) Retrieve(e agent.Entry, kind uint64) ([]byte, error) {
+	sender, err := b.Sender(e)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := b.retrieve(e, kind)
+	if err != nil {
+		return nil, err
+	}
+	n := e.N.Notification
+	st := trace.Stamp{Sender: sender, Store: n.StoreClear, ID: n.ID, By: b.me, Prog: fail.Name, At: time.Now()}
+	return st.Apply(msg, kind == msrap.HeadersOnly)
+}
+
+// retrieve fetches a part of a message as the store serves it, paging
+// until it has the size the store states. A size over databytes, a size
+// that changes between pages, more data than the size, or a page that
+// brings nothing before the end is a protocol error.
+func (b *Inbox) retrieve(e agent.Entry, kind uint64) ([]byte, error) {
 	var msg []byte
 	var size uint64
 	for {

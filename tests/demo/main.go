@@ -146,6 +146,7 @@ func main() {
 		"retrybase": "1", "resend": "5"}.write(storeConf)
 	role{"me": "example.net", "agent": spool, "passwords": passwords("bob")}.write(agentConf)
 	role{"me": "example.net", "rna": rnaqp, "rnasp": rnasp, "password": "bob-secret",
+		"routes":   "_msrap._tcp.example.org " + msrap, // what binds alice's store to her domain
 		"listfile": "news " + msrap, "listinterval": "1", "listdstate": filepath.Join(dir, "bob", "listd")}.write(bobConf)
 
 	say("starting the servers (each also runs under tcpserver; here they listen themselves)")
@@ -197,7 +198,7 @@ func headerAndBody(m string) string {
 		if inHeader && l == "" {
 			inHeader = false
 		}
-		if !inHeader || strings.HasPrefix(l, "From:") || strings.HasPrefix(l, "To:") || strings.HasPrefix(l, "Subject:") {
+		if !inHeader || strings.HasPrefix(l, "Return-Path:") || strings.HasPrefix(l, "From:") || strings.HasPrefix(l, "To:") || strings.HasPrefix(l, "Subject:") {
 			keep = append(keep, l)
 		}
 	}
