@@ -112,7 +112,8 @@ func classify(err error) error {
 	case errors.Is(err, store.ErrTooLarge), errors.Is(err, store.ErrNoRecipients),
 		errors.Is(err, mailmsg.ErrHeaderTooLarge), errors.Is(err, mailmsg.ErrBadHeader),
 		errors.Is(err, mailmsg.ErrBadAddress), errors.Is(err, store.ErrBadAccount),
-		errors.Is(err, store.ErrBadListName), errors.Is(err, submit.ErrNotPermitted):
+		errors.Is(err, store.ErrBadListName), errors.Is(err, submit.ErrNotPermitted),
+		errors.Is(err, submit.ErrSender):
 		return fail.Perm(err)
 	}
 	return fail.Temp(err)

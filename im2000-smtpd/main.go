@@ -278,6 +278,12 @@ func dataError(err error) error {
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too large for the store"}
 	case errors.Is(err, store.ErrQuota):
 		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Your archive is over its quota; try again when old messages have expired"}
+	case errors.Is(err, submit.ErrSender):
+		msg := err.Error()
+		if len(msg) > 400 { // a reply line has at most 512 octets
+			msg = strings.ToValidUTF8(msg[:400], "") + "..."
+		}
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Not stored: " + msg}
 	case errors.Is(err, submit.ErrNotPermitted), errors.Is(err, store.ErrNoRecipients), perm:
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 			Message: "Not stored (IM2000 checks recipients with the message, so this comes at DATA): " + err.Error()}

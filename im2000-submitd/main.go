@@ -18,6 +18,7 @@ import (
 	"im2000/lib/msgid"
 	"im2000/lib/session"
 	"im2000/lib/store"
+	"im2000/lib/submit"
 	"im2000/lib/wire"
 	"im2000/lib/wire/msoap"
 )
@@ -44,6 +45,7 @@ type handler struct {
 	*config
 	acct  *store.Account
 	draft *store.Draft
+	head  submit.Head // of the draft, for the From rule
 }
 
 func main() {
@@ -185,6 +187,7 @@ func (h *handler) envelope(s *session.Session, c *msoap.SubmitEnvelope) session.
 	if h.draft, err = h.acct.NewDraft(sub, h.limits); err != nil {
 		return h.storeError(s, err)
 	}
+	h.head = submit.Head{}
 	return session.Reply{Body: resp}
 }
 
@@ -198,8 +201,16 @@ func (h *handler) chunk(s *session.Session, c *msoap.SubmitMsgChunk) session.Rep
 	if _, err := d.Write(c.Data); err != nil {
 		return h.storeError(s, err)
 	}
+	h.head.Write(c.Data)
 	if !c.IsLast {
 		return session.Reply{Body: &msoap.SubmitMsgChunkOK{}}
+	}
+	if err := h.checkSenders(s); err != nil {
+		fail.Warn("%v: %s: submission refused: %v", s.Remote, s.Account, err)
+		if errors.Is(err, submit.ErrSender) {
+			return session.Reply{Status: msoap.ErrorNotPermitted, ForceAbort: true}
+		}
+		return session.Reply{Status: msoap.ErrorInternalProblem, ForceAbort: true}
 	}
 	h.draft = nil
 	env, err := d.Commit()
@@ -208,6 +219,22 @@ func (h *handler) chunk(s *session.Session, c *msoap.SubmitMsgChunk) session.Rep
 	}
 	fail.Warn("%v: %s submitted %s: %d bytes, %d recipients, %d lists", s.Remote, s.Account, env.ID, d.Size(), len(env.Recipients), len(env.Lists))
 	return session.Reply{Body: &msoap.SubmitMsgChunkOK{ID: &env.ID}}
+}
+
+// checkSenders applies the From rule (DESIGN.md section 3) to the message
+// now that it is whole: its From and Sender must be the account's own
+// address or ones senders/ACCOUNT allows it. The file is read each time,
+// as lists/ is, so a change needs no restart.
+func (h *handler) checkSenders(s *session.Session) error {
+	section, err := h.head.Section()
+	if err != nil {
+		return err
+	}
+	senders, err := submit.LoadSenders(h.conf, s.Account, h.me)
+	if err != nil {
+		return err
+	}
+	return senders.CheckRaw(section)
 }
 
 // storeError answers a failed submission; the engine then aborts it.

@@ -60,7 +60,10 @@ func TestInjectRecipientsAndHeaders(t *testing.T) {
 		t.Errorf("Bcc or text after the dot line was stored:\n%s", body)
 	}
 
-	// -i keeps the dot line; -f sets From; a bare local part gets "me".
+	// -i keeps the dot line; -f sets From (an address the admin allows
+	// alice, see TestFromRule); a bare local part gets "me".
+	os.Mkdir(filepath.Join(e.conf, "senders"), 0o755)
+	e.setConf("senders/alice", "list-owner@example.org")
 	id = e.inject("Subject: dots\n\n.\nafter\n", "-i", "-f", "list-owner@example.org", "frank")
 	env, body = readMessage(t, e, "alice", id)
 	if !strings.Contains(body, "\r\n.\r\nafter\r\n") || !strings.Contains(body, "From: <list-owner@example.org>") || env.Recipients[0].Addr.String() != "frank@example.org" {

@@ -63,7 +63,7 @@ func TestSMTPSubmission(t *testing.T) {
 	if out, err := swaks("--auth", "PLAIN", "--pipeline", "--to", "bob@example.net,carol@example.com", "--data", "@"+big); err != nil || !strings.Contains(out, "250 2.0.0 OK: stored in your archive as ") {
 		t.Fatalf("swaks PLAIN, pipelining, 5 MB: %v\n%s", err, out[max(0, len(out)-2000):])
 	}
-	if out, err := swaks("--auth", "LOGIN", "--to", "bob@example.net"); err != nil || !strings.Contains(out, "no bounce will come") {
+	if out, err := swaks("--auth", "LOGIN", "--from", "alice@example.org", "--to", "bob@example.net"); err != nil || !strings.Contains(out, "no bounce will come") {
 		t.Fatalf("swaks LOGIN: %v\n%s", err, out)
 	}
 	if out, _ := swaks("--auth", "PLAIN", "--to", "bob..x@example.net"); !strings.Contains(out, "553 5.1.3") {

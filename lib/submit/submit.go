@@ -1,7 +1,8 @@
 // Package submit puts a message prepared by lib/mailmsg into an account's
 // archive: straight into the local store, or over MSOAP when the
 // configuration names a remote store. im2000-inject and im2000-smtpd
-// submit this one way.
+// submit this one way; im2000-submitd, which stores what it is sent as it
+// is, applies the same From rule (Senders) to the message it receives.
 package submit
 
 import (
@@ -17,7 +18,9 @@ import (
 	"im2000/lib/mailmsg"
 	"im2000/lib/msgid"
 	"im2000/lib/remote"
+	"im2000/lib/session"
 	"im2000/lib/store"
+	"im2000/lib/wire/msoap"
 )
 
 // ErrNotPermitted is a post to a list the account may not post to.
@@ -66,6 +69,10 @@ func Submit(r *Request) (msgid.ID, error) {
 	if err != nil {
 		return msgid.ID{}, fmt.Errorf("account %q at %q is not a valid address: %w", s.Account, s.Me, store.ErrBadAccount)
 	}
+	senders, err := LoadSenders(r.Conf, s.Account, s.Me)
+	if err != nil {
+		return msgid.ID{}, err
+	}
 	root, err := r.Conf.Store()
 	if err != nil {
 		return msgid.ID{}, err
@@ -85,6 +92,10 @@ func Submit(r *Request) (msgid.ID, error) {
 	}
 	env := d.Envelope()
 	r.Msg.Complete(mailmsg.Defaults{From: r.From, FullName: r.FullName, Date: env.Submitted, MessageID: env.ID.String() + "@" + s.Me})
+	if err := senders.Check(r.Msg.Header); err != nil { // the header as it will be stored
+		d.Abort()
+		return msgid.ID{}, err
+	}
 	if _, err := r.Msg.WriteTo(d); err != nil {
 		d.Abort()
 		return msgid.ID{}, r.tooLarge(err)
@@ -118,6 +129,13 @@ func submitRemote(r *Request) (msgid.ID, error) {
 	}
 	defer rs.Close()
 	id, err := rs.Submit(r.Recipients, r.Lists, s.Lifetime, buf.Bytes())
+	var se *session.StatusError
+	if errors.As(err, &se) && se.Status == msoap.ErrorNotPermitted {
+		// im2000-submitd answers the last chunk so for the From rule
+		// (nothing else in a submission is refused with this status).
+		return msgid.ID{}, fail.Perm(fmt.Errorf("%w: the store refuses the message (%v): its From or Sender names an address %s may not send as there; write your own address %s@%s, or have the store's admin allow the address in senders/%s of the store's configuration",
+			ErrSender, err, s.Account, s.Account, s.Me, s.Account))
+	}
 	if err != nil {
 		return msgid.ID{}, err
 	}
