@@ -454,7 +454,7 @@ func TestRawAndExpired(t *testing.T) {
 		}
 	}
 	c := login(t, h, "alice")
-	id := submit(t, c, []byte("Subject: brief\r\n\r\nx\r\n"), 100, &msoap.SubmitEnvelope{Recipients: []wire.MailBox{mb("bob", "example.net")}, Lifetime: 1})
+	id := submit(t, c, []byte("Subject: brief\r\n\r\nx\r\n"), 100, &msoap.SubmitEnvelope{Recipients: []wire.MailBox{mb("bob", "example.net")}, Lifetime: 3})
 	s, _ := store.Open(h.store)
 	a, _ := s.Account("alice")
 	m, err := a.Open(id)
@@ -464,6 +464,8 @@ func TestRawAndExpired(t *testing.T) {
 	bob := m.Env.Recipients[0].ID
 	expires := m.Env.Expires()
 	m.Close()
+	// Three seconds (from a submission time in whole seconds: two at
+	// least) leave room for a loaded machine to ask before the end.
 	r := dialProto(t, msrap.Protocol, h.msrap)
 	call(t, r, &msrap.QuerySize{ID: bob}, msrap.NoError, false)
 	time.Sleep(time.Until(expires) + 1100*time.Millisecond)
