@@ -55,8 +55,7 @@ func load(d conf.Dir) (*handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	me, err := d.String("me", host)
+	me, err := d.Me()
 	if err != nil {
 		return nil, err
 	}

@@ -73,8 +73,7 @@ func load(d conf.Dir) (*config, error) {
 	if c.auth, err = auth.FromConf(d, filepath.Join(root, ".authfail")); err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	if c.me, err = d.String("me", host); err != nil {
+	if c.me, err = d.Me(); err != nil {
 		return nil, err
 	}
 	if c.limits.MaxMessage, err = d.Int("databytes", 16<<20); err != nil {

@@ -139,6 +139,12 @@ func (d Dir) MayPost(list, account string) (bool, error) {
 	return false, nil
 }
 
+// Me is this host's mail domain: the setting me, or the host name.
+func (d Dir) Me() (string, error) {
+	host, _ := os.Hostname()
+	return d.String("me", host)
+}
+
 // Local reads the settings of the invoking user's archive.
 func (d Dir) Local() (*Local, error) {
 	l := &Local{}
@@ -150,8 +156,7 @@ func (d Dir) Local() (*Local, error) {
 		}
 		l.Account = u.Username
 	}
-	host, _ := os.Hostname()
-	if l.Me, err = d.String("me", host); err != nil {
+	if l.Me, err = d.Me(); err != nil {
 		return nil, err
 	}
 	if l.MaxMessage, err = d.Int("databytes", 16<<20); err != nil {

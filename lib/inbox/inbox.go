@@ -76,8 +76,7 @@ func Open(d conf.Dir, dir string) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	me, err := d.String("me", host)
+	me, err := d.Me()
 	if err != nil {
 		return nil, err
 	}
