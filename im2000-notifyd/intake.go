@@ -42,11 +42,11 @@ type intake struct {
 	st   *store.Store
 	out  chan<- []loaded
 	wake *wakeups
-	// What failed to load from queue/ (a transient error at start): tried
-	// again at every tick, as todo/ is, so nothing queued is forgotten
-	// until the next restart.
-	requeue map[string]bool                  // accounts whose queue/ could not be read
-	retry   map[string]map[msgid.ID]struct{} // messages in queue/ that could not be loaded
+	// queue/ is read once per archive (at start, or when an archive is
+	// first seen); what failed to load from it is tried again at every
+	// scan, as todo/ is, so nothing queued is forgotten until a restart.
+	queueRead map[string]bool                  // archives whose queue/ has been read
+	retry     map[string]map[msgid.ID]struct{} // messages in queue/ that could not be loaded
 }
 
 const chunk = 256
@@ -56,12 +56,9 @@ const chunk = 256
 const minFullScan = 2 * time.Second
 
 func (in *intake) run(stop <-chan struct{}) {
-	in.requeue = map[string]bool{}
+	in.queueRead = map[string]bool{}
 	in.retry = map[string]map[msgid.ID]struct{}{}
 	names, _ := in.accounts()
-	for _, n := range names {
-		in.requeue[n] = true
-	}
 	in.scan(names)
 	lastAll := time.Now()
 	tick := time.NewTicker(scanInterval)
@@ -124,7 +121,7 @@ func (in *intake) scan(names []string) {
 		// archive is looked at only when it exists, never made.
 		a, err := in.st.Existing(name)
 		if err != nil {
-			if in.requeue[name] && !errors.Is(err, fs.ErrNotExist) {
+			if !errors.Is(err, fs.ErrNotExist) {
 				fail.Warn("%s: %v", name, err)
 			}
 			continue
@@ -164,13 +161,13 @@ func (in *intake) scan(names []string) {
 // all of it at start, afterwards only what failed to load before.
 func (in *intake) loadQueue(a *store.Account, add func(loaded)) {
 	var ids []msgid.ID
-	if in.requeue[a.Name] {
+	if !in.queueRead[a.Name] {
 		var err error
 		if ids, err = a.Queue(); err != nil {
 			fail.Warn("%s: %v", a.Name, err)
 			return
 		}
-		delete(in.requeue, a.Name)
+		in.queueRead[a.Name] = true
 	} else {
 		for id := range in.retry[a.Name] {
 			ids = append(ids, id)
@@ -293,6 +290,9 @@ func (w *wakeups) take() (map[string]bool, bool) {
 	return a, all
 }
 
+// maxLine is longer than any line a commit writes (an account name).
+const maxLine = 256
+
 // listen opens the store's FIFO, creating it if need be, and feeds what
 // commits write to it into a wakeups. Opened for reading and writing, it
 // never reports end of file when writers come and go.
@@ -319,21 +319,23 @@ func listen(st *store.Store) (*wakeups, error) {
 				time.Sleep(time.Second)
 				continue
 			}
-			partial = append(partial, buf[:n]...)
+			data := buf[:n]
 			for {
-				i := bytes.IndexByte(partial, '\n')
+				i := bytes.IndexByte(data, '\n')
 				if i < 0 {
 					break
 				}
-				w.add(partial[:i])
-				partial = partial[i+1:]
+				w.add(append(partial, data[:i]...))
+				partial, data = partial[:0], data[i+1:]
 			}
+			partial = append(partial, data...)
 			// Commits write whole lines at once, so a fragment left when
-			// the FIFO is drained is junk; kept, it would spoil the next
-			// commit's name and lose that wake-up.
-			if len(partial) > 0 && n < len(buf) {
+			// the FIFO is drained is junk (kept, it would spoil the next
+			// commit's name and lose that wake-up), and so is one longer
+			// than any name: neither is kept.
+			if len(partial) > 0 && (n < len(buf) || len(partial) > maxLine) {
 				w.add(partial)
-				partial = nil
+				partial = partial[:0]
 			}
 		}
 	}()

@@ -160,7 +160,7 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 	fail.Warn("running: store %s, store location %v", st.Root, cfg.location)
 	for {
 		now := time.Now()
-		reclassify := w.reclassify(now, cfg.slowAfter())
+		w.reclassify(now, cfg.slowAfter())
 		for !stopping {
 			dst, batch := s.take(now.UnixNano(), batchMax, w.allow(cfg.concurrency))
 			if dst == nil {
@@ -169,6 +169,8 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 			w.start(dst, now)
 			go func(c *config) { fromWorkers <- work(c, dst, batch) }(cfg)
 		}
+		// After the starts, so that the batches just out are watched too.
+		reclassify := w.reclassify(now, cfg.slowAfter())
 		if stopping && w.busy() == 0 && recording == 0 {
 			fail.Warn("stopping")
 			return nil
@@ -183,8 +185,8 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 		timer.Reset(max(wait, 0))
 		select {
 		case r := <-fromWorkers:
-			w.end(r.d)
-			s.done(r.d, r.slow)
+			late := w.end(r.d)
+			s.done(r.d, len(r.entries) > 0, r.slow || late)
 			s.back(r.d.domain, r.deferred)
 			s.drop(r.dropped)
 			if len(r.entries) > 0 {
@@ -240,26 +242,32 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 // workers counts the batches out by their destination's class. Proven and
 // untried destinations share concurrency workers, untried ones at most half
 // of them; slow ones have at most half as many again of their own. A batch
-// out longer than slowAfter without an answer makes its destination slow
-// at once, and gives its place to the next: so neither a crowd of tarpits
-// nor of new domains holds every worker, and a domain that answers always
-// has one.
+// out longer than slowAfter without an answer is late: it holds no class's
+// place any more, so the next proven destination gets one at once, and its
+// destination comes back slow. So neither a crowd of tarpits nor of new
+// domains holds every worker, and a domain that answers always has one.
+// Late batches count toward a ceiling of concurrency and a half for
+// everything but slow ones, so sessions stay bounded (at most twice
+// concurrency in all) however many agents stall.
 type workers struct {
 	out   [classes]int
-	since map[*destination]time.Time // when each batch not yet slow went out
+	late  map[*destination]bool      // out too long: holding no class's place
+	since map[*destination]time.Time // when each batch not yet slow or late went out
 }
 
 func (w *workers) allow(concurrency int) [classes]bool {
 	half := max(concurrency/2, 1)
 	fast := w.out[proven] + w.out[untried]
 	return [classes]bool{
-		proven:  fast < concurrency,
-		untried: fast < concurrency && w.out[untried] < half,
+		proven:  fast < concurrency && fast+len(w.late) < concurrency+half,
+		untried: fast+len(w.late) < concurrency && w.out[untried] < half,
 		slow:    w.out[slow] < half,
 	}
 }
 
-func (w *workers) busy() int { return w.out[proven] + w.out[untried] + w.out[slow] }
+func (w *workers) busy() int {
+	return w.out[proven] + w.out[untried] + w.out[slow] + len(w.late)
+}
 
 func (w *workers) start(d *destination, now time.Time) {
 	w.out[d.class]++
@@ -271,12 +279,18 @@ func (w *workers) start(d *destination, now time.Time) {
 	}
 }
 
-func (w *workers) end(d *destination) {
+// end counts a batch back in, and says whether it was late.
+func (w *workers) end(d *destination) bool {
+	if w.late[d] {
+		delete(w.late, d)
+		return true
+	}
 	w.out[d.class]--
 	delete(w.since, d)
+	return false
 }
 
-// reclassify makes the batches out longer than after slow, and returns
+// reclassify makes the batches out longer than after late, and returns
 // when the next one will be due for that (zero: none).
 func (w *workers) reclassify(now time.Time, after time.Duration) time.Time {
 	var next time.Time
@@ -284,8 +298,10 @@ func (w *workers) reclassify(now time.Time, after time.Duration) time.Time {
 		if now.Sub(t0) >= after {
 			delete(w.since, d)
 			w.out[d.class]--
-			d.class = slow
-			w.out[slow]++
+			if w.late == nil {
+				w.late = map[*destination]bool{}
+			}
+			w.late[d] = true
 		} else if next.IsZero() || t0.Add(after).Before(next) {
 			next = t0.Add(after)
 		}

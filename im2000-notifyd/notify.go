@@ -42,7 +42,7 @@ type sent struct {
 	out      []outcome // one per entry
 	rna      string    // where they went, for the log
 	end      time.Time // when the attempt was over: retries count from here
-	slow     bool      // no agent answered: the destination may be a tarpit
+	slow     bool      // no agent (or no DNS answer): the destination may be a tarpit
 	deferred []*entry  // their sidecar could not be read: due again later
 	dropped  []*entry  // done with, found by the check
 }
@@ -67,7 +67,9 @@ func work(cfg *config, d *destination, batch []*entry) (r sent) {
 		r.entries = send
 		r.out, r.rna = notify(cfg, d.domain, send)
 		r.end = time.Now()
-		r.slow = r.out[0].state == store.NoServer
+		// No agent, or DNS that does not answer: both may hold a worker
+		// for the whole timeout.
+		r.slow = r.out[0].state == store.NoServer || r.out[0].state == store.NoService
 	}
 	return r
 }

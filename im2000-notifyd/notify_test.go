@@ -267,7 +267,7 @@ func TestIntakeRetriesQueue(t *testing.T) {
 	os.WriteFile(path, []byte("junk\n"), 0o600)
 	s, _ := store.Open(testRoot)
 	out := make(chan []loaded, 10)
-	in := &intake{st: s, out: out, requeue: map[string]bool{"alice": true}, retry: map[string]map[msgid.ID]struct{}{}}
+	in := &intake{st: s, out: out, queueRead: map[string]bool{}, retry: map[string]map[msgid.ID]struct{}{}}
 	in.scan([]string{"alice"})
 	if len(out) != 0 {
 		t.Fatal("a message with a broken sidecar was loaded")

@@ -189,14 +189,16 @@ func (s *schedule) take(now int64, max int, allow [classes]bool) (*destination, 
 	return d, batch
 }
 
-// done ends a worker's batch: the destination is idle again, proven or
-// slow as its attempt says. The batch's entries come back through back and
-// drop.
-func (s *schedule) done(d *destination, noAgent bool) {
+// done ends a worker's batch: the destination is idle again, slow if no
+// agent answered in time, proven if one did, as it was if nothing was
+// sent. The batch's entries come back through back and drop.
+func (s *schedule) done(d *destination, sent, noAgent bool) {
 	d.busy = false
-	d.class = proven
-	if noAgent {
+	switch {
+	case noAgent:
 		d.class = slow
+	case sent:
+		d.class = proven
 	}
 	s.fix(d)
 }

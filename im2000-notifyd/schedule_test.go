@@ -20,7 +20,7 @@ var (
 // finish ends a batch as the scheduler does with what the worker and the
 // recorder report.
 func finish(s *schedule, d *destination, kept, dropped []*entry) {
-	s.done(d, false)
+	s.done(d, true, false)
 	s.back(d.domain, kept)
 	s.drop(dropped)
 }
@@ -174,7 +174,7 @@ func TestSlowDestinations(t *testing.T) {
 	if d.domain != "tarpit.example" {
 		t.Fatalf("took %s", d.domain)
 	}
-	s.done(d, true) // no server answered
+	s.done(d, true, true) // no server answered
 	s.back(d.domain, b)
 	d2, _ := s.take(10, 10, notSlow)
 	if d2 == nil || d2.domain != "ok.example" {
@@ -193,7 +193,7 @@ func TestSlowDestinations(t *testing.T) {
 
 // TestWorkers: untried destinations may have half the fast workers, slow
 // ones half as many again of their own, and a batch out too long turns
-// slow and frees its place.
+// late: it frees its class's place, and sessions stay bounded.
 func TestWorkers(t *testing.T) {
 	var w workers
 	now := time.Now()
@@ -208,17 +208,31 @@ func TestWorkers(t *testing.T) {
 		t.Fatalf("next reclassification at %v", next)
 	}
 	w.reclassify(now.Add(3*time.Second), 2*time.Second)
-	if w.out[slow] != 3 || w.out[proven]+w.out[untried] != 0 {
-		t.Fatalf("after the timeout: %v", w.out)
+	if len(w.late) != 3 || w.out[proven]+w.out[untried]+w.out[slow] != 0 {
+		t.Fatalf("after the timeout: %v, %d late", w.out, len(w.late))
 	}
-	if a := w.allow(4); !a[untried] || !a[proven] || a[slow] {
-		t.Fatalf("three slow out of four: %v", a)
+	// Late batches hold no place among the slow ones; untried may start
+	// while fast and late stay under concurrency, proven under one and a
+	// half times it.
+	if a := w.allow(4); !a[untried] || !a[proven] || !a[slow] {
+		t.Fatalf("three late out of four: %v", a)
+	}
+	w.start(&destination{class: untried}, now)
+	if a := w.allow(4); a[untried] || !a[proven] {
+		t.Fatalf("three late and one untried: %v", a)
+	}
+	w.start(&destination{class: proven}, now)
+	w.start(&destination{class: proven}, now)
+	if a := w.allow(4); a[proven] {
+		t.Fatalf("six out, ceiling of concurrency and a half: %v", a)
 	}
 	for _, d := range dests[:2] {
-		w.end(d)
+		if !w.end(d) {
+			t.Errorf("a late batch ended as not late")
+		}
 	}
 	w.end(dests[3])
-	if w.busy() != 0 || len(w.since) != 0 {
-		t.Fatalf("not empty: %v %v", w.out, w.since)
+	if len(w.late) != 0 || w.busy() != 3 {
+		t.Fatalf("after the late ones: %v %v", w.out, w.late)
 	}
 }
