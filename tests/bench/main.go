@@ -11,7 +11,13 @@
 // And the store's services: MSOAP submissions side by side with SMTP to
 // postfix, and MSRAP retrieval throughput.
 //
-// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store] [notify] [lists] [smtp]
+// And im2000-notifyd's queue at scale (queue.go): latency and CPU with a
+// long queue, a tarpit beside a working agent, memory per queued recipient.
+//
+// Usage: go run ./tests/bench [-rounds 5] [-n 100] [-bin bin] [inject] [wire] [store] [notify] [lists] [smtp] [queue]
+//
+// The queue section has its own flags, to run it small while working on it:
+// go run ./tests/bench -queued 0,1000 -qmsgs 200 -qrounds 1 -qrcpts 10000 queue
 package main
 
 import (
@@ -52,7 +58,7 @@ func main() {
 	flag.Parse()
 	sections := flag.Args()
 	if len(sections) == 0 {
-		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp"}
+		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp", "queue"}
 	}
 	for _, s := range sections {
 		switch s {
@@ -68,8 +74,10 @@ func main() {
 			benchLists()
 		case "smtp":
 			benchSMTP()
+		case "queue":
+			benchQueue()
 		default:
-			log("unknown section %q: inject, wire, store, notify, lists or smtp", s)
+			log("unknown section %q: inject, wire, store, notify, lists, smtp or queue", s)
 			os.Exit(100)
 		}
 	}
