@@ -337,18 +337,20 @@ func reload(d conf.Dir, old *config, snap *map[string]string) *config {
 	return c
 }
 
-// cleaner removes the debris of crashed writers once an hour.
+// cleaner removes the debris of crashed writers once an hour, the first
+// time five minutes after start, so as not to add its walk of the store to
+// the start-up rebuild.
 func cleaner(st *store.Store, stop <-chan struct{}) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
+	wait := 5 * time.Minute
 	for {
-		if err := st.Clean(time.Now()); err != nil {
-			fail.Warn("cleaning the store: %v", err)
-		}
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
+		if err := st.Clean(time.Now()); err != nil {
+			fail.Warn("cleaning the store: %v", err)
+		}
+		wait = time.Hour
 	}
 }

@@ -244,20 +244,34 @@ func danglingLink(path string) bool {
 
 // cleanDir removes the entries of dir older than StaleAge that debris says
 // are debris.
+//
+// The directory is read a slice at a time: rcpt/ holds a link per
+// recipient of every archived message, and reading it whole took a
+// quarter of a GiB with a million of them.
 func cleanDir(dir string, now time.Time, debris func(path string) bool) error {
-	ents, err := os.ReadDir(dir)
+	f, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 	removed := false
-	for _, e := range ents {
-		path := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(path)
-		if err != nil || now.Sub(fi.ModTime()) < StaleAge || !debris(path) {
-			continue
+	for {
+		ents, err := f.ReadDir(1024)
+		for _, e := range ents {
+			path := filepath.Join(dir, e.Name())
+			fi, err := os.Lstat(path)
+			if err != nil || now.Sub(fi.ModTime()) < StaleAge || !debris(path) {
+				continue
+			}
+			if os.Remove(path) == nil {
+				removed = true
+			}
 		}
-		if os.Remove(path) == nil {
-			removed = true
+		if err == io.EOF || len(ents) == 0 {
+			break
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if removed {

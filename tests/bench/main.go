@@ -158,6 +158,9 @@ func benchInject() {
 		{name: "exec im2000-inject -h (Go start, no work)", unit: "msg/s", f: inDir(func(string) error { return execEach(*n, nil, inject, "-h") })},
 		{name: "im2000-inject, one process per message", unit: "msg/s", f: inDir(func(dir string) error {
 			os.Mkdir(filepath.Join(dir, "store"), 0o755)
+			// The message says From: alice@example.org, which the store
+			// takes only from alice at example.org.
+			must(os.WriteFile(filepath.Join(dir, "me"), []byte("example.org\n"), 0o644))
 			env := append(os.Environ(), "IM2000_STORE="+filepath.Join(dir, "store"), "IM2000_ACCOUNT=alice", "IM2000_CONF="+dir)
 			return execEach(*n, env, inject, "-i", "bob@example.net")
 		})},
