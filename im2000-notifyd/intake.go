@@ -201,7 +201,7 @@ func loadMessage(a *store.Account, id msgid.ID, now time.Time) (l loaded, ok boo
 	}()
 	m, err := a.Open(id)
 	if errors.Is(err, store.ErrNoSuch) {
-		a.Done(id) // cancelled meanwhile
+		dequeue(a, id) // cancelled meanwhile
 		return loaded{}, true
 	}
 	if err != nil {
@@ -221,7 +221,7 @@ func loadMessage(a *store.Account, id msgid.ID, now time.Time) (l loaded, ok boo
 	}
 	if now.After(env.Expires()) {
 		fail.Warn("%s/%s: lifetime over, no more notifications", a.Name, id)
-		a.Done(id)
+		dequeue(a, id)
 		return loaded{}, true
 	}
 	msg := &message{acct: a, id: id, sender: env.Sender.String(), size: uint64(m.Size()), expires: env.Expires().Unix()}
@@ -242,11 +242,19 @@ func loadMessage(a *store.Account, id msgid.ID, now time.Time) (l loaded, ok boo
 		l.entries = append(l.entries, &entry{rid: rcpt.ID, local: strings.Clone(rcpt.Addr.Local), index: int32(i), state: rs.Notification, due: due})
 	}
 	if len(l.entries) == 0 {
-		a.Done(id)
+		dequeue(a, id)
 		return loaded{}, true
 	}
 	l.msg = msg
 	return l, true
+}
+
+// dequeue takes a message off the queue. A failure only leaves its link,
+// to be found and dropped again at the next start, but it is said.
+func dequeue(a *store.Account, id msgid.ID) {
+	if err := a.Done(id); err != nil {
+		fail.Warn("%s/%s: taking it off the queue: %v", a.Name, id, err)
+	}
 }
 
 // wakeups collects the account names written to the trigger FIFO until the

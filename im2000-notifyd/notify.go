@@ -84,7 +84,7 @@ func check(cfg *config, batch []*entry, now time.Time) (send, deferred, dropped 
 		if now.Unix() >= m.expires {
 			fail.Warn("%s/%s: lifetime over, no more notifications", m.acct.Name, m.id)
 			dropped = append(dropped, g...)
-			m.acct.Done(m.id)
+			dequeue(m.acct, m.id)
 			continue
 		}
 		st, err := m.acct.Status(m.id)
@@ -94,7 +94,7 @@ func check(cfg *config, batch []*entry, now time.Time) (send, deferred, dropped 
 		switch {
 		case errors.Is(err, store.ErrNoSuch):
 			dropped = append(dropped, g...)
-			m.acct.Done(m.id)
+			dequeue(m.acct, m.id)
 			continue
 		case err == nil && len(st.Recipients) <= int(maxIndex(g)):
 			err = errors.New("the status does not match the envelope")
@@ -117,7 +117,7 @@ func check(cfg *config, batch []*entry, now time.Time) (send, deferred, dropped 
 			}
 		}
 		if allFinal(st) {
-			m.acct.Done(m.id)
+			dequeue(m.acct, m.id)
 		}
 	}
 	return send, deferred, dropped

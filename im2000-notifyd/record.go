@@ -134,7 +134,7 @@ func recordMessage(cfg *config, m *message, rs []result) (kept []result, dropped
 	})
 	switch {
 	case errors.Is(err, store.ErrNoSuch): // cancelled meanwhile
-		m.acct.Done(m.id)
+		dequeue(m.acct, m.id)
 		for _, r := range rs {
 			dropped = append(dropped, r.e)
 		}
@@ -161,9 +161,7 @@ func recordMessage(cfg *config, m *message, rs []result) (kept []result, dropped
 		fail.Warn("%s %s %s %s", m.id, addr.Mailbox{Local: r.e.local, Domain: r.domain}, r.rna, r.out)
 	}
 	if finished {
-		if err := m.acct.Done(m.id); err != nil {
-			fail.Warn("%s/%s: %v", m.acct.Name, m.id, err)
-		}
+		dequeue(m.acct, m.id)
 	}
 	return kept, dropped
 }
