@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"im2000/lib/agent"
@@ -39,6 +40,8 @@ type fetcher struct {
 	maildir string
 	stdout  *bufio.Writer
 	inbox   *inbox.Inbox
+	outMu   sync.Mutex // one message at a time on standard output
+	logMu   sync.Mutex // the delivered record
 }
 
 func main() {
@@ -128,22 +131,32 @@ func (f *fetcher) run(summary bool) error {
 	}
 	// Unverified senders' notifications go before any store is contacted.
 	entries = f.inbox.Bound(entries, "")
-	delivered, failed := 0, 0
-	for _, e := range entries {
-		if err := f.fetchOne(e); err != nil {
+	// Stores are worked at once, each store's entries in order over one
+	// session (lib/inbox.PerStore): a store that never answers costs the
+	// run one timeout, whatever the number of stores like it.
+	var mu sync.Mutex
+	delivered, failed, dropped := 0, 0, 0
+	inbox.PerStore(entries, func(_ int, e agent.Entry) {
+		err := f.fetchOne(e)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, inbox.ErrDropped):
+			dropped++ // lib/inbox has logged why
+		case err != nil:
 			warn("%s from %s at %s: %v (kept for the next run)", e.N.Notification.ID, e.N.Notification.Sender, e.N.Notification.StoreClear.String(), err)
 			failed++
-			continue
+		default:
+			delivered++
 		}
-		delivered++
-	}
+	})
 	if f.stdout != nil {
 		if err := f.stdout.Flush(); err != nil {
 			return fail.Temp(err)
 		}
 	}
-	fail.Warn("%d delivered, %d kept for later", delivered, failed)
-	if failed > 0 || takeErr != nil {
+	fail.Warn("%d delivered, %d kept for later, %d dropped", delivered, failed, dropped)
+	if failed > 0 || dropped > 0 || takeErr != nil {
 		return fail.Temp(errors.New("not everything could be fetched; run again later"))
 	}
 	return nil
@@ -152,11 +165,16 @@ func (f *fetcher) run(summary bool) error {
 // fetchOne retrieves, delivers, records and silences one message. The
 // record of delivered notifications makes a second notification of the
 // same message (a re-send before the silence got through) a silence only.
+// It is called for different stores at once.
 func (f *fetcher) fetchOne(e agent.Entry) error {
 	n := e.N.Notification
 	key := agent.Key(&e.N)
 	if !f.delivered(key) {
-		msg, err := f.inbox.Retrieve(e, msrap.All)
+		sender, err := f.inbox.Sender(e)
+		if err != nil {
+			return err
+		}
+		err = f.deliver(sender.String(), e)
 		if errors.Is(err, inbox.ErrGone) {
 			warn("%s from %s: %v", n.ID, n.Sender, err)
 			f.inbox.Done(e)
@@ -165,18 +183,14 @@ func (f *fetcher) fetchOne(e agent.Entry) error {
 		if err != nil {
 			return err
 		}
-		sender, err := f.inbox.Sender(e)
-		if err != nil {
-			return err
-		}
-		if err := f.deliver(sender.String(), msg); err != nil {
-			return err
-		}
 		if err := f.markDelivered(key); err != nil {
 			return err
 		}
 	}
 	if err := f.inbox.Silence(e); err != nil {
+		if errors.Is(err, inbox.ErrDropped) {
+			return err
+		}
 		return fmt.Errorf("delivered, but silencing failed (will silence next time): %w", err)
 	}
 	f.inbox.Done(e)
@@ -187,32 +201,46 @@ func (f *fetcher) fetchOne(e agent.Entry) error {
 // put words of their own into it.
 func warn(format string, a ...any) { fail.Warn("%s", trace.Escape(fmt.Sprintf(format, a...))) }
 
-// deliver writes a retrieved message, which starts with the trace fields,
-// into the Maildir or the mbox; sender is the verified sender, for the
-// mbox's From_ line.
-func (f *fetcher) deliver(sender string, msg []byte) error {
+// deliver retrieves a message, which starts with the trace fields, into
+// the Maildir or the mbox; sender is the verified sender, for the mbox's
+// From_ line. The message is streamed from the store: into the Maildir's
+// tmp/ (lib/maildir.DeliverFrom), or for the mbox into an unlinked file
+// first, copied to standard output whole once complete, one message at a
+// time.
+func (f *fetcher) deliver(sender string, e agent.Entry) error {
 	if f.stdout == nil {
-		_, err := maildir.Deliver(f.maildir, msg)
+		_, err := maildir.DeliverFrom(f.maildir, func(w io.Writer) error {
+			_, err := f.inbox.RetrieveTo(e, msrap.All, w)
+			return err
+		})
 		return err
 	}
-	// mboxrd: a From_ line, and ">" before lines that look like one.
-	fmt.Fprintf(f.stdout, "From %s %s\n", sender, time.Now().UTC().Format("Mon Jan _2 15:04:05 2006"))
-	for _, line := range strings.SplitAfter(strings.ReplaceAll(string(msg), "\r\n", "\n"), "\n") {
-		if strings.HasPrefix(strings.TrimLeft(line, ">"), "From ") {
-			f.stdout.WriteString(">")
-		}
-		f.stdout.WriteString(line)
+	tmp, err := os.CreateTemp(filepath.Join(f.maildir, ".im2000"), "mbox")
+	if err != nil {
+		return fail.Temp(err)
 	}
-	if !strings.HasSuffix(string(msg), "\n") {
-		f.stdout.WriteString("\n")
+	os.Remove(tmp.Name())
+	defer tmp.Close()
+	bw := bufio.NewWriterSize(tmp, 64<<10)
+	if _, err := f.inbox.RetrieveTo(e, msrap.All, bw); err != nil {
+		return err
 	}
-	_, err := f.stdout.WriteString("\n")
-	return err
+	if err := bw.Flush(); err != nil {
+		return fail.Temp(err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return fail.Temp(err)
+	}
+	f.outMu.Lock()
+	defer f.outMu.Unlock()
+	return writeMbox(f.stdout, sender, time.Now(), tmp)
 }
 
 func (f *fetcher) logPath() string { return filepath.Join(f.maildir, ".im2000", "delivered") }
 
 func (f *fetcher) delivered(key string) bool {
+	f.logMu.Lock()
+	defer f.logMu.Unlock()
 	b, err := os.ReadFile(f.logPath())
 	return err == nil && strings.Contains(string(b), key+"\n")
 }
@@ -220,6 +248,8 @@ func (f *fetcher) delivered(key string) bool {
 // markDelivered appends the key to the delivered record, durably: it is
 // what keeps a message from being delivered twice.
 func (f *fetcher) markDelivered(key string) error {
+	f.logMu.Lock()
+	defer f.logMu.Unlock()
 	fh, err := os.OpenFile(f.logPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err

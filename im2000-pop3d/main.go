@@ -7,7 +7,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -30,7 +29,6 @@ import (
 	"im2000/lib/session"
 	"im2000/lib/store"
 	"im2000/lib/trace"
-	"im2000/lib/wire/msrap"
 	"im2000/lib/wire/rnaqp"
 )
 
@@ -57,7 +55,7 @@ type config struct {
 
 // mailbox is what a session needs of the user's lib/inbox.Inbox.
 type mailbox interface {
-	Retrieve(e agent.Entry, kind uint64) ([]byte, error)
+	RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, error)
 	Silence(e agent.Entry) error
 	Done(e agent.Entry)
 	Close()
@@ -314,19 +312,29 @@ func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, err
 		ib.Close()
 		return nil, nil, err
 	}
-	entries = ib.Bound(entries, peer+": "+user+": ")
-	var drop []*entry
-	for _, e := range entries {
+	ib.LogPrefix = peer + ": " + user + ": "
+	entries = ib.Bound(entries, ib.LogPrefix)
+	// The stores are asked for the sizes notifications lack at once, one
+	// session per store (lib/inbox.PerStore), each store with one chance:
+	// a login costs at most about one timeout, whatever the stores do.
+	slots := make([]*entry, len(entries))
+	inbox.PerStore(entries, func(i int, e agent.Entry) {
 		size, err := ib.Size(e)
-		if errors.Is(err, inbox.ErrGone) {
+		switch {
+		case errors.Is(err, inbox.ErrGone):
 			ib.Done(e)
-			continue
-		}
-		if err != nil {
+		case errors.Is(err, inbox.ErrDropped): // logged by lib/inbox
+		case err != nil:
 			fail.Warn("%s: %s: size of %s: %s (left for later)", peer, user, e.N.Notification.ID, trace.Escape(err.Error()))
-			continue
+		default:
+			slots[i] = &entry{e: e, size: size}
 		}
-		drop = append(drop, &entry{e: e, size: size})
+	})
+	var drop []*entry
+	for _, d := range slots {
+		if d != nil {
+			drop = append(drop, d)
+		}
 	}
 	return ib, drop, nil
 }
@@ -381,12 +389,7 @@ func (p *pop) transaction(verb, arg string) bool {
 		p.reply(b.String())
 	case "RETR":
 		if e, _, ok := p.message(arg); ok {
-			msg, err := p.inbox.Retrieve(e.e, msrap.All)
-			if err != nil {
-				p.retrieveError(err)
-				return true
-			}
-			p.send(fmt.Sprintf("+OK %d octets", len(msg)), msg)
+			p.retr(e)
 		}
 	case "TOP":
 		num, lines, _ := strings.Cut(arg, " ")
@@ -419,61 +422,6 @@ func (p *pop) transaction(verb, arg string) bool {
 		p.reply("-ERR unknown command")
 	}
 	return true
-}
-
-// top sends the header and k lines of the body; with k = 0 only the
-// header is retrieved from the store (headersonly).
-func (p *pop) top(e *entry, k int) {
-	if k == 0 {
-		h, err := p.inbox.Retrieve(e.e, msrap.HeadersOnly)
-		if err != nil {
-			p.retrieveError(err)
-			return
-		}
-		p.send("+OK", append(h, "\r\n"...))
-		return
-	}
-	msg, err := p.inbox.Retrieve(e.e, msrap.All)
-	if err != nil {
-		p.retrieveError(err)
-		return
-	}
-	head, body, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
-	out := append(append([]byte{}, head...), "\r\n\r\n"...)
-	for i, line := range bytes.SplitAfter(body, []byte("\n")) {
-		if i >= k {
-			break
-		}
-		out = append(out, line...)
-	}
-	p.send("+OK", out)
-}
-
-func (p *pop) retrieveError(err error) {
-	if errors.Is(err, inbox.ErrGone) {
-		p.reply("-ERR that message is gone from its store (cancelled or expired)")
-		return
-	}
-	p.tempError(err)
-}
-
-// send writes a multi-line response: CRLF line ends, dot-stuffed.
-func (p *pop) send(status string, data []byte) {
-	var b bytes.Buffer
-	b.WriteString(status + "\r\n")
-	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) > 0 && line[0] == '.' {
-			b.WriteByte('.')
-		}
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	b.WriteString(".")
-	p.reply(b.String())
 }
 
 // update silences at their stores the messages the client deleted; what

@@ -36,19 +36,20 @@ type memory struct {
 
 func num(e agent.Entry) int { return int(e.N.Date) }
 
-func (m *memory) Retrieve(e agent.Entry, kind uint64) ([]byte, error) {
+func (m *memory) RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, error) {
 	if kind != msrap.All && kind != msrap.HeadersOnly {
 		m.badKind = true
 	}
 	msg := messages[num(e)-1]
 	if msg == "" {
-		return nil, inbox.ErrGone
+		return 0, inbox.ErrGone
 	}
 	if kind == msrap.HeadersOnly {
 		head, _, _ := strings.Cut(strings.ReplaceAll(msg, "\r\n", "\n"), "\n\n")
-		return []byte(head + "\n"), nil
+		msg = head + "\n"
 	}
-	return []byte(msg), nil
+	n, err := io.WriteString(w, msg)
+	return int64(n), err
 }
 
 func (m *memory) Silence(e agent.Entry) error {

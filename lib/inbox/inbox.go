@@ -9,8 +9,13 @@
 //
 // No store is contacted for a notification whose sender is not verified
 // (lib/binding): Bound drops such notifications, and every call to a store
-// checks again. What Retrieve returns carries the reader's trace fields
+// checks again. What RetrieveTo writes carries the reader's trace fields
 // (lib/trace): Return-Path with the verified sender, and one Received.
+//
+// Reading is bounded (DESIGN-NOTES.md, "Bounded reading"): a retrieval is
+// streamed a page at a time and never exceeds the notification's size or
+// databytes; each store gets one chance per Inbox (one run, one session);
+// an entry failing past maxlifetime is dropped.
 package inbox
 
 import (
@@ -19,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"im2000/lib/addr"
@@ -30,7 +36,6 @@ import (
 	"im2000/lib/session"
 	"im2000/lib/trace"
 	"im2000/lib/wire"
-	"im2000/lib/wire/msrap"
 	"im2000/lib/wire/rnaqp"
 )
 
@@ -39,15 +44,26 @@ var ErrGone = errors.New("gone from its store (cancelled or expired)")
 
 // Inbox is one account's pending notifications and the sessions to reach
 // their stores.
+//
+// Its methods may be called from several goroutines at once (PerStore).
 type Inbox struct {
+	// LogPrefix starts the log lines the Inbox writes itself (entries
+	// refused or expired), e.g. a POP3 session's peer and user.
+	LogPrefix string
+
 	loc     *locate.Locator
 	pending *agent.Spool
 	timeout time.Duration
-	max     int64 // databytes: the largest message retrieved
-	stores  map[string]*session.Client
+	max     int64         // databytes: the largest message retrieved
+	life    time.Duration // maxlifetime: how long an entry may keep failing
+	me      string        // the reader's host, for Received
+	now     func() time.Time
+
+	bindMu  sync.Mutex // the binding checker's caches are not shared
 	bind    *binding.Checker
+	mu      sync.Mutex // guards what follows
+	stores  map[string]*store
 	senders map[string]addr.Mailbox // verified senders, by agent.Key
-	me      string                  // the reader's host, for Received
 }
 
 // maxTake bounds the notifications one Take accepts, so that an agent
@@ -72,6 +88,11 @@ func Open(d conf.Dir, dir string) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Read as im2000-submitd reads it: the longest a message may live.
+	life, err := d.Int("maxlifetime", 365*24*3600)
+	if err != nil {
+		return nil, err
+	}
 	bind, err := binding.New(loc, d)
 	if err != nil {
 		return nil, err
@@ -84,14 +105,19 @@ func Open(d conf.Dir, dir string) (*Inbox, error) {
 	if err != nil {
 		return nil, fail.Temp(err)
 	}
-	return &Inbox{loc: loc, pending: pending, timeout: timeout, max: max, stores: map[string]*session.Client{},
-		bind: bind, senders: map[string]addr.Mailbox{}, me: me}, nil
+	return &Inbox{loc: loc, pending: pending, timeout: timeout, max: max, life: time.Duration(life) * time.Second,
+		stores: map[string]*store{}, bind: bind, senders: map[string]addr.Mailbox{}, me: me, now: time.Now}, nil
 }
 
 // Close ends the sessions with the stores.
 func (b *Inbox) Close() {
-	for _, c := range b.stores {
-		c.Close()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.stores {
+		if s.mu.TryLock() { // a session in use is closed by its user
+			s.close()
+			s.mu.Unlock()
+		}
 	}
 }
 
@@ -143,23 +169,34 @@ func (b *Inbox) Take(where, account, password string) (int, error) {
 func (b *Inbox) Pending() ([]agent.Entry, error) { return b.pending.List("pending", 1<<30) }
 
 // Done drops a notification from the pending queue.
-func (b *Inbox) Done(e agent.Entry) { b.pending.Remove("pending", []agent.Entry{e}) }
+func (b *Inbox) Done(e agent.Entry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pending.Remove("pending", []agent.Entry{e})
+}
 
 // Sender checks the notification's sender binding (lib/binding), without
 // contacting its store, and returns the verified sender; an error wraps
 // binding.ErrUnverified.
 func (b *Inbox) Sender(e agent.Entry) (addr.Mailbox, error) {
 	key := agent.Key(&e.N)
-	if s, ok := b.senders[key]; ok {
+	b.mu.Lock()
+	s, ok := b.senders[key]
+	b.mu.Unlock()
+	if ok {
 		return s, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*b.timeout)
 	defer cancel()
+	b.bindMu.Lock()
 	s, err := b.bind.Check(ctx, &e.N.Notification)
+	b.bindMu.Unlock()
 	if err != nil {
 		return addr.Mailbox{}, err
 	}
+	b.mu.Lock()
 	b.senders[key] = s
+	b.mu.Unlock()
 	return s, nil
 }
 
@@ -181,137 +218,4 @@ func (b *Inbox) Bound(entries []agent.Entry, logPrefix string) []agent.Entry {
 		out = append(out, e)
 	}
 	return out
-}
-
-// store returns a session with the store a notification names.
-func (b *Inbox) store(l wire.ServiceLocation) (*session.Client, error) {
-	key := l.String()
-	if c, ok := b.stores[key]; ok {
-		return c, nil
-	}
-	var c *session.Client
-	var err error
-	if l.Domain != nil {
-		c, err = b.dial(msrap.Protocol, key)
-	} else {
-		err = errors.New("no address")
-		for _, a := range l.Literals {
-			if c, err = b.dial(msrap.Protocol, a.String()); err == nil {
-				break
-			}
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	b.stores[key] = c
-	return c, nil
-}
-
-// call sends an MSRAP command to the notification's store and returns
-// the answer it calls for, T. On a transport or protocol error it drops
-// the session, so that the next call dials again.
-func call[T wire.Body](b *Inbox, e agent.Entry, cmd wire.Body) (T, error) {
-	n := e.N.Notification
-	var zero T
-	if _, err := b.Sender(e); err != nil {
-		return zero, err // never a connection to a store that does not bind its sender
-	}
-	c, err := b.store(n.StoreClear)
-	if err != nil {
-		return zero, err
-	}
-	r, err := session.Expect[T](c, cmd)
-	var se *session.StatusError
-	switch {
-	case errors.As(err, &se) && se.Status == msrap.ErrorNoSuchMessage:
-		return r, ErrGone
-	case err != nil && !errors.As(err, &se):
-		b.drop(n.StoreClear, c)
-	}
-	return r, err
-}
-
-// drop ends the session with a store, after an answer that leaves it in
-// doubt.
-func (b *Inbox) drop(l wire.ServiceLocation, c *session.Client) {
-	delete(b.stores, l.String())
-	if c != nil {
-		c.Close()
-	}
-}
-
-// Retrieve fetches a message (msrap.All) or its header (msrap.HeadersOnly)
-// from the store of a notification whose sender is verified, and puts the
-// reader's trace fields on top: Return-Path with the verified sender (any
-// Return-Path the store served is removed) and one Received naming the
-// store, the identifier and the time. The result has CRLF line ends.
-func (b *Inbox) Retrieve(e agent.Entry, kind uint64) ([]byte, error) {
-	sender, err := b.Sender(e)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := b.retrieve(e, kind)
-	if err != nil {
-		return nil, err
-	}
-	n := e.N.Notification
-	st := trace.Stamp{Sender: sender, Store: n.StoreClear, ID: n.ID, By: b.me, Prog: fail.Name, At: time.Now()}
-	return st.Apply(msg, kind == msrap.HeadersOnly)
-}
-
-// retrieve fetches a part of a message as the store serves it, paging
-// until it has the size the store states. A size over databytes, a size
-// that changes between pages, more data than the size, or a page that
-// brings nothing before the end is a protocol error.
-func (b *Inbox) retrieve(e agent.Entry, kind uint64) ([]byte, error) {
-	var msg []byte
-	var size uint64
-	for {
-		r, err := call[*msrap.RetrieveOK](b, e, &msrap.Retrieve{ID: e.N.Notification.ID, Type: kind, Offset: uint64(len(msg))})
-		if err != nil {
-			return nil, err
-		}
-		var bad string
-		switch {
-		case r.Size > uint64(b.max):
-			bad = fmt.Sprintf("a size of %d octets, over databytes (%d)", r.Size, b.max)
-		case len(msg) > 0 && r.Size != size:
-			bad = fmt.Sprintf("a size of %d octets after %d", r.Size, size)
-		case uint64(len(r.Data)) > r.Size-uint64(len(msg)):
-			bad = fmt.Sprintf("%d octets at offset %d of %d", len(r.Data), len(msg), r.Size)
-		case len(r.Data) == 0 && uint64(len(msg)) != r.Size:
-			bad = fmt.Sprintf("nothing at offset %d of %d", len(msg), r.Size)
-		}
-		if bad != "" {
-			b.drop(e.N.Notification.StoreClear, b.stores[e.N.Notification.StoreClear.String()])
-			return nil, fmt.Errorf("MSRAP: %w: the store answered a retrieval with %s", session.ErrProtocol, bad)
-		}
-		size = r.Size
-		msg = append(msg, r.Data...)
-		if uint64(len(msg)) == size {
-			return msg, nil
-		}
-	}
-}
-
-// Size is the message's size: from the notification, else asked of the store.
-func (b *Inbox) Size(e agent.Entry) (uint64, error) {
-	if s := e.N.Notification.Size; s != nil {
-		return *s, nil
-	}
-	r, err := call[*msrap.QuerySizeOK](b, e, &msrap.QuerySize{ID: e.N.Notification.ID})
-	if err != nil {
-		return 0, err
-	}
-	return r.Size, nil
-}
-
-// Silence tells the store the recipient has the message.
-func (b *Inbox) Silence(e agent.Entry) error {
-	_, err := call[msrap.SilenceOK](b, e, &msrap.Silence{ID: e.N.Notification.ID})
-	if errors.Is(err, ErrGone) {
-		return nil
-	}
-	return err
 }

@@ -3,8 +3,9 @@
 package maildir
 
 import (
-	"bytes"
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +21,17 @@ var seq atomic.Int64
 // expect) and returns its file name in new/. The Maildir is created if
 // missing.
 func Deliver(dir string, msg []byte) (string, error) {
+	return DeliverFrom(dir, func(w io.Writer) error {
+		_, err := w.Write(msg)
+		return err
+	})
+}
+
+// DeliverFrom is Deliver streaming: write writes the message (CRLF or LF
+// line ends) into the file in tmp/, which is then synced and renamed into
+// new/, and new/ synced. Nothing of it is held in memory here. When write
+// fails, the file in tmp/ is removed and write's error returned.
+func DeliverFrom(dir string, write func(w io.Writer) error) (string, error) {
 	for _, d := range []string{"", "tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return "", err
@@ -33,7 +45,15 @@ func Deliver(dir string, msg []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = f.Write(bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n")))
+	bw := bufio.NewWriterSize(f, 64<<10)
+	lf := NewLFWriter(bw)
+	err = write(lf)
+	if err == nil {
+		err = lf.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -48,6 +68,48 @@ func Deliver(dir string, msg []byte) (string, error) {
 		return "", err
 	}
 	return name, durable.SyncDir(filepath.Join(dir, "new"))
+}
+
+// LFWriter turns CRLF line ends into LF as the bytes pass, whatever the
+// chunks: a CR at the end of one write is held until the next shows
+// whether an LF follows. Close writes a CR still held.
+type LFWriter struct {
+	w  io.Writer
+	cr bool // a CR is held
+}
+
+// NewLFWriter returns an LFWriter writing to w.
+func NewLFWriter(w io.Writer) *LFWriter { return &LFWriter{w: w} }
+
+func (l *LFWriter) Write(p []byte) (int, error) {
+	out := make([]byte, 0, len(p)+1)
+	for _, c := range p {
+		if l.cr {
+			l.cr = false
+			if c != '\n' {
+				out = append(out, '\r')
+			}
+		}
+		if c == '\r' {
+			l.cr = true
+			continue
+		}
+		out = append(out, c)
+	}
+	if _, err := l.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close writes a CR that ended the input.
+func (l *LFWriter) Close() error {
+	if !l.cr {
+		return nil
+	}
+	l.cr = false
+	_, err := l.w.Write([]byte{'\r'})
+	return err
 }
 
 // sanitize keeps "/" and ":" out of the host part, as the Maildir spec asks.

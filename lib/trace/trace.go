@@ -15,7 +15,9 @@ package trace
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -96,23 +98,82 @@ func (s Stamp) Received() string {
 // them) and removes every Return-Path field the store's copy has. The
 // result has CRLF line ends. The header section ends, as mailmsg reads it,
 // at the blank line or at the first line that cannot be a header field.
+// Apply is Write on a message held in memory.
 func (s Stamp) Apply(msg []byte, headersOnly bool) ([]byte, error) {
-	m, err := mailmsg.Read(bufio.NewReader(bytes.NewReader(msg)))
+	var out bytes.Buffer
+	out.Grow(len(msg) + 300)
+	if _, err := s.Write(&out, bytes.NewReader(msg), headersOnly); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// ErrHeader is a message whose header section cannot be read (malformed,
+// or over mailmsg.MaxHeader): a reader refuses it.
+var ErrHeader = errors.New("the message's header cannot be read")
+
+// Write is Apply streaming: it reads the message from r and writes the
+// result to w, holding no more than the header section (at most
+// mailmsg.MaxHeader) and a copy buffer in memory; the body is copied as
+// it comes. It returns the octets written. An error reading r is returned
+// as it is (wrapped); a header that cannot be read wraps ErrHeader.
+func (s Stamp) Write(w io.Writer, r io.Reader, headersOnly bool) (int64, error) {
+	m, err := mailmsg.Read(bufio.NewReader(r))
 	if err != nil {
-		return nil, fmt.Errorf("the message's header cannot be read: %w", err)
+		if errors.Is(err, mailmsg.ErrHeaderTooLarge) || errors.Is(err, mailmsg.ErrBadHeader) {
+			return 0, fmt.Errorf("%w: %w", ErrHeader, err)
+		}
+		return 0, fmt.Errorf("reading the message: %w", err)
 	}
 	m.Header.Del("Return-Path")
 	// Add puts a field on top: Received first, then Return-Path above it.
 	m.Header.Add("Received", s.Received())
 	m.Header.Add("Return-Path", "<"+s.Sender.String()+">")
-	var out bytes.Buffer
-	out.Grow(len(msg) + 300)
-	if _, err := m.WriteTo(&out); err != nil {
-		return nil, err
+	if !headersOnly {
+		return m.WriteTo(w)
 	}
-	b := out.Bytes()
-	if headersOnly {
-		b = bytes.TrimSuffix(b, []byte("\r\n")) // the header's own blank line
+	// The header's own blank line goes: what MSRAP serves for headersonly
+	// has none, and neither does what Apply made of it. The last two
+	// octets are held back until the end shows what they are.
+	t := &trimCRLF{w: w}
+	if _, err := m.WriteTo(t); err != nil {
+		return t.n, err
 	}
-	return b, nil
+	return t.n, t.close()
+}
+
+// trimCRLF writes all but a final CRLF.
+type trimCRLF struct {
+	w    io.Writer
+	held []byte // at most the last two octets seen
+	n    int64  // octets passed on
+	err  error
+}
+
+func (t *trimCRLF) Write(p []byte) (int, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
+	all := append(t.held, p...)
+	keep := min(2, len(all))
+	out := all[:len(all)-keep]
+	if len(out) > 0 {
+		n, err := t.w.Write(out)
+		t.n += int64(n)
+		if err != nil {
+			t.err = err
+			return 0, err
+		}
+	}
+	t.held = append([]byte(nil), all[len(all)-keep:]...)
+	return len(p), nil
+}
+
+func (t *trimCRLF) close() error {
+	if t.err != nil || string(t.held) == "\r\n" || len(t.held) == 0 {
+		return t.err
+	}
+	n, err := t.w.Write(t.held)
+	t.n += int64(n)
+	return err
 }
