@@ -1,8 +1,12 @@
 // Package auth checks account passwords for the servers that authenticate
-// (MSOAP, RNAQP): against a file of bcrypt hashes, or with a
-// checkpassword-compatible program. A failure is answered only after a
-// delay that grows with the failures from the same address, and an unknown
-// account costs and answers exactly as a wrong password does.
+// (MSOAP, RNAQP, SMTP AUTH): against a file of bcrypt hashes, or with a
+// checkpassword-compatible program. It leaks nothing an attacker could
+// use: a name that is no valid account name is refused before any check
+// (no program ever sees it); an unknown account costs exactly what a
+// wrong password does; every failure is answered only after a delay that
+// grows with the failures from the address (Limiter), and the answers to
+// one address's failures are spaced by that delay whether they come one
+// after another or in parallel.
 package auth
 
 import (
@@ -12,19 +16,23 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"im2000/lib/conf"
+	"im2000/lib/store"
 )
 
-// dummyHash is checked for accounts that do not exist, so that they take
-// as long as a wrong password. Its password is no secret; no account has it.
+// dummyHash is checked for an account that does not exist when the
+// passwords file holds no hash at all to check against instead. Its
+// password is no secret; no account has it.
 const dummyHash = "$2a$10$RNoyb.l/al0YYqiAap96G.iN70yVfqiDSShK85dhZJPoMkxIT2Yom"
+
+// MaxPassword is the longest password checked; bcrypt looks at 72 octets,
+// a checkpassword program at what it is given.
+const MaxPassword = 1024
 
 // Checker checks passwords.
 type Checker struct {
@@ -34,10 +42,12 @@ type Checker struct {
 }
 
 // FromConf reads the settings: the checkpassword file (a program and its
-// arguments) if present, else the passwords file. stateDir keeps the
+// arguments) if present, else the passwords file; authdelay and
+// authmaxdelay (milliseconds) for the failure delays. stateDir keeps the
 // failure counts.
 func FromConf(d conf.Dir, stateDir string) (*Checker, error) {
-	c := &Checker{Passwords: d.Path("passwords"), Failures: &Limiter{Dir: stateDir}}
+	l := &Limiter{Dir: stateDir}
+	c := &Checker{Passwords: d.Path("passwords"), Failures: l}
 	prog, err := d.String("checkpassword", "")
 	if err != nil {
 		return nil, err
@@ -45,6 +55,19 @@ func FromConf(d conf.Dir, stateDir string) (*Checker, error) {
 	if prog != "" {
 		c.CheckPassword = strings.Fields(prog)
 	}
+	base, err := d.Int("authdelay", int64(Base/time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	max, err := d.Int("authmaxdelay", int64(Max/time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	if base < 0 || max < base {
+		return nil, fmt.Errorf("%s must be at least 0 and %s at least as much", d.Path("authdelay"), d.Path("authmaxdelay"))
+	}
+	l.Base = time.Duration(min(base, 3600_000)) * time.Millisecond
+	l.Max = time.Duration(min(max, 3600_000)) * time.Millisecond
 	return c, os.MkdirAll(stateDir, 0o700)
 }
 
@@ -52,38 +75,83 @@ func FromConf(d conf.Dir, stateDir string) (*Checker, error) {
 // could not be used): the client should try again later.
 var ErrUnavailable = errors.New("password check unavailable")
 
-// Check reports whether password is account's. On a wrong password it
-// first waits the delay the remote address has earned.
+// ErrBadName says why a name was refused before any check.
+var ErrBadName = errors.New("not a valid account name")
+
+// Valid is the check made before any other: account must be a valid
+// account name (store.CheckAccount, the one rule for names) and the
+// password short and without NUL (the checkpassword interface ends each
+// field with one, so a NUL would let the caller choose what the program
+// reads).
+func Valid(account, password string) error {
+	if err := store.CheckAccount(account); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadName, err)
+	}
+	if len(password) > MaxPassword || strings.IndexByte(password, 0) >= 0 {
+		return fmt.Errorf("%w: the password is longer than %d octets or has a NUL", ErrBadName, MaxPassword)
+	}
+	return nil
+}
+
+// Check reports whether password is account's. On a failure it first
+// waits the delay the remote address has earned (Limiter.Fail); a success
+// clears only this account's failures from this address.
 func (c *Checker) Check(remote netip.Addr, account, password string) (bool, error) {
 	var ok bool
 	var err error
-	if c.CheckPassword != nil {
+	switch {
+	case Valid(account, password) != nil:
+		// Refused unchecked, and counted as a failure of the address: a
+		// fast answer here would be a free guess at nothing, but a cheap
+		// way to probe the delays.
+		ok, account = false, ""
+	case c.CheckPassword != nil:
 		ok, err = c.checkProgram(account, password)
-	} else {
+	default:
 		ok, err = c.checkFile(account, password)
 	}
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if ok {
-		c.Failures.Forget(remote)
+		c.Failures.Succeed(remote, account)
 		return true, nil
 	}
-	time.Sleep(c.Failures.Fail(remote))
+	time.Sleep(c.Failures.Fail(remote, account))
 	return false, nil
 }
 
+// checkFile checks password against account's hash. For an account that
+// is not in the file, it checks against another account's hash, whose
+// result it ignores: that costs exactly what a real check does whatever
+// cost the file's hashes were made with, where a fixed dummy hash would
+// cost what it was made with and tell by its speed that the account does
+// not exist.
 func (c *Checker) checkFile(account, password string) (bool, error) {
 	b, err := os.ReadFile(c.Passwords)
 	if err != nil {
 		return false, err
 	}
-	hash := dummyHash
+	hash, stand := "", ""
 	found := false
 	for _, line := range strings.Split(string(b), "\n") {
 		name, h, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && name == account && !found {
+		if !ok {
+			continue
+		}
+		if stand == "" {
+			if _, err := bcrypt.Cost([]byte(h)); err == nil {
+				stand = h
+			}
+		}
+		if name == account && !found {
 			hash, found = h, true
+		}
+	}
+	if !found {
+		hash = stand
+		if hash == "" {
+			hash = dummyHash
 		}
 	}
 	match := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
@@ -92,7 +160,8 @@ func (c *Checker) checkFile(account, password string) (bool, error) {
 
 // checkProgram runs a checkpassword program: account, password and a
 // timestamp, each NUL-terminated, on descriptor 3; exit 0 accepts, 1 (or
-// anything but 111) refuses, 111 is a temporary failure.
+// anything but 111) refuses, 111 is a temporary failure. Only names that
+// passed Valid get here.
 func (c *Checker) checkProgram(account, password string) (bool, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -122,52 +191,3 @@ func (c *Checker) checkProgram(account, password string) (bool, error) {
 	}
 	return false, err
 }
-
-// Limiter counts recent failures per remote address in files, one per
-// address, so that the count holds across processes (tcpserver starts one
-// per connection). The files are advisory: losing one in a crash only
-// forgets a delay.
-type Limiter struct {
-	Dir string
-}
-
-// Delays grow from Base, doubling per failure within Window, up to Max.
-const (
-	Base   = 250 * time.Millisecond
-	Max    = 8 * time.Second
-	Window = 10 * time.Minute
-)
-
-func (l *Limiter) path(a netip.Addr) string {
-	return filepath.Join(l.Dir, strings.ReplaceAll(a.Unmap().String(), ":", "_"))
-}
-
-// Fail records a failure from a and returns how long to wait before
-// answering it.
-func (l *Limiter) Fail(a netip.Addr) time.Duration {
-	n := 0
-	now := time.Now()
-	if b, err := os.ReadFile(l.path(a)); err == nil {
-		f := strings.Fields(string(b))
-		if len(f) == 2 {
-			count, _ := strconv.Atoi(f[0])
-			last, _ := strconv.ParseInt(f[1], 10, 64)
-			if now.Sub(time.Unix(last, 0)) < Window {
-				n = count
-			}
-		}
-	}
-	n++
-	tmp := l.path(a) + ".tmp" + strconv.Itoa(os.Getpid())
-	if os.WriteFile(tmp, []byte(fmt.Sprintf("%d %d\n", n, now.Unix())), 0o600) == nil {
-		os.Rename(tmp, l.path(a))
-	}
-	d := Base
-	for i := 1; i < n && d < Max; i++ {
-		d *= 2
-	}
-	return min(d, Max)
-}
-
-// Forget clears a's failures after a success.
-func (l *Limiter) Forget(a netip.Addr) { os.Remove(l.path(a)) }

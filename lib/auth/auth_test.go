@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,19 +40,119 @@ func TestPasswordsFile(t *testing.T) {
 	if took := time.Since(start); took < Base+2*Base {
 		t.Fatalf("two failures answered in %v: no growing delay", took)
 	}
-	// Another address has its own count; a success clears it.
-	if d := c.Failures.Fail(netip.MustParseAddr("192.0.2.2")); d != Base {
+	// Another address has its own count.
+	if d := c.Failures.Fail(netip.MustParseAddr("192.0.2.2"), "alice"); d != Base {
 		t.Fatalf("first failure of a new address: %v", d)
 	}
+	// A success clears only its own account's failures: a's failure for
+	// nobody still counts, so the next is the second.
 	c.Check(a, "alice", "right")
-	if d := c.Failures.Fail(a); d != Base {
-		t.Fatalf("after a success: %v", d)
+	time.Sleep(c.Failures.Fail(a, "carol")) // wait out the spacing, to see the delay alone
+	if d := c.Failures.Fail(a, "carol"); d != 4*Base {
+		t.Fatalf("after a success for alice, with nobody's and carol's failures: %v, want %v", d, 4*Base)
 	}
 	for i := 0; i < 10; i++ {
-		c.Failures.Fail(a)
+		c.Failures.Fail(a, "alice")
 	}
-	if d := c.Failures.Fail(a); d != Max {
-		t.Fatalf("many failures: %v, want the cap %v", d, Max)
+	if d := c.Failures.Fail(a, "alice"); d < Max {
+		t.Fatalf("many failures: %v, want at least the cap %v", d, Max)
+	}
+}
+
+// TestSpacing: failures from one address in parallel are answered one
+// delay apart, as if they came one after another.
+func TestSpacing(t *testing.T) {
+	l := &Limiter{Dir: t.TempDir(), Base: 100 * time.Millisecond, Max: 100 * time.Millisecond}
+	a := netip.MustParseAddr("2001:db8::1")
+	b := netip.MustParseAddr("2001:db8::2:3") // the same /64
+	var waits []time.Duration
+	for i := 0; i < 10; i++ {
+		x := a
+		if i%2 == 1 {
+			x = b
+		}
+		waits = append(waits, l.Fail(x, "alice"))
+	}
+	if waits[9] < 900*time.Millisecond {
+		t.Fatalf("ten failures at once wait %v: not spaced", waits)
+	}
+	if d := l.Fail(netip.MustParseAddr("2001:db8:0:1::1"), "alice"); d > 100*time.Millisecond {
+		t.Fatalf("another /64 waits %v", d)
+	}
+}
+
+// TestInvalidNames: a name that is no account name never reaches the
+// checkpassword program, and still counts as a failure.
+func TestInvalidNames(t *testing.T) {
+	_, d := setup(t)
+	marker := filepath.Join(t.TempDir(), "ran")
+	prog := filepath.Join(t.TempDir(), "checkpw")
+	os.WriteFile(prog, []byte("#!/bin/sh\ntouch "+marker+"\nexit 1\n"), 0o755)
+	os.WriteFile(d.Path("checkpassword"), []byte(prog+"\n"), 0o644)
+	os.WriteFile(d.Path("authdelay"), []byte("1\n"), 0o644)
+	c, err := FromConf(d, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := netip.MustParseAddr("192.0.2.9")
+	for _, name := range []string{"bob\x00x", "bob\n", "", ".hidden", strings.Repeat("a", 65), "b\x7fob"} {
+		if ok, err := c.Check(a, name, "secret"); ok || err != nil {
+			t.Fatalf("%q: %v %v", name, ok, err)
+		}
+	}
+	if ok, err := c.Check(a, "bob", "se\x00cret"); ok || err != nil {
+		t.Fatalf("NUL in the password: %v %v", ok, err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the checkpassword program ran for an invalid name")
+	}
+	c.Check(a, "bob", "secret")
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatal("the checkpassword program did not run for a valid name")
+	}
+}
+
+// TestExpiry: old failures are forgotten, and their files removed.
+func TestExpiry(t *testing.T) {
+	dir := t.TempDir()
+	l := &Limiter{Dir: dir, Base: time.Millisecond, Max: time.Second, Window: time.Second}
+	for i := 0; i < 50; i++ {
+		l.Fail(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), "alice")
+	}
+	time.Sleep(2100 * time.Millisecond) // the window, in the files' whole seconds
+	os.Remove(filepath.Join(dir, ".swept"))
+	if d := l.Fail(netip.MustParseAddr("192.0.2.0"), "alice"); d != time.Millisecond {
+		t.Fatalf("a failure after the window: %v, want the first delay", d)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 { // 192.0.2.0 and .swept
+		t.Fatalf("after the sweep: %d files", len(ents))
+	}
+}
+
+// TestDummyCost: an unknown account is checked against a real hash of the
+// file, so it costs what the file's hashes cost.
+func TestDummyCost(t *testing.T) {
+	d := conf.Dir(t.TempDir())
+	h, _ := bcrypt.GenerateFromPassword([]byte("right"), 12)
+	os.WriteFile(d.Path("passwords"), []byte("alice:"+string(h)+"\n"), 0o600)
+	os.WriteFile(d.Path("authdelay"), []byte("0\n"), 0o644)
+	c, err := FromConf(d, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := netip.MustParseAddr("192.0.2.1")
+	if ok, _ := c.Check(a, "nobody", "right"); ok {
+		t.Fatal("an unknown account with another's password accepted")
+	}
+	measure := func(name string) time.Duration {
+		start := time.Now()
+		c.Check(a, name, "wrong")
+		return time.Since(start)
+	}
+	known, unknown := measure("alice"), measure("nobody")
+	// Cost 12 is 4 times cost 10, the old dummy's: a generous bound tells them apart.
+	if unknown < known/2 {
+		t.Fatalf("unknown account %v, known %v", unknown, known)
 	}
 }
 

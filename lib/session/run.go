@@ -57,6 +57,7 @@ func Run(srv *Server, f Flags) error {
 	if srv.MaxConns <= 0 {
 		srv.MaxConns = 1
 	}
+	srv.slots = srv.Limits.SlotsFor(f.Listen != "")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	if f.Listen == "" {

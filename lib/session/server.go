@@ -59,9 +59,11 @@ type Server struct {
 	Timeout    time.Duration // for each PDU to arrive, from the end of the last response
 	MaxPDU     int
 	MaxConns   int // listener mode: sessions at once
+	Limits     Limits
 	NewHandler func(*Session) Handler
 	Log        func(format string, a ...any)
 
+	slots   Slots // from Limits, for the mode (Run)
 	closing atomic.Bool
 	mu      sync.Mutex
 	conns   map[Conn]bool
@@ -123,8 +125,12 @@ func (srv *Server) Serve(c Conn, s *Session) {
 	st := srv.Proto.Status
 	r := bufio.NewReaderSize(c, 64<<10)
 	commands := 0
+	start := time.Now()
 	for {
-		c.SetReadDeadline(time.Now().Add(srv.Timeout))
+		// The idle timeout, cut short by the session's lifetime and, before
+		// authentication, by the time it has for that (Limits).
+		deadline, why := srv.Limits.Deadline(start, srv.Timeout, srv.Proto.Auth == nil || s.Account != "")
+		c.SetReadDeadline(deadline)
 		// Checked after the deadline is set, so that a Shutdown between the
 		// two cannot be lost.
 		if srv.closing.Load() {
@@ -140,6 +146,9 @@ func (srv *Server) Serve(c Conn, s *Session) {
 			case errors.Is(err, os.ErrDeadlineExceeded) && srv.closing.Load():
 				srv.write(c, Reply{Status: st.Shutdown, ForceAbort: true})
 				srv.logf("%s: %v: service shutting down after %d commands", srv.Proto.Name, s.Remote, commands)
+			case errors.Is(err, os.ErrDeadlineExceeded) && why != "":
+				srv.write(c, Reply{Status: st.Timeout, ForceAbort: true})
+				srv.logf("%s: %v: %s, closed after %d commands", srv.Proto.Name, s.Remote, why, commands)
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				srv.write(c, Reply{Status: st.Timeout, ForceAbort: true})
 				srv.logf("%s: %v: timeout after %v, closed", srv.Proto.Name, s.Remote, srv.Timeout)
@@ -248,10 +257,16 @@ func (srv *Server) ServeListener(l net.Listener) error {
 		s := &Session{Remote: addrPort(c.RemoteAddr()), Local: addrPort(c.LocalAddr())}
 		select {
 		case sem <- struct{}{}:
+			release, ok := srv.acquire(c, s)
+			if !ok {
+				<-sem
+				continue
+			}
 			srv.wg.Add(1)
 			go func() {
 				defer srv.wg.Done()
 				defer func() { <-sem }()
+				defer release()
 				srv.Serve(c, s)
 			}()
 		default:
@@ -278,8 +293,36 @@ func (srv *Server) ServeStdio() error {
 		return err
 	}
 	s := &Session{Remote: envAddrPort("TCPREMOTEIP", "TCPREMOTEPORT"), Local: envAddrPort("TCPLOCALIP", "TCPLOCALPORT")}
+	release, ok := srv.acquire(c, s)
+	if !ok {
+		return nil
+	}
+	defer release()
 	srv.Serve(c, s)
 	return nil
+}
+
+// acquire takes one of the session's address's slots (Limits.PerAddr).
+// When they are all taken, the client is told errorserviceshutdown with
+// forceabort (try again later), and c is closed. A failure to count (the
+// state directory unusable) lets the session in: the global cap still
+// holds, and refusing everybody would be worse.
+func (srv *Server) acquire(c Conn, s *Session) (func(), bool) {
+	if srv.slots == nil {
+		return func() {}, true
+	}
+	release, ok, err := srv.slots.Acquire(s.Remote.Addr())
+	if err != nil {
+		srv.logf("%s: %v: counting sessions per address: %v", srv.Proto.Name, s.Remote, err)
+		return func() {}, true
+	}
+	if !ok {
+		srv.logf("%s: %v: refused: %d sessions from this address already", srv.Proto.Name, s.Remote, srv.Limits.PerAddr)
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		wire.WriteFrame(c, wire.MarshalResponse(true, srv.Proto.Status.Shutdown, wire.Null{}))
+		c.Close()
+	}
+	return release, ok
 }
 
 func envAddrPort(ip, port string) netip.AddrPort {
