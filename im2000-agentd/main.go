@@ -31,12 +31,16 @@ type handler struct {
 
 func main() {
 	f := session.ParseFlags("im2000-agentd", usage, os.Args[1:])
-	h, err := load(conf.FromEnv())
+	d := conf.FromEnv()
+	h, err := load(d)
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
 	srv := &session.Server{Proto: rnasp.Protocol, Log: fail.Warn,
 		NewHandler: func(*session.Session) session.Handler { return h }}
+	if srv.Limits, err = session.ServerLimits(d, h.spool.Dir, rnasp.Protocol.Name); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
 	if err := session.Run(srv, f); err != nil {
 		fail.Exit(fail.Temp(err))
 	}

@@ -46,6 +46,8 @@ type config struct {
 	rna     string
 	state   string
 	timeout time.Duration
+	limits  session.Limits // sessions per address, lifetime, time to log in
+	slots   session.Slots
 	// check asks the agent whether pass is user's password (nil, or an
 	// error wrapping inbox.ErrAuth); open takes the user's notifications
 	// and opens the maildrop. The fuzz test puts both in memory.
@@ -76,15 +78,25 @@ func main() {
 			err = fmt.Errorf("write a directory for the users' pending messages to %s", d.Path("pop3state"))
 		}
 	}
+	if err == nil {
+		c.limits, err = session.ServerLimits(d, c.state, "pop3")
+	}
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
+	c.slots = c.limits.SlotsFor(f.Listen != "")
 	if f.Listen == "" {
 		conn, err := session.StdioConn()
 		if err != nil {
 			fail.Exit(fail.Temp(err))
 		}
-		c.serve(conn, os.Getenv("TCPREMOTEIP"))
+		peer := os.Getenv("TCPREMOTEIP")
+		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		if !ok {
+			return
+		}
+		defer release()
+		c.serve(conn, peer)
 		return
 	}
 	l, err := net.Listen("tcp", f.Listen)
@@ -100,7 +112,15 @@ func main() {
 			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
 		}
-		go c.serve(conn, conn.RemoteAddr().String())
+		peer := conn.RemoteAddr().String()
+		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		if !ok {
+			continue
+		}
+		go func() {
+			defer release()
+			c.serve(conn, peer)
+		}()
 	}
 }
 
@@ -120,12 +140,13 @@ type pop struct {
 	inbox   mailbox
 	lock    *os.File
 	drop    []*entry
+	start   time.Time // of the session, for its lifetime
 }
 
 // serve runs one POP3 session. A panic ends the session with an -ERR and
 // an alert in the log, never the server and its other sessions.
 func (c *config) serve(conn session.Conn, peer string) {
-	p := &pop{config: c, conn: conn, r: bufio.NewReaderSize(conn, 4096), peer: peer}
+	p := &pop{config: c, conn: conn, r: bufio.NewReaderSize(conn, 4096), peer: peer, start: time.Now()}
 	defer func() {
 		if v := recover(); v != nil {
 			fail.Alert("%s", fail.Panicked("the POP3 session with "+peer, v))
@@ -169,16 +190,22 @@ func (c *config) serve(conn session.Conn, peer string) {
 	}
 }
 
-// readLine reads one command line of at most 512 octets (RFC 2449).
+// readLine reads one command line of at most 512 octets (RFC 2449),
+// within the idle timeout, cut short by the session's lifetime and, before
+// login, by the time it has for that (lib/session.Limits).
 func (p *pop) readLine() (string, error) {
-	p.conn.SetReadDeadline(time.Now().Add(p.timeout))
+	deadline, why := p.limits.Deadline(p.start, p.timeout, p.account != "")
+	p.conn.SetReadDeadline(deadline)
 	line, err := p.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) || len(line) > 512 {
 		p.reply("-ERR line too long")
 		return "", errors.New("line too long")
 	}
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if errors.Is(err, os.ErrDeadlineExceeded) && why != "" {
+			fail.Warn("%s: %s, closed", p.peer, why)
+			p.reply("-ERR [SYS/TEMP] autologout: " + why)
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
 			p.reply("-ERR autologout: idle too long")
 		}
 		return "", err

@@ -44,6 +44,9 @@ func main() {
 	}
 	srv := &session.Server{Proto: rnaqp.Protocol, Log: fail.Warn,
 		NewHandler: func(*session.Session) session.Handler { return c }}
+	if srv.Limits, err = session.ServerLimits(d, dir, rnaqp.Protocol.Name); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
 	if err := session.Run(srv, f); err != nil {
 		fail.Exit(fail.Temp(err))
 	}

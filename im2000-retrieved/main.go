@@ -48,6 +48,9 @@ func main() {
 	h := &handler{st: st, maxChunk: uint64(f.MaxPDU - 4096)} // room for the rest of the PDU
 	srv := &session.Server{Proto: msrap.Protocol, Log: fail.Warn,
 		NewHandler: func(*session.Session) session.Handler { return h }}
+	if srv.Limits, err = session.ServerLimits(conf.FromEnv(), root, msrap.Protocol.Name); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
 	if err := session.Run(srv, f); err != nil {
 		fail.Exit(fail.Temp(err))
 	}

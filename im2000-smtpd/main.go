@@ -49,6 +49,7 @@ type config struct {
 	settings conf.Local
 	remote   bool
 	checker  *auth.Checker
+	limits   session.Limits
 }
 
 func main() {
@@ -62,7 +63,8 @@ func main() {
 		fail.Exit(fail.Temp(err))
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
-		return &client{cfg: c, peer: conn.Conn().RemoteAddr()}, nil
+		lc, _ := conn.Conn().(*limitedConn) // always one: every connection is admitted
+		return &client{cfg: c, peer: conn.Conn().RemoteAddr(), conn: lc}, nil
 	}))
 	srv.Domain = c.settings.Me
 	srv.MaxMessageBytes = c.settings.MaxMessage
@@ -79,13 +81,18 @@ func main() {
 			fail.Exit(fail.Temp(err))
 		}
 		l = session.LimitListener(l, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
+		l = &addrListener{Listener: l, limits: c.limits, slots: c.limits.SlotsFor(true)}
 		fail.Warn("listening on %s, at most %d sessions", l.Addr(), f.Conns)
 	} else {
 		conn, err := net.FileConn(os.Stdin)
 		if err != nil {
 			fail.Exit(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
 		}
-		l = &oneConn{conn: conn, closed: make(chan struct{})}
+		lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
+		if !ok {
+			return
+		}
+		l = &oneConn{conn: lc, closed: make(chan struct{})}
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -104,6 +111,12 @@ func load(d conf.Dir) (*config, error) {
 	if c.remote, err = remote.Configured(d); err != nil {
 		return nil, err
 	}
+	// Sessions are counted per address in the store's root; with a remote
+	// store, in sessiondir if set (else, under tcpserver, not at all).
+	state, err := d.String("sessiondir", "")
+	if err != nil {
+		return nil, err
+	}
 	if !c.remote {
 		root, err := d.Store()
 		if err != nil {
@@ -112,6 +125,14 @@ func load(d conf.Dir) (*config, error) {
 		if c.checker, err = auth.FromConf(d, filepath.Join(root, ".authfail")); err != nil {
 			return nil, err
 		}
+		state = filepath.Join(root, ".sessions")
+	}
+	dir := ""
+	if state != "" {
+		dir = filepath.Join(state, "smtp")
+	}
+	if c.limits, err = session.LimitsFromConf(d, dir); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -167,6 +188,7 @@ func (logger) Println(v ...any) { fail.Warn("%s", fmt.Sprint(v...)) }
 // client is one SMTP connection.
 type client struct {
 	cfg      *config
+	conn     *limitedConn
 	peer     net.Addr
 	account  string
 	password string
@@ -193,10 +215,10 @@ func (s *client) Auth(mech string) (sasl.Server, error) {
 // check passes AUTH through to the store's account check: the passwords
 // file (with its growing delays), or the remote store's MSOAP.
 func (s *client) check(user, pass string) error {
-	if store.CheckAccount(user) != nil {
-		return smtp.ErrAuthFailed
-	}
 	if s.cfg.remote {
+		if auth.Valid(user, pass) != nil {
+			return smtp.ErrAuthFailed
+		}
 		rs, err := remote.DialAs(s.cfg.conf, user, pass)
 		if err != nil {
 			fail.Warn("%v: AUTH %s: %v", s.peer, user, err)
@@ -216,6 +238,9 @@ func (s *client) check(user, pass string) error {
 		}
 	}
 	s.account, s.password = user, pass
+	if s.conn != nil {
+		s.conn.authed.Store(true) // from now on, the session's lifetime is its limit
+	}
 	fail.Warn("%v: authenticated %s", s.peer, user)
 	return nil
 }

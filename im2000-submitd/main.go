@@ -56,6 +56,9 @@ func main() {
 	}
 	srv := &session.Server{Proto: msoap.Protocol, Log: fail.Warn,
 		NewHandler: func(*session.Session) session.Handler { return &handler{config: c} }}
+	if srv.Limits, err = session.ServerLimits(c.conf, c.st.Root, msoap.Protocol.Name); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
 	if err := session.Run(srv, f); err != nil {
 		fail.Exit(fail.Temp(err))
 	}

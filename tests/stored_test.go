@@ -372,7 +372,9 @@ func TestPasswordStorm(t *testing.T) {
 // to 50 sessions: the 950 beyond the limit are told errorserviceshutdown
 // and closed, the 50 stay, and once they go the server serves as before.
 func TestIdleFlood(t *testing.T) {
-	h := newStoreHost(t, "listener", nil, "-c", "50")
+	// All from one address: the cap per address (sessionsperaddr) is
+	// off, so that this proves the global one.
+	h := newStoreHost(t, "listener", func(e *env) { e.setConf("sessionsperaddr", "0") }, "-c", "50")
 	const n = 1000
 	conns := make([]net.Conn, 0, n)
 	defer func() {
