@@ -5,7 +5,10 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,8 +27,29 @@ const usage = `usage: im2000-agentd [-l addr:port] [-c n] [-t seconds] [-m bytes
   as under tcpserver, or with -l as a listener.
 ` + session.FlagUsage
 
+// Defaults of the limits (see LIMITS in im2000-agentd(8) for why).
+const (
+	// A recipient away for weeks on a busy address gets a few thousand
+	// notifications; 10,000 is room for that, and a flood stops there. Full
+	// is temporary: the stores send again, so a full spool delays mail.
+	DefaultQuota = 10000
+	// 16 MiB: 10,000 notifications of the largest common size (a long
+	// sender and two locations make about 1,600 octets).
+	DefaultQuotaBytes = 16 << 20
+	// Free space and inodes the agent leaves to the rest of the host (logs,
+	// the stores' own queues) on the spool's filesystem.
+	DefaultReserve       = 64 << 20
+	DefaultReserveInodes = 10000
+	// 100 a second from one address, sustained, and ten of notifyd's full
+	// batches (1,000 each) at once: more than a busy store sends to one
+	// agent, far less than a flood.
+	DefaultRate  = 6000
+	DefaultBurst = 10000
+)
+
 type handler struct {
 	spool   *agent.Spool
+	rate    *agent.Rate
 	domains map[string]bool
 }
 
@@ -59,6 +83,29 @@ func load(d conf.Dir) (*handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	rate := &agent.Rate{Dir: filepath.Join(dir, ".rate")}
+	for _, v := range []struct {
+		name string
+		def  int64
+		to   *int64
+	}{
+		{"agentquota", DefaultQuota, &spool.Limits.Count},
+		{"agentquotabytes", DefaultQuotaBytes, &spool.Limits.Bytes},
+		{"agentreserve", DefaultReserve, &spool.Limits.Reserve},
+		{"agentreserveinodes", DefaultReserveInodes, &spool.Limits.ReserveInodes},
+		{"agentrate", DefaultRate, &rate.PerMinute},
+		{"agentburst", DefaultBurst, &rate.Burst},
+	} {
+		if *v.to, err = d.Int(v.name, v.def); err != nil {
+			return nil, err
+		}
+		if *v.to < 0 {
+			return nil, fmt.Errorf("%s is %d: write 0 or more (0: no limit)", d.Path(v.name), *v.to)
+		}
+	}
+	if rate.PerMinute > 0 && rate.Burst == 0 {
+		return nil, fmt.Errorf("%s is 0, so nothing could be accepted: write at least 1000 (a store's batch), or 0 in %s for no rate limit", d.Path("agentburst"), d.Path("agentrate"))
+	}
 	me, err := d.Me()
 	if err != nil {
 		return nil, err
@@ -70,7 +117,7 @@ func load(d conf.Dir) (*handler, error) {
 	if domains == nil {
 		domains = []string{me}
 	}
-	h := &handler{spool: spool, domains: map[string]bool{}}
+	h := &handler{spool: spool, rate: rate, domains: map[string]bool{}}
 	for _, dom := range domains {
 		h.domains[strings.ToLower(dom)] = true
 	}
@@ -84,12 +131,19 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 	if !ok {
 		return session.Reply{Status: rnasp.ErrorUnexpectedCommand, ForceAbort: true}
 	}
-	now := uint64(time.Now().Unix())
+	now := time.Now()
 	from := wire.ClientLocation{Addr: s.Remote.Addr(), Port: s.Remote.Port()}
 	results := make([]uint64, len(c.Notifications))
-	accepted, refused := 0, 0
+	// Notifications that pass the checks, by account, in order.
+	type kept struct {
+		i int
+		n *rnaqp.NotificationAndLocalData
+	}
+	var wanted []kept
+	var accounts []string
+	refused := 0
 	for i := range c.Notifications {
-		n := &rnaqp.NotificationAndLocalData{Notification: c.Notifications[i], Submitter: from, Date: now}
+		n := &rnaqp.NotificationAndLocalData{Notification: c.Notifications[i], Submitter: from, Date: uint64(now.Unix())}
 		if err := agent.CheckSender(n.Notification.Sender); err != nil {
 			fail.Warn("%v: refused: %v", s.Remote, err) // %q-quoted: no control character reaches the log
 			results[i] = rnasp.Refused
@@ -106,13 +160,80 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 			results[i] = rnasp.NoUser
 			continue
 		}
-		if err := h.spool.Put(account, n); err != nil {
-			// Nothing is lost: the store sends it again.
-			fail.Warn("%v: keeping a notification for %s: %v", s.Remote, rcpt, err)
+		if h.spool.Has(account, n) {
+			// A re-send: kept already, and it costs no token, since stores
+			// re-send until silenced.
+			results[i] = rnasp.Accepted
+			continue
+		}
+		wanted = append(wanted, kept{i, n})
+		accounts = append(accounts, account)
+	}
+	if len(wanted) > 0 {
+		// The submitter's rate first: what it is not granted is full, and
+		// costs the spool nothing.
+		granted, err := h.rate.Take(s.Remote.Addr(), int64(len(wanted)), now)
+		if err != nil {
+			fail.Warn("%v: rate of %s: %v (answering full)", s.Remote, agent.AddrKey(s.Remote.Addr()), err)
+			granted = 0
+		}
+		if over := len(wanted) - int(granted); over > 0 {
+			fail.Warn("%v: over the rate of %s: %d notifications answered full", s.Remote, agent.AddrKey(s.Remote.Addr()), over)
+			for _, k := range wanted[granted:] {
+				results[k.i] = rnasp.Full
+			}
+			wanted, accounts = wanted[:granted], accounts[:granted]
+		}
+		room, err := h.spool.Room()
+		if err != nil {
+			fail.Warn("%v: free space of the spool: %v", s.Remote, err)
 			return session.Reply{Status: rnasp.ErrorInternalProblem}
 		}
-		accepted++
+		// One lock of each account's counter per Notify.
+		byAccount := map[string][]kept{}
+		var order []string
+		for j, k := range wanted {
+			a := accounts[j]
+			if byAccount[a] == nil {
+				order = append(order, a)
+			}
+			byAccount[a] = append(byAccount[a], k)
+		}
+		for _, a := range order {
+			ks := byAccount[a]
+			ns := make([]*rnaqp.NotificationAndLocalData, len(ks))
+			for j, k := range ks {
+				ns[j] = k.n
+			}
+			errs := h.spool.PutAll(a, ns, room)
+			fullHere := 0
+			for j, err := range errs {
+				switch {
+				case err == nil:
+					results[ks[j].i] = rnasp.Accepted
+				case errors.Is(err, agent.ErrFull):
+					results[ks[j].i] = rnasp.Full
+					fullHere++
+				default:
+					// Nothing is lost: the store sends it again.
+					fail.Warn("%v: keeping a notification for %s: %v", s.Remote, a, err)
+					return session.Reply{Status: rnasp.ErrorInternalProblem}
+				}
+			}
+			if fullHere > 0 {
+				fail.Warn("%v: %s: spool or disk full: %d notifications answered full", s.Remote, a, fullHere)
+			}
+		}
 	}
-	fail.Warn("%v: %d notifications, %d accepted, %d refused", s.Remote, len(results), accepted, refused)
+	full, accepted := 0, 0
+	for _, r := range results {
+		switch r {
+		case rnasp.Full:
+			full++
+		case rnasp.Accepted:
+			accepted++
+		}
+	}
+	fail.Warn("%v: %d notifications, %d accepted, %d full, %d refused", s.Remote, len(results), accepted, full, refused)
 	return session.Reply{Body: &rnasp.NotifyOK{Results: results}}
 }

@@ -33,9 +33,14 @@ import (
 // Spool is an agent's directory: <dir>/<account>/<key> for notifications,
 // <dir>/.tmp for writes in progress. An account is served when its
 // directory exists.
+//
+// Every account has a counter of what it holds in <dir>/.count/<account>
+// (see quota.go), kept by Put and Remove, so that a quota costs O(1) per
+// notification however many files the spool holds.
 type Spool struct {
-	Dir  string
-	Sync bool // fsync every notification (off by default: see the package comment)
+	Dir    string
+	Sync   bool   // fsync every notification (off by default: see the package comment)
+	Limits Limits // zero: none
 }
 
 // Open checks the spool directory and makes its temporary directory.
@@ -43,8 +48,10 @@ func Open(dir string, sync bool) (*Spool, error) {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("agent spool %s: not a directory (create it, and one directory per account)", dir)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, ".tmp"), 0o700); err != nil {
-		return nil, err
+	for _, d := range []string{".tmp", ".count"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, err
+		}
 	}
 	return &Spool{Dir: dir, Sync: sync}, nil
 }
@@ -102,18 +109,86 @@ func Key(n *rnaqp.NotificationAndLocalData) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// Has reports whether account already holds the notification (a re-send).
+func (s *Spool) Has(account string, n *rnaqp.NotificationAndLocalData) bool {
+	_, err := os.Lstat(filepath.Join(s.Dir, account, Key(n)))
+	return err == nil
+}
+
 // Put keeps a notification for account, once per store and identifier.
+// It fails with ErrFull when the account is at its quota.
 func (s *Spool) Put(account string, n *rnaqp.NotificationAndLocalData) error {
-	final := filepath.Join(s.Dir, account, Key(n))
-	if _, err := os.Lstat(final); err == nil {
-		return nil // a re-send: already here
+	return s.PutAll(account, []*rnaqp.NotificationAndLocalData{n}, nil)[0]
+}
+
+// PutAll keeps notifications for account under one lock of its counter,
+// and returns an error (or nil: kept, or already here) for each. ErrFull
+// (wrapped, for a disk that has no room) is a notification over the
+// account's quota, over the disk reserve when room is given, or that met a
+// full disk. Room is reduced by what is written.
+func (s *Spool) PutAll(account string, ns []*rnaqp.NotificationAndLocalData, room *Room) []error {
+	errs := make([]error, len(ns))
+	c, err := s.lockCount(account)
+	if err != nil {
+		if diskFull(err) {
+			err = fmt.Errorf("%w: %w", ErrFull, err)
+		}
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
-	tmp := filepath.Join(s.Dir, ".tmp", Key(n)+"."+strconv.Itoa(os.Getpid())+"."+strconv.FormatInt(time.Now().UnixNano(), 36))
+	defer c.close()
+	wrote := false
+	for i, n := range ns {
+		final := filepath.Join(s.Dir, account, Key(n))
+		if _, err := os.Lstat(final); err == nil {
+			continue // a re-send: already here
+		}
+		b := n.Marshal()
+		if !s.fits(c, len(b), room) {
+			// The count may have drifted above the truth: look again, at
+			// most every recountEvery.
+			now := time.Now()
+			if now.Unix()-c.checked < int64(recountEvery/time.Second) || c.recount(now) != nil || !s.fits(c, len(b), room) {
+				errs[i] = ErrFull
+				continue
+			}
+		}
+		if err := s.write(final, b); err != nil {
+			if diskFull(err) {
+				err = fmt.Errorf("%w: %w", ErrFull, err)
+			}
+			errs[i] = err
+			continue
+		}
+		c.count++
+		c.bytes += int64(len(b))
+		if room != nil {
+			room.Left -= room.cost(len(b))
+		}
+		wrote = true
+	}
+	if wrote && s.Sync {
+		if err := durable.SyncDir(filepath.Join(s.Dir, account)); err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// write puts one notification's file in place: a temporary file, renamed.
+func (s *Spool) write(final string, b []byte) error {
+	tmp := filepath.Join(s.Dir, ".tmp", filepath.Base(final)+"."+strconv.Itoa(os.Getpid())+"."+strconv.FormatInt(time.Now().UnixNano(), 36))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(n.Marshal())
+	_, err = f.Write(b)
 	if err == nil && s.Sync {
 		err = f.Sync()
 	}
@@ -125,12 +200,8 @@ func (s *Spool) Put(account string, n *rnaqp.NotificationAndLocalData) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
 	}
-	if s.Sync {
-		return durable.SyncDir(filepath.Dir(final))
-	}
-	return nil
+	return err
 }
 
 // Entry is a kept notification with its file name.
@@ -171,7 +242,7 @@ func (s *Spool) List(account string, maxBytes int) ([]Entry, error) {
 		}
 		var e Entry
 		if err := e.N.Unmarshal(b); err != nil {
-			os.Remove(filepath.Join(dir, f.name))
+			s.Remove(account, []Entry{{Name: f.name}})
 			continue
 		}
 		if len(out) > 0 && size+len(b) > maxBytes {
@@ -184,9 +255,19 @@ func (s *Spool) List(account string, maxBytes int) ([]Entry, error) {
 	return out, nil
 }
 
-// Remove drops notifications that have been handed to the recipient.
+// Remove drops notifications that have been handed to the recipient, and
+// takes them off the account's counter.
 func (s *Spool) Remove(account string, entries []Entry) {
+	c, err := s.lockCount(account)
 	for _, e := range entries {
-		os.Remove(filepath.Join(s.Dir, account, e.Name))
+		path := filepath.Join(s.Dir, account, e.Name)
+		fi, ferr := os.Lstat(path)
+		if os.Remove(path) == nil && err == nil && ferr == nil {
+			c.count--
+			c.bytes -= fi.Size()
+		}
+	}
+	if err == nil {
+		c.close()
 	}
 }
