@@ -76,7 +76,7 @@ func (b *Inbox) RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, erro
 	case ww.err != nil:
 		return written, fail.Temp(ww.err) // our disk or our client, not the store
 	case errors.Is(err, trace.ErrHeader):
-		pg.refused = err.Error()
+		pg.refused = "an unreadable header (" + err.Error() + ")"
 		b.dropSession(e)
 		return written, b.refuse(e, pg.size, pg.limit, pg.refused)
 	case err != nil:

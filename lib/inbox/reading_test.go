@@ -1,0 +1,358 @@
+package inbox
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"im2000/lib/addr"
+	"im2000/lib/agent"
+	"im2000/lib/locate"
+	"im2000/lib/msgid"
+	"im2000/lib/wire"
+	"im2000/lib/wire/msrap"
+	"im2000/lib/wire/rnaqp"
+	"im2000/lib/wire/rnasp"
+	"im2000/tests/hostile"
+)
+
+// The unit tests of bounded reading: an Inbox whose senders are taken as
+// verified (the binding check has its own tests), and fake stores
+// (tests/hostile) that behave or not.
+
+const testTimeout = time.Second
+
+// testInbox is an Inbox with a pending queue in a temporary directory.
+func testInbox(t *testing.T) *Inbox {
+	t.Helper()
+	dir := t.TempDir()
+	pending, err := agent.Open(dir, true)
+	if err == nil {
+		err = os.Mkdir(filepath.Join(dir, "pending"), 0o700)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Inbox{loc: &locate.Locator{Routes: map[string][]string{}, Timeout: testTimeout}, pending: pending,
+		timeout: testTimeout, max: 1 << 20, life: time.Hour, me: "reader.example", now: time.Now,
+		stores: map[string]*store{}, senders: map[string]addr.Mailbox{}}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// add queues a notification of message id at the store at where, with a
+// size when size >= 0, notified age ago; the sender counts as verified.
+func (b *Inbox) add(t *testing.T, where string, id byte, size int64, age time.Duration) agent.Entry {
+	t.Helper()
+	n := rnaqp.NotificationAndLocalData{Notification: rnasp.Notification{
+		StoreClear: wire.ServiceLocation{Literals: []wire.AddrPort{netip.MustParseAddrPort(where)}},
+		ID:         msgid.ID{0xaa, id}, Sender: "alice@example.org"}, Date: uint64(time.Now().Add(-age).Unix())}
+	if size >= 0 {
+		s := uint64(size)
+		n.Notification.Size = &s
+	}
+	if err := b.pending.Put("pending", &n); err != nil {
+		t.Fatal(err)
+	}
+	b.senders[agent.Key(&n)] = addr.Mailbox{Local: "alice", Domain: "example.org"}
+	for _, e := range b.mustPending(t) {
+		if e.N.Notification.ID == n.Notification.ID && e.N.Notification.StoreClear.String() == n.Notification.StoreClear.String() {
+			return e
+		}
+	}
+	t.Fatal("the entry is not pending")
+	return agent.Entry{}
+}
+
+func (b *Inbox) mustPending(t *testing.T) []agent.Entry {
+	l, err := b.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (b *Inbox) isPending(t *testing.T, e agent.Entry) bool {
+	for _, p := range b.mustPending(t) {
+		if p.Name == e.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// pagedStore serves msg in pages of at most page octets, and counts
+// the retrievals.
+func pagedStore(msg string, page int, retrievals *int64, mu *sync.Mutex) hostile.Handler {
+	return func(cmd wire.Body) hostile.Answer {
+		switch c := cmd.(type) {
+		case *msrap.Retrieve:
+			mu.Lock()
+			*retrievals++
+			mu.Unlock()
+			off := min(int(c.Offset), len(msg))
+			end := min(off+page, len(msg))
+			return hostile.Respond(&msrap.RetrieveOK{Data: []byte(msg[off:end]), Size: uint64(len(msg))})
+		case *msrap.QuerySize:
+			return hostile.Respond(&msrap.QuerySizeOK{Size: uint64(len(msg))})
+		case *msrap.Silence:
+			return hostile.Respond(msrap.SilenceOK{})
+		}
+		return hostile.Answer{Close: true}
+	}
+}
+
+// TestRetrieveToStreams: a message of several pages arrives whole, with
+// the trace fields on top and the store's Return-Path gone, page by page.
+func TestRetrieveToStreams(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef\r\n", 20000) // 360,000 octets
+	msg := "Return-Path: <ceo@bank.example>\r\nFrom: alice@example.org\r\nSubject: big\r\n\r\n" + body
+	var n int64
+	var mu sync.Mutex
+	s := hostile.Start(t, msrap.Protocol, func() hostile.Handler { return pagedStore(msg, 50000, &n, &mu) })
+	b := testInbox(t)
+	e := b.add(t, s.Addr, 1, int64(len(msg)), 0)
+	var out bytes.Buffer
+	written, err := b.RetrieveTo(e, msrap.All, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if written != int64(len(got)) || !strings.HasPrefix(got, "Return-Path: <alice@example.org>\r\nReceived: from [127.0.0.1]") ||
+		strings.Contains(got, "ceo@bank") || !strings.HasSuffix(got, "\r\n\r\n"+body) {
+		t.Fatalf("retrieved %d octets (said %d), starting %q", len(got), written, got[:min(len(got), 300)])
+	}
+	if want := int64((len(msg) + 49999) / 50000); n != want {
+		t.Errorf("%d retrievals, want %d (one a page)", n, want)
+	}
+	if !b.isPending(t, e) {
+		t.Error("a retrieved entry left the pending queue (only Done takes it off)")
+	}
+	// The header alone, as POP3's TOP n 0 asks.
+	var head bytes.Buffer
+	if _, err := b.RetrieveTo(e, msrap.HeadersOnly, &head); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(head.String(), "Return-Path: <alice@example.org>\r\n") {
+		t.Errorf("headers only: %q", head.String())
+	}
+}
+
+// TestRetrieveToRefuses: a store breaking a retrieval's bounds is refused
+// at once, the entry dropped; other entries at that store are still tried.
+func TestRetrieveToRefuses(t *testing.T) {
+	endless := func(size uint64) func(*msrap.Retrieve) hostile.Answer {
+		return func(*msrap.Retrieve) hostile.Answer {
+			return hostile.Respond(&msrap.RetrieveOK{Data: bytes.Repeat([]byte("x"), 1<<20), Size: size})
+		}
+	}
+	for _, c := range []struct {
+		name     string
+		notified int64 // -1: no size in the notification
+		answer   func(*msrap.Retrieve) hostile.Answer
+	}{
+		{"claims-2^62", 1 << 62, endless(1 << 62)},
+		{"over-databytes-unnotified", -1, endless(1 << 40)},
+		{"not-the-notified-size", 100, endless(200)},
+		{"less-than-notified", 100, func(*msrap.Retrieve) hostile.Answer {
+			return hostile.Respond(&msrap.RetrieveOK{Data: []byte("Subject: short\r\n"), Size: 16})
+		}},
+		{"more-than-said", 10, endless(10)},
+		{"header-never-ends", 2 << 20, func(c *msrap.Retrieve) hostile.Answer {
+			line := bytes.Repeat([]byte("X-Junk: y\r\n"), 64<<10/11)
+			return hostile.Respond(&msrap.RetrieveOK{Data: line[:min(2<<20-int(c.Offset), len(line))], Size: 2 << 20})
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			good := pagedStore("Subject: fine\r\n\r\nfine\r\n", 1000, new(int64), new(sync.Mutex))
+			s := hostile.Start(t, msrap.Protocol, func() hostile.Handler {
+				return func(cmd wire.Body) hostile.Answer {
+					if r, ok := cmd.(*msrap.Retrieve); ok && r.ID[1] == 1 {
+						return c.answer(r)
+					}
+					return good(cmd)
+				}
+			})
+			b := testInbox(t)
+			b.max = 4 << 20
+			bad := b.add(t, s.Addr, 1, c.notified, 0)
+			fine := b.add(t, s.Addr, 2, int64(len("Subject: fine\r\n\r\nfine\r\n")), 0)
+			_, err := b.RetrieveTo(bad, msrap.All, io.Discard)
+			if !errors.Is(err, ErrRefused) || !errors.Is(err, ErrDropped) {
+				t.Fatalf("err %v, want ErrRefused", err)
+			}
+			if b.isPending(t, bad) {
+				t.Error("the refused entry is still pending")
+			}
+			// A refusal is not a transport failure: the store keeps its chance.
+			var out bytes.Buffer
+			if _, err := b.RetrieveTo(fine, msrap.All, &out); err != nil || !strings.HasSuffix(out.String(), "fine\r\n") {
+				t.Errorf("the other entry at that store: %v, %q", err, out.String())
+			}
+		})
+	}
+}
+
+// TestOneChancePerStore: after a store's first failure (a tarpit that
+// never answers), its other entries fail at once without contacting it.
+func TestOneChancePerStore(t *testing.T) {
+	s := hostile.Start(t, msrap.Protocol, func() hostile.Handler {
+		return func(wire.Body) hostile.Answer { return hostile.Answer{Silent: true} }
+	})
+	b := testInbox(t)
+	var es []agent.Entry
+	for i := range 3 {
+		es = append(es, b.add(t, s.Addr, byte(i), 10, 0))
+	}
+	start := time.Now()
+	for i, e := range es {
+		_, err := b.RetrieveTo(e, msrap.All, io.Discard)
+		if err == nil || (i > 0) != errors.Is(err, ErrStoreFailed) {
+			t.Errorf("entry %d: %v", i, err)
+		}
+		if i > 0 && !strings.Contains(err.Error(), "failed earlier in this run; kept for the next") {
+			t.Errorf("entry %d: unclear error %v", i, err)
+		}
+	}
+	if d := time.Since(start); d > 5*testTimeout/2 {
+		t.Errorf("three entries at a tarpit took %v, timeout %v", d, testTimeout)
+	}
+	if n := s.Sessions(); n != 1 {
+		t.Errorf("the tarpit saw %d sessions, want 1", n)
+	}
+	if err := b.Silence(es[0]); !errors.Is(err, ErrStoreFailed) {
+		t.Errorf("silence after the failure: %v", err)
+	}
+	if len(b.mustPending(t)) != 3 {
+		t.Error("entries at a failed store left the pending queue")
+	}
+}
+
+// TestReopen: a session the store closed after an answer (as stores close
+// idle sessions) is dialled again once, and the command goes through; a
+// session that times out is not tried again.
+func TestReopen(t *testing.T) {
+	const msg = "Subject: x\r\n\r\nx\r\n"
+	closing := hostile.Start(t, msrap.Protocol, func() hostile.Handler {
+		good := pagedStore(msg, 1000, new(int64), new(sync.Mutex))
+		return func(cmd wire.Body) hostile.Answer {
+			a := good(cmd)
+			a.Close = true // answer, then hang up
+			return a
+		}
+	})
+	b := testInbox(t)
+	e1, e2 := b.add(t, closing.Addr, 1, int64(len(msg)), 0), b.add(t, closing.Addr, 2, int64(len(msg)), 0)
+	for _, e := range []agent.Entry{e1, e2} {
+		if _, err := b.RetrieveTo(e, msrap.All, io.Discard); err != nil {
+			t.Fatalf("retrieval over a reopened session: %v", err)
+		}
+		if err := b.Silence(e); err != nil {
+			t.Fatalf("silence over a reopened session: %v", err)
+		}
+	}
+	if n := closing.Sessions(); n != 4 {
+		t.Errorf("%d sessions for four commands each answered then closed, want 4", n)
+	}
+
+	// A store that answers once, then never again: one timeout, no retry.
+	silent := hostile.Start(t, msrap.Protocol, func() hostile.Handler {
+		first := true
+		good := pagedStore(msg, 1000, new(int64), new(sync.Mutex))
+		return func(cmd wire.Body) hostile.Answer {
+			if first {
+				first = false
+				return good(cmd)
+			}
+			return hostile.Answer{Silent: true}
+		}
+	})
+	e3, e4 := b.add(t, silent.Addr, 3, int64(len(msg)), 0), b.add(t, silent.Addr, 4, int64(len(msg)), 0)
+	if _, err := b.RetrieveTo(e3, msrap.All, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := b.RetrieveTo(e4, msrap.All, io.Discard); err == nil || errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("retrieval from a store gone silent: %v", err)
+	}
+	if d := time.Since(start); d > 3*testTimeout/2 || silent.Sessions() != 1 {
+		t.Errorf("a timeout was retried: %v, %d sessions", d, silent.Sessions())
+	}
+}
+
+// TestExpired: an entry that fails when it is older than maxlifetime is
+// dropped; a younger one at the same store is kept.
+func TestExpired(t *testing.T) {
+	s := hostile.Start(t, msrap.Protocol, func() hostile.Handler {
+		return func(wire.Body) hostile.Answer { return hostile.Answer{Close: true} }
+	})
+	b := testInbox(t)
+	old := b.add(t, s.Addr, 1, 10, 2*time.Hour)
+	young := b.add(t, s.Addr, 2, 10, time.Minute)
+	if _, err := b.RetrieveTo(old, msrap.All, io.Discard); !errors.Is(err, ErrExpired) || !errors.Is(err, ErrDropped) {
+		t.Errorf("the old entry: %v, want ErrExpired", err)
+	}
+	if _, err := b.RetrieveTo(young, msrap.All, io.Discard); err == nil || errors.Is(err, ErrDropped) {
+		t.Errorf("the young entry: %v, want a failure kept for later", err)
+	}
+	if b.isPending(t, old) || !b.isPending(t, young) {
+		t.Errorf("pending: old %v, young %v; want only the young one", b.isPending(t, old), b.isPending(t, young))
+	}
+}
+
+// TestPerStore: one store's entries in order, one at a time; different
+// stores at once; a panic reaches the caller.
+func TestPerStore(t *testing.T) {
+	var es []agent.Entry
+	for i := range 12 {
+		n := rnaqp.NotificationAndLocalData{Notification: rnasp.Notification{
+			StoreClear: wire.ServiceLocation{Literals: []wire.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(1000+i%4))}},
+			ID:         msgid.ID{byte(i)}}}
+		es = append(es, agent.Entry{N: n})
+	}
+	var mu sync.Mutex
+	seen := map[uint16][]int{}
+	running, most := 0, 0
+	PerStore(es, func(i int, e agent.Entry) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		port := e.N.Notification.StoreClear.Literals[0].Port()
+		seen[port] = append(seen[port], i)
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+	})
+	for port, idx := range seen {
+		for k := 1; k < len(idx); k++ {
+			if idx[k] < idx[k-1] {
+				t.Errorf("store %d's entries out of order: %v", port, idx)
+			}
+		}
+		if len(idx) != 3 {
+			t.Errorf("store %d: %v", port, idx)
+		}
+	}
+	if most != 4 {
+		t.Errorf("%d entries at once for 4 stores, want 4", most)
+	}
+	defer func() {
+		if v := recover(); v != "boom" {
+			t.Errorf("recovered %v, want the panic", v)
+		}
+	}()
+	PerStore(es, func(i int, e agent.Entry) {
+		if i == 5 {
+			panic("boom")
+		}
+	})
+}
