@@ -26,13 +26,15 @@ import (
 	"im2000/lib/wire/msrap"
 )
 
-const usage = `usage: im2000-fetch [-d maildir] [--stdout] [--summary]
+const usage = `usage: im2000-fetch [-d maildir] [--stdout] [--summary] [--accept key|address|@domain]
   Takes your notifications from your agent (the rna and password files of
   $IM2000_CONF), retrieves each message from its store, delivers it, and
   then tells the store you have it.
   -d maildir  deliver into this Maildir (default: the maildir setting, else $HOME/Maildir)
   --stdout    write the messages to standard output as an mbox instead
-  --summary   list what is waiting without retrieving anything
+  --summary   list what is waiting, held or pending, without retrieving anything
+  --accept x  fetch a held notification (x: its key from --summary), or all
+              from an address or @domain, which the senderpolicy file then allows
   -h          show this help`
 
 type fetcher struct {
@@ -40,6 +42,7 @@ type fetcher struct {
 	maildir string
 	stdout  *bufio.Writer
 	inbox   *inbox.Inbox
+	accept  string     // --accept (policy.go)
 	outMu   sync.Mutex // one message at a time on standard output
 	logMu   sync.Mutex // the delivered record
 }
@@ -50,6 +53,7 @@ func main() {
 	dir := fs.String("d", "", "")
 	toStdout := fs.Bool("stdout", false, "")
 	summary := fs.Bool("summary", false, "")
+	accept := fs.String("accept", "", "")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Println(usage)
@@ -60,11 +64,15 @@ func main() {
 	if fs.NArg() > 0 {
 		fail.Usage("unexpected argument %q\n%s", fs.Arg(0), usage)
 	}
+	if *summary && *accept != "" {
+		fail.Usage("--summary lists, --accept fetches: one at a time\n%s", usage)
+	}
 	f, err := setup(conf.FromEnv(), *dir)
 	if err != nil {
 		fail.Exit(err)
 	}
 	defer f.inbox.Close()
+	f.accept = *accept
 	if *toStdout {
 		f.stdout = bufio.NewWriter(os.Stdout)
 	}
@@ -117,20 +125,15 @@ func (f *fetcher) run(summary bool) error {
 		return fail.Temp(err)
 	}
 	if summary {
-		for _, e := range entries {
-			n := e.N.Notification
-			size := "?"
-			if n.Size != nil {
-				size = fmt.Sprint(*n.Size)
-			}
-			// The sender and the location are the notification's words,
-			// not ours: escaped, so that they reach no terminal raw.
-			fmt.Printf("%s\t%s\t%s\t%s\n", time.Unix(int64(e.N.Date), 0).UTC().Format(time.RFC3339), trace.Escape(n.Sender), size, trace.Escape(n.StoreClear.String()))
-		}
-		return takeErr
+		return f.summarize(entries, takeErr) // policy.go
 	}
 	// Unverified senders' notifications go before any store is contacted.
 	entries = f.inbox.Bound(entries, "")
+	// The sender policy holds or drops some of them, still before any
+	// store is contacted, and releases what the user accepted (policy.go).
+	if entries, err = f.screen(entries); err != nil {
+		return err
+	}
 	// Stores are worked at once, each store's entries in order over one
 	// session (lib/inbox.PerStore): a store that never answers costs the
 	// run one timeout, whatever the number of stores like it.

@@ -1,0 +1,222 @@
+package main
+
+// The sender policy (lib/policy, the senderpolicy setting): which verified
+// senders' messages are fetched, held until the user accepts them, or
+// dropped, and --summary, which lists what waits from the notifications
+// alone. Nothing here contacts a store: that is the point of holding.
+
+import (
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"im2000/lib/agent"
+	"im2000/lib/fail"
+	"im2000/lib/policy"
+	"im2000/lib/trace"
+)
+
+func (f *fetcher) policyPath() string { return f.conf.Path("senderpolicy") }
+
+// loadPolicy reads the sender policy. A broken one stops the run (exit
+// 111): fetching everything instead would be the very read receipt the
+// user wrote the policy against.
+func (f *fetcher) loadPolicy() (*policy.Policy, error) {
+	p, err := policy.Load(f.policyPath())
+	if err != nil {
+		return nil, fail.Temp(fmt.Errorf("sender policy: %v (fix it: nothing is fetched while it is broken)", err))
+	}
+	return p, nil
+}
+
+// isKey reports whether s has the form of a notification's key (what
+// --summary prints last and --accept takes).
+func isKey(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 16
+}
+
+// acceptAddress handles --accept ADDRESS (or @DOMAIN): a line "allow
+// ADDRESS" is added to the policy file, so that this run releases what is
+// held from that sender and later mail is fetched as it comes.
+func (f *fetcher) acceptAddress() error {
+	if f.accept == "" || isKey(f.accept) {
+		return nil
+	}
+	if !strings.Contains(f.accept, "@") {
+		return fail.Perm(fmt.Errorf("--accept %s: want a key from --summary's last column, an address or @domain", trace.Escape(f.accept)))
+	}
+	if err := policy.Allow(f.policyPath(), f.accept); err != nil {
+		return fail.Perm(fmt.Errorf("--accept: %v", err))
+	}
+	warn("accepted %s: added \"allow %s\" to %s", f.accept, f.accept, f.policyPath())
+	return nil
+}
+
+// screen applies the sender policy to the verified pending entries (after
+// Bound) and to those held before, and returns what to retrieve now: the
+// allowed ones, the ones the user accepted, and the held ones the policy
+// now allows. Newly held ones go to the held box, denied ones are dropped;
+// one log line each, and no store contacted for either.
+func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
+	if err := f.acceptAddress(); err != nil {
+		return nil, err
+	}
+	pol, err := f.loadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	held, err := f.inbox.Held()
+	if err != nil {
+		return nil, fail.Temp(err)
+	}
+	keep := map[string]bool{}
+	acceptedKey := false
+	var out, released []agent.Entry
+	for _, e := range held {
+		n := e.N.Notification
+		if f.accept == e.Name {
+			if err := f.inbox.Accept(e); err != nil {
+				return nil, err
+			}
+			acceptedKey = true
+			warn("accepted %s from %s at %s", e.Name, n.Sender, n.StoreClear)
+			released = append(released, e)
+			continue
+		}
+		if f.inbox.Accepted(e) {
+			released = append(released, e) // accepted before a crash
+			if err := f.inbox.Release(e); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		sender, err := f.inbox.Sender(e)
+		if err != nil {
+			keep[e.Name] = true // checked again next run; held meanwhile
+			continue
+		}
+		switch m := pol.Decide(sender); m.Verdict {
+		case policy.Fetch:
+			if err := f.inbox.Release(e); err != nil {
+				return nil, err
+			}
+			warn("released %s from %s at %s: allowed by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
+			released = append(released, e)
+		case policy.Deny:
+			if err := f.inbox.DropHeld(e); err != nil {
+				return nil, err
+			}
+			warn("dropped held %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
+		default:
+			keep[e.Name] = true
+		}
+	}
+	for _, e := range entries {
+		n := e.N.Notification
+		if f.accept == e.Name && !acceptedKey {
+			if err := f.inbox.Mark("accepted", e); err != nil {
+				return nil, err
+			}
+			acceptedKey = true
+		}
+		sender, err := f.inbox.Sender(e)
+		if err != nil || f.inbox.Accepted(e) {
+			out = append(out, e) // Bound kept it: verified; retrieval checks again
+			continue
+		}
+		switch m := pol.Decide(sender); m.Verdict {
+		case policy.Fetch:
+			out = append(out, e)
+		case policy.Hold:
+			if err := f.inbox.Hold(e); err != nil {
+				return nil, err
+			}
+			keep[e.Name] = true
+			why := "the default, hold"
+			if m.Line > 0 {
+				why = fmt.Sprintf("%s line %d", pol.Name, m.Line)
+			}
+			warn("held %s from %s at %s, not retrieved (%s): im2000-fetch --accept %s fetches it", e.Name, n.Sender, n.StoreClear, why, e.Name)
+		case policy.Deny:
+			f.inbox.Done(e)
+			warn("dropped %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
+		}
+	}
+	if isKey(f.accept) && !acceptedKey {
+		return nil, fail.Perm(fmt.Errorf("--accept %s: no such notification held or pending (im2000-fetch --summary lists them)", f.accept))
+	}
+	// A held entry released here and a re-send of it in the pending
+	// queue have the same name: one retrieval.
+	seen := map[string]bool{}
+	all := out
+	out = nil
+	for _, e := range append(all, f.inbox.Bound(released, "")...) {
+		if !seen[e.Name] {
+			seen[e.Name] = true
+			out = append(out, e)
+		}
+	}
+	for _, e := range out {
+		keep[e.Name] = true
+	}
+	f.inbox.PruneMarks("accepted", keep)
+	return out, nil
+}
+
+// summarize prints one line per notification, held and pending, from the
+// notifications alone (the binding check uses DNS and routes, never a
+// store), oldest first, tab-separated: date, sender, size ("?" when the
+// notification does not say), store location, verified or unverified,
+// the state (pending: fetched on the next run; held: waits for --accept;
+// denied: dropped on the next run), and the key --accept takes. The
+// sender and the location are the notification's words: escaped.
+func (f *fetcher) summarize(pending []agent.Entry, takeErr error) error {
+	pol, err := f.loadPolicy()
+	if err != nil {
+		return err
+	}
+	held, err := f.inbox.Held()
+	if err != nil {
+		return fail.Temp(err)
+	}
+	type line struct {
+		e               agent.Entry
+		verified, state string
+	}
+	var lines []line
+	for i, e := range append(held, pending...) {
+		l := line{e, "verified", "pending"}
+		s, err := f.inbox.Sender(e)
+		switch {
+		case err != nil:
+			l.verified = "unverified"
+		case i < len(held):
+			l.state = "held"
+		case !f.inbox.Accepted(e):
+			switch pol.Decide(s).Verdict {
+			case policy.Hold:
+				l.state = "held"
+			case policy.Deny:
+				l.state = "denied"
+			}
+		}
+		if err != nil && i < len(held) {
+			l.state = "held"
+		}
+		lines = append(lines, l)
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].e.N.Date < lines[j].e.N.Date })
+	for _, l := range lines {
+		n := l.e.N.Notification
+		size := "?"
+		if n.Size != nil {
+			size = fmt.Sprint(*n.Size)
+		}
+		fmt.Printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", time.Unix(int64(l.e.N.Date), 0).UTC().Format(time.RFC3339),
+			trace.Escape(n.Sender), size, trace.Escape(n.StoreClear.String()), l.verified, l.state, agent.Key(&l.e.N))
+	}
+	return takeErr
+}
