@@ -1,11 +1,15 @@
 package trace
 
 import (
+	"bufio"
+	"bytes"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"im2000/lib/addr"
+	"im2000/lib/mailmsg"
 	"im2000/lib/msgid"
 	"im2000/lib/wire"
 )
@@ -70,4 +74,50 @@ func TestApply(t *testing.T) {
 	if !strings.Contains(string(got), "from [IPv6:::1] ([IPv6:::1]) (store [::1]:4002)") || !strings.HasSuffix(string(got), "\r\n\r\njust text\r\n") {
 		t.Errorf("no header: %q", got)
 	}
+}
+
+// oneByte reads one octet at a time, as a slow store's pages may come.
+type oneByte struct{ r io.Reader }
+
+func (o oneByte) Read(p []byte) (int, error) { return o.r.Read(p[:min(len(p), 1)]) }
+
+// FuzzStampWrite: the streaming Write, fed an octet at a time, gives what
+// Apply gives on the whole message, and what the in-memory way (header
+// read, fields added, written, the blank line trimmed for headers only)
+// gives.
+func FuzzStampWrite(f *testing.F) {
+	f.Add([]byte("Return-Path: <x@y>\r\nSubject: a\r\n\r\nbody\r\n"), false)
+	f.Add([]byte("Subject: a\nX: b\n"), true)
+	f.Add([]byte("not a header\r\n\r\n"), false)
+	st := Stamp{Sender: addr.Mailbox{Local: "alice", Domain: "example.org"}, By: "me.example", Prog: "test", At: time.Unix(0, 0)}
+	f.Fuzz(func(t *testing.T, msg []byte, headersOnly bool) {
+		var streamed bytes.Buffer
+		_, serr := st.Write(&streamed, oneByte{bytes.NewReader(msg)}, headersOnly)
+		whole, aerr := st.Apply(msg, headersOnly)
+		if (serr == nil) != (aerr == nil) {
+			t.Fatalf("errors differ: %v, %v", serr, aerr)
+		}
+		if serr != nil {
+			return
+		}
+		if !bytes.Equal(streamed.Bytes(), whole) {
+			t.Fatalf("streamed %q, whole %q", streamed.Bytes(), whole)
+		}
+		m, err := mailmsg.Read(bufio.NewReader(bytes.NewReader(msg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Header.Del("Return-Path")
+		m.Header.Add("Received", st.Received())
+		m.Header.Add("Return-Path", "<alice@example.org>")
+		var ref bytes.Buffer
+		m.WriteTo(&ref)
+		want := ref.Bytes()
+		if headersOnly {
+			want = bytes.TrimSuffix(want, []byte("\r\n"))
+		}
+		if !bytes.Equal(whole, want) {
+			t.Fatalf("got %q, want %q", whole, want)
+		}
+	})
 }
