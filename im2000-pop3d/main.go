@@ -341,6 +341,13 @@ func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, err
 	}
 	ib.LogPrefix = peer + ": " + user + ": "
 	entries = ib.Bound(entries, ib.LogPrefix)
+	// The sender policy holds or drops some, before any store is
+	// contacted; the held ones show as notices (policy.go).
+	entries, notices, err := c.screen(ib, dir, user, entries)
+	if err != nil {
+		ib.Close()
+		return nil, nil, err
+	}
 	// The stores are asked for the sizes notifications lack at once, one
 	// session per store (lib/inbox.PerStore), each store with one chance:
 	// a login costs at most about one timeout, whatever the stores do.
@@ -363,7 +370,7 @@ func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, err
 			drop = append(drop, d)
 		}
 	}
-	return ib, drop, nil
+	return notices.wrap(ib, drop)
 }
 
 func (p *pop) tempError(err error) {

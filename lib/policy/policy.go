@@ -221,8 +221,8 @@ func readBounded(path string) ([]byte, error) {
 // Allow adds "allow ARG" (an address, @domain or @.domain) to the file at
 // path, keeping its other lines, durably (a temporary file, fsync, rename,
 // fsync of the directory). The file must parse before and after; nothing is
-// written when it already allows exactly ARG. A deny for exactly ARG stays
-// and wins: the user's deny is not overridden by an accept.
+// written when it already allows exactly ARG. A deny of exactly ARG is an
+// error: an accept does not override the user's own deny.
 func Allow(path, arg string) error {
 	key, table, err := target(arg)
 	if err != nil {
@@ -242,7 +242,10 @@ func Allow(path, arg string) error {
 	if err != nil {
 		return err
 	}
-	if r, ok := table(p)[key]; ok && !r.deny {
+	if r, ok := table(p)[key]; ok {
+		if r.deny {
+			return fmt.Errorf("%s line %d denies %s: remove that line to accept it", path, r.line, arg)
+		}
 		return nil // already allowed in so many words
 	}
 	data := append([]byte{}, old...)

@@ -117,6 +117,9 @@ func TestAllow(t *testing.T) {
 	if err != nil || decide(t, p, "alice@example.org") != Fetch || decide(t, p, "bob@example.org") != Hold {
 		t.Errorf("after Allow: %v", err)
 	}
+	if err := Allow(path, "@spam.example"); err == nil || !strings.Contains(err.Error(), "line 3 denies @spam.example") {
+		t.Errorf("Allow over a deny: %v", err)
+	}
 	if err := Allow(path, "not an address"); err == nil {
 		t.Error("Allow took a bad argument")
 	}
