@@ -30,10 +30,24 @@ const usage = `usage: im2000-retrieved [-l addr:port] [-c n] [-t seconds] [-m by
 // goes on from the endtime it gets.
 const maxScan = 10000
 
-type handler struct {
+// server is what every session shares.
+type server struct {
 	st       *store.Store
 	maxChunk uint64
 }
+
+// handler is one session.
+type handler struct {
+	*server
+	// Read statuses that could not be recorded (a full disk), by
+	// recipient identifier: tried again before each command and at the
+	// end of the session, and, failing that, at the next retrieval, which
+	// finds the status still behind. A retrieval never waits on them.
+	pending map[msgid.ID]store.Read
+}
+
+// maxPending bounds the statuses a session keeps to try again.
+const maxPending = 64
 
 func main() {
 	f := session.ParseFlags("im2000-retrieved", usage, os.Args[1:])
@@ -45,9 +59,14 @@ func main() {
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
-	h := &handler{st: st, maxChunk: uint64(f.MaxPDU - 4096)} // room for the rest of the PDU
+	for _, w := range st.Warnings {
+		fail.Warn("warning: %s", w)
+	}
+	sv := &server{st: st, maxChunk: uint64(f.MaxPDU - 4096)} // room for the rest of the PDU
 	srv := &session.Server{Proto: msrap.Protocol, Log: fail.Warn,
-		NewHandler: func(*session.Session) session.Handler { return h }}
+		NewHandler: func(*session.Session) session.Handler {
+			return &handler{server: sv, pending: map[msgid.ID]store.Read{}}
+		}}
 	if srv.Limits, err = session.ServerLimits(conf.FromEnv(), root, msrap.Protocol.Name); err != nil {
 		fail.Exit(fail.Temp(err))
 	}
@@ -56,11 +75,14 @@ func main() {
 	}
 }
 
-func (h *handler) Abort(*session.Session) {} // MSRAP has no transactions
+// Abort is called when the session ends (MSRAP has no transactions): a
+// last try at the read statuses not yet recorded.
+func (h *handler) Abort(s *session.Session) { h.retryPending(s) }
 
 func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 	var rep session.Reply
 	var err error
+	h.retryPending(s)
 	switch c := cmd.(type) {
 	case *msrap.ScanList:
 		rep, err = h.scan(c)
@@ -148,8 +170,14 @@ func (h *handler) retrieve(s *session.Session, c *msrap.Retrieve) (session.Reply
 		if _, err := part.ReadAt(data, int64(c.Offset)); err != nil && err != io.EOF {
 			return session.Reply{}, err
 		}
-		if err := h.record(m, i, c); err != nil {
-			return session.Reply{}, err
+		// The data is served even when its read status cannot be written
+		// (a full disk): the status must not stand between a recipient and
+		// the message.
+		if err := h.record(s, m, i, c); err != nil {
+			fail.Warn("%v: read status of %s not recorded, message served anyway (tried again later): %v", s.Remote, c.ID, err)
+			if want := readFor[c.Type]; i < len(m.Env.Recipients) && len(h.pending) < maxPending && want > h.pending[c.ID] {
+				h.pending[c.ID] = want
+			}
 		}
 		return session.Reply{Body: &msrap.RetrieveOK{Data: data, Size: uint64(size)}}, nil
 	})
@@ -157,14 +185,33 @@ func (h *handler) retrieve(s *session.Session, c *msrap.Retrieve) (session.Reply
 
 // record moves a recipient's read status forward, or counts a list
 // reader's retrieval (once per whole-message retrieval, at its first chunk).
-func (h *handler) record(m *store.Message, i int, c *msrap.Retrieve) error {
+func (h *handler) record(s *session.Session, m *store.Message, i int, c *msrap.Retrieve) error {
 	if i >= len(m.Env.Recipients) {
 		if c.Type != msrap.All || c.Offset != 0 {
 			return nil
 		}
-		return m.CountRead(i - len(m.Env.Recipients))
+		return m.CountRead(i-len(m.Env.Recipients), s.Remote.Addr(), time.Now())
 	}
-	want := readFor[c.Type]
+	return recordRead(m, i, readFor[c.Type])
+}
+
+// retryPending tries again to record the read statuses that failed.
+func (h *handler) retryPending(s *session.Session) {
+	for id, want := range h.pending {
+		_, err := h.withMessage(id, func(m *store.Message, i int) (session.Reply, error) {
+			return session.Reply{}, recordRead(m, i, want)
+		})
+		if err == nil || errors.Is(err, store.ErrNoSuch) {
+			delete(h.pending, id)
+			if err == nil {
+				fail.Warn("%v: read status of %s recorded after all", s.Remote, id)
+			}
+		}
+	}
+}
+
+// recordRead moves recipient i's read status forward to want.
+func recordRead(m *store.Message, i int, want store.Read) error {
 	err := m.Update(func(_ *store.Envelope, st *store.Status) error {
 		if r := &st.Recipients[i]; r.Read < want {
 			r.Read = want

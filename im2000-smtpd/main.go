@@ -58,7 +58,7 @@ func main() {
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
-	maxRcpt, err := c.conf.Int("maxrcpt", 100)
+	maxRcpt, err := store.MaxRcpt(c.conf) // the one rule, shared with im2000-submitd
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
@@ -68,7 +68,7 @@ func main() {
 	}))
 	srv.Domain = c.settings.Me
 	srv.MaxMessageBytes = c.settings.MaxMessage
-	srv.MaxRecipients = int(maxRcpt)
+	srv.MaxRecipients = maxRcpt
 	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
 	srv.ReadTimeout = f.Timeout
 	srv.WriteTimeout = f.Timeout

@@ -73,6 +73,12 @@ func load(d conf.Dir) (*config, error) {
 	if c.st, err = store.Open(root); err != nil {
 		return nil, err
 	}
+	for _, w := range c.st.Warnings {
+		fail.Warn("warning: %s", w)
+	}
+	if c.limits.MaxRcpt, err = store.MaxRcpt(d); err != nil {
+		return nil, err
+	}
 	if c.auth, err = auth.FromConf(d, filepath.Join(root, ".authfail")); err != nil {
 		return nil, err
 	}
@@ -153,16 +159,31 @@ func (h *handler) envelope(s *session.Session, c *msoap.SubmitEnvelope) session.
 	}
 	lifetime = min(lifetime, h.maxLifetime)
 	var sub store.Submission
-	resp := &msoap.SubmitEnvelopeOK{}
-	for _, r := range c.Recipients {
+	resp := &msoap.SubmitEnvelopeOK{Recipients: make([]uint64, len(c.Recipients))}
+	// Recipients named more than once make one (the later entries are
+	// acceptable: they are in the message, as the first); past maxrcpt
+	// distinct ones they are refused, as smtpd refuses RCPT there.
+	var valid []addr.Mailbox
+	var at []int // each valid recipient's place in the envelope
+	for i, r := range c.Recipients {
 		a, err := r.Addr()
-		status := msoap.Acceptable
 		if err != nil {
-			status = msoap.SubmissionAccessDenied
-		} else {
-			sub.Recipients = append(sub.Recipients, a)
+			resp.Recipients[i] = msoap.SubmissionAccessDenied
+			continue
 		}
-		resp.Recipients = append(resp.Recipients, status)
+		valid, at = append(valid, a), append(at, i)
+	}
+	var fates []store.Fate
+	sub.Recipients, fates = store.Collapse(valid, h.limits.MaxRcpt)
+	over := 0
+	for j, f := range fates {
+		if f == store.OverCap {
+			resp.Recipients[at[j]] = msoap.SubmissionAccessDenied
+			over++
+		}
+	}
+	if over > 0 || len(sub.Recipients) < len(valid) {
+		fail.Warn("%v: %s: an envelope of %d recipients: %d distinct kept, %d over maxrcpt (%d) refused", s.Remote, s.Account, len(c.Recipients), len(sub.Recipients), over, h.limits.MaxRcpt)
 	}
 	for _, l := range c.Lists {
 		name := string(l)

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"im2000/lib/addr"
+	"im2000/lib/conf"
 	"im2000/lib/durable"
 	"im2000/lib/msgid"
 )
@@ -18,6 +20,65 @@ import (
 type Limits struct {
 	MaxMessage int64 // bytes of one message
 	Quota      int64 // bytes of all the account's committed messages
+	MaxRcpt    int   // distinct recipients of one message
+}
+
+// DefaultMaxRcpt is the most recipients one message may name when the
+// maxrcpt setting says nothing: the one rule for every way in (smtpd's
+// RCPT limit, submitd's envelope). 100 is RFC 5321's minimum a server must
+// take (4.5.3.1.8); more is a mailing list, and lists are what lists are for.
+const DefaultMaxRcpt = 100
+
+// MaxRcpt reads the maxrcpt setting (DefaultMaxRcpt when it is absent).
+func MaxRcpt(d conf.Dir) (int, error) {
+	n, err := d.Int("maxrcpt", DefaultMaxRcpt)
+	if err != nil {
+		return 0, err
+	}
+	if n < 1 || n > 1<<20 {
+		return 0, fmt.Errorf("%s is %d: write a number of recipients from 1 to %d", d.Path("maxrcpt"), n, 1<<20)
+	}
+	return int(n), nil
+}
+
+// ErrTooManyRecipients is a message with more distinct recipients than
+// Limits.MaxRcpt. Permanent.
+var ErrTooManyRecipients = errors.New("more recipients than the store takes in one message")
+
+// RecipientKey is what makes two recipients the same: the local part
+// without regard to case, as agents match it (im2000-agentd keeps
+// Bob@example.net for bob), and the domain (lowercase already).
+func RecipientKey(m addr.Mailbox) string { return strings.ToLower(m.Local) + "@" + m.Domain }
+
+// Fate is what became of one recipient an envelope named.
+type Fate uint8
+
+const (
+	Kept      Fate = iota // a recipient of the message
+	Duplicate             // the same as an earlier one: one copy, the earlier's
+	OverCap               // past the recipient limit: left out
+)
+
+// Collapse returns the distinct recipients of rcpts, in order, each as
+// first written, at most maxRcpt of them (0: no limit), and what became of
+// each entry. Naming bob 2,000 times makes one recipient.
+func Collapse(rcpts []addr.Mailbox, maxRcpt int) ([]addr.Mailbox, []Fate) {
+	seen := make(map[string]bool, len(rcpts))
+	var out []addr.Mailbox
+	fates := make([]Fate, len(rcpts))
+	for i, r := range rcpts {
+		k := RecipientKey(r)
+		switch {
+		case seen[k]:
+			fates[i] = Duplicate
+		case maxRcpt > 0 && len(out) >= maxRcpt:
+			fates[i] = OverCap
+		default:
+			seen[k] = true
+			out = append(out, r)
+		}
+	}
+	return out, fates
 }
 
 // Submission is what a submitter says about a message before its bytes.
@@ -53,20 +114,28 @@ func (a *Account) NewDraft(sub Submission, lim Limits) (*Draft, error) {
 	if sub.Lifetime <= 0 || sub.Lifetime > maxLifetime {
 		return nil, fmt.Errorf("lifetime %v out of range", sub.Lifetime)
 	}
+	rcpts, _ := Collapse(sub.Recipients, 0)
+	if lim.MaxRcpt > 0 && len(rcpts) > lim.MaxRcpt {
+		return nil, fmt.Errorf("%w: %d, the limit is %d", ErrTooManyRecipients, len(rcpts), lim.MaxRcpt)
+	}
 	env := &Envelope{
 		ID:        msgid.New(),
 		Sender:    sub.Sender,
 		Submitted: time.Now().Truncate(time.Second),
 		Lifetime:  sub.Lifetime.Truncate(time.Second),
 	}
-	for _, r := range sub.Recipients {
+	for _, r := range rcpts {
 		env.Recipients = append(env.Recipients, Recipient{ID: msgid.New(), Addr: r})
 	}
+	lists := map[string]bool{}
 	for _, name := range sub.Lists {
 		if err := CheckListName(name); err != nil {
 			return nil, err
 		}
-		env.Lists = append(env.Lists, List{ID: msgid.New(), Name: name})
+		if !lists[name] { // a list named twice is posted to once
+			lists[name] = true
+			env.Lists = append(env.Lists, List{ID: msgid.New(), Name: name})
+		}
 	}
 	a.cleanTmp(time.Now())
 	f, err := os.OpenFile(a.path("tmp", env.ID), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -229,9 +298,9 @@ func (s *Store) listEntry(name string, t time.Time, id msgid.ID) string {
 }
 
 func (s *Store) makeListDay(name string, t time.Time) error {
-	if _, err := durable.Mkdir(filepath.Join(s.Root, "lists", name), 0o755); err != nil {
+	if _, err := durable.Mkdir(filepath.Join(s.Root, "lists", name), 0o700); err != nil {
 		return err
 	}
-	_, err := durable.Mkdir(s.listDay(name, t), 0o755)
+	_, err := durable.Mkdir(s.listDay(name, t), 0o700)
 	return err
 }

@@ -118,35 +118,14 @@ func (a *Account) Status(id msgid.ID) (*Status, error) {
 		return nil, err
 	}
 	for i := range st.Lists {
-		if fi, err := os.Stat(a.readsPath(id, st.Lists[i].ID)); err == nil {
-			st.Lists[i].Retrievals += fi.Size()
-		}
+		st.Lists[i].Retrievals += readTotal(a.readsPath(id, st.Lists[i].ID))
 	}
 	return st, nil
 }
 
-// readsPath is the counter of a list identifier's retrievals: one octet per
-// retrieval.
+// readsPath is the counter of a list identifier's retrievals (reads.go).
 func (a *Account) readsPath(id, lid msgid.ID) string {
 	return a.path("status", id) + "." + lid.String() + ".reads"
-}
-
-// CountRead counts one retrieval of the message under its list identifier
-// number i. The counter is appended to (O_APPEND keeps concurrent readers'
-// counts) and not fsynced: a read count is a statistic, and rewriting the
-// sidecar durably for each of a list's thousand readers would cost more
-// than the message itself. A crash may forget a few counts.
-func (m *Message) CountRead(i int) error {
-	a := &Account{Name: m.Account, dir: m.dir}
-	f, err := os.OpenFile(a.readsPath(m.Env.ID, m.Env.Lists[i].ID), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write([]byte{1})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Update changes a message's sidecar. Updates are serialised by an exclusive

@@ -51,10 +51,21 @@ const StaleAge = time.Hour
 // Store is a message store rooted at a directory.
 type Store struct {
 	Root string
+	// Warnings are what Open found wrong with the store's permissions,
+	// for the programs that serve it to log.
+	Warnings []string
 }
 
+// indexDirs are the store-wide index directories. Their entries are
+// capabilities (a recipient identifier opens a message), so only the
+// store's owner may list them: 0700.
+var indexDirs = []string{"rcpt", "lists"}
+
 // Open opens the store at root, which must exist (a mistyped path must not
-// silently become a new store), and creates its shared index directories.
+// silently become a new store), and creates its shared index directories,
+// 0700. An index directory that an older version made readable by others
+// is tightened; a root readable by others is left as the admin made it,
+// with a warning (the index and the archives below it are closed anyway).
 func Open(root string) (*Store, error) {
 	fi, err := os.Stat(root)
 	if err != nil {
@@ -63,12 +74,34 @@ func Open(root string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("store %s is not a directory", root)
 	}
-	for _, d := range []string{"rcpt", "lists"} {
-		if _, err := durable.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+	s := &Store{Root: root}
+	if fi.Mode().Perm()&0o077 != 0 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("the store %s is open to other users (mode %04o): chmod 700 it", root, fi.Mode().Perm()))
+	}
+	for _, d := range indexDirs {
+		path := filepath.Join(root, d)
+		if _, err := durable.Mkdir(path, 0o700); err != nil {
 			return nil, err
 		}
+		s.Warnings = append(s.Warnings, tighten(path)...)
 	}
-	return &Store{Root: root}, nil
+	return s, nil
+}
+
+// tighten makes an index directory 0700 if it is not, and says what it
+// could not do.
+func tighten(path string) []string {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.IsDir() {
+		return []string{fmt.Sprintf("%s is not a directory", path)}
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(path, 0o700); err != nil {
+		return []string{fmt.Sprintf("%s is open to other users (mode %04o) and cannot be closed: %v; chmod 700 it", path, fi.Mode().Perm(), err)}
+	}
+	return nil
 }
 
 // Account is one originator's archive.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -399,25 +400,69 @@ func TestCountRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for n := 0; n < 3; n++ {
-		if err := m.CountRead(i - len(env.Recipients)); err != nil {
+	day := time.Unix(1_800_000_000, 0)
+	// Three addresses count three; the same address again, or another in
+	// the same IPv6 /64, the same day, counts nothing more.
+	for _, from := range []string{"192.0.2.1", "2001:db8::1", "192.0.2.2", "192.0.2.1", "::ffff:192.0.2.2", "2001:db8::ffff:1"} {
+		if err := m.CountRead(i-len(env.Recipients), netip.MustParseAddr(from), day); err != nil {
 			t.Fatal(err)
 		}
 	}
-	m.Close()
 	st, _ := a.Status(env.ID)
 	if st.Lists[0].Retrievals != 0 || st.Lists[1].Retrievals != 3 {
 		t.Fatalf("retrievals %+v", st.Lists)
 	}
+	// The next day counts them again; a flood of addresses in one day
+	// counts MaxListReadsPerDay at most, and the file stays that small.
+	next := day.Add(24 * time.Hour)
+	m.CountRead(i-len(env.Recipients), netip.MustParseAddr("192.0.2.1"), next)
+	for n := range MaxListReadsPerDay + 500 {
+		m.CountRead(i-len(env.Recipients), netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)}), next)
+	}
+	m.Close()
+	st, _ = a.Status(env.ID)
+	if st.Lists[1].Retrievals != 3+MaxListReadsPerDay {
+		t.Fatalf("after a flood: %d retrievals, want %d", st.Lists[1].Retrievals, 3+MaxListReadsPerDay)
+	}
+	if fi, _ := os.Stat(a.readsPath(env.ID, env.Lists[1].ID)); fi.Size() > int64(readsHeader+8*MaxListReadsPerDay) {
+		t.Fatalf("the counter grew to %d octets", fi.Size())
+	}
+	// An older counter (an octet per retrieval) keeps its total.
+	os.WriteFile(a.readsPath(env.ID, env.Lists[0].ID), []byte{1, 1, 1, 1, 1}, 0o600)
+	m, i, _ = s.Lookup(env.Lists[0].ID, time.Now())
+	m.CountRead(i-len(env.Recipients), netip.MustParseAddr("192.0.2.1"), day)
+	m.Close()
+	if st, _ = a.Status(env.ID); st.Lists[0].Retrievals != 6 {
+		t.Fatalf("an older counter: %d, want 6", st.Lists[0].Retrievals)
+	}
+	st.Lists[1].Retrievals = 3
 	// Clean keeps the counter of a live message, and Cancel removes it.
 	if err := s.Clean(time.Now().Add(2 * StaleAge)); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := a.Status(env.ID); st.Lists[1].Retrievals != 3 {
+	if st, _ := a.Status(env.ID); st.Lists[1].Retrievals != 3+MaxListReadsPerDay {
 		t.Fatal("Clean took a live message's read counter")
 	}
 	a.Cancel(env.ID)
 	if ents, _ := os.ReadDir(filepath.Join(s.Root, "alice", "status")); len(ents) != 0 {
 		t.Fatalf("Cancel left %v", ents)
 	}
+}
+
+func FuzzReads(f *testing.F) {
+	c := readsCounter{total: 7, day: 20000, hashes: []byte("abcdefgh")}
+	f.Add(c.marshal())
+	f.Add([]byte{1, 1, 1})
+	f.Add([]byte(readsMagic + "\xff\xff\xff\xff\xff\xff\xff\xff"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := parseReads(b)
+		if c.total < 0 || len(c.hashes)%8 != 0 || len(c.hashes) > 8*MaxListReadsPerDay {
+			t.Fatalf("%q parsed as %d, %d octets of hashes", b, c.total, len(c.hashes))
+		}
+		total := c.total
+		c.count(make([]byte, 8), c.day+1)
+		if back := parseReads(c.marshal()); back.total < total || back.total > total+1 || len(back.hashes) != 8 {
+			t.Fatalf("a count after %q: %+v", b, back)
+		}
+	})
 }
