@@ -187,7 +187,13 @@ func (f *fetcher) summarize(pending []agent.Entry, takeErr error) error {
 		verified, state string
 	}
 	var lines []line
+	isHeld := map[string]bool{}
 	for i, e := range append(held, pending...) {
+		if i < len(held) {
+			isHeld[e.Name] = true
+		} else if isHeld[e.Name] {
+			continue // a re-send of a held one, held again on the next run
+		}
 		l := line{e, "verified", "pending"}
 		s, err := f.inbox.Sender(e)
 		switch {
