@@ -467,7 +467,9 @@ func (p *pop) update() {
 			continue
 		}
 		if err := p.inbox.Silence(e.e); err != nil {
-			fail.Warn("%s: %s: silencing %s: %s (kept)", p.peer, p.account, e.e.N.Notification.ID, trace.Escape(err.Error()))
+			if !errors.Is(err, inbox.ErrDropped) { // else lib/inbox logged why it is gone
+				fail.Warn("%s: %s: silencing %s: %s (kept)", p.peer, p.account, e.e.N.Notification.ID, trace.Escape(err.Error()))
+			}
 			continue
 		}
 		p.inbox.Done(e.e)
