@@ -43,6 +43,9 @@ func diskWritten(path string) int64 {
 func startAgent(dir, domain string, accounts []string) (string, func()) {
 	must(os.MkdirAll(filepath.Join(dir, "conf"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "conf", "me"), []byte(domain+"\n"), 0o644))
+	// No rate or quota: these measure intake, not im2000-agentd's limits.
+	must(os.WriteFile(filepath.Join(dir, "conf", "agentrate"), []byte("0\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "conf", "agentquota"), []byte("0\n"), 0o644))
 	for _, a := range accounts {
 		must(os.MkdirAll(filepath.Join(dir, "spool", a), 0o700))
 	}
