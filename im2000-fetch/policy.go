@@ -134,12 +134,8 @@ func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 			if err := f.inbox.Hold(e); err != nil {
 				return nil, err
 			}
-			keep[e.Name] = true
-			why := "the default, hold"
-			if m.Line > 0 {
-				why = fmt.Sprintf("%s line %d", pol.Name, m.Line)
-			}
-			warn("held %s from %s at %s, not retrieved (%s): im2000-fetch --accept %s fetches it", e.Name, n.Sender, n.StoreClear, why, e.Name)
+			keep[e.Name] = true // only a default line holds: m.Line is its line
+			warn("held %s from %s at %s, not retrieved (%s line %d): im2000-fetch --accept %s fetches it", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line, e.Name)
 		case policy.Deny:
 			f.inbox.Done(e)
 			warn("dropped %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
