@@ -92,7 +92,10 @@ func main() {
 		if !ok {
 			return
 		}
-		l = &oneConn{conn: lc, closed: make(chan struct{})}
+		one := &oneConn{conn: lc, closed: make(chan struct{})}
+		release := lc.release
+		lc.release = func() { release(); close(one.closed) }
+		l = one
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -343,9 +346,10 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 }
 
 // oneConn is a listener that yields the tcpserver socket once, then ends
-// the server when that session closes.
+// the server when that session closes (closed, closed by the conn's
+// release).
 type oneConn struct {
-	conn   net.Conn
+	conn   *limitedConn
 	given  bool
 	closed chan struct{}
 }
@@ -355,7 +359,7 @@ var errDone = errors.New("session over")
 func (o *oneConn) Accept() (net.Conn, error) {
 	if !o.given {
 		o.given = true
-		return session.OnClose(o.conn, func() { close(o.closed) }), nil
+		return o.conn, nil
 	}
 	<-o.closed
 	return nil, errDone
