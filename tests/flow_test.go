@@ -183,7 +183,9 @@ func TestMailFlows(t *testing.T) {
 	if r := be.run("", "im2000-fetch", "-d", broken); r.code != 111 {
 		t.Fatalf("delivery into a broken Maildir: exit %d, %s", r.code, r.stderr)
 	}
-	if s := recipientStates(t, h.store, "alice", id3)["bob@example.net"]; s != "notifying/readall" {
+	// (The Maildir is made ready before the message is streamed into its
+	// tmp/, so the store may not even have seen a retrieval: unread.)
+	if s := recipientStates(t, h.store, "alice", id3)["bob@example.net"]; !strings.HasPrefix(s, "notifying/") {
 		t.Fatalf("after a failed delivery the message is %s; it must not be silenced", s)
 	}
 	os.Remove(filepath.Join(broken, "new"))
