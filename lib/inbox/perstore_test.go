@@ -69,7 +69,7 @@ func TestPerStore(t *testing.T) {
 }
 
 // TestConcurrentStores: retrievals from several stores at once (as fetch
-// runs them, under -race in make test's race pass too) each get their own
+// runs them; race-clean under go test -race) each get their own
 // message, and a silent store holds up only its own entries.
 func TestConcurrentStores(t *testing.T) {
 	b := testInbox(t)
