@@ -349,6 +349,7 @@ func TestHostilePOP3(t *testing.T) {
 	}
 	e.setConf("routes", routes+"\n")
 	e.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
+	e.setConf("sessionsperaddr", "0") // every user here comes from 127.0.0.1, side by side
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	_, logs := daemonEnv(t, e.vars, addr, filepath.Join(bin, "im2000-pop3d"), "-l", addr, "-c", "500")
 
