@@ -98,6 +98,7 @@ type ListStatus struct {
 type Status struct {
 	Recipients []RecipientStatus
 	Lists      []ListStatus
+	gen        uint64 // the journal generation the snapshot starts (journal.go)
 }
 
 // initialStatus is the state of a message just submitted: nothing done yet,
@@ -133,6 +134,9 @@ func fromUnix(n int64) time.Time {
 func (s *Status) Marshal() []byte {
 	var b bytes.Buffer
 	b.WriteString(statusMagic + "\n")
+	if s.gen > 0 {
+		fmt.Fprintf(&b, "journal %d\n", s.gen)
+	}
 	for _, r := range s.Recipients {
 		pin := "unpinned"
 		if r.Pinned {
@@ -157,6 +161,10 @@ func ParseStatus(data []byte) (*Status, error) {
 		f := strings.Split(sc.Text(), " ")
 		var err error
 		switch {
+		case f[0] == "journal" && len(f) == 2 && len(s.Recipients)+len(s.Lists) == 0 && s.gen == 0:
+			var g int64
+			g, err = parseUint(f[1])
+			s.gen = uint64(g)
 		case f[0] == "rcpt" && len(f) == 8:
 			var r RecipientStatus
 			err = r.parse(f[1:])
