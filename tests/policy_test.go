@@ -316,7 +316,7 @@ func TestSenderPolicyPOP3(t *testing.T) {
 	p.cmd("QUIT")
 
 	// bob's own policy allows alice: her message is listed and retrieved.
-	os.WriteFile(filepath.Join(state, "bob", "senderpolicy"), []byte("default hold\nallow alice@example.org\n"), 0o600)
+	writePolicy(t, filepath.Join(state, "bob", "senderpolicy"), "default hold\nallow alice@example.org\n")
 	p = dialPOP3(t, pop3Addr)
 	if r := popLogin(p); r != "+OK bob has 1 messages" {
 		t.Fatalf("login with alice allowed: %q", r)
@@ -334,7 +334,7 @@ func TestSenderPolicyPOP3(t *testing.T) {
 	}
 
 	// A broken policy refuses the login, naming file and line in the log.
-	os.WriteFile(filepath.Join(state, "bob", "senderpolicy"), []byte("allow\n"), 0o600)
+	writePolicy(t, filepath.Join(state, "bob", "senderpolicy"), "allow\n")
 	p = dialPOP3(t, pop3Addr)
 	if r := popLogin(p); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
 		t.Errorf("login with a broken policy: %q", r)
@@ -358,4 +358,11 @@ func agentKey(t *testing.T, state, box, sender string) string {
 	}
 	t.Fatalf("no %s entry from %s in %s", box, sender, dir)
 	return ""
+}
+
+func writePolicy(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
