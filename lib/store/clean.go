@@ -15,8 +15,10 @@ import (
 )
 
 // Clean removes the debris of crashed writers: temporary files, and
-// sidecars and index entries whose message was never committed, once they
-// are older than StaleAge at time now. Committed messages are never touched.
+// sidecars and index entries whose message was never committed or is gone,
+// once they are older than StaleAge at time now, and journals a compaction
+// replaced. Committed messages are never touched. It also recounts every
+// account's usage (usage.go), bounding any drift to one hour.
 func (s *Store) Clean(now time.Time) error {
 	accounts, err := s.Accounts()
 	if err != nil {
@@ -31,6 +33,7 @@ func (s *Store) Clean(now time.Time) error {
 	for _, name := range accounts {
 		a := &Account{s: s, Name: name, dir: filepath.Join(s.Root, name)}
 		a.cleanTmp(now)
+		keep(a.RebuildUsage())
 		keep(cleanDir(filepath.Join(a.dir, "todo"), now, danglingLink))
 		keep(cleanDir(filepath.Join(a.dir, "queue"), now, danglingLink))
 		keep(cleanDir(filepath.Join(a.dir, "status"), now, func(path string) bool {

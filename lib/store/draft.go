@@ -230,11 +230,8 @@ func (d *Draft) commit() error {
 		return err
 	}
 	if d.lim.Quota > 0 {
-		used, err := a.Usage()
-		if err != nil {
-			return err
-		}
-		if used+d.size > d.lim.Quota {
+		// Fail early, before the fsyncs; checked again at the rename.
+		if used, ok := a.peekUsage(); ok && used+d.size > d.lim.Quota {
 			return ErrQuota
 		}
 	}
@@ -266,17 +263,41 @@ func (d *Draft) commit() error {
 			return err
 		}
 	}
-	// The commit point.
-	if err := os.Rename(d.f.Name(), a.path("msg", env.ID)); err != nil {
+	fi, err := d.f.Stat()
+	if err != nil {
 		return err
 	}
-	if err := durable.SyncDir(filepath.Join(a.dir, "msg")); err != nil {
-		// Not known to be durable: take it back, so that a failure report
-		// never leaves a message behind that the sender will submit again.
-		os.Remove(a.path("msg", env.ID))
+	// The quota's check and counter and the rename are one step under the
+	// counter's lock (usage.go), so that two commits never both take the
+	// last room.
+	u, err := a.lockUsage()
+	if err != nil {
 		return err
 	}
-	return nil
+	defer u.unlock()
+	if d.lim.Quota > 0 {
+		used, err := u.total()
+		if err != nil {
+			return err
+		}
+		if used+d.size > d.lim.Quota {
+			return ErrQuota
+		}
+	}
+	return u.change(fi.Size(), func() error {
+		// The commit point.
+		if err := os.Rename(d.f.Name(), a.path("msg", env.ID)); err != nil {
+			return err
+		}
+		if err := durable.SyncDir(filepath.Join(a.dir, "msg")); err != nil {
+			// Not known to be durable: take it back, so that a failure
+			// report never leaves a message behind that the sender will
+			// submit again.
+			os.Remove(a.path("msg", env.ID))
+			return err
+		}
+		return nil
+	})
 }
 
 // undo removes whatever commit made before it failed.

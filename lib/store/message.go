@@ -113,10 +113,22 @@ func (a *Account) Cancel(id msgid.ID) error {
 	if err := flock(m.f); err != nil { // no sidecar update in flight
 		return err
 	}
-	if err := os.Remove(a.path("msg", id)); err != nil {
+	fi, err := m.f.Stat()
+	if err != nil {
 		return err
 	}
-	if err := durable.SyncDir(filepath.Join(a.dir, "msg")); err != nil {
+	u, err := a.lockUsage()
+	if err != nil {
+		return err
+	}
+	err = u.change(-fi.Size(), func() error {
+		if err := os.Remove(a.path("msg", id)); err != nil {
+			return err
+		}
+		return durable.SyncDir(filepath.Join(a.dir, "msg"))
+	})
+	u.unlock()
+	if err != nil {
 		return err
 	}
 	os.Remove(a.path("todo", id))

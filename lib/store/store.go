@@ -20,7 +20,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -164,26 +163,6 @@ func (a *Account) path(dir string, id msgid.ID) string {
 }
 
 func (s *Store) rcptPath(id msgid.ID) string { return filepath.Join(s.Root, "rcpt", id.String()) }
-
-// Usage is the bytes the account's committed messages take.
-func (a *Account) Usage() (int64, error) {
-	ents, err := os.ReadDir(filepath.Join(a.dir, "msg"))
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, e := range ents {
-		fi, err := e.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed meanwhile
-		}
-		if err != nil {
-			return 0, err
-		}
-		n += fi.Size()
-	}
-	return n, nil
-}
 
 // TriggerPath is the FIFO im2000-notifyd reads to learn of new messages at
 // once, as qmail-send reads lock/trigger.
