@@ -140,6 +140,7 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 	stopIntake := make(chan struct{})
 	go (&intake{st: st, out: fromDisk, wake: wake}).run(stopIntake)
 	go cleaner(st, stopIntake)
+	go reaper(d, st, stopIntake)
 	snap := snapshot(d)
 
 	var current atomic.Pointer[config]

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"time"
 
-	"im2000/lib/durable"
 	"im2000/lib/msgid"
 )
 
@@ -100,46 +99,8 @@ func (a *Account) Messages() ([]msgid.ID, error) {
 	return ids, nil
 }
 
-// Cancel withdraws one of the account's messages: from the moment its file
-// is unlinked nothing can retrieve it and notifyd has no more work for it.
-// The index entries that pointed at it are removed now or, if that fails
-// half-way, by Clean.
-func (a *Account) Cancel(id msgid.ID) error {
-	m, err := a.Open(id)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	if err := flock(m.f); err != nil { // no sidecar update in flight
-		return err
-	}
-	fi, err := m.f.Stat()
-	if err != nil {
-		return err
-	}
-	u, err := a.lockUsage()
-	if err != nil {
-		return err
-	}
-	err = u.change(-fi.Size(), func() error {
-		if err := os.Remove(a.path("msg", id)); err != nil {
-			return err
-		}
-		return durable.SyncDir(filepath.Join(a.dir, "msg"))
-	})
-	u.unlock()
-	if err != nil {
-		return err
-	}
-	os.Remove(a.path("todo", id))
-	os.Remove(a.path("queue", id))
-	a.removeStatus(id)
-	for _, r := range m.Env.Recipients {
-		os.Remove(a.s.rcptPath(r.ID))
-	}
-	for _, l := range m.Env.Lists {
-		os.Remove(a.s.rcptPath(l.ID))
-		os.Remove(a.readsPath(id, l.ID))
-	}
-	return nil
-}
+// Cancel withdraws one of the account's messages: from the moment its
+// index entries are gone (step 2 of reap.go's order) nothing can retrieve
+// it and notifyd has no more work for it; a crash half-way is finished by
+// the next Reap.
+func (a *Account) Cancel(id msgid.ID) error { return a.remove(id) }

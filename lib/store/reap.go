@@ -1,0 +1,261 @@
+package store
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"im2000/lib/durable"
+	"im2000/lib/msgid"
+)
+
+// Removing a message (a reaping at the end of its lifetime, an early
+// reclaim, a cancel) goes in an order that a crash at any point leaves
+// either the whole message or nothing, and that a rerun finishes:
+//
+//  1. under the message's flock (no status update in flight), mark it:
+//     reap/<id> -> ../msg/<id>, fsynced;
+//  2. remove its queue links, its recipient and list links and its list
+//     entries, and fsync their directories: from here no retrieval finds
+//     it and notifyd's next update of it finds it gone;
+//  3. remove its status snapshot, journals and read counters;
+//  4. remove msg/<id> under the quota counter's lock (usage.go);
+//  5. remove the mark.
+//
+// Every step is idempotent. Reap starts with the marks it finds: a message
+// still there is removed from step 2 again; a mark whose message is gone is
+// just removed. Between 1 and 4 the message is still in msg/ but no index
+// leads to it, and Track says it is gone (its status is).
+
+// remove removes message id of the account by the steps above.
+func (a *Account) remove(id msgid.ID) error {
+	m, err := a.Open(id)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := flock(m.f); err != nil {
+		return err
+	}
+	if _, err := durable.Mkdir(filepath.Join(a.dir, "reap"), 0o700); err != nil {
+		return err
+	}
+	mark := a.path("reap", id)
+	if err := os.Symlink(filepath.Join("..", "msg", id.String()), mark); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := durable.SyncDir(filepath.Join(a.dir, "reap")); err != nil {
+		return err
+	}
+	return a.finish(m)
+}
+
+// finish does steps 2 to 5 for a marked message, open and locked.
+func (a *Account) finish(m *Message) error {
+	id, env := m.Env.ID, m.Env
+	dirs := map[string]bool{}
+	unlink := func(path string) error {
+		err := os.Remove(path)
+		if err == nil {
+			dirs[filepath.Dir(path)] = true
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	keep(unlink(a.path("todo", id)))
+	keep(unlink(a.path("queue", id)))
+	for _, r := range env.Recipients {
+		keep(unlink(a.s.rcptPath(r.ID)))
+	}
+	for _, l := range env.Lists {
+		keep(unlink(a.s.rcptPath(l.ID)))
+		// The entry is named by the commit's time, not kept in the
+		// envelope: within a session's length of the submission's start.
+		for _, day := range []time.Time{env.Submitted, env.Submitted.Add(24 * time.Hour)} {
+			found, _ := filepath.Glob(filepath.Join(a.s.listDay(l.Name, day), "*."+l.ID.String()))
+			for _, f := range found {
+				keep(unlink(f))
+			}
+		}
+		keep(unlink(a.readsPath(id, l.ID)))
+	}
+	for dir := range dirs {
+		keep(durable.SyncDir(dir))
+	}
+	if first != nil {
+		return first // the mark stays: the next Reap tries again
+	}
+	a.removeStatus(id)
+	if err := durable.SyncDir(filepath.Join(a.dir, "status")); err != nil {
+		return err
+	}
+	fi, err := m.f.Stat()
+	if err != nil {
+		return err
+	}
+	u, err := a.lockUsage()
+	if err != nil {
+		return err
+	}
+	err = u.change(-fi.Size(), func() error {
+		if err := os.Remove(a.path("msg", id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return durable.SyncDir(filepath.Join(a.dir, "msg"))
+	})
+	u.unlock()
+	if err != nil {
+		return err
+	}
+	os.Remove(a.path("reap", id))
+	return nil
+}
+
+// finishMarked completes the removals a crash interrupted.
+func (a *Account) finishMarked() (int, error) {
+	ents, err := os.ReadDir(filepath.Join(a.dir, "reap"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		id, err := msgid.Parse(e.Name())
+		if err != nil {
+			continue
+		}
+		m, err := a.Open(id)
+		if errors.Is(err, ErrNoSuch) {
+			os.Remove(a.path("reap", id)) // step 4 was done
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		err = flock(m.f)
+		if err == nil {
+			err = a.finish(m)
+		}
+		m.Close()
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Reclaimable reports whether every recipient of a message without lists
+// has silenced and unpinned it: what an early reclaim waits for. A
+// recipient who failed for good never silences; such a message waits for
+// its lifetime's end. A list message never is: anyone may read it later.
+func Reclaimable(env *Envelope, st *Status) bool {
+	if len(env.Lists) > 0 || len(st.Recipients) == 0 {
+		return false
+	}
+	for _, r := range st.Recipients {
+		if r.Notification != Silenced || r.Pinned {
+			return false
+		}
+	}
+	return true
+}
+
+// Reaped counts what a Reap removed.
+type Reaped struct {
+	Expired, Reclaimed, Finished int
+}
+
+// Reap removes every message past its lifetime at now and, in the accounts
+// for which early says so, every Reclaimable one, and finishes removals a
+// crash interrupted. It reads each message's envelope (msg/ a slice at a
+// time) and, for early reclaim, its status.
+func (s *Store) Reap(now time.Time, early func(account string) bool) (Reaped, error) {
+	var r Reaped
+	accounts, err := s.Accounts()
+	if err != nil {
+		return r, err
+	}
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, name := range accounts {
+		a := &Account{s: s, Name: name, dir: filepath.Join(s.Root, name)}
+		n, err := a.finishMarked()
+		r.Finished += n
+		keep(err)
+		keep(a.reapAccount(now, early != nil && early(name), &r))
+	}
+	return r, first
+}
+
+func (a *Account) reapAccount(now time.Time, early bool, r *Reaped) error {
+	d, err := os.Open(filepath.Join(a.dir, "msg"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	var first error
+	for {
+		ents, err := d.ReadDir(256)
+		for _, e := range ents {
+			id, perr := msgid.Parse(e.Name())
+			if perr != nil {
+				continue
+			}
+			expired, reclaim := a.due(id, now, early)
+			if !expired && !reclaim {
+				continue
+			}
+			if rerr := a.remove(id); rerr != nil && !errors.Is(rerr, ErrNoSuch) && first == nil {
+				first = rerr
+			} else if rerr == nil && expired {
+				r.Expired++
+			} else if rerr == nil {
+				r.Reclaimed++
+			}
+		}
+		if err == io.EOF || len(ents) == 0 {
+			return first
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// due says whether a message is past its lifetime, or reclaimable early.
+func (a *Account) due(id msgid.ID, now time.Time, early bool) (expired, reclaim bool) {
+	m, err := a.Open(id)
+	if err != nil {
+		return false, false
+	}
+	defer m.Close()
+	if now.After(m.Env.Expires()) {
+		return true, false
+	}
+	if !early {
+		return false, false
+	}
+	st, err := a.Status(id)
+	return false, err == nil && Reclaimable(m.Env, st)
+}

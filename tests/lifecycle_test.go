@@ -1,0 +1,216 @@
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"im2000/lib/addr"
+	"im2000/lib/msgid"
+	"im2000/lib/store"
+)
+
+// commitFor puts one message to rcpts with the given lifetime into the
+// archive, and returns its envelope.
+func commitFor(t *testing.T, a *store.Account, life time.Duration, lists []string, rcpts ...string) *store.Envelope {
+	t.Helper()
+	from, _ := addr.Parse("alice@example.org")
+	var to []addr.Mailbox
+	for _, r := range rcpts {
+		m, err := addr.Parse(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to = append(to, m)
+	}
+	d, err := a.NewDraft(store.Submission{Sender: from, Lifetime: life, Recipients: to, Lists: lists}, store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(d, "Subject: lifecycle\r\n\r\n%s\r\n", strings.Repeat("body ", 200))
+	env, err := d.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// storeTraces maps every identifier of envs to the store's files that name
+// it or point at it.
+func storeTraces(t *testing.T, root string, envs []*store.Envelope) map[msgid.ID][]string {
+	owner := map[string]msgid.ID{}
+	for _, env := range envs {
+		owner[env.ID.String()] = env.ID
+		for _, r := range env.Recipients {
+			owner[r.ID.String()] = env.ID
+		}
+		for _, l := range env.Lists {
+			owner[l.ID.String()] = env.ID
+		}
+	}
+	out := map[msgid.ID][]string{}
+	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		names := []string{filepath.Base(path)}
+		if target, err := os.Readlink(path); err == nil {
+			names = append(names, filepath.Base(target))
+		}
+		for _, n := range names {
+			for _, part := range strings.Split(n, ".") {
+				if id, ok := owner[part]; ok {
+					out[id] = append(out[id], path)
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// TestLifecycle: messages with a short lifetime are reaped by notifyd with
+// every index entry, Track (im2000-status) says they are gone, and the
+// quota has room again; a long-lived message stays.
+func TestLifecycle(t *testing.T) {
+	bob := newAgentHostFor(t, "listener", "example.net", "", "bob")
+	e, a := queueStore(t, map[string]string{"example.net": bob.rnasp},
+		map[string]string{"reapinterval": "1", "retrybase": "1"})
+	e.setConf("lists/life", "alice")
+	kept := commitFor(t, a, 24*time.Hour, nil, "bob@example.net")
+	var short []*store.Envelope
+	for i := 0; i < 20; i++ {
+		var lists []string
+		if i%4 == 0 {
+			lists = []string{"life"}
+		}
+		short = append(short, commitFor(t, a, 3*time.Second, lists, "bob@example.net", "carol@example.com"))
+	}
+	used, err := a.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.setConf("quota", strconv.FormatInt(used+500, 10))
+	if r := e.run(strings.Repeat("y", 2000)+"\n", "im2000-inject", "bob@example.net"); r.code != 111 || !strings.Contains(r.stderr, "quota") {
+		t.Fatalf("over quota before reaping: exit %d, %q", r.code, r.stderr)
+	}
+	tr := storeTraces(t, e.store, short)
+	if len(tr) != len(short) || len(tr[short[0].ID]) < 6 {
+		t.Fatalf("the messages left too few traces to prove anything: %d of %d, %v", len(tr), len(short), tr[short[0].ID])
+	}
+	_, logs := daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		ids, _ := a.Messages()
+		if len(ids) == 1 && ids[0] == kept.ID {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("not reaped a minute on: %d messages left\n%s", len(ids), logs.String())
+		}
+	}
+	if tr := storeTraces(t, e.store, short); len(tr) != 0 {
+		for id, files := range tr {
+			t.Fatalf("%s left %v", id, files)
+		}
+	}
+	for _, env := range short[:3] {
+		if _, err := a.Status(env.ID); !errors.Is(err, store.ErrNoSuch) {
+			t.Fatalf("status of a reaped message: %v", err)
+		}
+		if r := e.run("", "im2000-status", env.ID.String()); r.code != 100 || !strings.Contains(r.stderr, "no such message") {
+			t.Fatalf("im2000-status of a reaped message: exit %d, %q", r.code, r.stderr)
+		}
+	}
+	if r := e.run(strings.Repeat("y", 2000)+"\n", "im2000-inject", "bob@example.net"); r.code != 0 {
+		t.Fatalf("no room after reaping: exit %d, %q", r.code, r.stderr)
+	}
+	if tr := storeTraces(t, e.store, []*store.Envelope{kept}); len(tr[kept.ID]) < 3 {
+		t.Fatalf("the live message lost traces: %v", tr[kept.ID])
+	}
+	if !strings.Contains(logs.String(), "reaped ") {
+		t.Fatalf("no reaping logged:\n%s", logs.String())
+	}
+}
+
+// TestReapKilled SIGKILLs notifyd again and again while it reaps hundreds
+// of expired messages, and checks after every kill that each message is
+// whole (message, status, queue link, recipient and list links) unless it
+// is marked as being removed, or is gone with all its traces; at the end
+// all are gone and the quota counter agrees with the archive.
+func TestReapKilled(t *testing.T) {
+	n := 250
+	if testing.Short() {
+		n = 100
+	}
+	e, a := queueStore(t, nil, map[string]string{"reapinterval": "1"})
+	e.setConf("lists/life", "alice")
+	var envs []*store.Envelope
+	for i := 0; i < n; i++ {
+		var lists []string
+		if i%5 == 0 {
+			lists = []string{"life"}
+		}
+		envs = append(envs, commitFor(t, a, time.Second, lists, "bob@example.net", "carol@example.com", "dave@example.com"))
+	}
+	// notifyd takes the queue links of expired messages off the queue
+	// itself, so they are not counted.
+	indexed := func(files []string) int {
+		n := 0
+		for _, f := range files {
+			if d := filepath.Base(filepath.Dir(f)); d != "todo" && d != "queue" {
+				n++
+			}
+		}
+		return n
+	}
+	whole := map[msgid.ID]int{}
+	for id, files := range storeTraces(t, e.store, envs) {
+		whole[id] = indexed(files)
+	}
+	time.Sleep(1100 * time.Millisecond) // every one expired
+	notifyd := filepath.Join(bin, "im2000-notifyd")
+	kills := 0
+	for {
+		nd, _ := daemonEnv(t, e.vars, "", notifyd)
+		// The first reaping starts a second after start: kill within it.
+		time.Sleep(time.Duration(1000+rand.IntN(300)) * time.Millisecond)
+		nd.Process.Kill()
+		nd.Wait()
+		kills++
+		left := storeTraces(t, e.store, envs)
+		marked := 0
+		for id, files := range left {
+			_, err := os.Lstat(filepath.Join(e.store, "alice", "reap", id.String()))
+			if err == nil {
+				marked++
+				continue // being removed: a rerun finishes it
+			}
+			if indexed(files) != whole[id] {
+				t.Fatalf("after kill %d: %s unmarked with %d of its %d files: %v", kills, id, len(files), whole[id], files)
+			}
+		}
+		if marked > 1 {
+			t.Fatalf("after kill %d: %d removals in progress at once", kills, marked)
+		}
+		if len(left) == 0 {
+			break
+		}
+		if kills > 500 {
+			t.Fatalf("%d messages left after %d kills", len(left), kills)
+		}
+	}
+	if kills < 5 {
+		t.Fatalf("only %d kills: too few to prove anything", kills)
+	}
+	if u, err := a.Usage(); err != nil || u != 0 {
+		t.Fatalf("usage after reaping everything: %d, %v", u, err)
+	}
+	t.Logf("%d messages reaped across %d SIGKILLs of notifyd", n, kills)
+}
