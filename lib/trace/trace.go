@@ -24,6 +24,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/emersion/go-message/textproto"
+
 	"im2000/lib/addr"
 	"im2000/lib/mailmsg"
 	"im2000/lib/msgid"
@@ -108,38 +110,172 @@ func (s Stamp) Apply(msg []byte, headersOnly bool) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// ErrHeader is a message whose header section cannot be read (malformed,
-// or over mailmsg.MaxHeader): a reader refuses it.
+// ErrHeader is a message whose header section cannot be read (over
+// mailmsg.MaxHeader): a reader refuses it.
 var ErrHeader = errors.New("the message's header cannot be read")
 
 // Write is Apply streaming: it reads the message from r and writes the
-// result to w, holding no more than the header section (at most
-// mailmsg.MaxHeader) and a copy buffer in memory; the body is copied as
-// it comes. It returns the octets written. An error reading r is returned
-// as it is (wrapped); a header that cannot be read wraps ErrHeader.
+// result to w, a line at a time. It holds one header line (at most
+// mailmsg.MaxHeader) and a copy buffer in memory, never the header
+// section as a whole nor a map of its fields, so a header of 300,000
+// empty fields costs what one line does; the body is copied as it comes.
+// It returns the octets written. An error reading r is returned as it is
+// (wrapped); a header over mailmsg.MaxHeader wraps ErrHeader. On an
+// error, w may have had part of the message.
+//
+// The header section is what mailmsg.Read takes for one: the lines up to
+// a blank line, or up to the first line that is neither a field nor the
+// continuation of one. Its lines are written with CRLF ends, in their
+// order, but for every Return-Path field and its continuation lines. A
+// CR not before the line's LF, and a NUL, in a header line is written as
+// a space: a client that takes a lone CR for a line end (or stops at a
+// NUL) must not see a field, such as a second Return-Path, that this
+// writer did not.
 func (s Stamp) Write(w io.Writer, r io.Reader, headersOnly bool) (int64, error) {
-	m, err := mailmsg.Read(bufio.NewReader(r))
-	if err != nil {
-		if errors.Is(err, mailmsg.ErrHeaderTooLarge) || errors.Is(err, mailmsg.ErrBadHeader) {
-			return 0, fmt.Errorf("%w: %w", ErrHeader, err)
+	var t *trimCRLF
+	cw := &countWriter{w: w}
+	out := io.Writer(cw)
+	if headersOnly {
+		// The header's own blank line goes: what MSRAP serves for
+		// headersonly has none, and neither does what Apply made of it.
+		// The last two octets are held back until the end shows what
+		// they are.
+		t = &trimCRLF{w: cw}
+		out = t
+	}
+	err := s.write(out, bufio.NewReader(r))
+	if t != nil && err == nil {
+		err = t.close()
+	}
+	return cw.n, err
+}
+
+func (s Stamp) write(w io.Writer, br *bufio.Reader) error {
+	if _, err := w.Write(s.fields()); err != nil {
+		return err
+	}
+	used := 0          // header octets read, against mailmsg.MaxHeader
+	dropping := false  // in a Return-Path field: its continuation lines go too
+	var rest io.Reader // the body, starting with a line put back
+	for first := true; ; first = false {
+		if peek, _ := br.Peek(1); len(peek) == 0 {
+			break
 		}
-		return 0, fmt.Errorf("reading the message: %w", err)
+		line, err := readLine(br, mailmsg.MaxHeader-used)
+		if err != nil {
+			return err
+		}
+		used += len(line)
+		if isBlank(line) {
+			break
+		}
+		cont := !first && (line[0] == ' ' || line[0] == '\t')
+		name, field := fieldName(line)
+		if !cont && !field {
+			// Not header: it starts the body.
+			rest = bytes.NewReader(line)
+			break
+		}
+		if !cont {
+			dropping = strings.EqualFold(name, "Return-Path")
+		}
+		if dropping {
+			continue
+		}
+		if _, err := w.Write(headerLine(line)); err != nil {
+			return err
+		}
 	}
-	m.Header.Del("Return-Path")
-	// Add puts a field on top: Received first, then Return-Path above it.
-	m.Header.Add("Received", s.Received())
-	m.Header.Add("Return-Path", "<"+s.Sender.String()+">")
-	if !headersOnly {
-		return m.WriteTo(w)
+	if _, err := io.WriteString(w, "\r\n"); err != nil {
+		return err
 	}
-	// The header's own blank line goes: what MSRAP serves for headersonly
-	// has none, and neither does what Apply made of it. The last two
-	// octets are held back until the end shows what they are.
-	t := &trimCRLF{w: w}
-	if _, err := m.WriteTo(t); err != nil {
-		return t.n, err
+	body := io.Reader(br)
+	if rest != nil {
+		body = io.MultiReader(rest, br)
 	}
-	return t.n, t.close()
+	_, err := io.Copy(mailmsg.NewCRLFWriter(w), body)
+	return err
+}
+
+// fields is the two trace fields, folded as textproto folds a field added
+// to a header: Return-Path, then Received.
+func (s Stamp) fields() []byte {
+	var h textproto.Header
+	h.Add("Received", s.Received())
+	h.Add("Return-Path", "<"+s.Sender.String()+">") // Add puts a field on top
+	var b bytes.Buffer
+	textproto.WriteHeader(&b, h) // cannot fail: both values are ours, on one line
+	return bytes.TrimSuffix(b.Bytes(), []byte("\r\n"))
+}
+
+// readLine reads one line with its end, failing past limit octets.
+func readLine(r *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		if len(line)+len(frag) > limit {
+			return nil, fmt.Errorf("%w: %w", ErrHeader, mailmsg.ErrHeaderTooLarge)
+		}
+		line = append(line, frag...)
+		switch err {
+		case bufio.ErrBufferFull:
+			continue
+		case nil, io.EOF:
+			return line, nil
+		}
+		return nil, fmt.Errorf("reading the message: %w", err)
+	}
+}
+
+func isBlank(line []byte) bool { return len(bytes.TrimRight(line, "\r\n")) == 0 }
+
+// fieldName matches "name:" where name is printable ASCII without colon
+// (RFC 5322 section 2.2), allowing the blanks before the colon seen in the
+// wild, as mailmsg does.
+func fieldName(line []byte) (string, bool) {
+	i := 0
+	for i < len(line) && line[i] >= 33 && line[i] <= 126 && line[i] != ':' {
+		i++
+	}
+	if i == 0 {
+		return "", false
+	}
+	name := line[:i]
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	return string(name), i < len(line) && line[i] == ':'
+}
+
+// headerLine is a header line as written: its LF (and one CR before it)
+// made CRLF, any other CR and any NUL made a space.
+func headerLine(line []byte) []byte {
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+	}
+	out := make([]byte, len(line), len(line)+2)
+	for i, c := range line {
+		if c == '\r' || c == 0 {
+			c = ' '
+		}
+		out[i] = c
+	}
+	return append(out, '\r', '\n')
+}
+
+// countWriter counts the octets passed on.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // trimCRLF writes all but a final CRLF.
