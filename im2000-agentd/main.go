@@ -21,7 +21,7 @@ import (
 	"im2000/lib/wire/rnasp"
 )
 
-const usage = `usage: im2000-agentd [-l addr:port] [-c n] [-t seconds] [-m bytes]
+const usage = `usage: im2000-agentd [-l addr:port] [-c n] [-t seconds] [-m bytes] [-tls]
   Serves RNASP for the agent spool in $IM2000_AGENT (or the agent file of
   the configuration directory $IM2000_CONF): one session on stdin/stdout,
   as under tcpserver, or with -l as a listener.
@@ -36,6 +36,12 @@ const (
 	// 16 MiB: 10,000 notifications of the largest common size (a long
 	// sender and two locations make about 1,600 octets).
 	DefaultQuotaBytes = 16 << 20
+	// Notifications one submitting address may have the agent hold, for
+	// all recipients: ten recipients' quotas. A store at one address
+	// serving a large site's correspondents has a few thousand pending
+	// here at a time; a flood from one address stops here, and at half
+	// the free disk (the share rule, im2000-agentd(8)), well before it.
+	DefaultAddrQuota = 100000
 	// Free space and inodes the agent leaves to the rest of the host (logs,
 	// the stores' own queues) on the spool's filesystem.
 	DefaultReserve       = 64 << 20
@@ -91,6 +97,7 @@ func load(d conf.Dir) (*handler, error) {
 	}{
 		{"agentquota", DefaultQuota, &spool.Limits.Count},
 		{"agentquotabytes", DefaultQuotaBytes, &spool.Limits.Bytes},
+		{"agentaddrquota", DefaultAddrQuota, &spool.Limits.PerAddr},
 		{"agentreserve", DefaultReserve, &spool.Limits.Reserve},
 		{"agentreserveinodes", DefaultReserveInodes, &spool.Limits.ReserveInodes},
 		{"agentrate", DefaultRate, &rate.PerMinute},
@@ -174,11 +181,11 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 		// costs the spool nothing.
 		granted, err := h.rate.Take(s.Remote.Addr(), int64(len(wanted)), now)
 		if err != nil {
-			fail.Warn("%v: rate of %s: %v (answering full)", s.Remote, agent.AddrKey(s.Remote.Addr()), err)
+			fail.Warn("%v: rate of %s: %v (answering full)", s.Remote, session.AddrKey(s.Remote.Addr()), err)
 			granted = 0
 		}
 		if over := len(wanted) - int(granted); over > 0 {
-			fail.Warn("%v: over the rate of %s: %d notifications answered full", s.Remote, agent.AddrKey(s.Remote.Addr()), over)
+			fail.Warn("%v: over the rate of %s: %d notifications answered full", s.Remote, session.AddrKey(s.Remote.Addr()), over)
 			for _, k := range wanted[granted:] {
 				results[k.i] = rnasp.Full
 			}

@@ -157,9 +157,11 @@ func flood(t *testing.T, addr, src, local string, total, conns int, during func(
 
 // TestAgentFlood: 100,000 junk notifications for bob from 127.0.0.1, over
 // four connections at once (four agentd processes under tcpserver, sharing
-// the counter and the rate bucket through their files). bob's spool stops
-// exactly at the quota, the rest are full (never errorinternalproblem),
-// and alice's notification from 127.0.0.2 in the middle of it is accepted.
+// the counters and the rate bucket through their files). 127.0.0.1 stops
+// at half bob's quota (an address's share), the rest are full (never
+// errorinternalproblem), and alice's notification from 127.0.0.2 in the
+// middle of it is accepted. 127.0.0.3 then fills the other half, and bob's
+// spool stops exactly at the quota.
 // Then 127.0.0.1 is over its rate: a notification for carol (an empty
 // spool) from it is full, and the same from 127.0.0.3 accepted.
 func TestAgentFlood(t *testing.T) {
@@ -177,11 +179,26 @@ func TestAgentFlood(t *testing.T) {
 				aliceGot = notifyAll(t, dialFrom(t, "127.0.0.2", addr), junkBatch("alice", 1, 0, 1))
 			})
 			t.Logf("%s: 100,000 notifications in %v: %d accepted, %d full", mode, time.Since(start), accepted, full)
-			if accepted != quota-1 || full != 100000-quota+1 {
-				t.Errorf("%d accepted and %d full, want %d and %d", accepted, full, quota-1, 100000-quota+1)
+			// One address holds at most half of a recipient's quota.
+			if accepted != quota/2 || full != 100000-quota/2 {
+				t.Errorf("%d accepted and %d full, want %d and %d", accepted, full, quota/2, 100000-quota/2)
 			}
-			if n := spoolFiles(t, filepath.Join(spool, "bob")); n != quota {
-				t.Errorf("bob's spool holds %d notifications, want the quota, %d", n, quota)
+			if n := spoolFiles(t, filepath.Join(spool, "bob")); n != quota/2+1 {
+				t.Errorf("bob's spool holds %d notifications, want %d: his first and half his quota", n, quota/2+1)
+			}
+			// The other half is for everybody else: 127.0.0.3 fills it, and
+			// bob's spool stops exactly at the quota.
+			acc3 := 0
+			c3 := dialFrom(t, "127.0.0.3", addr)
+			for p := range 2 {
+				for _, r := range notifyAll(t, c3, junkBatch("bob", 6, p*1000, 1000)) {
+					if r == rnasp.Accepted {
+						acc3++
+					}
+				}
+			}
+			if n := spoolFiles(t, filepath.Join(spool, "bob")); acc3 != quota/2-1 || n != quota {
+				t.Errorf("from 127.0.0.3, %d accepted, bob holds %d; want %d and the quota, %d", acc3, n, quota/2-1, quota)
 			}
 			if len(aliceGot) != 1 || aliceGot[0] != rnasp.Accepted || spoolFiles(t, filepath.Join(spool, "alice")) != 1 {
 				t.Errorf("alice's notification during the flood: %v", aliceGot)
@@ -207,7 +224,7 @@ func TestAgentFlood(t *testing.T) {
 				t.Errorf("a re-send from the flooding address: %v, want accepted", r)
 			}
 			await(t, 5*time.Second, "agentd's log lines", func() bool {
-				return strings.Contains(logs.String(), "over the rate of 4-127.0.0.1") && strings.Contains(logs.String(), "bob: spool or disk full")
+				return strings.Contains(logs.String(), "over the rate of 127.0.0.1") && strings.Contains(logs.String(), "bob: spool or disk full")
 			})
 		})
 	}
@@ -248,5 +265,226 @@ func TestAgentFloodTmpfs(t *testing.T) {
 	}
 	if free() < reserve || spoolFiles(t, filepath.Join(spool, "alice")) != 3 {
 		t.Errorf("%d octets free, alice holds %d", free(), spoolFiles(t, filepath.Join(spool, "alice")))
+	}
+}
+
+// freeSpace is what statfs says is free for anyone on dir's filesystem:
+// octets and inodes.
+func freeSpace(t *testing.T, dir string) (octets, inodes int64) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Ffree)
+}
+
+// TestAgentFloodManyRecipients: one address, well within its rate (the
+// default burst, 10,000), floods ten recipients one after another on a
+// 2 MiB tmpfs. Each recipient's share of the disk alone would let it halve
+// what is left ten times over; the address's own share stops it at about
+// half, and alice's notification from 127.0.0.2 is accepted.
+func TestAgentFloodManyRecipients(t *testing.T) {
+	const reserve = 512 << 10
+	var victims []string
+	for i := range 10 {
+		victims = append(victims, "v"+strconv.Itoa(i))
+	}
+	addr, spool, _ := floodAgent(t, "tcpserver", true, map[string]string{"agentreserve": strconv.Itoa(reserve)}, append([]string{"alice"}, victims...)...)
+	before, _ := freeSpace(t, spool)
+	total := int64(0)
+	for _, v := range victims {
+		acc, _ := flood(t, addr, "127.0.0.1", v, 1000, 1, nil)
+		total += acc
+	}
+	after, _ := freeSpace(t, spool)
+	t.Logf("127.0.0.1 had %d notifications kept for 10 recipients; %d octets free above the reserve before, %d after", total, before-reserve, after-reserve)
+	// About half: less the counters' own files (a block each, for each
+	// recipient's count and the address's share of it).
+	if total == 0 || after-reserve < (before-reserve)/2-4096*int64(len(victims)+2) {
+		t.Errorf("one address took %d of the %d octets above the reserve, want at most about half", before-after, before-reserve)
+	}
+	r := notifyAll(t, dialFrom(t, "127.0.0.2", addr), junkBatch("alice", 1, 0, 1))
+	if len(r) != 1 || r[0] != rnasp.Accepted {
+		t.Errorf("alice's notification from 127.0.0.2 after one address flooded %d recipients: %v, want accepted", len(victims), r)
+	}
+}
+
+// TestAgentFloodInodes: on a tmpfs of 600 inodes with agentreserveinodes
+// 100, bob's flood (far within his count quota) leaves the inode reserve
+// free, and alice's notification from another address is accepted: inodes
+// are counted per file written and shared out like octets.
+func TestAgentFloodInodes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root (CI runs as root)")
+	}
+	e := newEnv(t, "bob")
+	e.setConf("me", "example.net")
+	e.setConf("agentreserve", "0")
+	e.setConf("agentreserveinodes", "100")
+	spool := filepath.Join(t.TempDir(), "agent")
+	os.Mkdir(spool, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m,nr_inodes=600", "tmpfs", spool).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if exec.Command("umount", spool).Run() != nil {
+			exec.Command("umount", "-l", spool).Run()
+		}
+	})
+	for _, a := range []string{"bob", "alice"} {
+		os.Mkdir(filepath.Join(spool, a), 0o700)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	daemonEnv(t, append(e.vars, "IM2000_AGENT="+spool), addr, filepath.Join(bin, "im2000-agentd"), "-l", addr, "-c", "200")
+	acc, full := flood(t, addr, "127.0.0.1", "bob", 1000, 1, nil)
+	_, inodes := freeSpace(t, spool)
+	t.Logf("bob: %d accepted, %d full; %d inodes free, agentreserveinodes 100", acc, full, inodes)
+	if acc == 0 || inodes < 100 {
+		t.Errorf("bob's flood: %d accepted, %d inodes left free, want some kept and at least the reserve, 100", acc, inodes)
+	}
+	r := notifyAll(t, dialFrom(t, "127.0.0.2", addr), junkBatch("alice", 1, 0, 1))
+	if len(r) != 1 || r[0] != rnasp.Accepted {
+		t.Errorf("alice's notification after bob's flood took the inodes: %v, want accepted", r)
+	}
+}
+
+// TestAgentFloodParallel: eight recipients flooded at once from eight
+// addresses (eight agentd processes under tcpserver, each asking statfs
+// before each write, and taking turns near the reserve) leave the reserve
+// free, give or take one notification's block. (Eight addresses flooding
+// at once may leave too little for a ninth: the promise is about one.)
+func TestAgentFloodParallel(t *testing.T) {
+	const reserve = 512 << 10
+	var victims []string
+	for i := range 8 {
+		victims = append(victims, "p"+strconv.Itoa(i))
+	}
+	addr, spool, _ := floodAgent(t, "tcpserver", true, map[string]string{"agentreserve": strconv.Itoa(reserve), "sessionsperaddr": "0"}, append([]string{"alice"}, victims...)...)
+	var wg sync.WaitGroup
+	var total atomic.Int64
+	for i, v := range victims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acc, _ := flood(t, addr, "127.0.1."+strconv.Itoa(i+1), v, 3000, 1, nil)
+			total.Add(acc)
+		}()
+	}
+	wg.Wait()
+	free, _ := freeSpace(t, spool)
+	t.Logf("8 recipients flooded at once: %d kept, %d octets free, agentreserve %d", total.Load(), free, reserve)
+	if total.Load() == 0 || free < reserve-4096 {
+		t.Errorf("%d kept, %d octets free: below agentreserve (%d) by more than one notification's block", total.Load(), free, reserve)
+	}
+}
+
+// TestAgentQuotaBytes: agentquotabytes, seen from outside: two addresses
+// flood bob, and the octets of his notifications stop at the quota, no
+// more and not more than a notification short for each address's half;
+// one address alone gets half.
+func TestAgentQuotaBytes(t *testing.T) {
+	const quota = 20000
+	addr, spool, _ := floodAgent(t, "listener", false, map[string]string{"agentquotabytes": strconv.Itoa(quota)}, "bob")
+	held := func() (n, octets int64) {
+		ents, err := os.ReadDir(filepath.Join(spool, "bob"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, octets = n+1, octets+fi.Size()
+		}
+		return n, octets
+	}
+	acc1, _ := flood(t, addr, "127.0.0.1", "bob", 1000, 1, nil)
+	n1, half := held()
+	size := half / n1
+	if acc1 != n1 || half > quota/2 || quota/2-half >= size {
+		t.Errorf("from one address: %d kept, %d octets; want half the quota, %d, within one notification (%d)", n1, half, quota/2, size)
+	}
+	if r := notifyAll(t, dialFrom(t, "127.0.0.2", addr), junkBatch("bob", 2, 0, 1000)); len(r) != 1000 {
+		t.Fatalf("%d results", len(r))
+	}
+	_, octets := held()
+	t.Logf("bob holds %d octets, agentquotabytes %d, notifications of %d octets", octets, quota, size)
+	// Each address's half may end a notification short of it.
+	if octets > quota || quota-octets >= 2*size {
+		t.Errorf("bob holds %d octets, want the quota, %d, within two notifications (%d)", octets, quota, size)
+	}
+}
+
+// TestAgentAddrQuota: agentaddrquota counts what one address has kept
+// across recipients; another address is not affected.
+func TestAgentAddrQuota(t *testing.T) {
+	addr, spool, _ := floodAgent(t, "tcpserver", false, map[string]string{"agentaddrquota": "50"}, "bob", "carol", "alice")
+	acc, _ := flood(t, addr, "127.0.0.1", "bob", 1000, 1, nil)
+	r := notifyAll(t, dialFrom(t, "127.0.0.1", addr), junkBatch("carol", 2, 0, 10))
+	if acc != 50 || spoolFiles(t, filepath.Join(spool, "carol")) != 0 || len(r) != 10 || r[0] != rnasp.Full {
+		t.Errorf("127.0.0.1 had %d kept for bob and %d for carol, want 50 in all", acc, spoolFiles(t, filepath.Join(spool, "carol")))
+	}
+	if r := notifyAll(t, dialFrom(t, "127.0.0.2", addr), junkBatch("alice", 1, 0, 1)); len(r) != 1 || r[0] != rnasp.Accepted {
+		t.Errorf("alice's notification from 127.0.0.2: %v, want accepted", r)
+	}
+}
+
+// TestAgentNoTCPREMOTEIP: agentd run on the accepted socket without
+// TCPREMOTEIP (as inetd and systemd's Accept=yes run it) takes the peer's
+// address from the socket: 127.0.0.1 spending its burst leaves
+// 127.0.0.2's bucket whole.
+func TestAgentNoTCPREMOTEIP(t *testing.T) {
+	e := newEnv(t, "bob")
+	e.setConf("me", "example.net")
+	e.setConf("agentburst", "1000")
+	e.setConf("agentrate", "1")
+	spool := filepath.Join(t.TempDir(), "agent")
+	os.Mkdir(spool, 0o755)
+	for _, a := range []string{"bob", "alice"} {
+		os.Mkdir(filepath.Join(spool, a), 0o700)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	var wg sync.WaitGroup
+	// After the clients' cleanups (registered later, run earlier), which
+	// end the sessions.
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f, err := c.(*net.TCPConn).File()
+			c.Close()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			cmd := exec.Command(filepath.Join(bin, "im2000-agentd"))
+			cmd.Env = append(e.vars, "IM2000_AGENT="+spool) // no TCPREMOTEIP
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, &logs
+			err = cmd.Start()
+			f.Close()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); cmd.Wait() }()
+		}
+	}()
+	addr := ln.Addr().String()
+	acc, full := flood(t, addr, "127.0.0.1", "bob", 2000, 1, nil)
+	r := notifyAll(t, dialFrom(t, "127.0.0.2", addr), junkBatch("alice", 1, 0, 1))
+	if acc > 1010 || full < 990 || len(r) != 1 || r[0] != rnasp.Accepted {
+		t.Errorf("127.0.0.1: %d accepted, %d full (burst 1000); then alice's from 127.0.0.2: %v, want accepted", acc, full, r)
+	}
+	if l := logs.String(); !strings.Contains(l, "127.0.0.2:") || strings.Contains(l, "no remote address") || strings.Contains(l, "alert:") {
+		t.Errorf("agentd's log does not name the peers: %s", l[:min(len(l), 2000)])
 	}
 }

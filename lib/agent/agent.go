@@ -121,11 +121,11 @@ func (s *Spool) Put(account string, n *rnaqp.NotificationAndLocalData) error {
 	return s.PutAll(account, []*rnaqp.NotificationAndLocalData{n}, nil)[0]
 }
 
-// PutAll keeps notifications for account under one lock of its counter,
-// and returns an error (or nil: kept, or already here) for each. ErrFull
-// (wrapped, for a disk that has no room) is a notification over the
-// account's quota, over the disk reserve when room is given, or that met a
-// full disk. Room is reduced by what is written.
+// PutAll keeps notifications for account under one lock of its counters
+// (the account's, and its submitting address's: see held.go), and returns
+// an error (or nil: kept, or already here) for each. ErrFull (wrapped, for
+// a disk that has no room) is a notification over a quota, over the disk
+// reserves or share when room is given (see fits), or that met a full disk.
 func (s *Spool) PutAll(account string, ns []*rnaqp.NotificationAndLocalData, room *Room) []error {
 	errs := make([]error, len(ns))
 	c, err := s.lockCount(account)
@@ -139,35 +139,35 @@ func (s *Spool) PutAll(account string, ns []*rnaqp.NotificationAndLocalData, roo
 		return errs
 	}
 	defer c.close()
+	// The address's counters, for the notifications from one address at a
+	// time (agentd's are all from one): never two addresses locked at once.
+	var h holders
+	key := ""
+	defer func() { h.closeHeld() }()
 	wrote := false
 	for i, n := range ns {
 		final := filepath.Join(s.Dir, account, Key(n))
 		if _, err := os.Lstat(final); err == nil {
 			continue // a re-send: already here
 		}
+		if k := SubmitterKey(n); k != key || h.acct == nil {
+			h.closeHeld()
+			h, key = holders{}, k
+			if k != "" {
+				if h, err = s.lockHeld(k, account); err != nil {
+					h = holders{}
+					errs[i] = heldErr(err)
+					key = "\x00" // try again at the next one
+					continue
+				}
+			}
+			h.acct = c
+		}
 		b := n.Marshal()
-		if !s.fits(c, len(b), room) {
-			// The count may have drifted above the truth: look again, at
-			// most every recountEvery.
-			now := time.Now()
-			if now.Unix()-c.checked < int64(recountEvery/time.Second) || c.recount(now) != nil || !s.fits(c, len(b), room) {
-				errs[i] = ErrFull
-				continue
-			}
+		errs[i] = s.put(h, final, b, room)
+		if errs[i] == nil {
+			wrote = true
 		}
-		if err := s.write(final, b); err != nil {
-			if diskFull(err) {
-				err = fmt.Errorf("%w: %w", ErrFull, err)
-			}
-			errs[i] = err
-			continue
-		}
-		c.count++
-		c.bytes += int64(len(b))
-		if room != nil {
-			room.Left -= room.cost(len(b))
-		}
-		wrote = true
 	}
 	if wrote && s.Sync {
 		if err := durable.SyncDir(filepath.Join(s.Dir, account)); err != nil {
@@ -179,6 +179,58 @@ func (s *Spool) PutAll(account string, ns []*rnaqp.NotificationAndLocalData, roo
 		}
 	}
 	return errs
+}
+
+func heldErr(err error) error {
+	if diskFull(err) {
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
+}
+
+// put keeps one notification if it fits, and counts it.
+func (s *Spool) put(h holders, final string, b []byte, room *Room) error {
+	if room != nil {
+		if err := room.refresh(); err != nil {
+			return err
+		}
+		if room.tight() {
+			unlock, err := room.lock()
+			if err != nil {
+				return heldErr(err)
+			}
+			defer unlock()
+			if err := room.refresh(); err != nil {
+				return err
+			}
+		}
+	}
+	if !s.fits(h, len(b), room) {
+		// A count may have drifted above the truth: look again, at most
+		// every recountEvery.
+		now := time.Now()
+		again := false
+		for _, c := range []*counter{h.acct, h.addr, h.pair} {
+			if c != nil && c.mayRecount(now) && c.recount(now) == nil {
+				again = true
+			}
+		}
+		if !again || !s.fits(h, len(b), room) {
+			return ErrFull
+		}
+	}
+	if err := s.write(final, b); err != nil {
+		return heldErr(err)
+	}
+	for _, c := range []*counter{h.acct, h.addr, h.pair} {
+		if c != nil {
+			c.take(int64(len(b)))
+		}
+	}
+	if room != nil {
+		room.wrote(len(b))
+	}
+	return nil
 }
 
 // write puts one notification's file in place: a temporary file, renamed.
@@ -256,16 +308,38 @@ func (s *Spool) List(account string, maxBytes int) ([]Entry, error) {
 }
 
 // Remove drops notifications that have been handed to the recipient, and
-// takes them off the account's counter.
+// takes them off the account's counter and their submitters' (held.go).
 func (s *Spool) Remove(account string, entries []Entry) {
 	c, err := s.lockCount(account)
+	sizes := map[string][]int64{} // by submitter key
+	var keys []string
 	for _, e := range entries {
 		path := filepath.Join(s.Dir, account, e.Name)
 		fi, ferr := os.Lstat(path)
-		if os.Remove(path) == nil && err == nil && ferr == nil {
-			c.count--
-			c.bytes -= fi.Size()
+		if os.Remove(path) != nil || ferr != nil {
+			continue
 		}
+		if err == nil {
+			c.drop(fi.Size())
+		}
+		if k := SubmitterKey(&e.N); k != "" {
+			if sizes[k] == nil {
+				keys = append(keys, k)
+			}
+			sizes[k] = append(sizes[k], fi.Size())
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		h, herr := s.lockHeld(k, account)
+		if herr != nil {
+			continue // high until its recount
+		}
+		for _, n := range sizes[k] {
+			h.addr.drop(n)
+			h.pair.drop(n)
+		}
+		h.closeHeld()
 	}
 	if err == nil {
 		c.close()

@@ -11,14 +11,13 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Limits bound what a spool keeps. Zero means no limit.
 type Limits struct {
 	Count         int64 // notifications kept per account
 	Bytes         int64 // octets of notifications kept per account
+	PerAddr       int64 // notifications kept from one submitting address (see held.go)
 	Reserve       int64 // octets left free on the spool's filesystem
 	ReserveInodes int64 // inodes left free there
 }
@@ -36,54 +35,69 @@ var ErrFull = errors.New("full")
 // not one each.
 const recountEvery = 10 * time.Minute
 
-// counter is an account's count of kept notifications and their octets,
-// in <spool>/.count/<account>, held under an exclusive flock while it is
-// read and changed. Under tcpserver every session is its own process, so
-// the count lives in a file, not in memory; the flock serialises agentd's
-// Puts and queryd's Removes. It is not fsynced: after a crash it may be a
-// little off, and the recount mends it (see recountEvery). An unreadable
-// or new counter is rebuilt from the directory once.
+// counter is a count of kept notifications and their octets, in a small
+// file held under an exclusive flock while it is read and changed: an
+// account's in <spool>/.count/<account>, a submitting address's and an
+// (address, account) pair's in <spool>/.held/ (see held.go). Under
+// tcpserver every session is its own process, so the count lives in a
+// file, not in memory; the flock serialises agentd's Puts and queryd's
+// Removes. It is not fsynced: after a crash it may be a little off, and
+// the recount mends it (see recountEvery). An unreadable counter is
+// rebuilt by recount.
 type counter struct {
 	f                     *os.File
-	dir                   string // the account's directory
+	path                  string
 	count, bytes, checked int64
+	// rebuild counts what the counter counts from the spool itself.
+	rebuild func() (count, bytes int64, err error)
+	// dropEmpty removes the file when the count falls to 0 (an empty
+	// or missing file then means 0): address counters, one per address
+	// heard from, must not pile up.
+	dropEmpty bool
 }
 
 func (s *Spool) countPath(account string) string { return filepath.Join(s.Dir, ".count", account) }
 
 func (s *Spool) lockCount(account string) (*counter, error) {
-	path := s.countPath(account)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	dir := filepath.Join(s.Dir, account)
+	return lockCounter(s.countPath(account), func() (int64, int64, error) { return countDir(dir, "") }, false)
+}
+
+// lockCounter opens and locks the counter in path. With dropEmpty, a
+// missing or empty file is a count of 0; otherwise it is rebuilt.
+func lockCounter(path string, rebuild func() (int64, int64, error), dropEmpty bool) (*counter, error) {
+	f, err := lockLive(path)
 	if errors.Is(err, fs.ErrNotExist) { // a spool made before counters
 		if err = os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
-			f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+			f, err = lockLive(path)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	c := &counter{f: f, dir: filepath.Join(s.Dir, account)}
+	c := &counter{f: f, path: path, rebuild: rebuild, dropEmpty: dropEmpty}
 	var buf [128]byte
 	n, err := f.ReadAt(buf[:], 0)
 	if err != nil && err != io.EOF {
 		f.Close()
 		return nil, err
 	}
-	if !c.parse(string(buf[:n])) {
+	switch {
+	case n == 0 && dropEmpty:
+	case !c.parse(string(buf[:n])):
 		if err := c.recount(time.Now()); err != nil {
 			f.Close()
 			return nil, err
 		}
+	default:
+		return c, nil
+	}
+	// A new or rebuilt counter is written at once, not only at close:
+	// its block is then taken before the spool's room is measured (Room),
+	// so the counters' own files count against the reserve.
+	if err := c.write(); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return c, nil
 }
@@ -107,29 +121,52 @@ func (c *counter) parse(s string) bool {
 	return true
 }
 
-// recount counts the account's directory. It reads every entry, so it is
-// done only when the counter is lost or says full (at most every
+// mayRecount says whether a counter that says full may be checked
+// against the spool now: at most every recountEvery, or at once when its
+// check time lies in the future (the clock was stepped back, and waiting
+// for it to catch up could take any time).
+func (c *counter) mayRecount(now time.Time) bool {
+	return now.Unix()-c.checked >= int64(recountEvery/time.Second) || c.checked > now.Unix()
+}
+
+// recount counts again what the counter counts. It reads directories, so
+// it is done only when the counter is lost or says full (at most every
 // recountEvery).
 func (c *counter) recount(now time.Time) error {
-	d, err := os.Open(c.dir)
+	n, b, err := c.rebuild()
 	if err != nil {
 		return err
 	}
+	c.count, c.bytes, c.checked = n, b, now.Unix()
+	return nil
+}
+
+// countDir counts the notification files in dir, all of them or, when
+// key is not empty, those from the submitting address key names.
+func countDir(dir, key string) (count, bytes int64, err error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, 0, err
+	}
 	defer d.Close()
-	c.count, c.bytes, c.checked = 0, 0, now.Unix()
 	for {
 		ents, err := d.ReadDir(1024)
 		for _, e := range ents {
-			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-				c.count++
-				c.bytes += fi.Size()
+			fi, err := e.Info()
+			if err != nil || !fi.Mode().IsRegular() {
+				continue
 			}
+			if key != "" && submitterKey(filepath.Join(dir, e.Name())) != key {
+				continue
+			}
+			count++
+			bytes += fi.Size()
 		}
 		if err == io.EOF || len(ents) == 0 {
-			return nil
+			return count, bytes, nil
 		}
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 	}
 }
@@ -137,6 +174,15 @@ func (c *counter) recount(now time.Time) error {
 // save writes the counter back in place. One short write of a few dozen
 // octets; a torn one is unparsable and rebuilt.
 func (c *counter) save() error {
+	if c.dropEmpty && c.count <= 0 {
+		// Removed while locked: a process waiting on the lock finds the
+		// file unlinked (lockLive) and opens a new one, which says 0.
+		return os.Remove(c.path)
+	}
+	return c.write()
+}
+
+func (c *counter) write() error {
 	line := fmt.Sprintf("%d %d %d\n", max(c.count, 0), max(c.bytes, 0), c.checked)
 	if _, err := c.f.WriteAt([]byte(line), 0); err != nil {
 		return err
@@ -153,49 +199,9 @@ func (c *counter) close() error {
 	return err
 }
 
-// Room is the space left for notifications on the spool's filesystem
-// above the reserve, as statfs(2) said at the start of a Notify, less what
-// has been written since.
-type Room struct {
-	Left  int64 // octets above the reserve
-	Block int64 // the filesystem's block size: what the smallest file takes
-}
-
-// Room asks the filesystem how much the spool may still use. Free inodes
-// below the inode reserve leave no room at all.
-func (s *Spool) Room() (*Room, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(s.Dir, &st); err != nil {
-		return nil, err
-	}
-	r := &Room{Left: int64(st.Bavail)*int64(st.Bsize) - s.Limits.Reserve, Block: max(int64(st.Bsize), 512)}
-	if s.Limits.ReserveInodes > 0 && st.Files > 0 && int64(st.Ffree) < s.Limits.ReserveInodes {
-		r.Left = 0
-	}
-	return r, nil
-}
-
-// cost is what a file of n octets takes on disk, at most.
-func (r *Room) cost(n int) int64 { return (int64(n) + r.Block - 1) / r.Block * r.Block }
-
-// fits says whether one more notification of n octets may be kept for the
-// account the counter counts: within its quotas and, when room is given,
-// above the disk reserve, with the account holding no more than what is
-// left free above the reserve after the write. So one recipient's flood
-// stops at half of the space there was, and the next recipient's
-// notification still fits: no single recipient can take the disk.
-func (s *Spool) fits(c *counter, n int, room *Room) bool {
-	l := s.Limits
-	if l.Count > 0 && c.count+1 > l.Count || l.Bytes > 0 && c.bytes+int64(n) > l.Bytes {
-		return false
-	}
-	if room == nil {
-		return true
-	}
-	cost := room.cost(n)
-	used := c.bytes + c.count*room.Block // an upper bound of what the account's files take
-	return room.Left-cost >= 0 && used+cost <= room.Left-cost
-}
+// take and drop count one notification of n octets in or out.
+func (c *counter) take(n int64) { c.count++; c.bytes += n }
+func (c *counter) drop(n int64) { c.count, c.bytes = max(c.count-1, 0), max(c.bytes-n, 0) }
 
 // diskFull reports the errors of a filesystem (or a disk quota) that has
 // no room: the notification is answered full, not an internal problem.

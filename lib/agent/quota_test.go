@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"im2000/lib/session"
 	"im2000/lib/wire"
 	"im2000/lib/wire/rnaqp"
 	"im2000/lib/wire/rnasp"
@@ -164,11 +165,18 @@ func TestDiskFullIsFull(t *testing.T) {
 	if !errors.Is(got, ErrFull) || !errors.Is(got, unix.ENOSPC) {
 		t.Fatalf("a full disk gave %v, want ErrFull wrapping ENOSPC", got)
 	}
+	// Room says what statfs says, less the reserve: nothing left.
 	var st unix.Statfs_t
-	unix.Statfs(dir, &st)
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
 	s.Limits.Reserve = 1
-	if r, _ := s.Room(); r.Left > 0 {
-		t.Fatalf("room %d on a full disk", r.Left)
+	r, err := s.Room()
+	if err != nil || r.Left != int64(st.Bavail)*int64(st.Bsize)-1 || r.Left >= r.Block || r.Block != int64(st.Bsize) {
+		t.Fatalf("room %+v (%v) on a full disk; statfs: %d blocks of %d free", r, err, st.Bavail, st.Bsize)
+	}
+	if kept(t, s.PutAll("bob", []*rnaqp.NotificationAndLocalData{junk(500)}, r)) != 0 {
+		t.Fatal("kept a notification with no room")
 	}
 }
 
@@ -190,8 +198,8 @@ func TestRate(t *testing.T) {
 	if got, _ := r.Take(a, 70, now.Add(10*time.Second)); got != 10 {
 		t.Fatalf("ten seconds later %d, want 10", got)
 	}
-	if got, _ := r.Take(netip.MustParseAddr("::ffff:127.0.0.1"), 5, now); got != 5 || AddrKey(netip.MustParseAddr("::ffff:127.0.0.1")) != "4-127.0.0.1" {
-		t.Fatalf("mapped IPv4: %d, %s", got, AddrKey(netip.MustParseAddr("::ffff:127.0.0.1")))
+	if got, _ := r.Take(netip.MustParseAddr("::ffff:127.0.0.1"), 5, now); got != 5 || session.AddrKey(netip.MustParseAddr("::ffff:127.0.0.1")) != "127.0.0.1" {
+		t.Fatalf("mapped IPv4: %d, %s", got, session.AddrKey(netip.MustParseAddr("::ffff:127.0.0.1")))
 	}
 	// A sweep long after removes the buckets, which are full again by then.
 	later := now.Add(time.Hour)

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +12,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"im2000/lib/session"
 )
 
 // Rate limits the notifications one submitting address may hand the agent:
-// a token bucket per address (an IPv6 address by its /64, which one host
-// usually has whole), refilled at PerMinute and holding at most Burst. Under
-// tcpserver each session is its own process, so a bucket is a small file,
+// a token bucket per address (session.AddrKey: an IPv6 address by its
+// /64, which one host usually has whole), refilled at PerMinute and
+// holding at most Burst. Under tcpserver each session is its own process, so a bucket is a small file,
 // <dir>/<key>, read and rewritten under an exclusive flock: every process
 // draws on the same bucket, and a client gains nothing by opening more
 // connections. A bucket left alone long enough to be full again is the same
@@ -28,17 +29,6 @@ type Rate struct {
 	Dir       string
 	PerMinute int64 // tokens added per minute; zero: no limit
 	Burst     int64 // most tokens a bucket holds
-}
-
-// AddrKey names an address's bucket: an IPv4 address whole, an IPv6
-// address by its first 64 bits.
-func AddrKey(a netip.Addr) string {
-	a = a.Unmap()
-	if a.Is4() {
-		return "4-" + a.String()
-	}
-	b := a.As16()
-	return "6-" + hex.EncodeToString(b[:8])
 }
 
 // sweepEvery is how often, at most, the bucket directory is swept.
@@ -55,7 +45,7 @@ func (r *Rate) Take(a netip.Addr, n int64, now time.Time) (int64, error) {
 		return 0, err
 	}
 	r.maybeSweep(now)
-	path := filepath.Join(r.Dir, AddrKey(a))
+	path := filepath.Join(r.Dir, session.AddrKey(a))
 	f, err := lockLive(path)
 	if err != nil {
 		return 0, err

@@ -91,8 +91,13 @@ type Slots interface {
 // AddrKey names the group an address counts in: an IPv4 address itself,
 // an IPv6 address its /64 (one subscriber's usual allocation, so that a
 // client cannot dodge the cap by changing its interface identifier). The
-// name is safe as a file name.
+// name is safe as a file name. It is the one rule for every limit per
+// address: session slots, lib/auth's delays, im2000-agentd's rate and
+// held counts.
 func AddrKey(a netip.Addr) string {
+	if !a.IsValid() { // a session without an address (ServeStdio says so)
+		return "unknown"
+	}
 	a = a.Unmap()
 	if a.Is4() {
 		return a.String()

@@ -286,13 +286,22 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 // ServeStdio runs one session on stdin/stdout, as under tcpserver: the
-// peer's address comes from TCPREMOTEIP and TCPREMOTEPORT.
+// peer's address comes from TCPREMOTEIP and TCPREMOTEPORT or, without them
+// (inetd, systemd's Accept=yes), from the socket stdin is. Without any,
+// every such session counts under one address (AddrKey "unknown") for the
+// limits per address, and says so in the log.
 func (srv *Server) ServeStdio() error {
 	c, err := StdioConn()
 	if err != nil {
 		return err
 	}
 	s := &Session{Remote: envAddrPort("TCPREMOTEIP", "TCPREMOTEPORT"), Local: envAddrPort("TCPLOCALIP", "TCPLOCALPORT")}
+	if nc, ok := c.(net.Conn); ok && !s.Remote.Addr().IsValid() {
+		s.Remote, s.Local = addrPort(nc.RemoteAddr()), addrPort(nc.LocalAddr())
+	}
+	if !s.Remote.Addr().IsValid() {
+		srv.logf("%s: no remote address (no TCPREMOTEIP, and stdin is not a TCP socket): limits per address shared by every such session", srv.Proto.Name)
+	}
 	release, ok := srv.acquire(c, s)
 	if !ok {
 		return nil
