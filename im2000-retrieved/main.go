@@ -93,7 +93,13 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 			return session.Reply{Body: &msrap.QuerySizeOK{Size: uint64(m.Size())}}, nil
 		})
 	case *msrap.Silence:
-		rep, err = h.setStatus(s, c.ID, "silence", func(r *store.RecipientStatus) { r.Notification, r.Next = store.Silenced, time.Time{} }, msrap.SilenceOK{})
+		// A silenced message was read, by definition (the recipient has
+		// it): so a read status a full disk kept from being written, and
+		// that fetch will not retrieve again for, is recorded here.
+		rep, err = h.setStatus(s, c.ID, "silence", func(r *store.RecipientStatus) {
+			r.Notification, r.Next = store.Silenced, time.Time{}
+			r.Read = max(r.Read, store.ReadAll)
+		}, msrap.SilenceOK{})
 	case *msrap.UnPin:
 		rep, err = h.setStatus(s, c.ID, "unpin", func(r *store.RecipientStatus) { r.Pinned = false }, msrap.UnPinOK{})
 	default:

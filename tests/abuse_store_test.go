@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"im2000/lib/msgid"
 	"im2000/lib/store"
@@ -122,17 +123,21 @@ func fillDisk(t *testing.T, dir string) func() {
 }
 
 // TestRetrieveDiskFull: with the store's disk full (a 2 MiB tmpfs filled
-// to the last block), a recipient still retrieves the whole message, and
-// a list reader the list message; the read status that could not be
-// written is logged, and recorded in the same session once there is room.
+// to the last block), recipients still retrieve the whole message, and a
+// list reader the list message; the read status that could not be written
+// is logged, and recorded once there is room: bob's by the next command of
+// his session, carol's by the end of hers (Abort's retry).
 func TestRetrieveDiskFull(t *testing.T) {
 	for _, mode := range []string{"tcpserver", "listener"} {
 		t.Run(mode, func(t *testing.T) {
 			h := newStoreHost(t, mode, func(e *env) { mountTmpfs(t, e.store, "2m") })
 			c := login(t, h, "alice")
 			msg := []byte(testMessage + strings.Repeat("body line\r\n", 2000))
-			id := submit(t, c, msg, 1<<15, &msoap.SubmitEnvelope{Recipients: []wire.MailBox{mb("bob", "example.net")}, Lists: [][]byte{[]byte("news")}, Lifetime: 86400})
+			id := submit(t, c, msg, 1<<15, &msoap.SubmitEnvelope{Recipients: []wire.MailBox{mb("bob", "example.net"), mb("carol", "example.com")}, Lists: [][]byte{[]byte("news")}, Lifetime: 86400})
 			e := envelopeOf(t, h, id)
+			if len(e.Recipients) != 2 {
+				t.Fatalf("%d recipients", len(e.Recipients))
+			}
 			free := fillDisk(t, h.store)
 			defer free()
 			if err := os.WriteFile(filepath.Join(h.store, "probe"), []byte("x"), 0o600); !errors.Is(err, syscall.ENOSPC) {
@@ -143,12 +148,16 @@ func TestRetrieveDiskFull(t *testing.T) {
 			if got := retrieveAll(t, r, e.Recipients[0].ID, msrap.All, 0); !bytes.Equal(got, msg) {
 				t.Fatalf("bob retrieved %d octets, want the message's %d", len(got), len(msg))
 			}
+			r2 := dialProto(t, msrap.Protocol, h.msrap)
+			if got := retrieveAll(t, r2, e.Recipients[1].ID, msrap.All, 0); !bytes.Equal(got, msg) {
+				t.Fatalf("carol retrieved %d octets", len(got))
+			}
 			if got := retrieveAll(t, dialProto(t, msrap.Protocol, h.msrap), e.Lists[0].ID, msrap.All, 0); !bytes.Equal(got, msg) {
 				t.Fatalf("the list reader retrieved %d octets", len(got))
 			}
-			await(t, 5e9, "the log line", func() bool { return strings.Contains(storeLogs(h), "not recorded, message served anyway") })
-			if st := statusOf(t, c, id); st[0].Status.Read != uint64(store.Unread) {
-				t.Fatalf("read status %d on a full disk", st[0].Status.Read)
+			await(t, 5e9, "the log lines", func() bool { return strings.Count(storeLogs(h), "not recorded, message served anyway") >= 2 })
+			if st := statusOf(t, c, id); st[0].Status.Read != uint64(store.Unread) || st[1].Status.Read != uint64(store.Unread) {
+				t.Fatalf("read statuses %d, %d on a full disk", st[0].Status.Read, st[1].Status.Read)
 			}
 			free()
 			// The next command of the same session records it.
@@ -156,7 +165,46 @@ func TestRetrieveDiskFull(t *testing.T) {
 			if st := statusOf(t, c, id); st[0].Status.Read != uint64(store.ReadAll) {
 				t.Fatalf("read status %d once there is room, want readall", st[0].Status.Read)
 			}
+			// The end of carol's session (Abort) records hers.
+			if st := statusOf(t, c, id); st[1].Status.Read != uint64(store.Unread) {
+				t.Fatalf("carol's read status %d before her session ended", st[1].Status.Read)
+			}
+			r2.Close()
+			await(t, 5e9, "carol's read status at the end of her session", func() bool {
+				return statusOf(t, c, id)[1].Status.Read == uint64(store.ReadAll)
+			})
 		})
+	}
+}
+
+// TestSilenceRecordsRead: a read status a full disk kept from being
+// written, in a session that ended before there was room, is not lost:
+// fetch's next run only silences the message (it has it), and a silenced
+// message is read by definition.
+func TestSilenceRecordsRead(t *testing.T) {
+	h := newStoreHost(t, "tcpserver", func(e *env) { mountTmpfs(t, e.store, "2m") })
+	c := login(t, h, "alice")
+	msg := []byte(testMessage + strings.Repeat("body line\r\n", 200))
+	id := submit(t, c, msg, 1<<15, &msoap.SubmitEnvelope{Recipients: []wire.MailBox{mb("bob", "example.net")}, Lifetime: 86400})
+	e := envelopeOf(t, h, id)
+	free := fillDisk(t, h.store)
+	defer free()
+	r := dialProto(t, msrap.Protocol, h.msrap)
+	if got := retrieveAll(t, r, e.Recipients[0].ID, msrap.All, 0); !bytes.Equal(got, msg) {
+		t.Fatalf("retrieved %d octets", len(got))
+	}
+	await(t, 5e9, "the log line", func() bool { return strings.Contains(storeLogs(h), "not recorded, message served anyway") })
+	r.Close() // the session ends on a full disk: its last try (Abort) fails
+	time.Sleep(time.Second)
+	free()
+	r2 := dialProto(t, msrap.Protocol, h.msrap)
+	call(t, r2, &msrap.Silence{ID: e.Recipients[0].ID}, msrap.NoError, false)
+	r2.Close()
+	if strings.Contains(storeLogs(h), "recorded after all") {
+		t.Fatal("the first session recorded the status after all (its end came after the room): the test proves nothing")
+	}
+	if st := statusOf(t, c, id); st[0].Status.Read != uint64(store.ReadAll) {
+		t.Errorf("silenced, but read status %d, want readall (%d)", st[0].Status.Read, store.ReadAll)
 	}
 }
 

@@ -153,6 +153,15 @@ func (m *Message) CountRead(i int, from netip.Addr, now time.Time) error {
 	}
 	c := parseReads(b)
 	legacy := c.day < 0
+	if legacy {
+		// The older counter's total is its whole size, which the read
+		// above stops short of: fstat, as readTotal does.
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		c.total = fi.Size()
+	}
 	day := now.Unix() / 86400
 	if !c.count(readerHash(from), day) && !legacy {
 		return nil
