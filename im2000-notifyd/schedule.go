@@ -98,7 +98,11 @@ func (s *schedule) has(id msgid.ID) bool { return s.messages[id] != nil }
 
 // add files a message's entries under their domains.
 func (s *schedule) add(m *message, domains []string, es []*entry) {
-	if len(es) == 0 || s.has(m.id) {
+	if len(es) == 0 {
+		return
+	}
+	if s.has(m.id) {
+		s.sooner(m.id, es) // a resend (resend.go)
 		return
 	}
 	s.messages[m.id] = m

@@ -26,14 +26,20 @@ import (
 	"im2000/lib/store"
 )
 
-const usage = `usage: im2000-status [--pending] [--failed] [--since WHEN] [--json] [id]
+const usage = `usage: im2000-status [--pending] [--failed] [--since WHEN] [--queue] [--json] [id]
+       im2000-status --cancel id
+       im2000-status --resend id
   Without id: one row per message in your archive, oldest first.
   With id: one row per recipient of that message.
   --pending     only messages the store is still notifying
   --failed      only messages with a recipient that failed for good
   --since WHEN  only messages submitted since WHEN: a date (2006-01-02),
                 a time (2006-01-02T15:04:05Z07:00) or an age (90m, 36h, 7d)
+  --queue       a summary of what waits: counts per state and destination,
+                the oldest message waiting, the next attempt
   --json        JSON for scripts instead of a table
+  --cancel id   withdraw the message: nobody can retrieve it any more
+  --resend id   notify every recipient who has not silenced again, now
   -h            show this help`
 
 // recipientView and messageView are the JSON form, and what the tables show.
@@ -185,6 +191,9 @@ func main() {
 	failed := fs.Bool("failed", false, "")
 	since := fs.String("since", "", "")
 	asJSON := fs.Bool("json", false, "")
+	summary := fs.Bool("queue", false, "")
+	cancel := fs.Bool("cancel", false, "")
+	resend := fs.Bool("resend", false, "")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Println(usage)
@@ -194,6 +203,21 @@ func main() {
 	}
 	if fs.NArg() > 1 {
 		fail.Usage("at most one message id\n%s", usage)
+	}
+	verb := ""
+	switch {
+	case *cancel && *resend:
+		fail.Usage("--cancel or --resend: one at a time\n%s", usage)
+	case *cancel:
+		verb = "cancel"
+	case *resend:
+		verb = "resend"
+	}
+	if verb != "" && (fs.NArg() != 1 || *summary || *pending || *failed || *since != "" || *asJSON) {
+		fail.Usage("--%s takes one message id and no other option\n%s", verb, usage)
+	}
+	if *summary && fs.NArg() > 0 {
+		fail.Usage("--queue summarises the archive: no message id\n%s", usage)
 	}
 	var begin time.Time
 	if *since != "" {
@@ -207,7 +231,16 @@ func main() {
 	if !*asJSON && isTerminal(os.Stdout) {
 		p.tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	}
-	err := run(p, fs.Arg(0), filter{*pending, *failed, begin})
+	var err error
+	if verb != "" {
+		c := conf.FromEnv()
+		var l *conf.Local
+		if l, err = c.Local(); err == nil {
+			err = act(p, c, l.Account, verb, fs.Arg(0))
+		}
+	} else {
+		err = run(p, fs.Arg(0), filter{*pending, *failed, begin}, *summary)
+	}
 	p.flush()
 	out.Flush()
 	fail.Exit(err)
@@ -222,7 +255,7 @@ func (f filter) keep(v *messageView) bool {
 	return (!f.pending || v.pending) && (!f.failed || v.failed) && !v.Submitted.Before(f.since)
 }
 
-func run(p *printer, idText string, f filter) error {
+func run(p *printer, idText string, f filter, summary bool) error {
 	c := conf.FromEnv()
 	l, err := c.Local()
 	if err != nil {
@@ -231,7 +264,7 @@ func run(p *printer, idText string, f filter) error {
 	if isRemote, err := remote.Configured(c); err != nil {
 		return err
 	} else if isRemote {
-		return runRemote(p, c, l.Account, idText, f)
+		return runRemote(p, c, l.Account, idText, f, summary)
 	}
 	root, err := c.Store()
 	if err != nil {
@@ -276,7 +309,7 @@ func run(p *printer, idText string, f filter) error {
 			views = append(views, v)
 		}
 	}
-	return p.messages(views)
+	return p.list(views, summary)
 }
 
 func (p *printer) messages(views []*messageView) error {
@@ -287,7 +320,7 @@ func (p *printer) messages(views []*messageView) error {
 		return p.encode(views)
 	}
 	if p.tw != nil {
-		p.row("ID", "SUBMITTED", "SUBJECT", "RCPTS", "STATUS")
+		p.row("ID", "SUBMITTED", "SUBJECT", "RCPTS", "STATUS", "EXPIRES")
 	}
 	for _, v := range views {
 		subject := strings.Map(func(r rune) rune {
@@ -299,8 +332,8 @@ func (p *printer) messages(views []*messageView) error {
 		if p.tw != nil && len([]rune(subject)) > 40 {
 			subject = string([]rune(subject)[:39]) + "…"
 		}
-		t := v.Submitted
-		p.row(v.ID, p.time(&t), subject, strconv.Itoa(len(v.Recipients)), v.summary())
+		t, exp := v.Submitted, v.Expires
+		p.row(v.ID, p.time(&t), subject, strconv.Itoa(len(v.Recipients)), v.summary(), p.timeOrNone(&exp))
 	}
 	return nil
 }
@@ -326,6 +359,8 @@ func (p *printer) recipients(v *messageView) error {
 	for _, l := range v.Lists {
 		p.row("list:"+l.Name, "-", fmt.Sprintf("retrieved %d", l.Retrievals), "-", "-", "-", "-")
 	}
+	exp := v.Expires
+	p.row("expires", p.timeOrNone(&exp))
 	return nil
 }
 
@@ -333,73 +368,4 @@ func (p *printer) encode(x any) error {
 	e := json.NewEncoder(p.w)
 	e.SetIndent("", "  ")
 	return e.Encode(x)
-}
-
-// remoteView builds a message's view from MSOAP Track: the store tells
-// each recipient's delivery status; attempts and times stay unknown.
-func remoteView(rs *remote.Store, sent remote.Sent) (*messageView, error) {
-	st, err := rs.Track(sent.ID)
-	if err != nil {
-		return nil, err
-	}
-	v := &messageView{ID: sent.ID.String(), Submitted: sent.Submitted.UTC(), Subject: sent.Subject,
-		Recipients: []recipientView{}, Lists: []listView{}}
-	for _, r := range st {
-		a, err := r.Recipient.Addr()
-		address := r.Recipient.Local + "@" + strings.Join(r.Recipient.Domain, ".")
-		if err == nil {
-			address = a.String()
-		}
-		n, rd := store.Notification(r.Status.Notification), store.Read(r.Status.Read)
-		v.Recipients = append(v.Recipients, recipientView{Address: address, Notification: n.String(), Read: rd.String(), Pinned: r.Status.Pinned})
-		v.pending = v.pending || !n.Final()
-		v.failed = v.failed || n.Failed()
-	}
-	return v, nil
-}
-
-// runRemote asks the remote store. MSOAP tracks one message at a time, so
-// the listing is of the messages the sent log records.
-func runRemote(p *printer, c conf.Dir, account, idText string, f filter) error {
-	rs, err := remote.Dial(c, account)
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
-	if idText != "" {
-		id, err := msgid.Parse(idText)
-		if err != nil {
-			return fail.Perm(fmt.Errorf("%q: %v", idText, err))
-		}
-		v, err := remoteView(rs, remote.Sent{ID: id})
-		if errors.Is(err, remote.ErrNoSuch) {
-			return fail.Perm(fmt.Errorf("%s: no such message in the archive of %s", idText, account))
-		}
-		if err != nil {
-			return err
-		}
-		return p.recipients(v)
-	}
-	log, err := remote.SentLog(c)
-	if err != nil {
-		return err
-	}
-	sent, err := remote.ReadLog(log)
-	if err != nil {
-		return err
-	}
-	var views []*messageView
-	for _, s := range sent {
-		v, err := remoteView(rs, s)
-		if errors.Is(err, remote.ErrNoSuch) {
-			continue // cancelled or expired
-		}
-		if err != nil {
-			return err
-		}
-		if f.keep(v) {
-			views = append(views, v)
-		}
-	}
-	return p.messages(views)
 }

@@ -164,7 +164,21 @@ func (s *Store) Track(id msgid.ID) ([]msoap.RecipientStatus, error) {
 	return r.Recipients, nil
 }
 
-// ErrNoSuch is Track's answer for an unknown id.
+// Cancel withdraws one of the account's messages at the store; ErrNoSuch
+// for an id that is not the account's (or is gone already).
+func (s *Store) Cancel(id msgid.ID) error {
+	_, err := session.Expect[msoap.CancelOK](s.c, &msoap.Cancel{ID: id})
+	var se *session.StatusError
+	if errors.As(err, &se) && se.Status == msoap.ErrorNoSuchMessage {
+		return ErrNoSuch
+	}
+	if err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// ErrNoSuch is Track's and Cancel's answer for an unknown id.
 var ErrNoSuch = errors.New("no such message at the remote store")
 
 // Sent is one line of the sent log: what the originator submitted remotely,

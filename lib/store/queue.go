@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"im2000/lib/durable"
 	"im2000/lib/msgid"
@@ -108,4 +109,56 @@ func (s *Store) Existing(name string) (*Account, error) {
 		return nil, fmt.Errorf("%s is not an archive", a.dir)
 	}
 	return a, nil
+}
+
+// ErrFinished is a resend of a message with nobody left to notify.
+var ErrFinished = errors.New("every recipient has silenced or failed for good: nobody to notify")
+
+// Resend makes every recipient of the message who has not silenced or
+// failed for good due for a notification now (the sender's im2000-status
+// --resend), and returns how many. It journals their next attempt as now,
+// moves the queue link back to todo/ and wakes notifyd, whose intake reads
+// todo/ at once: a message it already has in its schedule takes the
+// earlier due times (im2000-notifyd/schedule.go). A message past its
+// lifetime is ErrNoSuch, as everywhere.
+func (a *Account) Resend(id msgid.ID, now time.Time) (int, error) {
+	n := 0
+	err := a.Update(id, func(env *Envelope, st *Status) error {
+		if now.After(env.Expires()) {
+			return ErrNoSuch
+		}
+		for i := range st.Recipients {
+			if r := &st.Recipients[i]; !r.Notification.Final() {
+				r.Next = now.Truncate(time.Second)
+				n++
+			}
+		}
+		if n == 0 {
+			return ErrFinished
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	todo := a.path("todo", id)
+	err = os.Rename(a.path("queue", id), todo)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Already in todo/, or off the queue (notifyd dropped it while
+		// it was not due): link it again.
+		err = os.Symlink(filepath.Join("..", "msg", id.String()), todo)
+		if errors.Is(err, fs.ErrExist) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := durable.SyncDir(filepath.Join(a.dir, "todo")); err != nil {
+		return 0, err
+	}
+	if a.s != nil {
+		a.s.Trigger(a.Name)
+	}
+	return n, nil
 }

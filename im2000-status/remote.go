@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/msgid"
+	"im2000/lib/remote"
+	"im2000/lib/store"
+)
+
+// remoteView builds a message's view from MSOAP Track: the store tells
+// each recipient's delivery status; attempts and times stay unknown.
+func remoteView(rs *remote.Store, sent remote.Sent) (*messageView, error) {
+	st, err := rs.Track(sent.ID)
+	if err != nil {
+		return nil, err
+	}
+	v := &messageView{ID: sent.ID.String(), Submitted: sent.Submitted.UTC(), Subject: sent.Subject,
+		Recipients: []recipientView{}, Lists: []listView{}}
+	for _, r := range st {
+		a, err := r.Recipient.Addr()
+		address := r.Recipient.Local + "@" + strings.Join(r.Recipient.Domain, ".")
+		if err == nil {
+			address = a.String()
+		}
+		n, rd := store.Notification(r.Status.Notification), store.Read(r.Status.Read)
+		v.Recipients = append(v.Recipients, recipientView{Address: address, Notification: n.String(), Read: rd.String(), Pinned: r.Status.Pinned})
+		v.pending = v.pending || !n.Final()
+		v.failed = v.failed || n.Failed()
+	}
+	return v, nil
+}
+
+// runRemote asks the remote store. MSOAP tracks one message at a time, so
+// the listing is of the messages the sent log records.
+func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary bool) error {
+	rs, err := remote.Dial(c, account)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	if idText != "" {
+		id, err := msgid.Parse(idText)
+		if err != nil {
+			return fail.Perm(fmt.Errorf("%q: %v", idText, err))
+		}
+		v, err := remoteView(rs, remote.Sent{ID: id})
+		if errors.Is(err, remote.ErrNoSuch) {
+			return fail.Perm(fmt.Errorf("%s: no such message in the archive of %s", idText, account))
+		}
+		if err != nil {
+			return err
+		}
+		return p.recipients(v)
+	}
+	log, err := remote.SentLog(c)
+	if err != nil {
+		return err
+	}
+	sent, err := remote.ReadLog(log)
+	if err != nil {
+		return err
+	}
+	var views []*messageView
+	for _, s := range sent {
+		v, err := remoteView(rs, s)
+		if errors.Is(err, remote.ErrNoSuch) {
+			continue // cancelled or expired
+		}
+		if err != nil {
+			return err
+		}
+		if f.keep(v) {
+			views = append(views, v)
+		}
+	}
+	return p.list(views, summary)
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/msgid"
+	"im2000/lib/remote"
+	"im2000/lib/store"
+)
+
+// The sender's verbs (issue 17): --cancel and --resend act on one message;
+// --queue summarises what waits, like qmail-qstat and mailq.
+
+// act runs --cancel or --resend on id, locally or at the remote store.
+func act(p *printer, c conf.Dir, account, verb, idText string) error {
+	id, err := msgid.Parse(idText)
+	if err != nil {
+		return fail.Perm(fmt.Errorf("%q: %v", idText, err))
+	}
+	noSuch := fail.Perm(fmt.Errorf("%s: no such message in the archive of %s", idText, account))
+	if isRemote, err := remote.Configured(c); err != nil {
+		return err
+	} else if isRemote {
+		if verb == "resend" {
+			// The profile's MSOAP has Submit, Track and Cancel only.
+			return fail.Perm(errors.New("--resend: MSOAP has no command for it; run im2000-status --resend on the store's host, or ask its admin"))
+		}
+		rs, err := remote.Dial(c, account)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		if err := rs.Cancel(id); errors.Is(err, remote.ErrNoSuch) {
+			return noSuch
+		} else if err != nil {
+			return err
+		}
+		p.line("cancelled " + id.String())
+		return nil
+	}
+	a, err := localAccount(c, account)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "cancel":
+		err = a.Cancel(id)
+		if err == nil {
+			p.line("cancelled " + id.String())
+		}
+	default:
+		var n int
+		n, err = a.Resend(id, time.Now())
+		if errors.Is(err, store.ErrFinished) {
+			return fail.Perm(fmt.Errorf("%s: %v", idText, err))
+		}
+		if err == nil {
+			p.line(fmt.Sprintf("resending %s to %d recipients", id, n))
+		}
+	}
+	if errors.Is(err, store.ErrNoSuch) {
+		return noSuch
+	}
+	return err
+}
+
+func (p *printer) line(s string) { fmt.Fprintln(p.w, s) }
+
+func localAccount(c conf.Dir, account string) (*store.Account, error) {
+	root, err := c.Store()
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	return st.Account(account)
+}
+
+// queueView is --queue's summary of the messages with recipients still to
+// notify.
+type queueView struct {
+	Messages     int                     `json:"messages"`
+	Recipients   int                     `json:"recipients"`
+	States       map[string]int          `json:"states"`
+	Destinations []destView              `json:"destinations"`
+	Oldest       *oldestView             `json:"oldest,omitempty"`
+	NextAttempt  *time.Time              `json:"next_attempt,omitempty"` // unknown for a remote store
+	byDomain     map[string]*destView    // building Destinations
+	seen         map[string]*messageView // the messages counted
+}
+
+type destView struct {
+	Domain      string     `json:"domain"`
+	Recipients  int        `json:"recipients"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+}
+
+type oldestView struct {
+	ID        string    `json:"id"`
+	Submitted time.Time `json:"submitted"`
+	Expires   time.Time `json:"expires"`
+}
+
+// add counts the recipients of v that the store still notifies.
+func (q *queueView) add(v *messageView) {
+	counted := false
+	for _, r := range v.Recipients {
+		if isFinal(r.Notification) {
+			continue
+		}
+		if !counted {
+			counted = true
+			q.Messages++
+			if q.Oldest == nil || v.Submitted.Before(q.Oldest.Submitted) {
+				q.Oldest = &oldestView{ID: v.ID, Submitted: v.Submitted, Expires: v.Expires}
+			}
+		}
+		q.Recipients++
+		q.States[r.Notification]++
+		domain := r.Address[strings.LastIndexByte(r.Address, '@')+1:]
+		d := q.byDomain[domain]
+		if d == nil {
+			d = &destView{Domain: domain}
+			q.byDomain[domain] = d
+		}
+		d.Recipients++
+		if r.Next != nil {
+			if d.NextAttempt == nil || r.Next.Before(*d.NextAttempt) {
+				d.NextAttempt = r.Next
+			}
+			if q.NextAttempt == nil || r.Next.Before(*q.NextAttempt) {
+				q.NextAttempt = r.Next
+			}
+		}
+	}
+}
+
+func newQueueView() *queueView {
+	return &queueView{States: map[string]int{}, Destinations: []destView{}, byDomain: map[string]*destView{}}
+}
+
+func (q *queueView) finish() {
+	for _, d := range q.byDomain {
+		q.Destinations = append(q.Destinations, *d)
+	}
+	sort.Slice(q.Destinations, func(i, j int) bool {
+		if q.Destinations[i].Recipients != q.Destinations[j].Recipients {
+			return q.Destinations[i].Recipients > q.Destinations[j].Recipients
+		}
+		return q.Destinations[i].Domain < q.Destinations[j].Domain
+	})
+}
+
+// queue prints the summary: counts, then a line per state and per
+// destination, most recipients first.
+func (p *printer) queue(q *queueView) error {
+	q.finish()
+	if p.json {
+		return p.encode(q)
+	}
+	p.row("messages", strconv.Itoa(q.Messages))
+	p.row("recipients", strconv.Itoa(q.Recipients))
+	for n := store.Unprocessed; n <= store.Refused; n++ {
+		if c := q.States[n.String()]; c > 0 {
+			p.row("state", n.String(), strconv.Itoa(c))
+		}
+	}
+	for _, d := range q.Destinations {
+		p.row("destination", d.Domain, strconv.Itoa(d.Recipients), "next", p.time(d.NextAttempt))
+	}
+	if q.Oldest != nil {
+		sub, exp := q.Oldest.Submitted, q.Oldest.Expires
+		p.row("oldest", q.Oldest.ID, "submitted", p.time(&sub), "expires", p.timeOrNone(&exp))
+	}
+	p.row("next", p.time(q.NextAttempt))
+	return nil
+}
+
+// timeOrNone is p.time for a time that may be unknown (zero).
+func (p *printer) timeOrNone(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return p.time(t)
+}
+
+// isFinal reports whether a notification state, by name, will not change
+// by itself.
+func isFinal(name string) bool {
+	for n := store.Unprocessed; n <= store.Refused; n++ {
+		if n.String() == name {
+			return n.Final()
+		}
+	}
+	return false
+}
+
+// list prints views as rows, or with summary as the queue summary.
+func (p *printer) list(views []*messageView, summary bool) error {
+	if !summary {
+		return p.messages(views)
+	}
+	q := newQueueView()
+	for _, v := range views {
+		q.add(v)
+	}
+	return p.queue(q)
+}

@@ -1,0 +1,148 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"im2000/lib/msgid"
+	"im2000/lib/store"
+)
+
+// queueSummary runs im2000-status --queue --json.
+func queueSummary(t *testing.T, e *env) (q struct {
+	Messages, Recipients int
+	States               map[string]int
+	Destinations         []struct {
+		Domain     string
+		Recipients int
+	}
+	Oldest *struct {
+		ID      string
+		Expires time.Time
+	}
+}) {
+	t.Helper()
+	r := e.run("", "im2000-status", "--queue", "--json")
+	if r.code != 0 {
+		t.Fatalf("--queue: exit %d, %s", r.code, r.stderr)
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &q); err != nil {
+		t.Fatalf("--queue --json: %v: %s", err, r.stdout)
+	}
+	return q
+}
+
+// TestSenderTools: cancel, resend and the queue summary of im2000-status
+// on the store's host, with notifyd running: a resend of a recipient the
+// agent has already (notifying, next attempt an hour away) notifies it
+// again at once.
+func TestSenderTools(t *testing.T) {
+	bob := newAgentHostFor(t, "listener", "example.net", "", "bob")
+	e, a := queueStore(t, map[string]string{"example.net": bob.rnasp, "example.com": "127.0.0.1:1"}, map[string]string{"retrybase": "1", "resend": "3600"})
+	_, logs := daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	first := e.inject("Subject: one\n\n1\n", "bob@example.net", "carol@example.com")
+	second := e.inject("Subject: two\n\n2\n", "bob@example.net")
+	id1, _ := msgid.Parse(first)
+	for start := time.Now(); spooled(bob, "bob") < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("bob was not notified:\n%s", logs.String())
+		}
+	}
+	for start := time.Now(); stateOf(t, a, id1, 0) != store.Notifying; time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("bob's notification not recorded:\n%s", logs.String())
+		}
+	}
+
+	// Expiry in every view.
+	r := e.run("", "im2000-status")
+	if f := strings.Split(strings.Split(r.stdout, "\n")[0], "\t"); len(f) != 6 || !strings.HasPrefix(f[5], time.Now().UTC().AddDate(0, 0, 30).Format("2006-01-02")) {
+		t.Errorf("listing without an expiry: %q", r.stdout)
+	}
+	if r := e.run("", "im2000-status", first); !strings.Contains(r.stdout, "\nexpires\t") {
+		t.Errorf("recipient view without an expiry: %q", r.stdout)
+	}
+
+	q := queueSummary(t, e)
+	if q.Messages != 2 || q.Recipients != 3 || q.States["notifying"] != 2 || q.Oldest == nil || q.Oldest.ID != first || q.Oldest.Expires.IsZero() ||
+		len(q.Destinations) != 2 || q.Destinations[0].Domain != "example.net" || q.Destinations[0].Recipients != 2 {
+		t.Errorf("queue summary: %+v", q)
+	}
+	if r := e.run("", "im2000-status", "--queue"); r.code != 0 || !strings.Contains(r.stdout, "destination\texample.net\t2\tnext\t") || !strings.Contains(r.stdout, "oldest\t"+first+"\tsubmitted\t") {
+		t.Errorf("--queue: %q", r.stdout)
+	}
+
+	// Resend: bob's agent gets the first message again now, not in an hour.
+	spool := spooled(bob, "bob")
+	ents, _ := os.ReadDir(filepath.Join(bob.spool, "bob"))
+	for _, ent := range ents {
+		os.Remove(filepath.Join(bob.spool, "bob", ent.Name())) // the agent passed them on
+	}
+	if r := e.run("", "im2000-status", "--resend", first); r.code != 0 || !strings.Contains(r.stdout, "resending "+first+" to 2 recipients") {
+		t.Fatalf("--resend: exit %d, %q %s", r.code, r.stdout, r.stderr)
+	}
+	for start := time.Now(); spooled(bob, "bob") < 1; time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("resend did not notify bob again (had %d):\n%s", spool, logs.String())
+		}
+	}
+
+	// Cancel: gone from every view and the summary.
+	if r := e.run("", "im2000-status", "--cancel", second); r.code != 0 || r.stdout != "cancelled "+second+"\n" {
+		t.Fatalf("--cancel: exit %d, %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := e.run("", "im2000-status", "--cancel", second); r.code != 100 || !strings.Contains(r.stderr, "no such message") {
+		t.Errorf("second --cancel: exit %d, %q", r.code, r.stderr)
+	}
+	if r := e.run("", "im2000-status", "--resend", second); r.code != 100 {
+		t.Errorf("--resend of a cancelled message: exit %d, %q", r.code, r.stderr)
+	}
+	if q := queueSummary(t, e); q.Messages != 1 || q.Oldest.ID != first {
+		t.Errorf("summary after cancel: %+v", q)
+	}
+	for _, bad := range [][]string{{"--cancel"}, {"--cancel", first, "--queue"}, {"--resend", "--cancel", first}, {"--queue", first}} {
+		if r := e.run("", "im2000-status", bad...); r.code != 100 {
+			t.Errorf("%v: exit %d; want 100", bad, r.code)
+		}
+	}
+}
+
+// TestSenderToolsRemote: the same through MSOAP: cancel and the queue
+// summary work, resend says MSOAP has no command for it.
+func TestSenderToolsRemote(t *testing.T) {
+	h := newStoreHost(t, "tcpserver", nil)
+	cl := newEnv(t, "alice")
+	os.Remove(cl.store)
+	cl.vars = append(cl.vars[:0:0], "IM2000_CONF="+cl.conf, "IM2000_ACCOUNT=alice", "PATH="+os.Getenv("PATH"), "HOME="+t.TempDir(), "TZ=UTC")
+	cl.setConf("remote", h.msoap)
+	cl.setConf("password", "alicepw")
+	cl.setConf("sentlog", filepath.Join(t.TempDir(), "sent"))
+	id1 := cl.inject("Subject: one\n\n1\n", "bob@example.net", "carol@example.com")
+	id2 := cl.inject("Subject: two\n\n2\n", "bob@example.net")
+
+	q := queueSummary(t, cl)
+	if q.Messages != 2 || q.Recipients != 3 || q.States["unprocessed"] != 3 || q.Oldest == nil || q.Oldest.ID != id1 {
+		t.Errorf("remote summary: %+v", q)
+	}
+	if r := cl.run("", "im2000-status", "--cancel", id2); r.code != 0 || r.stdout != "cancelled "+id2+"\n" {
+		t.Fatalf("remote --cancel: exit %d, %q %s", r.code, r.stdout, r.stderr)
+	}
+	s, _ := store.Open(h.store)
+	a, _ := s.Account("alice")
+	if ids, _ := a.Messages(); len(ids) != 1 || ids[0].String() != id1 {
+		t.Errorf("at the store after a remote cancel: %v", ids)
+	}
+	if r := cl.run("", "im2000-status", "--cancel", id2); r.code != 100 || !strings.Contains(r.stderr, "no such message") {
+		t.Errorf("second remote --cancel: exit %d, %q", r.code, r.stderr)
+	}
+	if r := cl.run("", "im2000-status", "--resend", id1); r.code != 100 || !strings.Contains(r.stderr, "MSOAP has no command") {
+		t.Errorf("remote --resend: exit %d, %q", r.code, r.stderr)
+	}
+	if q := queueSummary(t, cl); q.Messages != 1 {
+		t.Errorf("remote summary after cancel: %+v", q)
+	}
+}
