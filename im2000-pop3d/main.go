@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -32,13 +33,15 @@ import (
 	"im2000/lib/wire/rnaqp"
 )
 
-const usage = `usage: im2000-pop3d [-l addr:port] [-c n] [-t seconds]
+const usage = `usage: im2000-pop3d [-l addr:port] [-c n] [-t seconds] [-tls]
   POP3 access to IM2000 mail for the accounts of the agent named in the rna
   file of $IM2000_CONF: one session on stdin/stdout under tcpserver, or
   with -l as a listener.
   -l addr:port  listen on addr:port instead of serving stdin/stdout
   -c n          at most n sessions at once with -l (default 40)
   -t seconds    close a session idle for this long (default 600)
+  -tls          speak TLS from the first byte (port 995 style); without it,
+                STLS is offered when tlscert and tlskey are set
   -h            show this help`
 
 type config struct {
@@ -48,6 +51,11 @@ type config struct {
 	timeout time.Duration
 	limits  session.Limits // sessions per address, lifetime, time to log in
 	slots   session.Slots
+	// tls is nil without a certificate (no STLS); implicit is -tls.
+	// clearAuth is the setting cleartextauth (tls.go).
+	tls       *tls.Config
+	implicit  bool
+	clearAuth bool
 	// check asks the agent whether pass is user's password (nil, or an
 	// error wrapping inbox.ErrAuth); open takes the user's notifications
 	// and opens the maildrop. The fuzz test puts both in memory.
@@ -81,6 +89,9 @@ func main() {
 	if err == nil {
 		c.limits, err = session.ServerLimits(d, c.state, "pop3")
 	}
+	if err == nil {
+		err = c.loadTLS(d, f.TLS)
+	}
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
@@ -103,7 +114,7 @@ func main() {
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
-	fail.Warn("listening on %s, at most %d sessions", l.Addr(), f.Conns)
+	fail.Warn("listening on %s%s, at most %d sessions", l.Addr(), map[bool]string{true: " (TLS)"}[f.TLS], f.Conns)
 	l = session.LimitListener(l, f.Conns, "-ERR [SYS/TEMP] too many sessions, try again later\r\n")
 	for {
 		conn, err := l.Accept()
@@ -141,6 +152,7 @@ type pop struct {
 	lock    *os.File
 	drop    []*entry
 	start   time.Time // of the session, for its lifetime
+	overTLS bool      // the session is in TLS (-tls, or after STLS)
 }
 
 // serve runs one POP3 session. A panic ends the session with an -ERR and
@@ -154,6 +166,9 @@ func (c *config) serve(conn session.Conn, peer string) {
 		}
 		p.close()
 	}()
+	if c.implicit && !p.startTLS() {
+		return
+	}
 	p.reply("+OK im2000-pop3d ready")
 	var user string
 	for {
@@ -166,14 +181,23 @@ func (c *config) serve(conn session.Conn, peer string) {
 		if p.account == "" { // AUTHORIZATION
 			switch verb {
 			case "CAPA":
-				p.reply("+OK capabilities follow\r\nUSER\r\nSASL PLAIN\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION im2000-pop3d\r\n.")
+				p.reply(p.capa())
+			case "STLS":
+				if !p.stls() {
+					return
+				}
+				user = ""
 			case "USER":
-				user = arg
-				p.reply("+OK send PASS")
+				if p.passwordOK(verb) {
+					user = arg
+					p.reply("+OK send PASS")
+				}
 			case "PASS":
-				p.login(user, arg)
+				if p.passwordOK(verb) {
+					p.login(user, arg)
+				}
 			case "AUTH":
-				if !p.authPlain(arg) {
+				if p.passwordOK(verb) && !p.authPlain(arg) {
 					return
 				}
 			case "QUIT":

@@ -16,7 +16,7 @@ import (
 	"im2000/lib/wire/rnaqp"
 )
 
-const usage = `usage: im2000-queryd [-l addr:port] [-c n] [-t seconds] [-m bytes]
+const usage = `usage: im2000-queryd [-l addr:port] [-c n] [-t seconds] [-m bytes] [-tls]
   Serves RNAQP for the agent spool in $IM2000_AGENT (or the agent file of
   the configuration directory $IM2000_CONF): one session on stdin/stdout,
   as under tcpserver, or with -l as a listener.
@@ -57,6 +57,10 @@ func (c *config) Abort(*session.Session) {}
 func (c *config) Handle(s *session.Session, cmd wire.Body) session.Reply {
 	switch x := cmd.(type) {
 	case *rnaqp.Authenticate:
+		if !s.PasswordOK() {
+			fail.Warn("%v: %s", s.Remote, session.ClearAuthRefused)
+			return session.Reply{Status: rnaqp.ErrorNotPermitted}
+		}
 		ok, err := c.auth.Check(s.Remote.Addr(), x.Account, x.Password)
 		if err != nil {
 			fail.Warn("%v: %v", s.Remote, err)

@@ -20,7 +20,7 @@ import (
 	"im2000/lib/wire/msrap"
 )
 
-const usage = `usage: im2000-retrieved [-l addr:port] [-c n] [-t seconds] [-m bytes]
+const usage = `usage: im2000-retrieved [-l addr:port] [-c n] [-t seconds] [-m bytes] [-tls]
   Serves MSRAP for the store in $IM2000_STORE (or the store file of the
   configuration directory $IM2000_CONF): one session on stdin/stdout, as
   under tcpserver, or with -l as a listener.

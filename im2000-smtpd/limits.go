@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -95,6 +96,7 @@ type addrListener struct {
 	net.Listener
 	limits session.Limits
 	slots  session.Slots
+	tls    *tls.Config // -tls: each connection is TLS from its first byte
 }
 
 func (l *addrListener) Accept() (net.Conn, error) {
@@ -104,6 +106,9 @@ func (l *addrListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if lc, ok := admit(c, l.limits, l.slots); ok {
+			if l.tls != nil {
+				return implicitTLS(lc, l.tls), nil
+			}
 			return lc, nil
 		}
 	}

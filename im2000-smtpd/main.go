@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -36,12 +37,14 @@ import (
 	"im2000/lib/submit"
 )
 
-const usage = `usage: im2000-smtpd [-l addr:port] [-c n] [-t seconds]
+const usage = `usage: im2000-smtpd [-l addr:port] [-c n] [-t seconds] [-tls]
   SMTP submission into IM2000 archives: one session on stdin/stdout under
   tcpserver, or with -l as a listener. Settings are in $IM2000_CONF.
   -l addr:port  listen on addr:port instead of serving stdin/stdout
   -c n          at most n sessions at once with -l (default 40)
   -t seconds    close a session idle for this long (default 300)
+  -tls          speak TLS from the first byte (port 465 style); without it,
+                STARTTLS is offered when tlscert and tlskey are set
   -h            show this help`
 
 type config struct {
@@ -50,6 +53,10 @@ type config struct {
 	remote   bool
 	checker  *auth.Checker
 	limits   session.Limits
+	tls      *tls.Config // nil: no certificate, no STARTTLS
+	// clearAuth is the setting cleartextauth: AUTH over cleartext from
+	// anywhere, not only loopback (tls.go).
+	clearAuth bool
 }
 
 func main() {
@@ -58,13 +65,16 @@ func main() {
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
+	if c.tls, c.clearAuth, err = loadTLS(c.conf, f.TLS); err != nil {
+		fail.Exit(fail.Temp(err))
+	}
 	maxRcpt, err := store.MaxRcpt(c.conf) // the one rule, shared with im2000-submitd
 	if err != nil {
 		fail.Exit(fail.Temp(err))
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
-		lc, _ := conn.Conn().(*limitedConn) // always one: every connection is admitted
-		return &client{cfg: c, peer: conn.Conn().RemoteAddr(), conn: lc}, nil
+		lc := limited(conn.Conn()) // always one: every connection is admitted
+		return &client{cfg: c, peer: conn.Conn().RemoteAddr(), conn: lc, smtp: conn}, nil
 	}))
 	srv.Domain = c.settings.Me
 	srv.MaxMessageBytes = c.settings.MaxMessage
@@ -72,17 +82,25 @@ func main() {
 	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
 	srv.ReadTimeout = f.Timeout
 	srv.WriteTimeout = f.Timeout
-	srv.AllowInsecureAuth = true // the transport is the admin's: loopback, or tcpserver behind a TLS proxy
+	// go-smtp's own rule would refuse AUTH in cleartext even on loopback;
+	// this server's rule (TLS, loopback, or cleartextauth) is in
+	// client.passwordOK, which hides AUTH from EHLO and answers 538.
+	srv.AllowInsecureAuth = true
+	srv.TLSConfig = c.tls
 	srv.ErrorLog = logger{}
 
+	var implicit *tls.Config
+	if f.TLS {
+		implicit = c.tls
+	}
 	var l net.Listener
 	if f.Listen != "" {
 		if l, err = net.Listen("tcp", f.Listen); err != nil {
 			fail.Exit(fail.Temp(err))
 		}
 		l = session.LimitListener(l, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
-		l = &addrListener{Listener: l, limits: c.limits, slots: c.limits.SlotsFor(true)}
-		fail.Warn("listening on %s, at most %d sessions", l.Addr(), f.Conns)
+		l = &addrListener{Listener: l, limits: c.limits, slots: c.limits.SlotsFor(true), tls: implicit}
+		fail.Warn("listening on %s%s, at most %d sessions", l.Addr(), map[bool]string{true: " (TLS)"}[f.TLS], f.Conns)
 	} else {
 		conn, err := net.FileConn(os.Stdin)
 		if err != nil {
@@ -92,7 +110,7 @@ func main() {
 		if !ok {
 			return
 		}
-		one := &oneConn{conn: lc, closed: make(chan struct{})}
+		one := &oneConn{conn: lc, closed: make(chan struct{}), tls: implicit}
 		release := lc.release
 		lc.release = func() { release(); close(one.closed) }
 		l = one
@@ -193,14 +211,26 @@ type client struct {
 	cfg      *config
 	conn     *limitedConn
 	peer     net.Addr
+	smtp     *smtp.Conn
 	account  string
 	password string
 	rcpts    []addr.Mailbox
 }
 
-func (s *client) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+// AuthMechanisms is what EHLO offers: nothing where a password may not
+// be taken (passwordOK), so that a client starts TLS first.
+func (s *client) AuthMechanisms() []string {
+	if !s.passwordOK() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
 
 func (s *client) Auth(mech string) (sasl.Server, error) {
+	if !s.passwordOK() {
+		fail.Warn("%v: AUTH refused: a password in cleartext from a non-loopback address (have clients use STARTTLS or the -tls port, or set cleartextauth to 1 if the network is trusted)", s.peer)
+		return nil, errEncryptionRequired
+	}
 	switch mech {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, user, pass string) error {
@@ -349,6 +379,7 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 // the server when that session closes (closed, closed by the conn's
 // release).
 type oneConn struct {
+	tls    *tls.Config // -tls: the connection is TLS from its first byte
 	conn   *limitedConn
 	given  bool
 	closed chan struct{}
@@ -359,6 +390,9 @@ var errDone = errors.New("session over")
 func (o *oneConn) Accept() (net.Conn, error) {
 	if !o.given {
 		o.given = true
+		if o.tls != nil {
+			return implicitTLS(o.conn, o.tls), nil
+		}
 		return o.conn, nil
 	}
 	<-o.closed

@@ -23,7 +23,7 @@ import (
 	"im2000/lib/wire/msoap"
 )
 
-const usage = `usage: im2000-submitd [-l addr:port] [-c n] [-t seconds] [-m bytes]
+const usage = `usage: im2000-submitd [-l addr:port] [-c n] [-t seconds] [-m bytes] [-tls]
   Serves MSOAP for the store in $IM2000_STORE (or the store file of the
   configuration directory $IM2000_CONF): one session on stdin/stdout, as
   under tcpserver, or with -l as a listener.
@@ -128,6 +128,10 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 }
 
 func (h *handler) authenticate(s *session.Session, c *msoap.Authenticate) session.Reply {
+	if !s.PasswordOK() {
+		fail.Warn("%v: %s", s.Remote, session.ClearAuthRefused)
+		return session.Reply{Status: msoap.ErrorNotPermitted}
+	}
 	ok, err := h.auth.Check(s.Remote.Addr(), c.Account, c.Password)
 	if err != nil {
 		fail.Warn("%v: %v", s.Remote, err)

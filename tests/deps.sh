@@ -15,6 +15,9 @@ need man-db command -v man
 need ucspi-tcp command -v tcpserver
 need daemontools command -v svscan
 need swaks command -v swaks
+need libnet-ssleay-perl perl -MNet::SSLeay -e1 # swaks --tls, --tlsc
+need tcpdump sh -c 'PATH=$PATH:/usr/sbin command -v tcpdump' # the capture on lo of TLS sessions
+need iproute2 sh -c 'PATH=$PATH:/usr/sbin:/sbin command -v ip' # a network namespace for a non-loopback client
 need mpop command -v mpop
 need python3-pyasn1 /usr/bin/python3 -c 'import pyasn1'
 need nsd sh -c 'PATH=$PATH:/usr/sbin command -v nsd' # a real authoritative DNS server (lib/locate)

@@ -19,6 +19,7 @@ const FlagUsage = `  -l addr:port  listen on addr:port instead of serving stdin/
   -c n          at most n sessions at once with -l (default 40)
   -t seconds    close a session that sends no complete PDU for this long (default 120)
   -m bytes      refuse PDUs longer than this (default 1114112)
+  -tls          serve TLS (implicit) with the certificate of tlscert and tlskey
   -h            show this help`
 
 // Flags are the options every server takes.
@@ -27,6 +28,7 @@ type Flags struct {
 	Conns   int           // -c N: sessions at once in listener mode
 	Timeout time.Duration // -t SECONDS
 	MaxPDU  int           // -m BYTES
+	TLS     bool          // -tls: every session is TLS from its first byte (tlscert, tlskey)
 }
 
 // Register adds -l, -c, -t and -m to fs with the documented defaults.
@@ -38,6 +40,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 func (f *Flags) register(fs *flag.FlagSet, timeout time.Duration) {
 	fs.StringVar(&f.Listen, "l", "", "listen on ADDR:PORT instead of serving one session on stdin/stdout")
 	fs.IntVar(&f.Conns, "c", 40, "at most N sessions at once (listener mode)")
+	fs.BoolVar(&f.TLS, "tls", false, "serve TLS from the first byte (implicit TLS), with the certificate of tlscert and tlskey")
 	fs.Func("t", "close an idle session after SECONDS", func(s string) error {
 		var secs int
 		if _, err := fmt.Sscan(s, &secs); err != nil || secs <= 0 {
@@ -58,6 +61,9 @@ func Run(srv *Server, f Flags) error {
 		srv.MaxConns = 1
 	}
 	srv.slots = srv.Limits.SlotsFor(f.Listen != "")
+	if err := srv.loadTLS(f); err != nil {
+		return err
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	if f.Listen == "" {
@@ -71,7 +77,7 @@ func Run(srv *Server, f Flags) error {
 	if err != nil {
 		return err
 	}
-	srv.logf("%s: listening on %s, at most %d sessions", srv.Proto.Name, l.Addr(), srv.MaxConns)
+	srv.logf("%s: listening on %s%s, at most %d sessions", srv.Proto.Name, l.Addr(), map[bool]string{true: " (TLS)"}[srv.TLS != nil], srv.MaxConns)
 	go func() {
 		<-sig
 		srv.logf("%s: shutting down", srv.Proto.Name)

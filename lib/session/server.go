@@ -10,6 +10,7 @@ package session
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,9 @@ type Session struct {
 	Remote  netip.AddrPort
 	Local   netip.AddrPort
 	Account string // set by the handler when authentication succeeds
+	// TLS is the session's TLS state; nil for a cleartext session.
+	TLS       *tls.ConnectionState
+	clearAuth bool // the setting cleartextauth (PasswordOK)
 }
 
 // Server runs sessions of one protocol.
@@ -62,6 +66,10 @@ type Server struct {
 	Limits     Limits
 	NewHandler func(*Session) Handler
 	Log        func(format string, a ...any)
+	// TLS, when set, makes every session implicit TLS (the -tls flag;
+	// tls.go). ClearAuth is the setting cleartextauth (Session.PasswordOK).
+	TLS       *tls.Config
+	ClearAuth bool
 
 	slots   Slots // from Limits, for the mode (Run)
 	closing atomic.Bool
@@ -108,7 +116,14 @@ func (srv *Server) alert(s *Session, v any) {
 // errorinternalproblem when it happened in a command) and an alert in the
 // log, never the server.
 func (srv *Server) Serve(c Conn, s *Session) {
-	s.Proto = srv.Proto
+	s.Proto, s.clearAuth = srv.Proto, srv.ClearAuth
+	start := time.Now()
+	if srv.TLS != nil {
+		var ok bool
+		if c, ok = srv.handshake(c, s, start); !ok {
+			return
+		}
+	}
 	srv.track(c, true)
 	defer srv.track(c, false)
 	defer func() {
@@ -125,7 +140,6 @@ func (srv *Server) Serve(c Conn, s *Session) {
 	st := srv.Proto.Status
 	r := bufio.NewReaderSize(c, 64<<10)
 	commands := 0
-	start := time.Now()
 	for {
 		// The idle timeout, cut short by the session's lifetime and, before
 		// authentication, by the time it has for that (Limits).
@@ -341,7 +355,7 @@ func envAddrPort(ip, port string) netip.AddrPort {
 
 // StdioConn makes stdin/stdout a Conn with deadlines: the socket itself
 // under tcpserver, or the two pipe ends in non-blocking mode otherwise.
-func StdioConn() (Conn, error) {
+func StdioConn() (net.Conn, error) {
 	if c, err := net.FileConn(os.Stdin); err == nil {
 		return c, nil
 	}
@@ -359,6 +373,19 @@ func (p *pipeConn) Read(b []byte) (int, error)         { return p.in.Read(b) }
 func (p *pipeConn) Write(b []byte) (int, error)        { return p.out.Write(b) }
 func (p *pipeConn) SetReadDeadline(t time.Time) error  { return p.in.SetReadDeadline(t) }
 func (p *pipeConn) SetWriteDeadline(t time.Time) error { return p.out.SetWriteDeadline(t) }
+func (p *pipeConn) LocalAddr() net.Addr                { return pipeAddr{} }
+func (p *pipeConn) RemoteAddr() net.Addr               { return pipeAddr{} }
+
+// SetDeadline makes pipeConn a net.Conn, which crypto/tls wants.
+func (p *pipeConn) SetDeadline(t time.Time) error {
+	return errors.Join(p.in.SetReadDeadline(t), p.out.SetWriteDeadline(t))
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "stdin/stdout" }
+
 func (p *pipeConn) Close() error {
 	p.in.Close()
 	return p.out.Close()

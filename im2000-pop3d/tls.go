@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/tlsconf"
+)
+
+// loadTLS reads the certificate and key (tlscert, tlskey) and
+// cleartextauth. With a certificate the server offers STLS (RFC 2595) and,
+// with -tls, speaks TLS from the first byte (port 995 style, RFC 8314).
+// Without one, -tls is an error and STLS is not offered.
+func (c *config) loadTLS(d conf.Dir, implicit bool) error {
+	var err error
+	if c.clearAuth, err = tlsconf.ClearAuth(d); err != nil {
+		return err
+	}
+	c.tls, err = tlsconf.ServerConfig(d, fail.Warn)
+	if errors.Is(err, tlsconf.ErrNoCert) && !implicit {
+		c.tls, err = nil, nil
+	}
+	c.implicit = implicit
+	return err
+}
+
+// startTLS runs the server's handshake on the session's connection, bounded
+// as a command is (the idle timeout, cut short by the session's lifetime
+// and the time it has to log in), and reads and writes through TLS from
+// then on. false: the session is over (logged).
+func (p *pop) startTLS() bool {
+	nc, ok := p.conn.(net.Conn)
+	if !ok {
+		fail.Warn("%s: TLS: the connection is no net.Conn, closed", p.peer)
+		return false
+	}
+	deadline, _ := p.limits.Deadline(p.start, p.timeout, false)
+	nc.SetDeadline(deadline)
+	tc := tls.Server(nc, p.tls)
+	if err := tc.Handshake(); err != nil {
+		fail.Warn("%s: TLS handshake failed: %v", p.peer, err)
+		return false
+	}
+	p.conn, p.r, p.overTLS = tc, bufio.NewReaderSize(tc, 4096), true
+	return true
+}
+
+// stls answers STLS; false ends the session. Whatever the client sent
+// after STLS before the handshake is cleartext that an attacker could
+// have put there (RFC 2595 section 4, and the STARTTLS command injection
+// of CVE-2011-0411): the session ends rather than read it as if it were
+// protected.
+func (p *pop) stls() bool {
+	switch {
+	case p.tls == nil:
+		p.reply("-ERR STLS is not offered here: no certificate")
+		return true
+	case p.overTLS:
+		p.reply("-ERR already in TLS")
+		return true
+	case p.r.Buffered() > 0:
+		fail.Warn("%s: STLS: commands pipelined after it in cleartext, closed", p.peer)
+		p.reply("-ERR nothing may follow STLS before the TLS handshake")
+		return false
+	}
+	p.reply("+OK begin TLS negotiation")
+	return p.startTLS()
+}
+
+// passwordOK says whether USER, PASS and AUTH may be taken: over TLS,
+// from loopback, or where the admin set cleartextauth. Otherwise the
+// command is refused, logged, and CAPA does not list them.
+func (p *pop) passwordOK(verb string) bool {
+	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.clearAuth) {
+		return true
+	}
+	fail.Warn("%s: %s refused: a password in cleartext from a non-loopback address (have clients use STLS or the -tls port, or set cleartextauth to 1 if the network is trusted)", p.peer, verb)
+	p.reply("-ERR [AUTH] passwords are not taken in cleartext here: use STLS first")
+	return false
+}
+
+// capa is the answer to CAPA before login: STLS while the session is in
+// cleartext and a certificate is there; USER and SASL PLAIN only where a
+// password may be taken.
+func (p *pop) capa() string {
+	caps := []string{"+OK capabilities follow"}
+	if p.tls != nil && !p.overTLS {
+		caps = append(caps, "STLS")
+	}
+	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.clearAuth) {
+		caps = append(caps, "USER", "SASL PLAIN")
+	}
+	caps = append(caps, "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "IMPLEMENTATION im2000-pop3d", ".")
+	return strings.Join(caps, "\r\n")
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+
+	"github.com/emersion/go-smtp"
+
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/tlsconf"
+)
+
+// loadTLS reads the certificate and key (tlscert, tlskey): with them the
+// server offers STARTTLS, and with -tls it speaks TLS from the first byte
+// (port 465 style, RFC 8314). Without them, -tls is an error and STARTTLS
+// is not offered.
+func loadTLS(d conf.Dir, implicit bool) (*tls.Config, bool, error) {
+	clear, err := tlsconf.ClearAuth(d)
+	if err != nil {
+		return nil, false, err
+	}
+	cfg, err := tlsconf.ServerConfig(d, fail.Warn)
+	if errors.Is(err, tlsconf.ErrNoCert) && !implicit {
+		return nil, clear, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return cfg, clear, nil
+}
+
+// implicitTLS makes c a TLS server connection. go-smtp runs the handshake
+// itself before its greeting, within its read and write timeouts, which
+// the limitedConn beneath cuts short by the session limits (authtimeout,
+// sessionlifetime): a stalled handshake is bounded as a stalled command.
+func implicitTLS(c *limitedConn, cfg *tls.Config) net.Conn {
+	return tls.Server(c, cfg)
+}
+
+// limited finds the limitedConn under a connection go-smtp holds, which
+// is a *tls.Conn after STARTTLS or with -tls.
+func limited(c net.Conn) *limitedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	lc, _ := c.(*limitedConn)
+	return lc
+}
+
+// passwordOK says whether AUTH may be taken on this connection: over TLS,
+// from loopback, or where the admin set cleartextauth.
+func (s *client) passwordOK() bool {
+	_, isTLS := s.smtp.TLSConnectionState()
+	return tlsconf.PasswordOK(isTLS, netipOf(s.peer), s.cfg.clearAuth)
+}
+
+// errEncryptionRequired is RFC 4954's answer to AUTH in cleartext where
+// passwords must not cross it.
+var errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11},
+	Message: "Encryption required for authentication: use STARTTLS, or the TLS port"}

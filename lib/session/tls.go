@@ -1,0 +1,64 @@
+package session
+
+import (
+	"crypto/tls"
+	"net"
+	"time"
+
+	"im2000/lib/conf"
+	"im2000/lib/tlsconf"
+)
+
+// handshake runs the server's TLS handshake on c (implicit TLS: the first
+// bytes are the client's hello), bounded as a command is: by the idle
+// timeout, cut short by the session's lifetime and the time it has to
+// authenticate, counted from start. A client that stalls the handshake
+// holds its slot no longer than one that stalls a command.
+func (srv *Server) handshake(c Conn, s *Session, start time.Time) (Conn, bool) {
+	nc, ok := c.(net.Conn)
+	if !ok { // every Conn the package makes is a net.Conn
+		srv.logf("%s: %v: TLS: the connection is no net.Conn, closed", srv.Proto.Name, s.Remote)
+		c.Close()
+		return nil, false
+	}
+	deadline, _ := srv.Limits.Deadline(start, srv.Timeout, false)
+	tc := tls.Server(nc, srv.TLS)
+	nc.SetDeadline(deadline)
+	if err := tc.Handshake(); err != nil {
+		srv.logf("%s: %v: TLS handshake failed: %v", srv.Proto.Name, s.Remote, err)
+		c.Close()
+		return nil, false
+	}
+	st := tc.ConnectionState()
+	s.TLS = &st
+	return tc, true
+}
+
+// PasswordOK says whether the session may carry a password (MSOAP and
+// RNAQP Authenticate): over TLS, from loopback, or where the admin set
+// cleartextauth (tlsconf.PasswordOK).
+func (s *Session) PasswordOK() bool {
+	return tlsconf.PasswordOK(s.TLS != nil, s.Remote.Addr(), s.clearAuth)
+}
+
+// loadTLS reads what Run needs of TLS from the configuration directory:
+// the certificate and key when the flags ask for TLS (-tls), and
+// cleartextauth.
+func (srv *Server) loadTLS(f Flags) error {
+	d := conf.FromEnv()
+	var err error
+	if srv.ClearAuth, err = tlsconf.ClearAuth(d); err != nil {
+		return err
+	}
+	if f.TLS && srv.TLS == nil {
+		if srv.TLS, err = tlsconf.ServerConfig(d, srv.logf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClearAuthRefused is the log line (after the peer's address) of an
+// Authenticate refused by PasswordOK; the client is answered
+// errornotpermitted.
+const ClearAuthRefused = "Authenticate refused: a password in cleartext from a non-loopback address (serve the TLS form with -tls and have clients use it, or set cleartextauth to 1 if the network is trusted)"

@@ -1,0 +1,229 @@
+// Package tlsconf is the TLS of im2000's programs (DESIGN.md section 3,
+// "TLS"; issue 16): the server side here (certificate and key from the
+// configuration directory, picked up again when they change), the client
+// side (location of the TLS forms, verification, downgrade tracking) in
+// client.go beside it. Both share MinVersion and the settings' names.
+package tlsconf
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"im2000/lib/conf"
+)
+
+// MinVersion is the oldest TLS spoken, by servers and clients alike. TLS
+// 1.3 is preferred: crypto/tls negotiates the newest both ends have.
+const MinVersion = tls.VersionTLS12
+
+// The settings of the server side.
+const (
+	SettingCert          = "tlscert"       // path of the certificate chain, PEM, leaf first
+	SettingKey           = "tlskey"        // path of its private key, PEM
+	SettingCleartextAuth = "cleartextauth" // 1: passwords accepted over cleartext from anywhere
+)
+
+// ErrNoCert is Load's answer when tlscert and tlskey are not set.
+var ErrNoCert = errors.New("no certificate configured")
+
+// Certs is a server's certificate and key, read from their files and read
+// again when the files change (renewals by certbot, lego or uacme) or on
+// SIGHUP, without a restart. A new pair that does not load (a renewal half
+// written, a key that does not match) leaves the old one in use, with a
+// log line; it is tried again when the files change again.
+type Certs struct {
+	CertFile, KeyFile string
+	Log               func(format string, a ...any)
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	serving stamp // of the files that made cert
+	tried   stamp // of the files last tried, good or bad: a bad pair is not retried until it changes
+}
+
+// stamp identifies a version of the two files cheaply (stat, following
+// symlinks: certbot's live/ links move to new files in archive/ on renewal).
+type stamp struct {
+	cert, key fileStamp
+}
+
+type fileStamp struct {
+	dev, ino  uint64
+	size      int64
+	mtime     time.Time
+	ctimeNsec int64
+}
+
+func statFile(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	s := fileStamp{size: fi.Size(), mtime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.dev, s.ino = uint64(st.Dev), st.Ino
+		s.ctimeNsec = st.Ctim.Sec*1e9 + st.Ctim.Nsec
+	}
+	return s, nil
+}
+
+// Load reads the settings tlscert and tlskey of d (a relative path is taken
+// from d) and the pair they name. Neither set: ErrNoCert. log takes the
+// reload messages (nil: none).
+func Load(d conf.Dir, log func(format string, a ...any)) (*Certs, error) {
+	cert, err := d.String(SettingCert, "")
+	if err != nil {
+		return nil, err
+	}
+	key, err := d.String(SettingKey, "")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cert == "" && key == "":
+		return nil, fmt.Errorf("%w: write the paths of a PEM certificate chain and its key to %s and %s", ErrNoCert, d.Path(SettingCert), d.Path(SettingKey))
+	case cert == "" || key == "":
+		return nil, fmt.Errorf("%s and %s go together: set both or neither", d.Path(SettingCert), d.Path(SettingKey))
+	}
+	if !filepath.IsAbs(cert) {
+		cert = d.Path(cert)
+	}
+	if !filepath.IsAbs(key) {
+		key = d.Path(key)
+	}
+	c := &Certs{CertFile: cert, KeyFile: key, Log: log}
+	if err := c.Reload(true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Certs) logf(format string, a ...any) {
+	if c.Log != nil {
+		c.Log(format, a...)
+	}
+}
+
+// Reload reads the pair again if its files changed since they were last
+// tried (force: whatever their stamps). An error leaves the pair in use
+// as it was; it is logged unless there was none in use (Load's first
+// read, which returns it instead).
+func (c *Certs) Reload(force bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs, err1 := statFile(c.CertFile)
+	ks, err2 := statFile(c.KeyFile)
+	now := stamp{cs, ks}
+	if err := errors.Join(err1, err2); err != nil {
+		if c.cert == nil {
+			return err
+		}
+		if force || c.tried != now {
+			c.tried = now
+			c.logf("tls: keeping the certificate in use: %v", err)
+		}
+		return err
+	}
+	if !force && now == c.tried {
+		return nil
+	}
+	c.tried = now
+	pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err == nil {
+		pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0])
+	}
+	if err != nil {
+		err = fmt.Errorf("%s and %s: %v", c.CertFile, c.KeyFile, err)
+		if c.cert != nil {
+			c.logf("tls: keeping the certificate in use, the new pair does not load (fix it, or wait for the renewal to finish): %v", err)
+		}
+		return err
+	}
+	if c.cert != nil && now != c.serving {
+		c.logf("tls: serving the new certificate of %s, serial %x, valid until %s", c.CertFile, pair.Leaf.SerialNumber, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	c.cert, c.serving = &pair, now
+	return nil
+}
+
+// Certificate is the pair to serve now: the files are checked (two stats)
+// and read again if they changed.
+func (c *Certs) Certificate() *tls.Certificate {
+	c.Reload(false) // an error is logged, and the old pair stays
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert
+}
+
+// ReloadOnSIGHUP reads the pair again on each SIGHUP, whether or not the
+// files look changed (a file rewritten in place within the same
+// timestamp tick, say).
+func (c *Certs) ReloadOnSIGHUP() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	go func() {
+		for range ch {
+			if err := c.Reload(true); err == nil {
+				c.logf("tls: SIGHUP: certificate of %s loaded", c.CertFile)
+			}
+		}
+	}()
+}
+
+// Config is the server configuration: TLS 1.2 at least, 1.3 preferred,
+// the certificate looked up at each handshake. Use one Config for every
+// connection of a process: crypto/tls makes the session ticket keys once
+// per Config (and rotates them), so a client resumes with any later
+// connection to the same process. Under tcpserver each connection is a
+// process with keys of its own, so a ticket from an earlier connection is
+// not accepted and every handshake is a full one.
+func (c *Certs) Config() *tls.Config {
+	return &tls.Config{
+		MinVersion: MinVersion,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return c.Certificate(), nil
+		},
+	}
+}
+
+// ServerConfig loads the pair of d (Load), arranges for SIGHUP to reload
+// it, and returns the configuration to serve with.
+func ServerConfig(d conf.Dir, log func(format string, a ...any)) (*tls.Config, error) {
+	c, err := Load(d, log)
+	if err != nil {
+		return nil, err
+	}
+	c.ReloadOnSIGHUP()
+	return c.Config(), nil
+}
+
+// ClearAuth reads the setting cleartextauth: 1 lets passwords cross a
+// cleartext connection from anywhere (behind a TLS-terminating proxy, or
+// on a network the admin trusts), 0 (the default) only from loopback.
+func ClearAuth(d conf.Dir) (bool, error) {
+	n, err := d.Int(SettingCleartextAuth, 0)
+	if err != nil {
+		return false, err
+	}
+	if n != 0 && n != 1 {
+		return false, fmt.Errorf("%s: want 0 or 1", d.Path(SettingCleartextAuth))
+	}
+	return n == 1, nil
+}
+
+// PasswordOK says whether a password may be taken on a connection: over
+// TLS, from a loopback address, or anywhere when the admin allowed it
+// (cleartextauth). A connection with no address (stdin/stdout on pipes,
+// not under tcpserver) is a local user's, and counts as loopback.
+func PasswordOK(overTLS bool, peer netip.Addr, clearAuth bool) bool {
+	return overTLS || clearAuth || !peer.IsValid() || peer.Unmap().IsLoopback()
+}

@@ -1,0 +1,246 @@
+package tlsconf
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"im2000/lib/conf"
+	"im2000/lib/tlsconf/tlstest"
+)
+
+type logBuf struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logBuf) logf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, a...))
+}
+
+func (l *logBuf) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.lines {
+		if strings.Contains(s, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+func setting(t *testing.T, d conf.Dir, name, value string) {
+	if err := os.WriteFile(d.Path(name), []byte(value+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func serial(c *Certs) int64 { return c.Certificate().Leaf.SerialNumber.Int64() }
+
+func TestLoadSettings(t *testing.T) {
+	d := conf.Dir(t.TempDir())
+	if _, err := Load(d, nil); !errors.Is(err, ErrNoCert) {
+		t.Fatalf("no settings: %v, want ErrNoCert", err)
+	}
+	setting(t, d, SettingCert, "cert.pem")
+	if _, err := Load(d, nil); err == nil || errors.Is(err, ErrNoCert) {
+		t.Fatalf("tlscert without tlskey: %v, want an error", err)
+	}
+	setting(t, d, SettingKey, "key.pem")
+	if _, err := Load(d, nil); err == nil {
+		t.Fatal("missing files loaded")
+	}
+	ca := tlstest.NewCA(t)
+	ca.WriteLeaf(t, d.Path("cert.pem"), d.Path("key.pem"), 7, "example.org")
+	c, err := Load(d, nil) // relative paths: from the configuration directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	if serial(c) != 7 {
+		t.Fatalf("serial %d", serial(c))
+	}
+	cfg := c.Config()
+	if cfg.MinVersion != tls.VersionTLS12 {
+		t.Fatalf("MinVersion %x", cfg.MinVersion)
+	}
+}
+
+// TestReload: a pair replaced on disk is served at the next handshake; a
+// bad new pair leaves the old one, logged once, until the files change.
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t)
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.WriteLeaf(t, cert, key, 1, "example.org")
+	var log logBuf
+	c := &Certs{CertFile: cert, KeyFile: key, Log: log.logf}
+	if err := c.Reload(true); err != nil {
+		t.Fatal(err)
+	}
+	ca.WriteLeaf(t, cert, key, 2, "example.org")
+	if s := serial(c); s != 2 {
+		t.Fatalf("after renewal: serial %d, want 2", s)
+	}
+	// A renewal half done: the new certificate with the old key.
+	c2, _ := ca.Leaf(t, 3, "example.org")
+	if err := os.WriteFile(cert, c2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if s := serial(c); s != 2 {
+			t.Fatalf("bad pair: serial %d, want the old 2", s)
+		}
+	}
+	if n := log.count("keeping the certificate in use"); n != 1 {
+		t.Fatalf("bad pair logged %d times, want once: %q", n, log.lines)
+	}
+	ca.WriteLeaf(t, cert, key, 4, "example.org")
+	if s := serial(c); s != 4 {
+		t.Fatalf("fixed: serial %d, want 4", s)
+	}
+	os.Remove(cert)
+	if s := serial(c); s != 4 {
+		t.Fatalf("removed: serial %d, want the old 4", s)
+	}
+}
+
+// TestReloadSymlinks: certbot's layout, live/NAME/*.pem links into
+// archive/NAME/*N.pem, moved to the next N on renewal.
+func TestReloadSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t)
+	archive, live := filepath.Join(dir, "archive"), filepath.Join(dir, "live")
+	os.Mkdir(archive, 0o700)
+	os.Mkdir(live, 0o700)
+	link := func(n int) {
+		for _, f := range []string{"fullchain", "privkey"} {
+			tmp := filepath.Join(live, f+".tmp")
+			if err := os.Symlink(fmt.Sprintf("../archive/%s%d.pem", f, n), tmp); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, filepath.Join(live, f+".pem")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ca.WriteLeaf(t, filepath.Join(archive, "fullchain1.pem"), filepath.Join(archive, "privkey1.pem"), 11, "example.org")
+	link(1)
+	d := conf.Dir(dir)
+	setting(t, d, SettingCert, filepath.Join(live, "fullchain.pem"))
+	setting(t, d, SettingKey, filepath.Join(live, "privkey.pem"))
+	c, err := Load(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.WriteLeaf(t, filepath.Join(archive, "fullchain2.pem"), filepath.Join(archive, "privkey2.pem"), 12, "example.org")
+	link(2)
+	if s := serial(c); s != 12 {
+		t.Fatalf("serial %d, want 12", s)
+	}
+}
+
+// TestHandshake: TLS 1.3 by default, 1.2 accepted, 1.1 refused, and a
+// second connection to the same Config resumes the first's session.
+func TestHandshake(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t)
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.WriteLeaf(t, cert, key, 1, "example.org")
+	c := &Certs{CertFile: cert, KeyFile: key}
+	if err := c.Reload(true); err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", c.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				conn.(*tls.Conn).Handshake()
+				conn.Write([]byte("x")) // so that the client gets its 1.3 ticket
+			}()
+		}
+	}()
+	cache := tls.NewLRUClientSessionCache(4)
+	dial := func(minV, maxV uint16) (tls.ConnectionState, error) {
+		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "example.org", MinVersion: minV, MaxVersion: maxV, ClientSessionCache: cache}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.Addr().String(), cfg)
+		if err != nil {
+			return tls.ConnectionState{}, err
+		}
+		defer conn.Close()
+		conn.Read(make([]byte, 1))
+		return conn.ConnectionState(), nil
+	}
+	st, err := dial(0, 0)
+	if err != nil || st.Version != tls.VersionTLS13 {
+		t.Fatalf("default: version %x, %v; want TLS 1.3", st.Version, err)
+	}
+	if st, err = dial(0, 0); err != nil || !st.DidResume {
+		t.Fatalf("second connection: resumed %v, %v", st.DidResume, err)
+	}
+	if st, err = dial(tls.VersionTLS12, tls.VersionTLS12); err != nil || st.Version != tls.VersionTLS12 {
+		t.Fatalf("TLS 1.2: %x, %v", st.Version, err)
+	}
+	if _, err = dial(tls.VersionTLS10, tls.VersionTLS11); err == nil {
+		t.Fatal("TLS 1.1 accepted")
+	}
+}
+
+func TestPasswordOK(t *testing.T) {
+	for _, c := range []struct {
+		tls   bool
+		peer  string
+		clear bool
+		want  bool
+	}{
+		{false, "127.0.0.1", false, true},
+		{false, "127.0.0.2", false, true},
+		{false, "::1", false, true},
+		{false, "::ffff:127.0.0.1", false, true},
+		{false, "192.0.2.1", false, false},
+		{false, "2001:db8::1", false, false},
+		{true, "192.0.2.1", false, true},
+		{false, "192.0.2.1", true, true},
+		{false, "", false, true}, // pipes: a local user
+	} {
+		a, _ := netip.ParseAddr(c.peer)
+		if got := PasswordOK(c.tls, a, c.clear); got != c.want {
+			t.Errorf("PasswordOK(%v, %q, %v) = %v", c.tls, c.peer, c.clear, got)
+		}
+	}
+}
+
+func TestClearAuth(t *testing.T) {
+	d := conf.Dir(t.TempDir())
+	if ok, err := ClearAuth(d); ok || err != nil {
+		t.Fatalf("default: %v %v", ok, err)
+	}
+	setting(t, d, SettingCleartextAuth, "1")
+	if ok, err := ClearAuth(d); !ok || err != nil {
+		t.Fatalf("1: %v %v", ok, err)
+	}
+	setting(t, d, SettingCleartextAuth, "2")
+	if _, err := ClearAuth(d); err == nil {
+		t.Fatal("2 accepted")
+	}
+}

@@ -1,0 +1,127 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// capture runs tcpdump on lo for the given ports until the function it
+// returns is called, which returns the raw capture file.
+func capture(t *testing.T, ports ...string) func() []byte {
+	t.Helper()
+	tcpdump, err := exec.LookPath("tcpdump")
+	if err != nil {
+		t.Fatal("tcpdump is not installed: run tests/deps.sh")
+	}
+	file := filepath.Join(t.TempDir(), "lo.pcap")
+	var filter []string
+	for i, p := range ports {
+		if i > 0 {
+			filter = append(filter, "or")
+		}
+		filter = append(filter, "tcp", "port", p)
+	}
+	// -Z root: Debian's tcpdump would otherwise open the file as the
+	// tcpdump user, in a directory only root may write.
+	cmd := exec.Command(tcpdump, append([]string{"-i", "lo", "--immediate-mode", "-U", "-s", "0", "-Z", "root", "-w", file}, filter...)...)
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() []byte {
+		if !stopped {
+			stopped = true
+			time.Sleep(500 * time.Millisecond) // the last packets reach tcpdump
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("tcpdump wrote nothing: %v\n%s", err, logs.String())
+		}
+		return b
+	}
+	t.Cleanup(func() { stop() })
+	await(t, 10*time.Second, "tcpdump listening", func() bool { return strings.Contains(logs.String(), "listening on") })
+	return stop
+}
+
+// leaks says which of secrets the capture holds.
+func leaks(capture []byte, secrets ...string) []string {
+	var found []string
+	for _, s := range secrets {
+		if bytes.Contains(capture, []byte(s)) {
+			found = append(found, s)
+		}
+	}
+	return found
+}
+
+// TestTLSSMTP: swaks submits with STARTTLS (--tls) to an smtpd with a
+// certificate, and with implicit TLS (--tlsc) to one run with -tls, under
+// tcpserver and listening, verifying the certificate against the private
+// CA. A capture on lo of a cleartext submission (loopback may) shows its
+// password and body, which proves the capture sees the traffic; one of a
+// STARTTLS submission shows neither.
+func TestTLSSMTP(t *testing.T) {
+	if _, err := exec.LookPath("swaks"); err != nil {
+		t.Fatal("swaks is not installed: run tests/deps.sh")
+	}
+	tcpserver, err := exec.LookPath("tcpserver")
+	if err != nil {
+		t.Fatal("tcpserver (ucspi-tcp) is not installed: run tests/deps.sh")
+	}
+	e := newEnv(t, "alice")
+	writePasswords(t, e, "alice", "bob")
+	withTLS(t, e)
+	ca := filepath.Join(e.conf, "testca.pem")
+	starttls, implicit, listener := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
+	smtpd := filepath.Join(bin, "im2000-smtpd")
+	daemonEnv(t, e.vars, "127.0.0.1:"+starttls, tcpserver, "-RHl0", "127.0.0.1", starttls, smtpd, "-t", "10")
+	daemonEnv(t, e.vars, "127.0.0.1:"+implicit, tcpserver, "-RHl0", "127.0.0.1", implicit, smtpd, "-t", "10", "-tls")
+	daemonEnv(t, e.vars, "127.0.0.1:"+listener, smtpd, "-l", "127.0.0.1:"+listener, "-t", "10", "-tls")
+	swaks := func(port, user string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command("swaks", append([]string{"--server", "127.0.0.1", "--port", port,
+			"--auth", "PLAIN", "--auth-user", user, "--auth-password", user + "pw", "--to", "carol@example.net", "--from", user + "@example.org",
+			"--tls-verify", "--tls-ca-path", ca}, args...)...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "250 2.0.0 OK: stored in your archive as ") {
+			t.Fatalf("swaks %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	stop := capture(t, starttls)
+	swaks(starttls, "bob", "--body", "CONTROL-BODY-in-clear")
+	out := swaks(starttls, "alice", "--tls", "--body", "SECRET-BODY-over-starttls")
+	raw := stop()
+	if !strings.Contains(out, "STARTTLS") || !strings.Contains(out, "TLS started") {
+		t.Errorf("swaks --tls did not start TLS:\n%s", out)
+	}
+	plainAuth := func(user string) string {
+		return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + user + "pw"))
+	}
+	if got := leaks(raw, "CONTROL-BODY-in-clear", plainAuth("bob")); len(got) != 2 {
+		t.Fatalf("the capture (%d bytes) does not show the cleartext submission (%q): it proves nothing", len(raw), got)
+	}
+	if got := leaks(raw, "SECRET-BODY-over-starttls", plainAuth("alice"), "alicepw"); len(got) > 0 {
+		t.Fatalf("the STARTTLS submission leaked %q", got)
+	}
+	for _, port := range []string{implicit, listener} {
+		if out := swaks(port, "alice", "--tlsc", "--body", "over implicit TLS"); !strings.Contains(out, "TLS started") {
+			t.Errorf("swaks --tlsc on %s:\n%s", port, out)
+		}
+	}
+	if n := len(archived(t, e)); n != 3 {
+		t.Errorf("alice's archive has %d messages, want 3", n)
+	}
+}

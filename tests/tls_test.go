@@ -1,0 +1,176 @@
+package tests
+
+import (
+	"crypto/tls"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"im2000/lib/msgid"
+	"im2000/lib/session"
+	"im2000/lib/tlsconf/tlstest"
+	"im2000/lib/wire"
+	"im2000/lib/wire/msoap"
+	"im2000/lib/wire/msrap"
+	"im2000/lib/wire/rnaqp"
+	"im2000/lib/wire/rnasp"
+)
+
+// withTLS gives e a certificate and key (tlscert, tlskey) for 127.0.0.1,
+// localhost and the names given, signed by a private CA made for the test,
+// whose certificate it writes to testca.pem (for clients).
+func withTLS(t *testing.T, e *env, names ...string) *tlstest.CA {
+	t.Helper()
+	ca := tlstest.NewCA(t)
+	ca.WriteLeaf(t, filepath.Join(e.conf, "tls.crt"), filepath.Join(e.conf, "tls.key"), 1, append([]string{"127.0.0.1", "localhost"}, names...)...)
+	e.setConf("tlscert", "tls.crt")
+	e.setConf("tlskey", "tls.key")
+	if err := os.WriteFile(filepath.Join(e.conf, "testca.pem"), ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// derServer is one of the four DER servers and a command that proves a
+// session with it works.
+type derServer struct {
+	prog string
+	p    *wire.Protocol
+	use  func(t *testing.T, c *session.Client)
+}
+
+var derServers = []derServer{
+	{"im2000-submitd", msoap.Protocol, func(t *testing.T, c *session.Client) {
+		call(t, c, &msoap.Authenticate{Account: "alice", Password: "alicepw"}, msoap.NoError, false)
+		call(t, c, &msoap.Track{ID: msgid.New()}, msoap.ErrorNoSuchMessage, false)
+	}},
+	{"im2000-retrieved", msrap.Protocol, func(t *testing.T, c *session.Client) {
+		call(t, c, &msrap.QuerySize{ID: msgid.New()}, msrap.ErrorNoSuchMessage, false)
+	}},
+	{"im2000-agentd", rnasp.Protocol, func(t *testing.T, c *session.Client) {
+		call(t, c, notify("bob"), rnasp.NoError, false)
+	}},
+	{"im2000-queryd", rnaqp.Protocol, func(t *testing.T, c *session.Client) {
+		call(t, c, &rnaqp.Authenticate{Account: "bob", Password: "bobpw"}, rnaqp.NoError, false)
+		call(t, c, rnaqp.RetrieveAndClear{}, rnaqp.NoError, false)
+	}},
+}
+
+// TestTLSDER: the four DER servers with -tls, listening themselves and
+// under tcpserver, serve sessions over TLS 1.3 to the project's client,
+// verified against the private CA; a cleartext client on the TLS port
+// gets no answer. In listener mode a second connection resumes the
+// first's TLS session (one ticket key per process); under tcpserver every
+// connection is a process of its own, and a full handshake.
+func TestTLSDER(t *testing.T) {
+	for _, mode := range []string{"listener", "tcpserver"} {
+		for _, srv := range derServers {
+			t.Run(srv.prog+"/"+mode, func(t *testing.T) {
+				t.Parallel()
+				e := limitsEnv(t)
+				ca := withTLS(t, e)
+				addr, logs := serve(t, e, mode, srv.prog, "-tls")
+				defer func() {
+					if t.Failed() {
+						t.Logf("server log:\n%s", logs.String())
+					}
+				}()
+				cache := tls.NewLRUClientSessionCache(4)
+				cfg := &tls.Config{RootCAs: ca.Pool(), ClientSessionCache: cache}
+				for i := range 2 {
+					c, err := session.DialTLS(t.Context(), srv.p, addr, 10*time.Second, cfg)
+					if err != nil {
+						t.Fatalf("TLS session %d: %v", i, err)
+					}
+					srv.use(t, c)
+					st := c.TLSState()
+					c.Close()
+					if st == nil || st.Version != tls.VersionTLS13 {
+						t.Fatalf("session %d: TLS state %+v, want TLS 1.3", i, st)
+					}
+					if want := i == 1 && mode == "listener"; st.DidResume != want {
+						t.Errorf("session %d (%s): resumed %v, want %v", i, mode, st.DidResume, want)
+					}
+				}
+				// Not trusting the CA: refused by the client's own check.
+				if c, err := session.DialTLS(t.Context(), srv.p, addr, 10*time.Second, nil); err == nil {
+					c.Close()
+					t.Fatal("a certificate of an unknown CA was accepted")
+				}
+				// A cleartext client on the TLS port gets no answer.
+				c := dialProto(t, srv.p, addr)
+				c.Timeout = 3 * time.Second
+				if pdu, err := c.Call(&msoap.Track{ID: msgid.New()}); err == nil || pdu != nil {
+					t.Fatalf("a cleartext command on the TLS port was answered: %v %v", pdu, err)
+				}
+				c.Close()
+				await(t, 5*time.Second, "the failed handshake logged", func() bool {
+					return strings.Contains(logs.String(), "TLS handshake failed")
+				})
+			})
+		}
+	}
+}
+
+// TestTLSPyasn1: the pyasn1 conformance client (tests/interop) over
+// Python's ssl module, verifying the certificate, against im2000-submitd
+// and im2000-retrieved with -tls, listening and under tcpserver.
+func TestTLSPyasn1(t *testing.T) {
+	for _, mode := range []string{"listener", "tcpserver"} {
+		t.Run(mode, func(t *testing.T) {
+			var ca string
+			h := newStoreHost(t, mode, func(e *env) { withTLS(t, e); ca = filepath.Join(e.conf, "testca.pem") }, "-tls")
+			out, err := exec.Command("/usr/bin/python3", "interop/tls_conformance.py", ca, h.msoap, h.msrap, h.store).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "ok" {
+				t.Fatalf("tls_conformance.py: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// TestTLSCertReplaced: a certificate renewed on disk is served at the next
+// handshake without a restart; a half-written renewal (a new certificate
+// with the old key) keeps the good pair in use, logged; SIGHUP reads the
+// pair again too.
+func TestTLSCertReplaced(t *testing.T) {
+	e := limitsEnv(t)
+	ca := withTLS(t, e)
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd, logs := daemonEnv(t, e.vars, addr, filepath.Join(bin, "im2000-submitd"), "-l", addr, "-tls")
+	cert, key := filepath.Join(e.conf, "tls.crt"), filepath.Join(e.conf, "tls.key")
+	if s := ca.ServedSerial(t, addr, "127.0.0.1"); s != 1 {
+		t.Fatalf("serial %d, want 1", s)
+	}
+	ca.WriteLeaf(t, cert, key, 2, "127.0.0.1")
+	if s := ca.ServedSerial(t, addr, "127.0.0.1"); s != 2 {
+		t.Fatalf("after renewal: serial %d, want 2", s)
+	}
+	half, _ := ca.Leaf(t, 3, "127.0.0.1")
+	if err := os.WriteFile(cert, half, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := ca.ServedSerial(t, addr, "127.0.0.1"); s != 2 {
+		t.Fatalf("half-written renewal: serial %d, want the old 2", s)
+	}
+	if !strings.Contains(logs.String(), "keeping the certificate in use") {
+		t.Fatalf("the bad pair was not logged:\n%s", logs.String())
+	}
+	ca.WriteLeaf(t, cert, key, 4, "127.0.0.1")
+	cmd.Process.Signal(syscall.SIGHUP)
+	await(t, 5*time.Second, "SIGHUP logged", func() bool { return strings.Contains(logs.String(), "SIGHUP: certificate") })
+	if s := ca.ServedSerial(t, addr, "127.0.0.1"); s != 4 {
+		t.Fatalf("after SIGHUP: serial %d, want 4", s)
+	}
+	c, err := session.DialTLS(t.Context(), msoap.Protocol, addr, 10*time.Second, &tls.Config{RootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	call(t, c, &msoap.Authenticate{Account: "alice", Password: "alicepw"}, msoap.NoError, false)
+}
