@@ -487,4 +487,13 @@ func TestAgentNoTCPREMOTEIP(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, "127.0.0.2:") || strings.Contains(l, "no remote address") || strings.Contains(l, "alert:") {
 		t.Errorf("agentd's log does not name the peers: %s", l[:min(len(l), 2000)])
 	}
+	// On a pipe, with no address at all, it says that every such session
+	// shares one.
+	cmd := exec.Command(filepath.Join(bin, "im2000-agentd"))
+	cmd.Env = append(e.vars, "IM2000_AGENT="+spool)
+	cmd.Stdin = strings.NewReader("")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "RNASP: no remote address") {
+		t.Errorf("agentd on a pipe without TCPREMOTEIP logged %q, want the line saying it has no remote address", out)
+	}
 }
