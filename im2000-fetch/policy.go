@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"im2000/lib/addr"
 	"im2000/lib/agent"
 	"im2000/lib/fail"
+	"im2000/lib/inbox"
 	"im2000/lib/policy"
 	"im2000/lib/trace"
 )
@@ -31,11 +33,30 @@ func (f *fetcher) loadPolicy() (*policy.Policy, error) {
 	return p, nil
 }
 
+// maxHeld is the maxheld setting: the most notifications kept held; the
+// oldest beyond it are dropped (lib/inbox.Held).
+func (f *fetcher) maxHeld() (int, error) {
+	n, err := f.conf.Int("maxheld", inbox.DefaultMaxHeld)
+	if err == nil && n < 1 {
+		err = fail.Perm(fmt.Errorf("maxheld is %d: want at least 1 (%s)", n, f.conf.Path("maxheld")))
+	}
+	return int(n), err
+}
+
 // isKey reports whether s has the form of a notification's key (what
-// --summary prints last and --accept takes).
+// --summary prints last and --accept takes), in either case.
 func isKey(s string) bool {
 	b, err := hex.DecodeString(s)
 	return err == nil && len(b) == 16
+}
+
+// acceptKey is --accept's key in the form of the entries' names (lower
+// case), or "" when --accept names an address or none.
+func (f *fetcher) acceptKey() string {
+	if isKey(f.accept) {
+		return strings.ToLower(f.accept)
+	}
+	return ""
 }
 
 // acceptAddress handles --accept ADDRESS (or @DOMAIN): a line "allow
@@ -58,8 +79,11 @@ func (f *fetcher) acceptAddress() error {
 // screen applies the sender policy to the verified pending entries (after
 // Bound) and to those held before, and returns what to retrieve now: the
 // allowed ones, the ones the user accepted, and the held ones the policy
-// now allows. Newly held ones go to the held box, denied ones are dropped;
-// one log line each, and no store contacted for either.
+// now allows. Newly held ones go to the held box with their verified
+// senders, denied ones are dropped; one log line each, and no store
+// contacted for either. Held entries are decided on their stored senders:
+// no DNS per held entry per run; the binding is checked again (Bound) only
+// for those released.
 func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 	if err := f.acceptAddress(); err != nil {
 		return nil, err
@@ -68,55 +92,17 @@ func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	held, err := f.inbox.Held()
+	max, err := f.maxHeld()
 	if err != nil {
-		return nil, fail.Temp(err)
+		return nil, err
 	}
-	keep := map[string]bool{}
+	key := f.acceptKey()
 	acceptedKey := false
-	var out, released []agent.Entry
-	for _, e := range held {
-		n := e.N.Notification
-		if f.accept == e.Name {
-			if err := f.inbox.Accept(e); err != nil {
-				return nil, err
-			}
-			acceptedKey = true
-			warn("accepted %s from %s at %s", e.Name, n.Sender, n.StoreClear)
-			released = append(released, e)
-			continue
-		}
-		if f.inbox.Accepted(e) {
-			released = append(released, e) // accepted before a crash
-			if err := f.inbox.Release(e); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		sender, err := f.inbox.Sender(e)
-		if err != nil {
-			keep[e.Name] = true // checked again next run; held meanwhile
-			continue
-		}
-		switch m := pol.Decide(sender); m.Verdict {
-		case policy.Fetch:
-			if err := f.inbox.Release(e); err != nil {
-				return nil, err
-			}
-			warn("released %s from %s at %s: allowed by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
-			released = append(released, e)
-		case policy.Deny:
-			if err := f.inbox.DropHeld(e); err != nil {
-				return nil, err
-			}
-			warn("dropped held %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
-		default:
-			keep[e.Name] = true
-		}
-	}
+	var out, toHold []agent.Entry
+	var senders []addr.Mailbox
 	for _, e := range entries {
 		n := e.N.Notification
-		if f.accept == e.Name && !acceptedKey {
+		if key == e.Name && !acceptedKey {
 			if err := f.inbox.Mark("accepted", e); err != nil {
 				return nil, err
 			}
@@ -131,21 +117,68 @@ func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 		case policy.Fetch:
 			out = append(out, e)
 		case policy.Hold:
-			if err := f.inbox.Hold(e); err != nil {
-				return nil, err
-			}
-			keep[e.Name] = true // only a default line holds: m.Line is its line
+			toHold, senders = append(toHold, e), append(senders, sender)
+			// only a default line holds: m.Line is its line
 			warn("held %s from %s at %s, not retrieved (%s line %d): im2000-fetch --accept %s fetches it", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line, e.Name)
 		case policy.Deny:
 			f.inbox.Done(e)
 			warn("dropped %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
 		}
 	}
-	if isKey(f.accept) && !acceptedKey {
+	if err := f.inbox.Hold(toHold, senders); err != nil {
+		return nil, err
+	}
+	// The held box, those just held included: expired, unreadable and
+	// over-maxheld entries go first (logged by lib/inbox).
+	held, err := f.inbox.Held(max)
+	if err != nil {
+		return nil, err
+	}
+	keep := map[string]bool{}
+	var released, denied []agent.Entry
+	for _, h := range held {
+		e, n := h.Entry, h.N.Notification
+		if key == e.Name {
+			if err := f.inbox.Accept(e); err != nil {
+				return nil, err
+			}
+			acceptedKey = true
+			warn("accepted %s from %s at %s", e.Name, n.Sender, n.StoreClear)
+			released = append(released, e)
+			continue
+		}
+		if f.inbox.Accepted(e) {
+			// Accepted, then a crash before its release: released now.
+			if err := f.inbox.Release(e); err != nil {
+				return nil, err
+			}
+			warn("released %s from %s at %s: accepted before", e.Name, n.Sender, n.StoreClear)
+			released = append(released, e)
+			continue
+		}
+		switch m := pol.Decide(h.Sender); m.Verdict {
+		case policy.Fetch:
+			if err := f.inbox.Release(e); err != nil {
+				return nil, err
+			}
+			warn("released %s from %s at %s: allowed by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
+			released = append(released, e)
+		case policy.Deny:
+			denied = append(denied, e)
+			warn("dropped held %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
+		default:
+			keep[e.Name] = true
+		}
+	}
+	if err := f.inbox.DropHeld(denied); err != nil {
+		return nil, err
+	}
+	if key != "" && !acceptedKey {
 		return nil, fail.Perm(fmt.Errorf("--accept %s: no such notification held or pending (im2000-fetch --summary lists them)", f.accept))
 	}
 	// A held entry released here and a re-send of it in the pending
-	// queue have the same name: one retrieval.
+	// queue have the same name: one retrieval. Released entries are
+	// checked against DNS and routes again now (Bound).
 	seen := map[string]bool{}
 	all := out
 	out = nil
@@ -163,18 +196,24 @@ func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 }
 
 // summarize prints one line per notification, held and pending, from the
-// notifications alone (the binding check uses DNS and routes, never a
-// store), oldest first, tab-separated: date, sender, size ("?" when the
-// notification does not say), store location, verified or unverified,
-// the state (pending: fetched on the next run; held: waits for --accept;
-// denied: dropped on the next run), and the key --accept takes. The
-// sender and the location are the notification's words: escaped.
+// notifications alone (pending ones' binding is checked with DNS and
+// routes, never a store; held ones were checked when held), oldest first,
+// tab-separated: date, sender, size ("?" when the notification does not
+// say), store location, verified or unverified, what the next run does
+// with it (pending: fetched; held: kept, waiting for --accept; denied:
+// dropped by the policy; dropped: dropped unverified, expired or over
+// maxheld), and the key --accept takes. The sender and the location are
+// the notification's words: escaped.
 func (f *fetcher) summarize(pending []agent.Entry, takeErr error) error {
 	pol, err := f.loadPolicy()
 	if err != nil {
 		return err
 	}
-	held, err := f.inbox.Held()
+	max, err := f.maxHeld()
+	if err != nil {
+		return err
+	}
+	held, drops, err := f.inbox.ScanHeld(max)
 	if err != nil {
 		return fail.Temp(err)
 	}
@@ -183,32 +222,41 @@ func (f *fetcher) summarize(pending []agent.Entry, takeErr error) error {
 		verified, state string
 	}
 	var lines []line
+	state := func(e agent.Entry, s addr.Mailbox) string {
+		if f.inbox.Accepted(e) {
+			return "pending"
+		}
+		switch pol.Decide(s).Verdict {
+		case policy.Hold:
+			return "held"
+		case policy.Deny:
+			return "denied"
+		}
+		return "pending"
+	}
 	isHeld := map[string]bool{}
-	for i, e := range append(held, pending...) {
-		if i < len(held) {
-			isHeld[e.Name] = true
-		} else if isHeld[e.Name] {
-			continue // a re-send of a held one, held again on the next run
-		}
-		l := line{e, "verified", "pending"}
-		s, err := f.inbox.Sender(e)
-		switch {
-		case err != nil:
+	for _, h := range held {
+		isHeld[h.Name] = true
+		lines = append(lines, line{h.Entry, "verified", state(h.Entry, h.Sender)})
+	}
+	for _, d := range drops {
+		isHeld[d.Name] = true
+		l := line{d.Entry, "verified", "dropped"}
+		if strings.HasPrefix(d.Why, "no verified sender") {
 			l.verified = "unverified"
-		case i < len(held):
-			l.state = "held"
-		case !f.inbox.Accepted(e):
-			switch pol.Decide(s).Verdict {
-			case policy.Hold:
-				l.state = "held"
-			case policy.Deny:
-				l.state = "denied"
-			}
-		}
-		if err != nil && i < len(held) {
-			l.state = "held"
 		}
 		lines = append(lines, l)
+	}
+	for _, e := range pending {
+		if isHeld[e.Name] {
+			continue // a re-send of a held one, held again on the next run
+		}
+		s, err := f.inbox.Sender(e)
+		if err != nil {
+			lines = append(lines, line{e, "unverified", "dropped"}) // Bound drops it
+			continue
+		}
+		lines = append(lines, line{e, "verified", state(e, s)})
 	}
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].e.N.Date < lines[j].e.N.Date })
 	for _, l := range lines {

@@ -9,6 +9,7 @@ package main
 // gets an allow line), and is then listed like any other.
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"im2000/lib/addr"
 	"im2000/lib/agent"
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
@@ -37,48 +39,37 @@ func (c *config) policyPath(dir string) string {
 	return own
 }
 
+// maxNotices bounds the notices listed at one login: a flood of held
+// notifications costs a login at most this many notices and one more that
+// counts the rest.
+const maxNotices = 20
+
 // screen applies the policy to the verified pending entries (after Bound)
 // and to those held before. It returns the entries to list, and a notice
-// for each held entry not yet noticed. A broken policy refuses the login
-// (a temporary error): listing everything instead would be the read
-// receipt the policy is written against.
+// for each held entry not yet noticed (at most maxNotices, and one notice
+// counting the rest). Held entries are decided on the senders verified
+// when they were held: no DNS per held entry per login; those released
+// are checked again (Bound). A broken policy refuses the login (a
+// temporary error): listing everything instead would be the read receipt
+// the policy is written against.
 func (c *config) screen(ib *inbox.Inbox, dir, user string, entries []agent.Entry) ([]agent.Entry, *notices, error) {
 	path := c.policyPath(dir)
 	pol, err := policy.Load(path)
 	if err != nil {
 		return nil, nil, fail.Temp(fmt.Errorf("sender policy: %v (fix it: %s cannot read mail while it is broken)", err, user))
 	}
-	held, err := ib.Held()
+	max, err := c.conf.Int("maxheld", inbox.DefaultMaxHeld)
+	if err == nil && max < 1 {
+		err = fail.Temp(fmt.Errorf("maxheld is %d: want at least 1", max))
+	}
 	if err != nil {
-		return nil, nil, fail.Temp(err)
+		return nil, nil, err
 	}
 	say := func(format string, a ...any) {
 		fail.Warn("%s", trace.Escape(ib.LogPrefix+fmt.Sprintf(format, a...)))
 	}
-	var out, still []agent.Entry
-	for _, e := range held {
-		n := e.N.Notification
-		s, err := ib.Sender(e)
-		if err != nil {
-			still = append(still, e) // checked again next login; held meanwhile
-			continue
-		}
-		switch m := pol.Decide(s); m.Verdict {
-		case policy.Fetch:
-			if err := ib.Release(e); err != nil {
-				return nil, nil, err
-			}
-			say("released %s from %s at %s: allowed by %s line %d", e.Name, n.Sender, n.StoreClear, path, m.Line)
-			out = append(out, e)
-		case policy.Deny:
-			if err := ib.DropHeld(e); err != nil {
-				return nil, nil, err
-			}
-			say("dropped held %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, path, m.Line)
-		default:
-			still = append(still, e)
-		}
-	}
+	var out, toHold []agent.Entry
+	var senders []addr.Mailbox
 	for _, e := range entries {
 		n := e.N.Notification
 		s, err := ib.Sender(e)
@@ -90,60 +81,124 @@ func (c *config) screen(ib *inbox.Inbox, dir, user string, entries []agent.Entry
 		case policy.Fetch:
 			out = append(out, e)
 		case policy.Hold:
-			if err := ib.Hold(e); err != nil {
-				return nil, nil, err
-			}
+			toHold, senders = append(toHold, e), append(senders, s)
 			say("held %s from %s at %s, not retrieved (%s line %d): a notice is in the maildrop", e.Name, n.Sender, n.StoreClear, path, m.Line)
-			still = append(still, e)
 		case policy.Deny:
 			ib.Done(e)
 			say("dropped %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, path, m.Line)
 		}
 	}
+	if err := ib.Hold(toHold, senders); err != nil {
+		return nil, nil, err
+	}
+	held, err := ib.Held(int(max)) // expired and over-maxheld ones dropped, logged
+	if err != nil {
+		return nil, nil, err
+	}
+	var released, denied []agent.Entry
+	var still []inbox.HeldEntry
+	for _, h := range held {
+		e, n := h.Entry, h.N.Notification
+		switch m := pol.Decide(h.Sender); m.Verdict {
+		case policy.Fetch:
+			if err := ib.Release(e); err != nil {
+				return nil, nil, err
+			}
+			say("released %s from %s at %s: allowed by %s line %d", e.Name, n.Sender, n.StoreClear, path, m.Line)
+			released = append(released, e)
+		case policy.Deny:
+			denied = append(denied, e)
+			say("dropped held %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, path, m.Line)
+		default:
+			still = append(still, h)
+		}
+	}
+	if err := ib.DropHeld(denied); err != nil {
+		return nil, nil, err
+	}
+	out = append(out, ib.Bound(released, ib.LogPrefix)...)
 	me, _ := c.conf.Me()
 	keep := map[string]bool{}
 	ns := &notices{held: map[string]agent.Entry{}, text: map[string][]byte{}}
-	for _, e := range still {
-		if keep[e.Name] {
-			continue // held again from the pending queue: one notice
-		}
+	more := 0
+	for _, h := range still {
+		e := h.Entry
 		keep[e.Name] = true
 		if ib.Marked("noticed", e) {
 			continue
 		}
-		s, err := ib.Sender(e)
-		if err != nil {
+		if len(ns.entries) >= maxNotices {
+			more++
 			continue
 		}
-		text := noticeText(e, s.String(), user, me, path)
-		// The notice's own entry: a copy of the notification without a
-		// store location, so that it has a UIDL of its own and no path
-		// to any store, whatever code it reaches.
-		ne := agent.Entry{Name: "notice." + e.Name, N: e.N}
-		ne.N.Notification.StoreClear = wire.ServiceLocation{}
-		ns.entries = append(ns.entries, &entry{e: ne, size: uint64(len(text))})
-		ns.held[ne.Name] = agent.Entry{Name: e.Name}
-		ns.text[ne.Name] = text
+		ns.add(noticeEntry(e, "notice:"+e.Name), noticeText(e, h.Sender, user, me, path))
+		ns.held["notice."+e.Name] = agent.Entry{Name: e.Name}
+	}
+	if more > 0 {
+		// Its UIDL changes with the count: a client that kept an older
+		// count sees the new one.
+		name := fmt.Sprintf("more:%d", more)
+		ns.add(noticeEntry(agent.Entry{Name: name, N: still[0].N}, "notice:"+name), moreText(more, user, me))
 	}
 	ib.PruneMarks("noticed", keep)
 	return unique(out), ns, nil
 }
 
+// noticeEntry is a notice's own entry: a copy of the notification with no
+// store location, so that it has no path to any store whatever code it
+// reaches, and a message ID made from uid (the held entry's unique name),
+// so that its UIDL (agent.Key) is its own, unique and the same at every
+// login.
+func noticeEntry(e agent.Entry, uid string) agent.Entry {
+	ne := agent.Entry{Name: "notice." + strings.TrimPrefix(uid, "notice:"), N: e.N}
+	ne.N.Notification.StoreClear = wire.ServiceLocation{}
+	ne.N.Notification.StoreSSL = nil
+	h := sha256.Sum256([]byte(uid))
+	copy(ne.N.Notification.ID[:], h[:])
+	return ne
+}
+
+func (ns *notices) add(ne agent.Entry, text []byte) {
+	ns.entries = append(ns.entries, &entry{e: ne, size: uint64(len(text))})
+	ns.text[ne.Name] = text
+}
+
+// cleanAddress reports whether a sender may be printed as it is in a
+// notice's allow line: printable ASCII, no blanks, and it parses back to
+// itself (lib/policy reads the line with lib/addr).
+func cleanAddress(m addr.Mailbox) bool {
+	s := m.String()
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	p, err := addr.Parse(s)
+	return err == nil && p == m
+}
+
 // noticeText is the notice of one held notification, CRLF line ends, made
-// of the notification's fields alone (escaped).
-func noticeText(e agent.Entry, sender, user, me, path string) []byte {
+// of the notification's fields alone (escaped). The Subject does not carry
+// the sender: an encoded word in a sender would decode there (to a bidi
+// override, say); the body has it escaped. The allow line is printed only
+// for a clean address; for others the notice points to the key.
+func noticeText(e agent.Entry, sender addr.Mailbox, user, me, path string) []byte {
 	n := e.N.Notification
 	size := "not stated"
 	if n.Size != nil {
 		size = fmt.Sprintf("%d octets", *n.Size)
 	}
 	date := time.Unix(int64(e.N.Date), 0).UTC()
-	esc := trace.Escape(sender)
+	esc := trace.Escape(sender.String())
+	subject := "held: a message from " + esc
+	if !cleanAddress(sender) || strings.Contains(esc, "=?") {
+		subject = "held: a message from a sender shown in the notice"
+	}
 	lines := []string{
 		"From: im2000-pop3d <MAILER-DAEMON@" + me + ">",
 		"To: " + user,
 		"Date: " + date.Format(time.RFC1123Z),
-		"Subject: held: a message from " + esc,
+		"Subject: " + subject,
 		"Message-ID: <held." + e.Name + "@" + me + ">",
 		"MIME-Version: 1.0",
 		"Content-Type: text/plain; charset=utf-8",
@@ -160,11 +215,38 @@ func noticeText(e agent.Entry, sender, user, me, path string) []byte {
 		"notification reached you. To receive the message, and later mail",
 		"from this sender, the line",
 		"",
-		"  allow " + esc,
+	}
+	if cleanAddress(sender) {
+		lines = append(lines, "  allow "+sender.String())
+	} else {
+		lines = append(lines, "  allow ADDRESS",
+			"",
+			"with the sender's address written exactly (it has characters shown",
+			"escaped above; the key "+e.Name+" names it)")
+	}
+	lines = append(lines,
 		"",
-		"must be added to your sender policy (" + trace.Escape(path) + "): ask",
+		"must be added to your sender policy ("+trace.Escape(path)+"): ask",
 		"your administrator. Deleting this notice does not delete the message:",
 		"it stays held, and this notice is not shown again.",
+		"")
+	return []byte(strings.Join(lines, "\r\n"))
+}
+
+// moreText is the notice counting the held notifications beyond
+// maxNotices.
+func moreText(more int, user, me string) []byte {
+	lines := []string{
+		"From: im2000-pop3d <MAILER-DAEMON@" + me + ">",
+		"To: " + user,
+		"Date: " + time.Now().UTC().Format(time.RFC1123Z),
+		fmt.Sprintf("Subject: held: %d more messages", more),
+		"MIME-Version: 1.0",
+		"Content-Type: text/plain; charset=utf-8",
+		"",
+		fmt.Sprintf("%d more messages from senders your sender policy holds wait", more),
+		fmt.Sprintf("for you; a notice of each is shown, %d at a time, when you have", maxNotices),
+		"deleted the notices before them. Their stores have not been contacted.",
 		"",
 	}
 	return []byte(strings.Join(lines, "\r\n"))
@@ -209,14 +291,17 @@ func (w *withNotices) RetrieveTo(e agent.Entry, kind uint64, out io.Writer) (int
 }
 
 func (w *withNotices) Silence(e agent.Entry) error {
+	if _, ok := w.notices.text[e.Name]; !ok {
+		return w.mailbox.Silence(e)
+	}
 	if held, ok := w.notices.held[e.Name]; ok {
 		return w.ib.Mark("noticed", held)
 	}
-	return w.mailbox.Silence(e)
+	return nil // the count of the others: shown while there are others
 }
 
 func (w *withNotices) Done(e agent.Entry) {
-	if _, ok := w.notices.held[e.Name]; !ok {
+	if _, ok := w.notices.text[e.Name]; !ok {
 		w.mailbox.Done(e)
 	}
 }

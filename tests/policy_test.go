@@ -220,7 +220,7 @@ func TestSenderPolicyEscapes(t *testing.T) {
 	h, ok1 := findSummary(lines, `\u202eevil\u200f@unknown.example`)
 	u, ok2 := findSummary(lines, `\x1b]0;owned\aceo@bank.example\nFrom x`)
 	if !ok1 || !ok2 || h.verified != "verified" || h.state != "held" || h.size != "10" || h.key != agent.Key(&held) ||
-		u.verified != "unverified" || u.state != "pending" || u.size != "?" {
+		u.verified != "unverified" || u.state != "dropped" || u.size != "?" {
 		t.Errorf("--summary: %q", r.stdout)
 	}
 	r = e.run("", "im2000-fetch", "-d", maildir)

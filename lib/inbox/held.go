@@ -6,64 +6,242 @@ package inbox
 // re-send of a held notification collapses into it when it is held again.
 // Moving between the boxes is one rename, fsynced on both sides: after a
 // crash an entry is in exactly one of them.
+//
+// Each held entry has its verified sender beside it (held.sender/NAME,
+// written before the entry is moved): later runs decide it on that, with
+// no DNS and no routes, so a domain whose DNS stops answering costs
+// nothing per run (DESIGN-NOTES.md, "Known and unknown senders"). The
+// binding is checked again when the entry is released (Bound, and every
+// call to a store). The box is bounded: entries older than maxlifetime and
+// the oldest beyond maxheld are dropped, each with a log line, so a run
+// reads at most maxheld held entries plus those it holds itself.
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
+	"im2000/lib/addr"
 	"im2000/lib/agent"
 	"im2000/lib/durable"
 	"im2000/lib/fail"
+	"im2000/lib/trace"
 )
 
 const (
 	pendingBox = "pending"
 	heldBox    = "held"
+	senderBox  = "held.sender" // the verified sender of each held entry
 )
 
-// move renames an entry from one box to another, durably.
-func (b *Inbox) move(e agent.Entry, from, to string) error {
-	dir := b.pending.Dir
-	if err := os.MkdirAll(filepath.Join(dir, to), 0o700); err != nil {
-		return fail.Temp(err)
-	}
-	if err := os.Rename(filepath.Join(dir, from, e.Name), filepath.Join(dir, to, e.Name)); err != nil {
-		return fail.Temp(err)
-	}
-	if err := durable.SyncDir(filepath.Join(dir, to)); err != nil {
-		return fail.Temp(err)
-	}
-	if err := durable.SyncDir(filepath.Join(dir, from)); err != nil {
+// DefaultMaxHeld is the maxheld setting's default.
+const DefaultMaxHeld = 1000
+
+// mkdir creates a box of the spool, making its name durable.
+func (b *Inbox) mkdir(box string) error {
+	if _, err := durable.Mkdir(filepath.Join(b.pending.Dir, box), 0o700); err != nil {
 		return fail.Temp(err)
 	}
 	return nil
 }
 
-// Hold moves a pending entry to the held box; its store is not contacted.
-func (b *Inbox) Hold(e agent.Entry) error { return b.move(e, pendingBox, heldBox) }
-
-// Release moves a held entry back to the pending queue, to be retrieved.
-func (b *Inbox) Release(e agent.Entry) error { return b.move(e, heldBox, pendingBox) }
-
-// Held lists the held entries, oldest first.
-func (b *Inbox) Held() ([]agent.Entry, error) {
-	l, err := b.pending.List(heldBox, 1<<30)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+// Hold moves pending entries to the held box, each with its verified
+// sender (senders[i] is es[i]'s); their stores are not contacted. The
+// senders are written first: an entry in the held box without one (a
+// crash in between) is dropped by Held, and its store sends it again.
+// One fsync per sender file and three of directories, whatever the count.
+func (b *Inbox) Hold(es []agent.Entry, senders []addr.Mailbox) error {
+	if len(es) == 0 {
+		return nil
 	}
-	return l, err
-}
-
-// DropHeld removes a held entry (its sender is now denied), its store
-// never contacted.
-func (b *Inbox) DropHeld(e agent.Entry) error {
-	dir := filepath.Join(b.pending.Dir, heldBox)
-	if err := os.Remove(filepath.Join(dir, e.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, box := range []string{heldBox, senderBox} {
+		if err := b.mkdir(box); err != nil {
+			return err
+		}
+	}
+	dir := b.pending.Dir
+	sd := filepath.Join(dir, senderBox)
+	for i, e := range es {
+		if err := writeSynced(sd, e.Name, senders[i].String()); err != nil {
+			return fail.Temp(err)
+		}
+	}
+	if err := durable.SyncDir(sd); err != nil {
 		return fail.Temp(err)
 	}
-	return durable.SyncDir(dir)
+	for _, e := range es {
+		if err := os.Rename(filepath.Join(dir, pendingBox, e.Name), filepath.Join(dir, heldBox, e.Name)); err != nil {
+			return fail.Temp(err)
+		}
+	}
+	for _, box := range []string{heldBox, pendingBox} {
+		if err := durable.SyncDir(filepath.Join(dir, box)); err != nil {
+			return fail.Temp(err)
+		}
+	}
+	return nil
+}
+
+// writeSynced writes name in dir through a temporary file, fsynced; the
+// caller fsyncs dir.
+func writeSynced(dir, name, content string) error {
+	tmp := filepath.Join(dir, ".tmp."+name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, name))
+}
+
+// Release moves a held entry back to the pending queue, to be retrieved.
+// Its binding is checked again there (Bound, and every store call).
+func (b *Inbox) Release(e agent.Entry) error {
+	dir := b.pending.Dir
+	if err := os.Rename(filepath.Join(dir, heldBox, e.Name), filepath.Join(dir, pendingBox, e.Name)); err != nil {
+		return fail.Temp(err)
+	}
+	for _, box := range []string{pendingBox, heldBox} {
+		if err := durable.SyncDir(filepath.Join(dir, box)); err != nil {
+			return fail.Temp(err)
+		}
+	}
+	os.Remove(filepath.Join(dir, senderBox, e.Name)) // pruned by Held if this fails
+	return nil
+}
+
+// HeldEntry is a held notification and its sender as verified when it
+// was held.
+type HeldEntry struct {
+	agent.Entry
+	Sender addr.Mailbox
+}
+
+// HeldDrop is a held entry the next Held drops, and why.
+type HeldDrop struct {
+	agent.Entry
+	Why string
+}
+
+// maxSenderFile bounds the read of a sender file (a mailbox is at most
+// 320 octets; lib/binding refuses longer).
+const maxSenderFile = 1024
+
+// ScanHeld lists the held box without changing it: the entries that stay
+// held, oldest first, with their stored senders, and those the next Held
+// drops (older than maxlifetime, without a readable stored sender, or the
+// oldest beyond max). No DNS, no store: --summary shows it as it is.
+func (b *Inbox) ScanHeld(max int) (keep []HeldEntry, drop []HeldDrop, err error) {
+	l, err := b.pending.List(heldBox, 1<<30)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	now := b.now()
+	for _, e := range l {
+		date := time.Unix(int64(min(e.N.Date, 1<<62)), 0)
+		if b.life > 0 && now.Sub(date) > b.life {
+			drop = append(drop, HeldDrop{e, fmt.Sprintf("held since %s, longer than maxlifetime (%d seconds)",
+				date.UTC().Format(time.RFC3339), int64(b.life/time.Second))})
+			continue
+		}
+		s, err := b.storedSender(e.Name)
+		if err != nil {
+			drop = append(drop, HeldDrop{e, "no verified sender stored with it (" + err.Error() + ")"})
+			continue
+		}
+		keep = append(keep, HeldEntry{e, s})
+	}
+	if max >= 0 && len(keep) > max {
+		n := len(keep) - max
+		for _, h := range keep[:n] {
+			drop = append(drop, HeldDrop{h.Entry, fmt.Sprintf("the oldest of %d held, over maxheld (%d)", len(keep), max)})
+		}
+		keep = keep[n:]
+	}
+	return keep, drop, nil
+}
+
+func (b *Inbox) storedSender(name string) (addr.Mailbox, error) {
+	f, err := os.Open(filepath.Join(b.pending.Dir, senderBox, name))
+	if err != nil {
+		return addr.Mailbox{}, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxSenderFile))
+	if err != nil {
+		return addr.Mailbox{}, err
+	}
+	return addr.Parse(string(raw))
+}
+
+// Held lists the held entries that stay held, oldest first, with their
+// stored senders, after dropping those ScanHeld says to drop, with one log
+// line each (prefixed with LogPrefix). Sender files of entries gone are
+// removed.
+func (b *Inbox) Held(max int) ([]HeldEntry, error) {
+	keep, drop, err := b.ScanHeld(max)
+	if err != nil {
+		return nil, fail.Temp(err)
+	}
+	var gone []agent.Entry
+	for _, d := range drop {
+		n := d.N.Notification
+		fail.Warn("%s", trace.Escape(fmt.Sprintf("%sdropped held %s from %s at %s, not retrieved: %s",
+			b.LogPrefix, d.Name, n.Sender, n.StoreClear.String(), d.Why)))
+		gone = append(gone, d.Entry)
+	}
+	if err := b.DropHeld(gone); err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, h := range keep {
+		names[h.Name] = true
+	}
+	sd := filepath.Join(b.pending.Dir, senderBox)
+	ents, _ := os.ReadDir(sd)
+	for _, f := range ents {
+		if !names[f.Name()] || strings.HasPrefix(f.Name(), ".tmp.") {
+			os.Remove(filepath.Join(sd, f.Name()))
+		}
+	}
+	return keep, nil
+}
+
+// DropHeld removes held entries (denied, expired, over maxheld), their
+// stores never contacted; one fsync of the box.
+func (b *Inbox) DropHeld(es []agent.Entry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	dir := filepath.Join(b.pending.Dir, heldBox)
+	for _, e := range es {
+		if err := os.Remove(filepath.Join(dir, e.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fail.Temp(err)
+		}
+		os.Remove(filepath.Join(b.pending.Dir, senderBox, e.Name))
+	}
+	if err := durable.SyncDir(dir); err != nil {
+		return fail.Temp(err)
+	}
+	return nil
 }
 
 // Marks are empty files named after entries, in a directory of the
@@ -76,10 +254,10 @@ func (b *Inbox) markDir(kind string) string { return filepath.Join(b.pending.Dir
 
 // Mark sets a mark on an entry, durably.
 func (b *Inbox) Mark(kind string, e agent.Entry) error {
-	dir := b.markDir(kind)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fail.Temp(err)
+	if err := b.mkdir("mark." + kind); err != nil {
+		return err
 	}
+	dir := b.markDir(kind)
 	f, err := os.OpenFile(filepath.Join(dir, e.Name), os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return fail.Temp(err)

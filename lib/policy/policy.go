@@ -27,12 +27,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 
 	"im2000/lib/addr"
-	"im2000/lib/durable"
 )
 
 // Verdict is what becomes of one sender's notification.
@@ -92,20 +90,25 @@ func Parse(name string, r io.Reader) (*Policy, error) {
 	}
 	p := &Policy{Name: name, addrs: map[string]rule{}, domains: map[string]rule{}, subdomains: map[string]rule{}}
 	for i, line := range strings.Split(string(b), "\n") {
-		if err := p.parseLine(i+1, strings.TrimSpace(line)); err != nil {
+		if err := p.parseLine(i+1, strings.Trim(line, blanks+"\r")); err != nil {
 			return nil, fmt.Errorf("%s:%d: %v", name, i+1, err)
 		}
 	}
 	return p, nil
 }
 
+// blanks separate and surround the words of a line: ASCII space and tab
+// only. lib/addr takes other Unicode spaces (NBSP) as atext, so trimming
+// them would make "allow \u00a0ceo@x" allow ceo@x.
+const blanks = " \t"
+
 func (p *Policy) parseLine(n int, line string) error {
 	if line == "" || line[0] == '#' {
 		return nil
 	}
 	verb, arg := line, ""
-	if i := strings.IndexAny(line, " \t"); i >= 0 {
-		verb, arg = line[:i], strings.TrimSpace(line[i+1:])
+	if i := strings.IndexAny(line, blanks); i >= 0 {
+		verb, arg = line[:i], strings.Trim(line[i+1:], blanks)
 	}
 	switch verb {
 	case "default":
@@ -191,13 +194,15 @@ func (r rule) match() Match {
 	return Match{Verdict: Fetch, Line: r.line}
 }
 
-// Load reads the policy file at path; a missing file is the empty policy
-// (everyone fetched).
+// Load reads the policy file at path. Only a name that does not exist
+// (per Lstat) is the empty policy (everyone fetched); anything else that
+// cannot be read, a dangling symbolic link included, is an error: the
+// reader fails closed rather than fetch what the user meant to hold.
 func Load(path string) (*Policy, error) {
-	b, err := readBounded(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		b, err = nil, nil
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return Parse(path, bytes.NewReader(nil))
 	}
+	b, err := readBounded(path)
 	if err != nil {
 		return nil, err
 	}
@@ -216,45 +221,4 @@ func readBounded(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	return io.ReadAll(io.LimitReader(f, MaxSize+1))
-}
-
-// Allow adds "allow ARG" (an address, @domain or @.domain) to the file at
-// path, keeping its other lines, durably (a temporary file, fsync, rename,
-// fsync of the directory). The file must parse before and after; nothing is
-// written when it already allows exactly ARG. A deny of exactly ARG is an
-// error: an accept does not override the user's own deny.
-func Allow(path, arg string) error {
-	key, table, err := target(arg)
-	if err != nil {
-		return err
-	}
-	old, err := readBounded(path)
-	perm := os.FileMode(0o600)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil
-	} else if fi, serr := os.Stat(path); serr == nil {
-		perm = fi.Mode().Perm()
-	}
-	if err != nil {
-		return err
-	}
-	p, err := Parse(path, bytes.NewReader(old))
-	if err != nil {
-		return err
-	}
-	if r, ok := table(p)[key]; ok {
-		if r.deny {
-			return fmt.Errorf("%s line %d denies %s: remove that line to accept it", path, r.line, arg)
-		}
-		return nil // already allowed in so many words
-	}
-	data := append([]byte{}, old...)
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		data = append(data, '\n')
-	}
-	data = append(data, "allow "+arg+"\n"...)
-	if _, err := Parse(path, bytes.NewReader(data)); err != nil {
-		return err
-	}
-	return durable.WriteFile(path, data, perm, filepath.Dir(path))
 }
