@@ -125,3 +125,66 @@ func TestTLSSMTP(t *testing.T) {
 		t.Errorf("alice's archive has %d messages, want 3", n)
 	}
 }
+
+// TestTLSPOP3: poplib logs in after stls() (CAPA lists STLS before TLS, not
+// after) and with POP3_SSL against pop3d run with -tls, verifying the
+// certificate, and reads a message. A capture on lo of the POP3 ports
+// holds the cleartext greeting (so it saw the sessions) but neither the
+// password nor the message body. (pop3d's own RNAQP leg to the agent is
+// the client side of issue 16, and not on these ports.)
+func TestTLSPOP3(t *testing.T) {
+	bobAgent := newAgentHostFor(t, "listener", "example.net", "", "bob")
+	h := newStoreHost(t, "tcpserver", func(e *env) {
+		e.setConf("routes", "_rnasp._tcp.example.net "+bobAgent.rnasp+"\n")
+		e.setConf("retrybase", "1")
+	})
+	h.setConf("storelocation", h.msrap)
+	daemonEnv(t, h.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	time.Sleep(300 * time.Millisecond)
+	id := h.inject("Subject: over TLS\n\nSECRET-BODY-over-pop3s\n", "bob@example.net")
+	await(t, 5*time.Second, "bob notified", func() bool {
+		return recipientStates(t, h.store, "alice", id)["bob@example.net"] == "notifying/unread"
+	})
+
+	pe := newEnv(t, "bob")
+	pe.setConf("rna", bobAgent.rnaqp)
+	pe.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
+	pe.setConf("routes", "_msrap._tcp.example.org "+h.msrap+"\n")
+	withTLS(t, pe)
+	tcpserver, err := exec.LookPath("tcpserver")
+	if err != nil {
+		t.Fatal("tcpserver (ucspi-tcp) is not installed: run tests/deps.sh")
+	}
+	plain, implicit := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
+	daemonEnv(t, pe.vars, "127.0.0.1:"+plain, tcpserver, "-RHl0", "127.0.0.1", plain, filepath.Join(bin, "im2000-pop3d"))
+	_, logs := daemonEnv(t, pe.vars, "127.0.0.1:"+implicit, filepath.Join(bin, "im2000-pop3d"), "-l", "127.0.0.1:"+implicit, "-tls")
+
+	py := `import poplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+p = poplib.POP3("127.0.0.1", int(sys.argv[2]), timeout=10)
+before = p.capa()
+p.stls(context=ctx)
+after = p.capa()
+p.user("bob"); p.pass_("bobpw")
+msg = b"\n".join(p.retr(1)[1])
+p.quit()
+q = poplib.POP3_SSL("127.0.0.1", int(sys.argv[3]), context=ctx, timeout=10)
+q.user("bob"); q.pass_("bobpw")
+n, _ = q.stat()
+again = b"\n".join(q.retr(1)[1])
+q.quit()
+print("STLS" in before, "STLS" in after, "USER" in after, b"SECRET-BODY-over-pop3s" in msg, n, b"SECRET-BODY-over-pop3s" in again)
+`
+	stop := capture(t, plain, implicit)
+	out, err := exec.Command("/usr/bin/python3", "-c", py, filepath.Join(pe.conf, "testca.pem"), plain, implicit).CombinedOutput()
+	raw := stop()
+	if err != nil || strings.TrimSpace(string(out)) != "True False True True 1 True" {
+		t.Fatalf("poplib: %v\n%s\npop3d -tls log:\n%s", err, out, logs.String())
+	}
+	if got := leaks(raw, "+OK im2000-pop3d ready", "begin TLS negotiation"); len(got) != 2 {
+		t.Fatalf("the capture (%d bytes) does not show the cleartext part of the STLS session (%q): it proves nothing", len(raw), got)
+	}
+	if got := leaks(raw, "bobpw", "SECRET-BODY-over-pop3s", "PASS "); len(got) > 0 {
+		t.Fatalf("the TLS sessions leaked %q", got)
+	}
+}
