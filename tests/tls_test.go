@@ -2,6 +2,8 @@ package tests
 
 import (
 	"crypto/tls"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,4 +175,36 @@ func TestTLSCertReplaced(t *testing.T) {
 	}
 	defer c.Close()
 	call(t, c, &msoap.Authenticate{Account: "alice", Password: "alicepw"}, msoap.NoError, false)
+}
+
+// TestTLSHandshakeStall: a client that connects to a TLS port and never
+// sends its hello holds the session no longer than the time to
+// authenticate (authtimeout, 2 s here; the idle timeouts are minutes), in
+// every kind of server.
+func TestTLSHandshakeStall(t *testing.T) {
+	e := limitsEnv(t)
+	withTLS(t, e)
+	e.setConf("rna", "127.0.0.1:1")
+	e.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
+	for _, s := range []struct{ mode, prog string }{
+		{"tcpserver", "im2000-submitd"}, {"listener", "im2000-queryd"},
+		{"listener", "im2000-smtpd"}, {"tcpserver", "im2000-smtpd"},
+		{"listener", "im2000-pop3d"}, {"tcpserver", "im2000-pop3d"},
+	} {
+		t.Run(s.prog+"/"+s.mode, func(t *testing.T) {
+			t.Parallel()
+			addr, logs := serve(t, e, s.mode, s.prog, "-tls")
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			conn.SetReadDeadline(start.Add(30 * time.Second))
+			_, err = io.ReadAll(conn)
+			if took := time.Since(start); err != nil || took > 5*testAuthTime/2 {
+				t.Fatalf("a stalled handshake held the session %v (%v), want it closed within %v\n%s", took, err, 5*testAuthTime/2, logs.String())
+			}
+		})
+	}
 }
