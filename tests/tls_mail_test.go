@@ -181,6 +181,28 @@ print("STLS" in before, "STLS" in after, "USER" in after, b"SECRET-BODY-over-pop
 	if err != nil || strings.TrimSpace(string(out)) != "True False True True 1 True" {
 		t.Fatalf("poplib: %v\n%s\npop3d -tls log:\n%s", err, out, logs.String())
 	}
+	// mpop (GnuTLS) with STARTTLS and with TLS from the first byte,
+	// verifying the certificate.
+	mpop, err := exec.LookPath("mpop")
+	if err != nil {
+		t.Fatal("mpop is not installed: run tests/deps.sh")
+	}
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "mpoprc")
+	os.WriteFile(rc, nil, 0o600)
+	for _, m := range []struct{ port, starttls string }{{plain, "on"}, {implicit, "off"}} {
+		mbox := filepath.Join(dir, "mbox"+m.port)
+		os.WriteFile(mbox, nil, 0o600)
+		cmd := exec.Command(mpop, "-C", rc, "--host=127.0.0.1", "--port="+m.port, "--tls=on", "--tls-starttls="+m.starttls,
+			"--tls-trust-file="+filepath.Join(pe.conf, "testca.pem"), "--auth=user", "--user=bob", "--passwordeval=echo bobpw",
+			"--only-new=off", "--keep=on", "--uidls-file="+filepath.Join(dir, "uidls"+m.port), "--delivery=mbox,"+mbox)
+		cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		got, _ := os.ReadFile(mbox)
+		if err != nil || !bytes.Contains(got, []byte("SECRET-BODY-over-pop3s")) {
+			t.Fatalf("mpop --tls-starttls=%s: %v\n%s\nmbox: %q", m.starttls, err, out, got)
+		}
+	}
 	if got := leaks(raw, "+OK im2000-pop3d ready", "begin TLS negotiation"); len(got) != 2 {
 		t.Fatalf("the capture (%d bytes) does not show the cleartext part of the STLS session (%q): it proves nothing", len(raw), got)
 	}
