@@ -20,7 +20,12 @@ import (
 )
 
 // tlsServer listens with implicit TLS; logs collects the server's log.
-func tlsServer(t *testing.T, timeout time.Duration, limits Limits) (addr string, ca *tlstest.CA, logs func() string) {
+func tlsServer(t testing.TB, timeout time.Duration, limits Limits) (addr string, ca *tlstest.CA, logs func() string) {
+	return testServer(t, timeout, limits, true)
+}
+
+// testServer is tlsServer, in cleartext unless useTLS.
+func testServer(t testing.TB, timeout time.Duration, limits Limits, useTLS bool) (addr string, ca *tlstest.CA, logs func() string) {
 	dir := t.TempDir()
 	ca = tlstest.NewCA(t)
 	ca.WriteLeaf(t, filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem"), 5, "127.0.0.1")
@@ -32,13 +37,16 @@ func tlsServer(t *testing.T, timeout time.Duration, limits Limits) (addr string,
 	var b strings.Builder
 	var committed []string
 	var aborts int
-	srv := &Server{Proto: msoap.Protocol, Timeout: timeout, MaxPDU: 1 << 20, MaxConns: 4, Limits: limits, TLS: certs.Config(),
+	srv := &Server{Proto: msoap.Protocol, Timeout: timeout, MaxPDU: 1 << 20, MaxConns: 1000, Limits: limits, TLS: certs.Config(),
 		NewHandler: func(*Session) Handler { return &toy{mu: &mu, committed: &committed, aborts: &aborts} },
 		Log: func(f string, a ...any) {
 			mu.Lock()
 			defer mu.Unlock()
 			b.WriteString(strings.TrimSpace(fmt.Sprintf(f, a...)) + "\n")
 		}}
+	if !useTLS {
+		srv.TLS = nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
