@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -154,6 +155,9 @@ func (b *Inbox) ScanHeld(max int) (keep []HeldEntry, drop []HeldDrop, err error)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Oldest first by the notification's date (a re-send refreshes it),
+	// then as List has them (by the file's time).
+	sort.SliceStable(l, func(i, j int) bool { return l[i].N.Date < l[j].N.Date })
 	now := b.now()
 	for _, e := range l {
 		date := time.Unix(int64(min(e.N.Date, 1<<62)), 0)
