@@ -208,3 +208,57 @@ func TestTLSHandshakeStall(t *testing.T) {
 		})
 	}
 }
+
+// pipePair is the client's end of a server run on two pipes.
+type pipePair struct {
+	r *os.File
+	w *os.File
+}
+
+func (p pipePair) Read(b []byte) (int, error)         { return p.r.Read(b) }
+func (p pipePair) Write(b []byte) (int, error)        { return p.w.Write(b) }
+func (p pipePair) Close() error                       { p.w.Close(); return p.r.Close() }
+func (p pipePair) LocalAddr() net.Addr                { return &net.UnixAddr{Name: "pipe"} }
+func (p pipePair) RemoteAddr() net.Addr               { return &net.UnixAddr{Name: "pipe"} }
+func (p pipePair) SetDeadline(t time.Time) error      { p.r.SetDeadline(t); return p.w.SetDeadline(t) }
+func (p pipePair) SetReadDeadline(t time.Time) error  { return p.r.SetReadDeadline(t) }
+func (p pipePair) SetWriteDeadline(t time.Time) error { return p.w.SetWriteDeadline(t) }
+
+// TestTLSPipes: a DER server with -tls on stdin/stdout that are two pipes,
+// not a socket (a UCSPI server that hands pipes, or a local user), speaks
+// TLS over them.
+func TestTLSPipes(t *testing.T) {
+	e := limitsEnv(t)
+	ca := withTLS(t, e)
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	cmd := exec.Command(filepath.Join(bin, "im2000-retrieved"), "-tls")
+	cmd.Env = e.vars
+	cmd.Stdin, cmd.Stdout = inR, outW
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	inR.Close()
+	outW.Close()
+	tc := tls.Client(pipePair{outR, inW}, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
+	c := session.NewClient(tc, msrap.Protocol, 10*time.Second)
+	call(t, c, &msrap.QuerySize{ID: msgid.New()}, msrap.ErrorNoSuchMessage, false)
+	if st := tc.ConnectionState(); st.Version != tls.VersionTLS13 {
+		t.Errorf("version %x", st.Version)
+	}
+	c.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("im2000-retrieved: %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("im2000-retrieved did not end with its session")
+	}
+	checkLog(t, "im2000-retrieved", logs.String())
+}
