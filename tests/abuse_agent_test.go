@@ -484,7 +484,9 @@ func TestAgentNoTCPREMOTEIP(t *testing.T) {
 	if acc > 1010 || full < 990 || len(r) != 1 || r[0] != rnasp.Accepted {
 		t.Errorf("127.0.0.1: %d accepted, %d full (burst 1000); then alice's from 127.0.0.2: %v, want accepted", acc, full, r)
 	}
-	if l := logs.String(); !strings.Contains(l, "127.0.0.2:") || strings.Contains(l, "no remote address") || strings.Contains(l, "alert:") {
+	// The log comes through a pipe: wait for it.
+	await(t, 5*time.Second, "agentd's log line for 127.0.0.2", func() bool { return strings.Contains(logs.String(), "127.0.0.2:") })
+	if l := logs.String(); strings.Contains(l, "no remote address") || strings.Contains(l, "alert:") {
 		t.Errorf("agentd's log does not name the peers: %s", l[:min(len(l), 2000)])
 	}
 	// On a pipe, with no address at all, it says that every such session

@@ -190,36 +190,35 @@ func heldErr(err error) error {
 
 // put keeps one notification if it fits, and counts it.
 func (s *Spool) put(h holders, final string, b []byte, room *Room) error {
+	// The quotas first: a flood at a full recipient costs no statfs.
+	if !s.fitsAgain(h, len(b), nil) {
+		return ErrFull
+	}
+	unlock := func() {}
 	if room != nil {
+		// The room is measured and the data written under the spool's
+		// room lock, so that no session spends room another has just
+		// measured; the lock is let go before the fsync, if any.
+		u, err := room.lock()
+		if err != nil {
+			return heldErr(err)
+		}
+		once := false
+		unlock = func() {
+			if !once {
+				once = true
+				u()
+			}
+		}
+		defer unlock()
 		if err := room.refresh(); err != nil {
 			return err
 		}
-		if room.tight() {
-			unlock, err := room.lock()
-			if err != nil {
-				return heldErr(err)
-			}
-			defer unlock()
-			if err := room.refresh(); err != nil {
-				return err
-			}
-		}
-	}
-	if !s.fits(h, len(b), room) {
-		// A count may have drifted above the truth: look again, at most
-		// every recountEvery.
-		now := time.Now()
-		again := false
-		for _, c := range []*counter{h.acct, h.addr, h.pair} {
-			if c != nil && c.mayRecount(now) && c.recount(now) == nil {
-				again = true
-			}
-		}
-		if !again || !s.fits(h, len(b), room) {
+		if !s.fitsAgain(h, len(b), room) {
 			return ErrFull
 		}
 	}
-	if err := s.write(final, b); err != nil {
+	if err := s.write(final, b, unlock); err != nil {
 		return heldErr(err)
 	}
 	for _, c := range []*counter{h.acct, h.addr, h.pair} {
@@ -233,14 +232,43 @@ func (s *Spool) put(h holders, final string, b []byte, room *Room) error {
 	return nil
 }
 
+// fitsAgain is fits, and when it says no, fits again after a recount of
+// the counters that say no: a count may have drifted above the truth. At
+// most every recountEvery, and only those counters: an address's recount
+// reads the whole spool, so a notification for a full recipient must not
+// cost it one.
+func (s *Spool) fitsAgain(h holders, n int, room *Room) bool {
+	if s.fits(h, n, room) {
+		return true
+	}
+	now := time.Now()
+	again := false
+	for _, r := range []struct {
+		c    *counter
+		over bool
+	}{
+		{h.acct, !s.acctFits(h.acct, n, room)},
+		{h.pair, !s.pairFits(h, n)},
+		{h.addr, !s.addrFits(h.addr, n, room)},
+	} {
+		if r.over && r.c != nil && r.c.mayRecount(now) && r.c.recount(now) == nil {
+			again = true
+		}
+	}
+	return again && s.fits(h, n, room)
+}
+
 // write puts one notification's file in place: a temporary file, renamed.
-func (s *Spool) write(final string, b []byte) error {
+// written is called once the data is written (its blocks taken), before
+// the fsync.
+func (s *Spool) write(final string, b []byte, written func()) error {
 	tmp := filepath.Join(s.Dir, ".tmp", filepath.Base(final)+"."+strconv.Itoa(os.Getpid())+"."+strconv.FormatInt(time.Now().UnixNano(), 36))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(b)
+	written()
 	if err == nil && s.Sync {
 		err = f.Sync()
 	}

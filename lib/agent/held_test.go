@@ -172,3 +172,29 @@ func TestRecountClockBack(t *testing.T) {
 		t.Fatalf("a fresh counter that says full: %v", err)
 	}
 }
+
+// TestRecountOnlyWhatSaysNo: a notification for a full recipient does not
+// make its address's counter be recounted (a read of the whole spool),
+// however old its last check: only the counters that refuse are.
+func TestRecountOnlyWhatSaysNo(t *testing.T) {
+	s := spoolWith(t, "bob")
+	s.Limits.Count = 4
+	if got := kept(t, s.PutAll("bob", append(batch("192.0.2.1", 0, 2), batch("192.0.2.2", 10, 2)...), nil)); got != 4 {
+		t.Fatalf("kept %d", got)
+	}
+	held := filepath.Join(s.Dir, ".held", "192.0.2.3")
+	old := time.Now().Add(-2 * recountEvery).Unix()
+	os.WriteFile(held, fmt.Appendf(nil, "7 700 %d\n", old), 0o600) // wrong, and checked long ago
+	if got := kept(t, s.PutAll("bob", batch("192.0.2.3", 20, 1), nil)); got != 0 {
+		t.Fatal("kept one over bob's quota")
+	}
+	c := &counter{}
+	if b, _ := os.ReadFile(held); !c.parse(string(b)) || c.checked != old || c.count != 7 {
+		t.Fatalf("the address's counter is %q: recounted for a full recipient", b)
+	}
+	// When the address's own limit refuses, it is recounted: 0 held.
+	s.Limits.Count, s.Limits.PerAddr = 0, 7
+	if got := kept(t, s.PutAll("bob", batch("192.0.2.3", 30, 1), nil)); got != 1 {
+		t.Fatal("the address's stale counter was not recounted")
+	}
+}

@@ -9,10 +9,15 @@ import (
 
 // Room is the space left for notifications on the spool's filesystem
 // above the reserves. A Room from Spool.Room asks statfs(2) again before
-// every write (a few microseconds, against the tens a write costs), so
-// that sessions writing at once in other processes (tcpserver) see each
-// other's files; a Room made by hand is a fixed amount, reduced by what
-// is written.
+// every write, under one lock for the whole spool, <spool>/.count/.room,
+// held from the statfs until the data is written: sessions writing at once
+// in other processes (tcpserver) then never spend the same room twice.
+// (A statfs per Notify let eight sessions each write into the same last
+// megabyte; statfs without the lock still let a session stalled between
+// its statfs and its write spend room the others had measured since.) The
+// lock is held for a create and a write of a few hundred octets, and let
+// go before any fsync. A Room made by hand is a fixed amount, reduced by
+// what is written.
 type Room struct {
 	Left   int64 // octets above the reserve
 	Inodes int64 // inodes above the inode reserve, when CountInodes
@@ -22,14 +27,6 @@ type Room struct {
 	Block       int64 // the filesystem's block size: what the smallest file takes
 	s           *Spool
 }
-
-// tightBlocks is how close to the reserve (in blocks, or inodes) the room
-// is tight: then each write, with its statfs, is done under one lock for
-// the whole spool, <spool>/.count/.room, so that sessions in parallel
-// cannot each see the same last blocks free and all take them. Above it
-// they write in parallel: between a statfs and its write, the others can
-// take no more than one notification each, far less than the margin.
-const tightBlocks = 256
 
 // Room asks the filesystem how much the spool may still use.
 func (s *Spool) Room() (*Room, error) {
@@ -53,14 +50,11 @@ func (r *Room) refresh() error {
 	return nil
 }
 
-// tight says whether the room is close enough to the reserve that writes
-// must take turns.
-func (r *Room) tight() bool {
-	return r.s != nil && (r.Left < tightBlocks*r.Block || r.CountInodes && r.Inodes < tightBlocks)
-}
-
 // lock takes the spool's room lock; the returned function releases it.
 func (r *Room) lock() (func(), error) {
+	if r.s == nil { // a Room made by hand: nothing shared
+		return func() {}, nil
+	}
 	f, err := os.OpenFile(filepath.Join(r.s.Dir, ".count", ".room"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -99,33 +93,47 @@ type holders struct {
 //     about half of the room there was, and the next notification from
 //     another address for another recipient still fits.
 func (s *Spool) fits(h holders, n int, room *Room) bool {
-	l, a, nb := s.Limits, h.acct, int64(n)
-	if l.Count > 0 && a.count+1 > l.Count || l.Bytes > 0 && a.bytes+nb > l.Bytes {
+	return s.roomFits(n, room) && s.acctFits(h.acct, n, room) && s.pairFits(h, n) && s.addrFits(h.addr, n, room)
+}
+
+// roomFits: the notification fits above the reserves at all.
+func (s *Spool) roomFits(n int, room *Room) bool {
+	return room == nil || room.Left-room.cost(n) >= 0 && !(room.CountInodes && room.Inodes-1 < 0)
+}
+
+// acctFits: within the account's quotas and its share of the room.
+func (s *Spool) acctFits(a *counter, n int, room *Room) bool {
+	l := s.Limits
+	if l.Count > 0 && a.count+1 > l.Count || l.Bytes > 0 && a.bytes+int64(n) > l.Bytes {
 		return false
 	}
-	if h.addr != nil {
-		if l.PerAddr > 0 && h.addr.count+1 > l.PerAddr {
-			return false
-		}
-		if l.Count > 0 && h.pair.count+1 > l.Count/2 || l.Bytes > 0 && h.pair.bytes+nb > l.Bytes/2 {
-			return false
-		}
+	return shareFits(a, n, room)
+}
+
+// pairFits: the address holds no more than half of the account's quotas.
+func (s *Spool) pairFits(h holders, n int) bool {
+	l := s.Limits
+	return h.pair == nil || !(l.Count > 0 && h.pair.count+1 > l.Count/2 || l.Bytes > 0 && h.pair.bytes+int64(n) > l.Bytes/2)
+}
+
+// addrFits: within the address's count and its share of the room.
+func (s *Spool) addrFits(a *counter, n int, room *Room) bool {
+	if a == nil {
+		return true
 	}
+	if s.Limits.PerAddr > 0 && a.count+1 > s.Limits.PerAddr {
+		return false
+	}
+	return shareFits(a, n, room)
+}
+
+// shareFits: what c counts holds, after the write, no more than what is
+// left free above the reserve after it, in octets and in inodes.
+func shareFits(c *counter, n int, room *Room) bool {
 	if room == nil {
 		return true
 	}
 	cost := room.cost(n)
-	if room.Left-cost < 0 || room.CountInodes && room.Inodes-1 < 0 {
-		return false
-	}
-	for _, c := range []*counter{a, h.addr} {
-		if c == nil {
-			continue
-		}
-		used := c.bytes + c.count*room.Block // an upper bound of what the files take
-		if used+cost > room.Left-cost || room.CountInodes && c.count+1 > room.Inodes-1 {
-			return false
-		}
-	}
-	return true
+	used := c.bytes + c.count*room.Block // an upper bound of what the files take
+	return used+cost <= room.Left-cost && !(room.CountInodes && c.count+1 > room.Inodes-1)
 }
