@@ -205,10 +205,14 @@ func (a *Account) loadStatus(id msgid.ID) (*sidecar, error) {
 	}
 }
 
-// record makes the changes from old to st durable: a record per changed
+// record makes the changes from old to st: a record per changed
 // recipient appended to the journal, or, once the journal is long, a new
-// snapshot. The caller holds the message's lock.
-func (a *Account) record(id msgid.ID, sc *sidecar, old []RecipientStatus) error {
+// snapshot. The caller holds the message's lock, and calls the returned
+// sync (when not nil) after releasing it: the fsync of an append need not
+// hold off the next updater, and concurrent updaters' fsyncs then share the
+// filesystem's journal commits. The update is durable when sync returns;
+// until then a lock-free reader may already see it.
+func (a *Account) record(id msgid.ID, sc *sidecar, old []RecipientStatus) (sync func() error, err error) {
 	var recs []byte
 	for i := range sc.st.Recipients {
 		if sc.st.Recipients[i] != old[i] {
@@ -216,36 +220,40 @@ func (a *Account) record(id msgid.ID, sc *sidecar, old []RecipientStatus) error 
 		}
 	}
 	if len(recs) == 0 {
-		return nil
+		return nil, nil
 	}
 	if grown := sc.valid + int64(len(recs)); grown > compactMin && grown > 2*int64(sc.snapSize) {
-		return a.compact(id, sc.st)
+		return nil, a.compact(id, sc.st)
 	}
 	path := a.journalPath(id, sc.st.gen)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer f.Close()
 	if sc.size > sc.valid {
 		// A torn record from a crash: cut it off, or what follows it
 		// would be invisible to readers.
 		if err := f.Truncate(sc.valid); err != nil {
-			return err
+			f.Close()
+			return nil, err
 		}
 	}
 	if _, err := f.Write(recs); err != nil {
 		f.Truncate(sc.valid) // a short write must not stand for a record
-		return err
+		f.Close()
+		return nil, err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if sc.size == 0 {
-		// Perhaps a new file: its name must be durable too.
-		return durable.SyncDir(filepath.Join(a.dir, "status"))
-	}
-	return nil
+	return func() error {
+		defer f.Close()
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		if sc.size == 0 {
+			// Perhaps a new file: its name must be durable too.
+			return durable.SyncDir(filepath.Join(a.dir, "status"))
+		}
+		return nil
+	}, nil
 }
 
 // compact writes st as the next generation's snapshot and removes the

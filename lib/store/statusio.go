@@ -43,7 +43,8 @@ func (a *Account) Update(id msgid.ID, fn func(*Envelope, *Status) error) error {
 }
 
 // Update changes the status of an open message, as Account.Update does.
-// The lock is held until the message is closed. Only the recipients fn
+// The lock is released once the change is appended, before its fsync
+// (journal.go: record); Update returns when the change is durable. Only the recipients fn
 // changes are written, a journal record each (journal.go); changes to
 // Lists are not kept (their counters live in reads.go's files).
 func (m *Message) Update(fn func(*Envelope, *Status) error) error {
@@ -51,7 +52,7 @@ func (m *Message) Update(fn func(*Envelope, *Status) error) error {
 		return err
 	}
 	a := &Account{Name: m.Account, dir: m.dir}
-	sc, err := a.loadStatus(m.Env.ID)
+	sc, err := a.loadLocked(m.Env.ID)
 	if err != nil {
 		return err
 	}
@@ -65,8 +66,15 @@ func (m *Message) Update(fn func(*Envelope, *Status) error) error {
 	if len(sc.st.Recipients) != len(old) {
 		return errors.New("store: an update may not add or remove recipients")
 	}
-	return a.record(m.Env.ID, sc, old)
+	sync, err := a.record(m.Env.ID, sc, old)
+	if err != nil || sync == nil {
+		return err
+	}
+	unlock(m.f)
+	return sync()
 }
+
+func unlock(f *os.File) { unix.Flock(int(f.Fd()), unix.LOCK_UN) }
 
 func flock(f *os.File) error {
 	for {
