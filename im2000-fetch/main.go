@@ -12,13 +12,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"im2000/lib/agent"
 	"im2000/lib/conf"
-	"im2000/lib/durable"
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
 	"im2000/lib/maildir"
@@ -38,13 +36,15 @@ const usage = `usage: im2000-fetch [-d maildir] [--stdout] [--summary] [--accept
   -h          show this help`
 
 type fetcher struct {
-	conf    conf.Dir
-	maildir string
-	stdout  *bufio.Writer
-	inbox   *inbox.Inbox
-	accept  string     // --accept (policy.go)
-	outMu   sync.Mutex // one message at a time on standard output
-	logMu   sync.Mutex // the delivered record
+	conf     conf.Dir
+	maildir  string
+	stdout   *bufio.Writer
+	inbox    *inbox.Inbox
+	accept   string     // --accept (policy.go)
+	outMu    sync.Mutex // one message at a time on standard output
+	logMu    sync.Mutex // the delivered record
+	record   map[string]bool
+	lockFile *os.File // the run's lock (record.go)
 }
 
 func main() {
@@ -91,6 +91,12 @@ func setup(d conf.Dir, dir string) (*fetcher, error) {
 		}
 	}
 	f.maildir = dir
+	if err := f.lock(); err != nil {
+		return nil, err
+	}
+	if err := f.readRecord(); err != nil {
+		return nil, err
+	}
 	if f.inbox, err = inbox.Open(d, filepath.Join(dir, ".im2000")); err != nil {
 		return nil, err
 	}
@@ -138,12 +144,14 @@ func (f *fetcher) run(summary bool) error {
 	// session (lib/inbox.PerStore): a store that never answers costs the
 	// run one timeout, whatever the number of stores like it.
 	var mu sync.Mutex
-	delivered, failed, dropped := 0, 0, 0
-	inbox.PerStore(entries, func(_ int, e agent.Entry) {
+	delivered, failed, dropped, gone := 0, 0, 0, 0
+	notDone := inbox.PerStore(entries, func(_ int, e agent.Entry) {
 		err := f.fetchOne(e)
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
+		case errors.Is(err, inbox.ErrGone):
+			gone++ // fetchOne has logged it
 		case errors.Is(err, inbox.ErrDropped):
 			dropped++ // lib/inbox has logged why
 		case err != nil:
@@ -153,12 +161,20 @@ func (f *fetcher) run(summary bool) error {
 			delivered++
 		}
 	})
+	// A call that panicked (an alert, logged) and the rest of its store's
+	// entries: kept for the next run, as a failed store's are.
+	failed += len(notDone)
 	if f.stdout != nil {
 		if err := f.stdout.Flush(); err != nil {
 			return fail.Temp(err)
 		}
 	}
-	fail.Warn("%d delivered, %d kept for later, %d dropped", delivered, failed, dropped)
+	fail.Warn("%d delivered, %d kept for later, %d dropped, %d gone from their stores", delivered, failed, dropped, gone)
+	if left, err := f.inbox.Pending(); err == nil {
+		if err := f.pruneRecord(left); err != nil {
+			warn("the delivered record is not pruned (it is next run): %v", err)
+		}
+	}
 	if failed > 0 || dropped > 0 || takeErr != nil {
 		return fail.Temp(errors.New("not everything could be fetched; run again later"))
 	}
@@ -181,7 +197,7 @@ func (f *fetcher) fetchOne(e agent.Entry) error {
 		if errors.Is(err, inbox.ErrGone) {
 			warn("%s from %s: %v", n.ID, n.Sender, err)
 			f.inbox.Done(e)
-			return nil
+			return err
 		}
 		if err != nil {
 			return err
@@ -237,35 +253,4 @@ func (f *fetcher) deliver(sender string, e agent.Entry) error {
 	f.outMu.Lock()
 	defer f.outMu.Unlock()
 	return writeMbox(f.stdout, sender, time.Now(), tmp)
-}
-
-func (f *fetcher) logPath() string { return filepath.Join(f.maildir, ".im2000", "delivered") }
-
-func (f *fetcher) delivered(key string) bool {
-	f.logMu.Lock()
-	defer f.logMu.Unlock()
-	b, err := os.ReadFile(f.logPath())
-	return err == nil && strings.Contains(string(b), key+"\n")
-}
-
-// markDelivered appends the key to the delivered record, durably: it is
-// what keeps a message from being delivered twice.
-func (f *fetcher) markDelivered(key string) error {
-	f.logMu.Lock()
-	defer f.logMu.Unlock()
-	fh, err := os.OpenFile(f.logPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = fh.WriteString(key + "\n")
-	if err == nil {
-		err = fh.Sync()
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = durable.SyncDir(filepath.Dir(f.logPath()))
-	}
-	return err
 }

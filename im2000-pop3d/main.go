@@ -68,6 +68,9 @@ type mailbox interface {
 	RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, error)
 	Silence(e agent.Entry) error
 	Done(e agent.Entry)
+	// SetDeadline ends the retrievals and silences still going at the
+	// session's lifetime (lib/inbox.Inbox.SetDeadline).
+	SetDeadline(t time.Time)
 	Close()
 }
 
@@ -140,6 +143,7 @@ type entry struct {
 	e       agent.Entry
 	size    uint64
 	deleted bool
+	gone    bool // refused, expired or gone from its store: deleted for good, not silenced
 }
 
 type pop struct {
@@ -466,7 +470,7 @@ func (p *pop) transaction(verb, arg string) bool {
 		}
 	case "RSET":
 		for _, e := range p.drop {
-			e.deleted = false
+			e.deleted = e.gone
 		}
 		p.reply("+OK")
 	case "NOOP":
@@ -486,8 +490,9 @@ func (p *pop) transaction(verb, arg string) bool {
 // cannot be silenced now stays in the maildrop for a later session.
 func (p *pop) update() {
 	done := 0
+	p.bound()
 	for _, e := range p.drop {
-		if !e.deleted {
+		if !e.deleted || e.gone {
 			continue
 		}
 		if err := p.inbox.Silence(e.e); err != nil {

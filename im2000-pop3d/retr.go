@@ -28,6 +28,7 @@ func (p *pop) retrieve(e *entry, kind uint64) (*os.File, int64, error) {
 		return nil, 0, err
 	}
 	os.Remove(f.Name()) // nothing stays behind, whatever happens next
+	p.bound()
 	bw := bufio.NewWriterSize(f, 64<<10)
 	n, err := p.inbox.RetrieveTo(e.e, kind, bw)
 	if err == nil {
@@ -43,11 +44,20 @@ func (p *pop) retrieve(e *entry, kind uint64) (*os.File, int64, error) {
 	return f, n, nil
 }
 
+// bound makes the session's lifetime the end of the work with stores: a
+// RETR, a TOP, the silences of QUIT end with the session, and the
+// maildrop's lock with them, whatever the stores do.
+func (p *pop) bound() {
+	if p.limits.Lifetime > 0 {
+		p.inbox.SetDeadline(p.start.Add(p.limits.Lifetime))
+	}
+}
+
 // retr answers RETR.
 func (p *pop) retr(e *entry) {
 	f, n, err := p.retrieve(e, msrap.All)
 	if err != nil {
-		p.retrieveError(err)
+		p.retrieveError(e, err)
 		return
 	}
 	defer f.Close()
@@ -63,7 +73,7 @@ func (p *pop) top(e *entry, k int) {
 	}
 	f, _, err := p.retrieve(e, kind)
 	if err != nil {
-		p.retrieveError(err)
+		p.retrieveError(e, err)
 		return
 	}
 	defer f.Close()
@@ -75,12 +85,19 @@ func (p *pop) top(e *entry, k int) {
 	p.sendFrom("+OK", t, "")
 }
 
-func (p *pop) retrieveError(err error) {
+// retrieveError answers a failed RETR or TOP. A message gone from its
+// store, or dropped by lib/inbox (refused, expired), is deleted for good
+// in this session: not listed, not asked of its store again, not
+// silenced at QUIT.
+func (p *pop) retrieveError(e *entry, err error) {
 	switch {
 	case errors.Is(err, inbox.ErrGone):
+		e.deleted, e.gone = true, true
+		p.inbox.Done(e.e)
 		p.reply("-ERR that message is gone from its store (cancelled or expired)")
 	case errors.Is(err, inbox.ErrDropped):
 		// lib/inbox logged why; the entry is off the pending queue.
+		e.deleted, e.gone = true, true
 		p.reply("-ERR [SYS/TEMP] the store broke the rules or is gone too long; that message is dropped")
 	default:
 		p.tempError(err)

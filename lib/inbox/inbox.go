@@ -59,11 +59,13 @@ type Inbox struct {
 	me      string        // the reader's host, for Received
 	now     func() time.Time
 
-	bindMu  sync.Mutex // the binding checker's caches are not shared
-	bind    *binding.Checker
-	mu      sync.Mutex // guards what follows
-	stores  map[string]*store
-	senders map[string]addr.Mailbox // verified senders, by agent.Key
+	bindMu   sync.Mutex // the binding checker's caches are not shared
+	bind     *binding.Checker
+	mu       sync.Mutex              // guards what follows
+	stores   map[string]*store       // by locationKey
+	failedAt map[string]error        // ended chances, by chanceKeys
+	senders  map[string]addr.Mailbox // verified senders, by agent.Key
+	until    time.Time               // SetDeadline
 }
 
 // maxTake bounds the notifications one Take accepts, so that an agent
@@ -106,7 +108,7 @@ func Open(d conf.Dir, dir string) (*Inbox, error) {
 		return nil, fail.Temp(err)
 	}
 	return &Inbox{loc: loc, pending: pending, timeout: timeout, max: max, life: time.Duration(life) * time.Second,
-		stores: map[string]*store{}, bind: bind, senders: map[string]addr.Mailbox{}, me: me, now: time.Now}, nil
+		stores: map[string]*store{}, failedAt: map[string]error{}, bind: bind, senders: map[string]addr.Mailbox{}, me: me, now: time.Now}, nil
 }
 
 // Close ends the sessions with the stores.

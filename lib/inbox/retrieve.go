@@ -29,6 +29,23 @@ var ErrRefused = fmt.Errorf("refused, %w", ErrDropped)
 // maxlifetime. It wraps ErrDropped.
 var ErrExpired = fmt.Errorf("older than maxlifetime, %w", ErrDropped)
 
+// The bounds of a retrieval's time and pages: a retrieval of size octets
+// has b.timeout + size/MinRate to finish (and ends at the Inbox's deadline
+// in any case), and every page but the last brings at least MinPage
+// octets. im2000-retrieved serves pages of its -m setting less 4096
+// octets (about 1 MiB by default); a store trickling 1-octet pages just
+// within the timeout, or hanging up after each, would otherwise hold a
+// reader for days.
+const (
+	MinRate = 64 << 10 // octets a second
+	MinPage = 16 << 10 // octets
+)
+
+// timeFor is the time a retrieval of size octets may take.
+func (b *Inbox) timeFor(size uint64) time.Duration {
+	return b.timeout + time.Duration(min(size/MinRate, 1<<32))*time.Second
+}
+
 // limit is the most a retrieval of e may bring: the notification's size
 // when it states one, and databytes in any case.
 func (b *Inbox) limit(e agent.Entry) uint64 {
@@ -50,20 +67,24 @@ func (b *Inbox) limit(e agent.Entry) uint64 {
 // and the header section (at most mailmsg.MaxHeader) is held in memory.
 // A store that states a size over limit (the notification's size, and
 // databytes), a size for the whole message other than the notification's,
-// a size that changes, more data than its size, or a header that cannot be
-// read, is refused at once: the session is dropped, the entry is dropped
+// a size that changes, more data than its size, a page shorter than
+// MinPage but the last, or a header that cannot be read, is refused at
+// once: the session is dropped, the entry is dropped
 // with a log line, and the error wraps ErrRefused. On such an error or any
 // other, w may have had part of the message: the caller throws it away.
 //
-// An entry that fails and is older than maxlifetime is dropped too
-// (ErrExpired). ErrGone is a message its store no longer has.
+// The retrieval has the timeout and its size at MinRate to finish, and
+// ends at the Inbox's deadline (SetDeadline); past that it fails with
+// ErrTooSlow and its store's chance ends. An entry that fails and is
+// older than maxlifetime is dropped too (ErrExpired). ErrGone is a
+// message its store no longer has.
 func (b *Inbox) RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, error) {
 	sender, err := b.Sender(e)
 	if err != nil {
 		return 0, err
 	}
 	n := e.N.Notification
-	pg := &pager{b: b, e: e, kind: kind, limit: b.limit(e)}
+	pg := &pager{b: b, e: e, kind: kind, limit: b.limit(e), start: time.Now()}
 	ww := &errWriter{w: w}
 	st := trace.Stamp{Sender: sender, Store: n.StoreClear, ID: n.ID, By: b.me, Prog: fail.Name, At: time.Now()}
 	written, err := st.Write(ww, pg, kind == msrap.HeadersOnly)
@@ -105,6 +126,18 @@ type pager struct {
 	started bool
 	err     error  // the store failed (transport, protocol, gone)
 	refused string // the store broke a bound: why
+	start   time.Time
+}
+
+// deadline is when the retrieval must end: the timeout and its size at
+// MinRate after its start (before the first page, the size is the limit),
+// or the Inbox's deadline if that comes first.
+func (p *pager) deadline() time.Duration {
+	size := p.limit
+	if p.started {
+		size = p.size
+	}
+	return time.Until(p.start.Add(p.b.timeFor(size)))
 }
 
 func (p *pager) Read(buf []byte) (int, error) {
@@ -116,7 +149,7 @@ func (p *pager) Read(buf []byte) (int, error) {
 			return 0, io.EOF
 		}
 		n := p.e.N.Notification
-		r, err := call[*msrap.RetrieveOK](p.b, p.e, &msrap.Retrieve{ID: n.ID, Type: p.kind, Offset: p.off})
+		r, err := call[*msrap.RetrieveOK](p.b, p.e, &msrap.Retrieve{ID: n.ID, Type: p.kind, Offset: p.off}, p.b.deadline(p.deadline()))
 		if err != nil {
 			p.err = err
 			return 0, errStopped
@@ -130,8 +163,8 @@ func (p *pager) Read(buf []byte) (int, error) {
 			p.refused = fmt.Sprintf("a size of %d octets after %d", r.Size, p.size)
 		case uint64(len(r.Data)) > r.Size-p.off:
 			p.refused = fmt.Sprintf("%d octets at offset %d of %d", len(r.Data), p.off, r.Size)
-		case len(r.Data) == 0 && p.off != r.Size:
-			p.refused = fmt.Sprintf("nothing at offset %d of %d", p.off, r.Size)
+		case uint64(len(r.Data)) < min(r.Size-p.off, MinPage):
+			p.refused = fmt.Sprintf("a page of %d octets at offset %d of %d (pages are at least %d octets, or the rest)", len(r.Data), p.off, r.Size, MinPage)
 		}
 		if p.refused != "" {
 			p.size = r.Size
@@ -210,7 +243,7 @@ func (b *Inbox) Size(e agent.Entry) (uint64, error) {
 	if s := e.N.Notification.Size; s != nil {
 		return *s, nil
 	}
-	r, err := call[*msrap.QuerySizeOK](b, e, &msrap.QuerySize{ID: e.N.Notification.ID})
+	r, err := call[*msrap.QuerySizeOK](b, e, &msrap.QuerySize{ID: e.N.Notification.ID}, b.deadline(b.timeout))
 	if err != nil {
 		return 0, b.failed(e, err)
 	}
@@ -223,7 +256,7 @@ func (b *Inbox) Size(e agent.Entry) (uint64, error) {
 
 // Silence tells the store the recipient has the message.
 func (b *Inbox) Silence(e agent.Entry) error {
-	_, err := call[msrap.SilenceOK](b, e, &msrap.Silence{ID: e.N.Notification.ID})
+	_, err := call[msrap.SilenceOK](b, e, &msrap.Silence{ID: e.N.Notification.ID}, b.deadline(b.timeout))
 	if errors.Is(err, ErrGone) {
 		return nil
 	}

@@ -5,12 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"im2000/lib/agent"
+	"im2000/lib/fail"
 	"im2000/lib/session"
+	"im2000/lib/trace"
 	"im2000/lib/wire"
 	"im2000/lib/wire/msrap"
 )
@@ -21,13 +27,18 @@ import (
 // run one timeout, not one per notification.
 var ErrStoreFailed = errors.New("failed earlier in this run; kept for the next")
 
-// store is the session with one store location, and whether the store
-// has had its chance.
+// ErrTooSlow is a store that took longer than a retrieval's time
+// (RetrieveTo), or than the Inbox's deadline (SetDeadline).
+var ErrTooSlow = errors.New("took longer than it may (the timeout, and the size at the minimum rate, within the session's end)")
+
+// store is the session with one store location (by its canonical form,
+// locationKey), and whether it has used its one reopening.
 type store struct {
-	mu     sync.Mutex // one command at a time; held across a call
-	name   string
-	c      *session.Client
-	failed error // the first transport failure, after which no more tries
+	mu       sync.Mutex // one command at a time; held across a call
+	name     string
+	c        *session.Client
+	peer     string // the chance key of the address c reached
+	reopened bool   // a closed session was dialled again once: not again
 }
 
 func (s *store) close() {
@@ -37,9 +48,67 @@ func (s *store) close() {
 	}
 }
 
-// storeFor returns the state kept for a store location.
+// locationKey is a store location's canonical form: a domain lower-cased
+// without a final dot, or the addresses with IPv4-mapped IPv6 ones made
+// IPv4, each once, sorted. "A", "A A", "[::ffff:A]" and "Example.org."
+// spell the same store as "A" and "example.org" do, and get one session
+// and one chance.
+func locationKey(l wire.ServiceLocation) string {
+	if l.Domain != nil {
+		return strings.TrimSuffix(strings.ToLower(l.String()), ".")
+	}
+	var as []string
+	for _, a := range l.Literals {
+		as = append(as, netip.AddrPortFrom(a.Addr().Unmap(), a.Port()).String())
+	}
+	slices.Sort(as)
+	return strings.Join(slices.Compact(as), " ")
+}
+
+// groupKey is the group an entry is worked in by PerStore, and one of its
+// chance keys: its location's canonical form.
+func groupKey(e agent.Entry) string {
+	return "location " + locationKey(e.N.Notification.StoreClear)
+}
+
+// chanceKeys are the names under which an entry's store has its one
+// chance: the location's canonical form; the address a session reached is
+// added when one is dialled, so that domains whose stores are one address
+// share its chance too. A failure under any of them ends the chance of
+// every entry that shares one: however the store is spelled, a tarpit
+// costs a run one timeout. The sender's domain is not one of them: a
+// domain may name several stores, and one of them down must not keep the
+// others' messages.
+func chanceKeys(e agent.Entry) []string {
+	return []string{groupKey(e)}
+}
+
+// chanceGone returns the failure that ended the chance of any of keys.
+func (b *Inbox) chanceGone(keys []string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, k := range keys {
+		if err, ok := b.failedAt[k]; ok {
+			return err
+		}
+	}
+	return nil
+}
+
+// endChance records a store's failure under each of keys.
+func (b *Inbox) endChance(keys []string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, k := range keys {
+		if _, ok := b.failedAt[k]; !ok && k != "" {
+			b.failedAt[k] = err
+		}
+	}
+}
+
+// storeFor returns the session kept for a store location.
 func (b *Inbox) storeFor(l wire.ServiceLocation) *store {
-	key := l.String()
+	key := locationKey(l)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s, ok := b.stores[key]
@@ -50,10 +119,34 @@ func (b *Inbox) storeFor(l wire.ServiceLocation) *store {
 	return s
 }
 
+// SetDeadline sets when everything this Inbox does with stores must end
+// (a POP3 session's lifetime): a call or retrieval still going then fails
+// with ErrTooSlow, and ends its store's chance. The zero time is none.
+func (b *Inbox) SetDeadline(t time.Time) {
+	b.mu.Lock()
+	b.until = t
+	b.mu.Unlock()
+}
+
+// deadline is d from now, or the Inbox's deadline if that comes first.
+func (b *Inbox) deadline(d time.Duration) time.Time {
+	at := time.Now().Add(d)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.until.IsZero() && b.until.Before(at) {
+		return b.until
+	}
+	return at
+}
+
 // dialStore starts a session with a store: its domain's MSRAP server, or
-// the first of its addresses that answers, all within one timeout.
-func (b *Inbox) dialStore(l wire.ServiceLocation) (*session.Client, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+// the first of its addresses that answers, all within one timeout and
+// before deadline.
+func (b *Inbox) dialStore(l wire.ServiceLocation, deadline time.Time) (*session.Client, error) {
+	if at := time.Now().Add(b.timeout); at.Before(deadline) {
+		deadline = at
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if l.Domain != nil {
 		return session.DialWhere(ctx, b.loc, msrap.Protocol, l.String(), b.timeout)
@@ -69,6 +162,15 @@ func (b *Inbox) dialStore(l wire.ServiceLocation) (*session.Client, error) {
 	return nil, err
 }
 
+// peerKey is the chance key of the address a session reached.
+func peerKey(c *session.Client) string {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr())
+	if err != nil {
+		return "address " + c.RemoteAddr()
+	}
+	return "address " + netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+}
+
 // closedByPeer is a session the store had closed (end of file, reset, a
 // broken pipe), as opposed to one that timed out.
 func closedByPeer(err error) bool {
@@ -80,36 +182,55 @@ func closedByPeer(err error) bool {
 }
 
 // call sends an MSRAP command to the notification's store and returns
-// the answer it calls for, T.
+// the answer it calls for, T, before deadline.
 //
 // A session reused from an earlier call that the store has closed (idle
-// sessions are closed by stores) is dialled again once and the command
-// sent again; every MSRAP command a reader sends may be repeated. Any other
-// transport or protocol failure, or the failure of a session dialled for
-// this call, ends the store's chance in this Inbox: later calls for it
+// sessions are closed by stores) is dialled again, once per store in this
+// Inbox's life, and the command sent again; every MSRAP command a reader
+// sends may be repeated. Any other transport or protocol failure, the
+// failure of a session dialled for this call, or the deadline passing,
+// ends the store's chance in this Inbox (chanceKeys): later calls for it
 // fail at once with ErrStoreFailed. A timeout is never retried.
-func call[T wire.Body](b *Inbox, e agent.Entry, cmd wire.Body) (T, error) {
+func call[T wire.Body](b *Inbox, e agent.Entry, cmd wire.Body, deadline time.Time) (T, error) {
 	n := e.N.Notification
 	var zero T
 	if _, err := b.Sender(e); err != nil {
 		return zero, err // never a connection to a store that does not bind its sender
 	}
+	keys := chanceKeys(e)
 	s := b.storeFor(n.StoreClear)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for reopened := false; ; reopened = true {
-		if s.failed != nil {
-			return zero, fmt.Errorf("store %s %w (%v)", s.name, ErrStoreFailed, s.failed)
+	for {
+		if err := b.chanceGone(append(keys, s.peer)); err != nil {
+			s.close()
+			return zero, fmt.Errorf("store %s %w (%v)", s.name, ErrStoreFailed, err)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			s.close()
+			b.endChance(append(keys, s.peer), ErrTooSlow)
+			return zero, ErrTooSlow
 		}
 		fresh := false
 		if s.c == nil {
-			c, err := b.dialStore(n.StoreClear)
+			c, err := b.dialStore(n.StoreClear, deadline)
 			if err != nil {
-				s.failed = err
+				if !time.Now().Before(deadline) {
+					err = fmt.Errorf("%w: %w", ErrTooSlow, err)
+				}
+				b.endChance(keys, err)
 				return zero, err
 			}
-			s.c, fresh = c, true
+			s.c, s.peer, fresh = c, peerKey(c), true
+			if err := b.chanceGone([]string{s.peer}); err != nil {
+				s.close() // the address reached has failed already
+				b.endChance(keys, err)
+				return zero, fmt.Errorf("store %s %w (%v)", s.name, ErrStoreFailed, err)
+			}
 		}
+		s.c.Timeout = min(b.timeout, left)
+		cut := left < b.timeout // a timeout now is the deadline's
 		r, err := session.Expect[T](s.c, cmd)
 		var se *session.StatusError
 		switch {
@@ -121,10 +242,14 @@ func call[T wire.Body](b *Inbox, e agent.Entry, cmd wire.Body) (T, error) {
 			return r, err
 		}
 		s.close()
-		if !fresh && !reopened && closedByPeer(err) {
+		if !fresh && !s.reopened && closedByPeer(err) {
+			s.reopened = true
 			continue
 		}
-		s.failed = err
+		if cut && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", ErrTooSlow, err)
+		}
+		b.endChance(append(keys, s.peer), err)
 		return r, err
 	}
 }
@@ -141,21 +266,26 @@ func (b *Inbox) dropSession(e agent.Entry) {
 // MaxStoresAtOnce bounds the stores PerStore works at once.
 const MaxStoresAtOnce = 8
 
-// PerStore calls f for each entry: the entries of one store location in
-// their order, one after the other (over the one session with it), and
-// different stores at once, at most MaxStoresAtOnce of them. It returns
-// when every call has. i is the entry's index in entries. A panic in f is
-// carried over to PerStore's caller, once the other calls have returned,
-// so that the caller's own recover (a POP3 session's) sees it.
+// PerStore calls f for each entry: the entries of one store (grouped by
+// the canonical form of their location, locationKey) in their order, one after the other
+// (over the one session with it), and different stores at once, at most
+// MaxStoresAtOnce of them. It returns when every call has.
+// i is the entry's index in entries.
+//
+// A panic in f is stopped in its goroutine: it is logged as an alert with
+// its stack (lib/fail), and taken as that store's failure: the rest of
+// its entries are not called. PerStore returns the indices of the entries
+// whose call panicked or was not made, for the caller to count as kept
+// for later; the other stores go on.
 //
 // So a store that is down or never answers costs its own entries one
 // timeout (one chance per store) while the others go on: three tarpits
 // cost a run about one timeout, not three.
-func PerStore(entries []agent.Entry, f func(i int, e agent.Entry)) {
+func PerStore(entries []agent.Entry, f func(i int, e agent.Entry)) (notDone []int) {
 	var order []string
 	byStore := map[string][]int{}
 	for i, e := range entries {
-		key := e.N.Notification.StoreClear.String()
+		key := groupKey(e)
 		if _, ok := byStore[key]; !ok {
 			order = append(order, key)
 		}
@@ -163,26 +293,38 @@ func PerStore(entries []agent.Entry, f func(i int, e agent.Entry)) {
 	}
 	sem := make(chan struct{}, MaxStoresAtOnce)
 	var wg sync.WaitGroup
-	var once sync.Once
-	var panicked any
+	var mu sync.Mutex
 	for _, key := range order {
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(idx []int) {
+		go func(key string, idx []int) {
 			defer func() {
-				if v := recover(); v != nil {
-					once.Do(func() { panicked = v })
-				}
 				<-sem
 				wg.Done()
 			}()
-			for _, i := range idx {
-				f(i, entries[i])
+			for k, i := range idx {
+				if !callSafely(key, i, entries[i], f) {
+					mu.Lock()
+					notDone = append(notDone, idx[k:]...)
+					mu.Unlock()
+					return
+				}
 			}
-		}(byStore[key])
+		}(key, byStore[key])
 	}
 	wg.Wait()
-	if panicked != nil {
-		panic(panicked)
-	}
+	slices.Sort(notDone)
+	return notDone
+}
+
+// callSafely calls f, and reports false if it panicked (with an alert).
+func callSafely(key string, i int, e agent.Entry, f func(int, agent.Entry)) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			fail.Alert("%s", trace.Escape(fail.Panicked("the retrieval of "+e.N.Notification.ID.String()+" ("+key+")", v)))
+			ok = false
+		}
+	}()
+	f(i, e)
+	return true
 }
