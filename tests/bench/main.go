@@ -58,7 +58,7 @@ func main() {
 	flag.Parse()
 	sections := flag.Args()
 	if len(sections) == 0 {
-		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp", "queue"}
+		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp", "queue", "archive"}
 	}
 	for _, s := range sections {
 		switch s {
@@ -76,8 +76,10 @@ func main() {
 			benchSMTP()
 		case "queue":
 			benchQueue()
+		case "archive":
+			benchArchive()
 		default:
-			log("unknown section %q: inject, wire, store, notify, lists, smtp or queue", s)
+			log("unknown section %q: inject, wire, store, notify, lists, smtp, queue or archive", s)
 			os.Exit(100)
 		}
 	}
