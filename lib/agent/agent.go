@@ -247,8 +247,8 @@ func (s *Spool) fitsAgain(h holders, n int, room *Room) bool {
 		c    *counter
 		over bool
 	}{
-		{h.acct, !s.acctFits(h.acct, n, room)},
-		{h.pair, !s.pairFits(h, n)},
+		{h.acct, !s.acctFits(h, n, room)},
+		{h.pair, !s.acctFits(h, n, room)},
 		{h.addr, !s.addrFits(h.addr, n, room)},
 	} {
 		if r.over && r.c != nil && r.c.mayRecount(now) && r.c.recount(now) == nil {

@@ -102,22 +102,28 @@ func TestHeldPerAddress(t *testing.T) {
 	}
 }
 
-// TestAddrShareOfQuota: one address holds at most half of a recipient's
-// quotas; another address gets the rest.
+// TestAddrShareOfQuota: one address fills a recipient's quotas; another
+// address still gets half of them more, and no further.
 func TestAddrShareOfQuota(t *testing.T) {
 	s := spoolWith(t, "bob")
 	s.Limits.Count = 10
-	if got := kept(t, s.PutAll("bob", batch("192.0.2.1", 0, 10), nil)); got != 5 {
-		t.Fatalf("one address kept %d of bob's 10, want 5", got)
+	if got := kept(t, s.PutAll("bob", batch("192.0.2.1", 0, 20), nil)); got != 10 {
+		t.Fatalf("one address kept %d for bob, want the quota, 10", got)
 	}
 	if got := kept(t, s.PutAll("bob", batch("192.0.2.2", 100, 10), nil)); got != 5 {
-		t.Fatalf("another address kept %d, want the other 5", got)
+		t.Fatalf("another address kept %d past the quota, want half of it, 5", got)
+	}
+	if got := kept(t, s.PutAll("bob", batch("192.0.2.3", 200, 10), nil)); got != 0 {
+		t.Fatalf("a third address kept %d past half again of the quota", got)
 	}
 	size := int64(len(from("192.0.2.1", 0).Marshal()))
 	s = spoolWith(t, "bob")
 	s.Limits.Bytes = 6 * size
-	if got := kept(t, s.PutAll("bob", batch("192.0.2.1", 0, 10), nil)); got != 3 {
-		t.Fatalf("one address kept %d under a byte quota of 6, want 3", got)
+	if got := kept(t, s.PutAll("bob", batch("192.0.2.1", 0, 10), nil)); got != 6 {
+		t.Fatalf("one address kept %d under a byte quota of 6, want 6", got)
+	}
+	if got := kept(t, s.PutAll("bob", batch("192.0.2.2", 100, 10), nil)); got != 3 {
+		t.Fatalf("another address kept %d past the byte quota, want 3", got)
 	}
 }
 
@@ -179,7 +185,8 @@ func TestRecountClockBack(t *testing.T) {
 func TestRecountOnlyWhatSaysNo(t *testing.T) {
 	s := spoolWith(t, "bob")
 	s.Limits.Count = 4
-	if got := kept(t, s.PutAll("bob", append(batch("192.0.2.1", 0, 2), batch("192.0.2.2", 10, 2)...), nil)); got != 4 {
+	// bob at his quota (4) and past it by half again (2).
+	if got := kept(t, s.PutAll("bob", append(batch("192.0.2.1", 0, 4), batch("192.0.2.2", 10, 2)...), nil)); got != 6 {
 		t.Fatalf("kept %d", got)
 	}
 	held := filepath.Join(s.Dir, ".held", "192.0.2.3")

@@ -83,9 +83,10 @@ type holders struct {
 
 // fits says whether one more notification of n octets may be kept:
 //
-//   - within the account's quotas, and within the address's count;
-//   - one address may hold no more than half of a recipient's quotas, so
-//     one address's flood leaves the other half to every other address;
+//   - within the account's quotas; past them, only from an address that
+//     holds less than half of them, and up to half again: one address's
+//     flood stops at the quota, and never shuts the others out;
+//   - within the address's count;
 //   - when room is given, above the disk reserves, with neither the
 //     account nor the address holding more (octets and inodes) than what is
 //     left free above the reserve after the write: one recipient's flood,
@@ -93,7 +94,7 @@ type holders struct {
 //     about half of the room there was, and the next notification from
 //     another address for another recipient still fits.
 func (s *Spool) fits(h holders, n int, room *Room) bool {
-	return s.roomFits(n, room) && s.acctFits(h.acct, n, room) && s.pairFits(h, n) && s.addrFits(h.addr, n, room)
+	return s.roomFits(n, room) && s.acctFits(h, n, room) && s.addrFits(h.addr, n, room)
 }
 
 // roomFits: the notification fits above the reserves at all.
@@ -101,19 +102,28 @@ func (s *Spool) roomFits(n int, room *Room) bool {
 	return room == nil || room.Left-room.cost(n) >= 0 && !(room.CountInodes && room.Inodes-1 < 0)
 }
 
-// acctFits: within the account's quotas and its share of the room.
-func (s *Spool) acctFits(a *counter, n int, room *Room) bool {
-	l := s.Limits
-	if l.Count > 0 && a.count+1 > l.Count || l.Bytes > 0 && a.bytes+int64(n) > l.Bytes {
-		return false
+// acctFits: within the account's quotas, or past them by the grace
+// (overQuota), and within its share of the room.
+func (s *Spool) acctFits(h holders, n int, room *Room) bool {
+	l, a, nb := s.Limits, h.acct, int64(n)
+	if l.Count > 0 && a.count+1 > l.Count || l.Bytes > 0 && a.bytes+nb > l.Bytes {
+		if !s.overQuota(h, n) {
+			return false
+		}
 	}
 	return shareFits(a, n, room)
 }
 
-// pairFits: the address holds no more than half of the account's quotas.
-func (s *Spool) pairFits(h holders, n int) bool {
-	l := s.Limits
-	return h.pair == nil || !(l.Count > 0 && h.pair.count+1 > l.Count/2 || l.Bytes > 0 && h.pair.bytes+int64(n) > l.Bytes/2)
+// overQuota: past the account's quotas, a notification from an address
+// that holds less than half of them (the pair counter) is kept, up to
+// half again of each quota.
+func (s *Spool) overQuota(h holders, n int) bool {
+	l, a, p, nb := s.Limits, h.acct, h.pair, int64(n)
+	if p == nil {
+		return false
+	}
+	return !(l.Count > 0 && (p.count+1 > l.Count/2 || a.count+1 > l.Count+l.Count/2)) &&
+		!(l.Bytes > 0 && (p.bytes+nb > l.Bytes/2 || a.bytes+nb > l.Bytes+l.Bytes/2))
 }
 
 // addrFits: within the address's count and its share of the room.
