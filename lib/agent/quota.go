@@ -84,6 +84,9 @@ func lockCounter(path string, rebuild func() (int64, int64, error), dropEmpty bo
 	}
 	switch {
 	case n == 0 && dropEmpty:
+		// New: 0 is the truth, as of now (a recount would find only
+		// notifications kept before the counters existed).
+		c.checked = time.Now().Unix()
 	case !c.parse(string(buf[:n])):
 		if err := c.recount(time.Now()); err != nil {
 			f.Close()
