@@ -152,9 +152,17 @@ func commitVsSize(size int) {
 	empty := timeCommits()
 	ids, err := a.Messages()
 	must(err)
-	src := filepath.Join(adir, "msg", ids[0].String())
+	orig, err := os.ReadFile(filepath.Join(adir, "msg", ids[0].String()))
+	must(err)
+	var src string
 	for i := 0; i < size; i++ {
-		must(os.Link(src, filepath.Join(adir, "msg", msgid.New().String())))
+		name := filepath.Join(adir, "msg", msgid.New().String())
+		if i%50000 == 0 { // a file has at most 65,000 links on ext4
+			must(os.WriteFile(name, orig, 0o600))
+			src = name
+			continue
+		}
+		must(os.Link(src, name))
 	}
 	must(a.RebuildUsage())
 	full := timeCommits()

@@ -78,6 +78,8 @@ func main() {
 			benchQueue()
 		case "archive":
 			benchArchive()
+		case "archive-commit": // the second half of archive alone
+			commitVsSize(100000)
 		default:
 			log("unknown section %q: inject, wire, store, notify, lists, smtp, queue or archive", s)
 			os.Exit(100)
