@@ -40,11 +40,12 @@ type fetcher struct {
 	maildir  string
 	stdout   *bufio.Writer
 	inbox    *inbox.Inbox
-	accept   string     // --accept (policy.go)
-	outMu    sync.Mutex // one message at a time on standard output
-	logMu    sync.Mutex // the delivered record
-	record   map[string]bool
-	lockFile *os.File // the run's lock (record.go)
+	accept   string           // --accept (policy.go)
+	outMu    sync.Mutex       // one message at a time on standard output
+	logMu    sync.Mutex       // the delivered record
+	record   map[string]int64 // the delivered record: key, when (record.go)
+	life     time.Duration    // maxlifetime, for the record
+	lockFile *os.File         // the run's lock (record.go)
 }
 
 func main() {
@@ -97,6 +98,12 @@ func setup(d conf.Dir, dir string) (*fetcher, error) {
 	if err := f.readRecord(); err != nil {
 		return nil, err
 	}
+	// Read as lib/inbox reads it: how long a store may keep a message.
+	life, err := d.Int("maxlifetime", 365*24*3600)
+	if err != nil {
+		return nil, err
+	}
+	f.life = time.Duration(min(life, 1<<32)) * time.Second
 	if f.inbox, err = inbox.Open(d, filepath.Join(dir, ".im2000")); err != nil {
 		return nil, err
 	}
@@ -171,7 +178,7 @@ func (f *fetcher) run(summary bool) error {
 	}
 	fail.Warn("%d delivered, %d kept for later, %d dropped, %d gone from their stores", delivered, failed, dropped, gone)
 	if left, err := f.inbox.Pending(); err == nil {
-		if err := f.pruneRecord(left); err != nil {
+		if err := f.pruneRecord(left, f.life); err != nil {
 			warn("the delivered record is not pruned (it is next run): %v", err)
 		}
 	}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"im2000/lib/agent"
 	"im2000/lib/durable"
@@ -22,12 +24,16 @@ import (
 // it whatever way the process ends). A second run does not wait: it exits
 // 111 at once, saying so (im2000-fetch(1), FILES).
 //
-// The delivered record (MAILDIR/.im2000/delivered, one agent.Key a line)
-// makes a second notification of a message already delivered, but not yet
-// silenced, a silence only. It is read once a run, under the lock, and
-// kept in memory; each delivery appends its key durably; at the end of
-// the run it is rewritten with only the keys still pending, so it does
-// not grow with every message ever fetched.
+// The delivered record (MAILDIR/.im2000/delivered, a line "KEY UNIXTIME"
+// for each message delivered) makes a second notification of a message
+// already delivered a silence only: one re-sent before the silence got
+// through may reach the agent after it, even runs later. It is read once
+// a run, under the lock, and kept in memory; each delivery appends its
+// line durably; at the end of the run the lines older than maxlifetime
+// (no store re-sends a message it no longer keeps) whose notifications
+// are no longer pending are dropped, so the record does not grow with
+// every message ever fetched. A line without a time (an older record)
+// counts as written now.
 
 // errLocked is a Maildir another run is fetching into.
 var errLocked = errors.New("another im2000-fetch is running for this Maildir")
@@ -58,7 +64,8 @@ func (f *fetcher) recordPath() string { return filepath.Join(f.maildir, ".im2000
 
 // readRecord reads the delivered record into memory.
 func (f *fetcher) readRecord() error {
-	f.record = map[string]bool{}
+	f.record = map[string]int64{}
+	now := time.Now().Unix()
 	fh, err := os.Open(f.recordPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -69,9 +76,15 @@ func (f *fetcher) readRecord() error {
 	defer fh.Close()
 	s := bufio.NewScanner(fh)
 	for s.Scan() {
-		if k := strings.TrimSpace(s.Text()); k != "" {
-			f.record[k] = true
+		k, at, _ := strings.Cut(strings.TrimSpace(s.Text()), " ")
+		if k == "" {
+			continue
 		}
+		t, err := strconv.ParseInt(at, 10, 64)
+		if err != nil {
+			t = now
+		}
+		f.record[k] = max(f.record[k], t)
 	}
 	if err := s.Err(); err != nil {
 		return fail.Temp(fmt.Errorf("reading %s: %w", f.recordPath(), err))
@@ -82,7 +95,8 @@ func (f *fetcher) readRecord() error {
 func (f *fetcher) delivered(key string) bool {
 	f.logMu.Lock()
 	defer f.logMu.Unlock()
-	return f.record[key]
+	_, ok := f.record[key]
+	return ok
 }
 
 // markDelivered appends the key to the delivered record, durably: it is
@@ -94,7 +108,8 @@ func (f *fetcher) markDelivered(key string) error {
 	if err != nil {
 		return err
 	}
-	_, err = fh.WriteString(key + "\n")
+	now := time.Now().Unix()
+	_, err = fh.WriteString(key + " " + strconv.FormatInt(now, 10) + "\n")
 	if err == nil {
 		err = fh.Sync()
 	}
@@ -105,22 +120,27 @@ func (f *fetcher) markDelivered(key string) error {
 		err = durable.SyncDir(filepath.Dir(f.recordPath()))
 	}
 	if err == nil {
-		f.record[key] = true
+		f.record[key] = now
 	}
 	return err
 }
 
-// pruneRecord rewrites the delivered record with the keys of the entries
-// still pending (delivered, not yet silenced): the others are done with.
-func (f *fetcher) pruneRecord(pending []agent.Entry) error {
+// pruneRecord rewrites the delivered record without the lines older than
+// life whose notifications are not pending.
+func (f *fetcher) pruneRecord(pending []agent.Entry, life time.Duration) error {
 	f.logMu.Lock()
 	defer f.logMu.Unlock()
-	keep := map[string]bool{}
-	var b strings.Builder
+	still := map[string]bool{}
 	for _, e := range pending {
-		if k := agent.Key(&e.N); f.record[k] && !keep[k] {
-			keep[k] = true
-			b.WriteString(k + "\n")
+		still[agent.Key(&e.N)] = true
+	}
+	old := time.Now().Add(-life).Unix()
+	keep := map[string]int64{}
+	var b strings.Builder
+	for k, at := range f.record {
+		if at >= old || still[k] {
+			keep[k] = at
+			fmt.Fprintf(&b, "%s %d\n", k, at)
 		}
 	}
 	if len(keep) == len(f.record) {

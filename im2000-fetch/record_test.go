@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"im2000/lib/agent"
 	"im2000/lib/msgid"
@@ -18,8 +19,8 @@ func entryWithID(id byte) agent.Entry {
 }
 
 // TestRecord: the delivered record is read once, kept in memory (a key
-// written to the file behind its back is not seen), and pruned to the
-// entries still pending.
+// written to the file behind its back is not seen), and pruned of the
+// lines older than maxlifetime whose entries are not pending.
 func TestRecord(t *testing.T) {
 	f := &fetcher{maildir: t.TempDir()}
 	if err := f.lock(); err != nil {
@@ -43,15 +44,24 @@ func TestRecord(t *testing.T) {
 	if !f.delivered(agent.Key(&es[1].N)) || f.delivered(behind) {
 		t.Error("the record is not the one in memory")
 	}
-	if err := f.pruneRecord(es[1:2]); err != nil {
+	if err := f.pruneRecord(nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(f.recordPath()); strings.Count(string(b), "\n") != 4 {
+		t.Errorf("young lines pruned: %q", b)
+	}
+	f.record[agent.Key(&es[0].N)] -= 7200 // delivered two hours ago
+	f.record[agent.Key(&es[1].N)] -= 7200
+	if err := f.pruneRecord(es[1:2], time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(f.recordPath())
-	if string(b) != agent.Key(&es[1].N)+"\n" {
-		t.Errorf("pruned record %q, want only the pending entry's key", b)
+	if strings.Contains(string(b), agent.Key(&es[0].N)) || !strings.Contains(string(b), agent.Key(&es[1].N)) ||
+		!strings.Contains(string(b), agent.Key(&es[2].N)) || strings.Count(string(b), "\n") != 2 {
+		t.Errorf("pruned record %q, want the pending old entry's and the young one's", b)
 	}
 	g := &fetcher{maildir: f.maildir}
-	if err := g.readRecord(); err != nil || !g.delivered(agent.Key(&es[1].N)) || g.delivered(agent.Key(&es[0].N)) {
+	if err := g.readRecord(); err != nil || !g.delivered(agent.Key(&es[1].N)) || g.delivered(agent.Key(&es[0].N)) || g.delivered(behind) {
 		t.Errorf("the record read again: %v", err)
 	}
 }
