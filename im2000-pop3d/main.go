@@ -23,12 +23,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"im2000/lib/agent"
+	"im2000/lib/auth"
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
 	"im2000/lib/locate"
 	"im2000/lib/session"
-	"im2000/lib/store"
 	"im2000/lib/trace"
 	"im2000/lib/wire/rnaqp"
 )
@@ -51,6 +51,9 @@ type config struct {
 	timeout time.Duration
 	limits  session.Limits // sessions per address, lifetime, time to log in
 	slots   session.Slots
+	// failures delays failed logins per client address (limits.go); nil:
+	// not at all (the fuzz test).
+	failures *auth.Limiter
 	// tls is nil without a certificate (no STLS); implicit is -tls.
 	// clearAuth is the setting cleartextauth (tls.go).
 	tls       *tls.Config
@@ -93,6 +96,9 @@ func main() {
 		c.limits, err = session.ServerLimits(d, c.state, "pop3")
 	}
 	if err == nil {
+		c.failures, err = auth.LimiterFromConf(d, filepath.Join(c.state, ".authfail"))
+	}
+	if err == nil {
 		err = c.loadTLS(d, f.TLS)
 	}
 	if err != nil {
@@ -104,7 +110,7 @@ func main() {
 		if err != nil {
 			fail.Exit(fail.Temp(err))
 		}
-		peer := os.Getenv("TCPREMOTEIP")
+		peer := stdioPeer(conn)
 		release, ok := c.admit(conn, remoteAddr(peer), peer)
 		if !ok {
 			return
@@ -242,7 +248,7 @@ func (p *pop) readLine() (string, error) {
 }
 
 func (p *pop) reply(s string) {
-	p.conn.SetWriteDeadline(time.Now().Add(p.timeout))
+	p.conn.SetWriteDeadline(p.writeDeadline())
 	io.WriteString(p.conn, s+"\r\n")
 }
 
@@ -276,11 +282,7 @@ func (p *pop) authPlain(arg string) bool {
 // wrong password must neither hold the lock (a loop of them would keep the
 // user out) nor leave a directory behind.
 func (p *pop) login(user, pass string) {
-	if store.CheckAccount(user) != nil {
-		p.reply("-ERR [AUTH] invalid login")
-		return
-	}
-	if err := p.check(user, pass); err != nil {
+	if err := p.checkLogin(user, pass); err != nil {
 		p.loginFailed(user, err)
 		return
 	}
@@ -313,8 +315,11 @@ func (p *pop) login(user, pass string) {
 }
 
 func (p *pop) loginFailed(user string, err error) {
+	if p.throttled(err) {
+		return
+	}
 	if errors.Is(err, inbox.ErrAuth) {
-		fail.Warn("%s: login failed for %s", p.peer, user)
+		fail.Warn("%s: login failed for %s", p.peer, trace.Escape(user))
 		p.reply("-ERR [AUTH] invalid login")
 		return
 	}

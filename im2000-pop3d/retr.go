@@ -107,7 +107,7 @@ func (p *pop) retrieveError(e *entry, err error) {
 // sendFrom writes a multi-line response from r, then tail: CRLF line
 // ends, dot-stuffed, streamed with a write deadline on each write.
 func (p *pop) sendFrom(status string, r io.Reader, tail string) {
-	w := bufio.NewWriterSize(&deadlineWriter{p.conn, p.timeout}, 32<<10)
+	w := bufio.NewWriterSize(&deadlineWriter{p.conn, p.writeDeadline}, 32<<10)
 	w.WriteString(status + "\r\n")
 	d := &dotWriter{w: w, start: true}
 	if _, err := io.Copy(d, io.MultiReader(r, stringReader(tail))); err != nil {
@@ -137,11 +137,11 @@ type deadlineWriter struct {
 		io.Writer
 		SetWriteDeadline(time.Time) error
 	}
-	timeout time.Duration
+	deadline func() time.Time // limits.go: the idle timeout, within the lifetime
 }
 
 func (d *deadlineWriter) Write(b []byte) (int, error) {
-	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
+	d.c.SetWriteDeadline(d.deadline())
 	return d.c.Write(b)
 }
 

@@ -42,6 +42,11 @@ func main() {
 	if c.auth, err = auth.FromConf(d, filepath.Join(dir, ".authfail")); err != nil {
 		fail.Exit(fail.Temp(err))
 	}
+	// Whether the account has a spool is decided inside the check, as a
+	// wrong password: tested after a success, it answered the right
+	// password of an account without a spool at once and a wrong one after
+	// the delay.
+	c.auth.Serves = c.spool.Serves
 	srv := &session.Server{Proto: rnaqp.Protocol, Log: fail.Warn,
 		NewHandler: func(*session.Session) session.Handler { return c }}
 	if srv.Limits, err = session.ServerLimits(d, dir, rnaqp.Protocol.Name); err != nil {
@@ -66,7 +71,7 @@ func (c *config) Handle(s *session.Session, cmd wire.Body) session.Reply {
 			fail.Warn("%v: %v", s.Remote, err)
 			return session.Reply{Status: rnaqp.ErrorInternalProblem}
 		}
-		if !ok || !c.spool.Serves(x.Account) {
+		if !ok {
 			fail.Warn("%v: authentication failed", s.Remote)
 			return session.Reply{Status: rnaqp.ErrorNotAuthenticated}
 		}

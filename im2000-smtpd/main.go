@@ -52,6 +52,9 @@ type config struct {
 	settings conf.Local
 	remote   bool
 	checker  *auth.Checker
+	// failures delays failed AUTHs per client address with a remote store
+	// (limits.go; kept in sessiondir, nil without it).
+	failures *auth.Limiter
 	limits   session.Limits
 	tls      *tls.Config // nil: no certificate, no STARTTLS
 	// clearAuth is the setting cleartextauth: AUTH over cleartext from
@@ -151,6 +154,11 @@ func load(d conf.Dir) (*config, error) {
 	dir := ""
 	if state != "" {
 		dir = filepath.Join(state, "smtp")
+		if c.remote {
+			if c.failures, err = auth.LimiterFromConf(d, filepath.Join(state, ".authfail")); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if c.limits, err = session.LimitsFromConf(d, dir); err != nil {
 		return nil, err
@@ -249,21 +257,15 @@ func (s *client) Auth(mech string) (sasl.Server, error) {
 // file (with its growing delays), or the remote store's MSOAP.
 func (s *client) check(user, pass string) error {
 	if s.cfg.remote {
-		if auth.Valid(user, pass) != nil {
-			return smtp.ErrAuthFailed
+		if err := s.checkRemote(user, pass); err != nil {
+			return err
 		}
-		rs, err := remote.DialAs(s.cfg.conf, user, pass)
-		if err != nil {
-			fail.Warn("%v: AUTH %s: %v", s.peer, user, err)
-			return smtp.ErrAuthFailed
-		}
-		rs.Close()
 	} else {
 		ip := netipOf(s.peer)
 		ok, err := s.cfg.checker.Check(ip, user, pass)
 		if err != nil {
 			fail.Warn("%v: %v", s.peer, err)
-			return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure, try again later"}
+			return errTempAuth
 		}
 		if !ok {
 			fail.Warn("%v: AUTH failed", s.peer)

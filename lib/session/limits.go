@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -130,10 +131,11 @@ type MemSlots struct {
 // NewMemSlots allows n sessions per address.
 func NewMemSlots(n int) *MemSlots { return &MemSlots{n: n, m: map[string]int{}} }
 
+// Acquire counts a session without an address (pipes, or a superserver
+// that says nothing) under AddrKey's "unknown", one count for all of them,
+// as the log says: letting them in uncounted would make "no address" a way
+// around the cap.
 func (s *MemSlots) Acquire(a netip.Addr) (func(), bool, error) {
-	if !a.IsValid() { // no remote address (pipes): a local user, not counted
-		return func() {}, true, nil
-	}
 	k := AddrKey(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -163,10 +165,9 @@ type FileSlots struct {
 	N   int
 }
 
+// Acquire counts sessions without an address under "unknown", as
+// MemSlots does.
 func (s *FileSlots) Acquire(a netip.Addr) (func(), bool, error) {
-	if !a.IsValid() {
-		return func() {}, true, nil
-	}
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return func() {}, false, err
 	}
@@ -232,6 +233,20 @@ func LockFile(path string, wait bool) (*os.File, error) {
 		f.Close() // removed or replaced meanwhile: take the new one
 	}
 	return nil, fmt.Errorf("%s: removed and made again too often while locking it", path)
+}
+
+// StdioPeer is the address of the peer of a session on stdin/stdout
+// (StdioConn gave c), and the local one: from TCPREMOTEIP, TCPREMOTEPORT,
+// TCPLOCALIP and TCPLOCALPORT as tcpserver sets them or, without them
+// (inetd, systemd's Accept=yes), from the socket stdin is. Neither: the
+// zero AddrPort, which the limits per address count as "unknown". The one
+// rule for every server run per connection.
+func StdioPeer(c net.Conn) (remote, local netip.AddrPort) {
+	remote, local = envAddrPort("TCPREMOTEIP", "TCPREMOTEPORT"), envAddrPort("TCPLOCALIP", "TCPLOCALPORT")
+	if !remote.Addr().IsValid() && c != nil {
+		remote, local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	}
+	return remote, local
 }
 
 // ServerLimits reads the limits of a server of protocol name whose own

@@ -84,3 +84,58 @@ func TestDeadline(t *testing.T) {
 		t.Fatalf("idle first: %q", why)
 	}
 }
+
+// TestLockFileReplaced: a lock file replaced (another file renamed over
+// its name) while one waits on it: the waiter takes the file the name now
+// leads to, not the one it opened (os.SameFile, not only "the name still
+// exists").
+func TestLockFileReplaced(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x")
+	f, err := LockFile(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error)
+	go func() {
+		g, err := LockFile(path, true)
+		if err == nil {
+			defer g.Close()
+			fi, _ := g.Stat()
+			pi, err2 := os.Stat(path)
+			if err2 != nil || !os.SameFile(fi, pi) {
+				err = os.ErrNotExist
+			}
+		}
+		got <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	os.WriteFile(filepath.Join(dir, "new"), nil, 0o600)
+	if err := os.Rename(filepath.Join(dir, "new"), path); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter locked the replaced file: %v", err)
+	}
+}
+
+// TestSlotsNoAddress: sessions without an address (pipes, a superserver
+// that says nothing) share one count, as the log says, rather than going
+// uncounted.
+func TestSlotsNoAddress(t *testing.T) {
+	for name, s := range map[string]Slots{"memory": NewMemSlots(2), "files": &FileSlots{Dir: t.TempDir(), N: 2}} {
+		var none netip.Addr
+		r1, ok1, _ := s.Acquire(none)
+		r2, ok2, _ := s.Acquire(none)
+		_, ok3, _ := s.Acquire(none)
+		if !ok1 || !ok2 || ok3 {
+			t.Fatalf("%s: three sessions without an address, cap 2: %v %v %v", name, ok1, ok2, ok3)
+		}
+		r1()
+		if _, ok, _ := s.Acquire(none); !ok {
+			t.Fatalf("%s: a released slot not free again", name)
+		}
+		r2()
+	}
+}

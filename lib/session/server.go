@@ -309,10 +309,8 @@ func (srv *Server) ServeStdio() error {
 	if err != nil {
 		return err
 	}
-	s := &Session{Remote: envAddrPort("TCPREMOTEIP", "TCPREMOTEPORT"), Local: envAddrPort("TCPLOCALIP", "TCPLOCALPORT")}
-	if nc, ok := c.(net.Conn); ok && !s.Remote.Addr().IsValid() {
-		s.Remote, s.Local = addrPort(nc.RemoteAddr()), addrPort(nc.LocalAddr())
-	}
+	s := &Session{}
+	s.Remote, s.Local = StdioPeer(c)
 	if !s.Remote.Addr().IsValid() {
 		srv.logf("%s: no remote address (no TCPREMOTEIP, and stdin is not a TCP socket): limits per address shared by every such session", srv.Proto.Name)
 	}
