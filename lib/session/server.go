@@ -17,8 +17,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -357,6 +359,11 @@ func StdioConn() (net.Conn, error) {
 	if c, err := net.FileConn(os.Stdin); err == nil {
 		return c, nil
 	}
+	// On pipes, a write to a reader that has gone is EPIPE on fd 1, which
+	// Go answers by killing the process with SIGPIPE: the session's own
+	// end (a TLS close_notify, retrieved's last read-status retry) would
+	// be cut short. Ignored, the write just fails and the session ends.
+	signal.Ignore(syscall.SIGPIPE)
 	for _, fd := range []int{0, 1} {
 		if err := unix.SetNonblock(fd, true); err != nil {
 			return nil, fmt.Errorf("stdin/stdout: %v", err)
