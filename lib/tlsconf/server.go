@@ -6,6 +6,7 @@
 package tlsconf
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -48,7 +49,18 @@ type Certs struct {
 	cert    *tls.Certificate
 	serving stamp // of the files that made cert
 	tried   stamp // of the files last tried, good or bad: a bad pair is not retried until it changes
+	// A file rewritten in place within one timestamp tick of the last try
+	// keeps its stamp (Linux takes file times from a coarse clock). Until
+	// a check made well after the files' last change, an equal stamp is
+	// confirmed by comparing contents, as git does with racily clean files.
+	triedSum   [sha256.Size]byte
+	servingSum [sha256.Size]byte
+	racyUntil  time.Time // zero: the stamp alone decides
 }
+
+// racyWindow is how long after a change a file's times may not tell a
+// second change from it; far more than any kernel's tick.
+const racyWindow = 2 * time.Second
 
 // stamp identifies a version of the two files cheaply (stat, following
 // symlinks: certbot's live/ links move to new files in archive/ on renewal).
@@ -63,7 +75,16 @@ type fileStamp struct {
 	ctimeNsec int64
 }
 
-func statFile(path string) (fileStamp, error) {
+// changed is the later of the file's modification and change times.
+func (f fileStamp) changed() time.Time {
+	if c := time.Unix(0, f.ctimeNsec); c.After(f.mtime) {
+		return c
+	}
+	return f.mtime
+}
+
+// statFile is a variable so that a test can play a coarse file clock.
+var statFile = func(path string) (fileStamp, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fileStamp{}, err
@@ -133,11 +154,32 @@ func (c *Certs) Reload(force bool) error {
 		}
 		return err
 	}
+	if !force && now == c.tried && c.racyUntil.IsZero() {
+		return nil // the common case: two stats, no reading
+	}
+	checked := time.Now()
+	certPEM, err1 := os.ReadFile(c.CertFile)
+	keyPEM, err2 := os.ReadFile(c.KeyFile)
 	if !force && now == c.tried {
-		return nil
+		if err1 == nil && err2 == nil && pairSum(certPEM, keyPEM) == c.triedSum {
+			if checked.After(c.racyUntil) {
+				c.racyUntil = time.Time{}
+			}
+			return nil
+		}
+		// Rewritten in place under the same stamp: read it as a change.
 	}
 	c.tried = now
-	pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	c.triedSum = pairSum(certPEM, keyPEM)
+	c.racyUntil = time.Time{}
+	if last := maxTime(cs.changed(), ks.changed()).Add(racyWindow); last.After(checked) {
+		c.racyUntil = last
+	}
+	var pair tls.Certificate
+	err := errors.Join(err1, err2)
+	if err == nil {
+		pair, err = tls.X509KeyPair(certPEM, keyPEM)
+	}
 	if err == nil {
 		pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0])
 	}
@@ -148,10 +190,10 @@ func (c *Certs) Reload(force bool) error {
 		}
 		return err
 	}
-	if c.cert != nil && now != c.serving {
+	if c.cert != nil && (now != c.serving || c.triedSum != c.servingSum) {
 		c.logf("tls: serving the new certificate of %s, serial %x, valid until %s", c.CertFile, pair.Leaf.SerialNumber, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	c.cert, c.serving = &pair, now
+	c.cert, c.serving, c.servingSum = &pair, now, c.triedSum
 	return nil
 }
 
@@ -226,4 +268,21 @@ func ClearAuth(d conf.Dir) (bool, error) {
 // not under tcpserver) is a local user's, and counts as loopback.
 func PasswordOK(overTLS bool, peer netip.Addr, clearAuth bool) bool {
 	return overTLS || clearAuth || !peer.IsValid() || peer.Unmap().IsLoopback()
+}
+
+func pairSum(cert, key []byte) [sha256.Size]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\n", len(cert))
+	h.Write(cert)
+	h.Write(key)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

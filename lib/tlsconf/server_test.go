@@ -2,6 +2,8 @@ package tlsconf
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -243,4 +245,85 @@ func TestClearAuth(t *testing.T) {
 	if _, err := ClearAuth(d); err == nil {
 		t.Fatal("2 accepted")
 	}
+}
+
+// TestReloadSameTick: a pair rewritten in place, at the same size, within
+// one tick of the kernel's coarse file clock keeps every stat field; the
+// reload still sees it (contents compared while the stamp is racy).
+func TestReloadSameTick(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t)
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	// Two leaves whose files have the same sizes, so that only the
+	// contents differ.
+	var a, b [2][]byte
+	for serial := int64(10); ; serial++ {
+		if serial > 200 {
+			t.Fatal("no two leaves of the same size")
+		}
+		c, k := ca.Leaf(t, serial, "example.org")
+		if a[0] == nil {
+			a = [2][]byte{c, k}
+			continue
+		}
+		if len(c) == len(a[0]) && len(k) == len(a[1]) {
+			b = [2][]byte{c, k}
+			break
+		}
+	}
+	want := leafSerial(t, b[0])
+	// The kernel here may keep fine file times; play a coarse clock: every
+	// stat of a file answers what it answered first, as a rewrite within
+	// one tick would.
+	real := statFile
+	defer func() { statFile = real }()
+	frozen := map[string]fileStamp{}
+	statFile = func(path string) (fileStamp, error) {
+		if s, ok := frozen[path]; ok {
+			return s, nil
+		}
+		s, err := real(path)
+		frozen[path] = s
+		return s, err
+	}
+	for round := range 20 {
+		clear(frozen)
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{cert, a[0]}, {key, a[1]}} {
+			if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := &Certs{CertFile: cert, KeyFile: key}
+		if err := c.Reload(true); err != nil {
+			t.Fatal(err)
+		}
+		// In place (same inode), at once (same tick, most rounds).
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{cert, b[0]}, {key, b[1]}} {
+			if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s := serial(c); s != want {
+			t.Fatalf("round %d: serial %d after an in-place rewrite, want %d", round, s, want)
+		}
+	}
+}
+
+func leafSerial(t *testing.T, certPEM []byte) int64 {
+	t.Helper()
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatal("no PEM block")
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf.SerialNumber.Int64()
 }
