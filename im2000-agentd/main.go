@@ -27,32 +27,6 @@ const usage = `usage: im2000-agentd [-l addr:port] [-c n] [-t seconds] [-m bytes
   as under tcpserver, or with -l as a listener.
 ` + session.FlagUsage
 
-// Defaults of the limits (see LIMITS in im2000-agentd(8) for why).
-const (
-	// A recipient away for weeks on a busy address gets a few thousand
-	// notifications; 10,000 is room for that, and a flood stops there. Full
-	// is temporary: the stores send again, so a full spool delays mail.
-	DefaultQuota = 10000
-	// 16 MiB: 10,000 notifications of the largest common size (a long
-	// sender and two locations make about 1,600 octets).
-	DefaultQuotaBytes = 16 << 20
-	// Notifications one submitting address may have the agent hold, for
-	// all recipients: ten recipients' quotas. A store at one address
-	// serving a large site's correspondents has a few thousand pending
-	// here at a time; a flood from one address stops here, and at half
-	// the free disk (the share rule, im2000-agentd(8)), well before it.
-	DefaultAddrQuota = 100000
-	// Free space and inodes the agent leaves to the rest of the host (logs,
-	// the stores' own queues) on the spool's filesystem.
-	DefaultReserve       = 64 << 20
-	DefaultReserveInodes = 10000
-	// 100 a second from one address, sustained, and ten of notifyd's full
-	// batches (1,000 each) at once: more than a busy store sends to one
-	// agent, far less than a flood.
-	DefaultRate  = 6000
-	DefaultBurst = 10000
-)
-
 type handler struct {
 	spool   *agent.Spool
 	rate    *agent.Rate
@@ -81,7 +55,7 @@ func load(d conf.Dir) (*handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	sync, err := d.Int("agentsync", 0)
+	sync, err := d.Num("agentsync")
 	if err != nil {
 		return nil, err
 	}
@@ -92,18 +66,17 @@ func load(d conf.Dir) (*handler, error) {
 	rate := &agent.Rate{Dir: filepath.Join(dir, ".rate")}
 	for _, v := range []struct {
 		name string
-		def  int64
 		to   *int64
 	}{
-		{"agentquota", DefaultQuota, &spool.Limits.Count},
-		{"agentquotabytes", DefaultQuotaBytes, &spool.Limits.Bytes},
-		{"agentaddrquota", DefaultAddrQuota, &spool.Limits.PerAddr},
-		{"agentreserve", DefaultReserve, &spool.Limits.Reserve},
-		{"agentreserveinodes", DefaultReserveInodes, &spool.Limits.ReserveInodes},
-		{"agentrate", DefaultRate, &rate.PerMinute},
-		{"agentburst", DefaultBurst, &rate.Burst},
+		{"agentquota", &spool.Limits.Count},
+		{"agentquotabytes", &spool.Limits.Bytes},
+		{"agentaddrquota", &spool.Limits.PerAddr},
+		{"agentreserve", &spool.Limits.Reserve},
+		{"agentreserveinodes", &spool.Limits.ReserveInodes},
+		{"agentrate", &rate.PerMinute},
+		{"agentburst", &rate.Burst},
 	} {
-		if *v.to, err = d.Int(v.name, v.def); err != nil {
+		if *v.to, err = d.Num(v.name); err != nil {
 			return nil, err
 		}
 		if *v.to < 0 {

@@ -99,7 +99,7 @@ func setup(d conf.Dir, dir string) (*fetcher, error) {
 		return nil, err
 	}
 	// Read as lib/inbox reads it: how long a store may keep a message.
-	life, err := d.Int("maxlifetime", 365*24*3600)
+	life, err := d.Num("maxlifetime")
 	if err != nil {
 		return nil, err
 	}
@@ -115,14 +115,14 @@ func (f *fetcher) run(summary bool) error {
 	if err != nil {
 		return err
 	}
-	where, err := f.conf.String("rna", "")
+	where, err := f.conf.Str("rna")
 	if err != nil {
 		return err
 	}
 	if where == "" {
 		return fail.Perm(fmt.Errorf("write where your notification agent is (host:port, or your domain) to %s", f.conf.Path("rna")))
 	}
-	password, err := f.conf.String("password", "")
+	password, err := f.conf.Str("password")
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	"im2000/lib/addr"
 	"im2000/lib/agent"
 	"im2000/lib/fail"
-	"im2000/lib/inbox"
 	"im2000/lib/policy"
 	"im2000/lib/trace"
 )
@@ -36,7 +35,7 @@ func (f *fetcher) loadPolicy() (*policy.Policy, error) {
 // maxHeld is the maxheld setting: the most notifications kept held; the
 // oldest beyond it are dropped (lib/inbox.Held).
 func (f *fetcher) maxHeld() (int, error) {
-	n, err := f.conf.Int("maxheld", inbox.DefaultMaxHeld)
+	n, err := f.conf.Num("maxheld")
 	if err == nil && n < 1 {
 		err = fail.Perm(fmt.Errorf("maxheld is %d: want at least 1 (%s)", n, f.conf.Path("maxheld")))
 	}

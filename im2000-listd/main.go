@@ -157,7 +157,7 @@ func load(d conf.Dir) (*listd, error) {
 	if l.loc, err = locate.FromConf(d); err != nil {
 		return nil, err
 	}
-	if l.rna, err = d.String("rnasp", ""); err != nil {
+	if l.rna, err = d.Str("rnasp"); err != nil {
 		return nil, err
 	}
 	if l.rna == "" {
@@ -170,7 +170,7 @@ func load(d conf.Dir) (*listd, error) {
 	if err := os.MkdirAll(l.state, 0o700); err != nil {
 		return nil, err
 	}
-	secs, err := d.Int("listinterval", 300)
+	secs, err := d.Num("listinterval")
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,7 @@ func load(d conf.Dir) (*config, error) {
 	if c.loc, err = locate.FromConf(d); err != nil {
 		return nil, err
 	}
-	where, err := d.String("storelocation", "")
+	where, err := d.Str("storelocation")
 	if err != nil {
 		return nil, err
 	}
@@ -88,11 +88,10 @@ func load(d conf.Dir) (*config, error) {
 	}
 	durations := []struct {
 		name string
-		def  int64
 		to   *time.Duration
-	}{{"retrybase", 60, &c.retryBase}, {"retrymax", 3600, &c.retryMax}, {"resend", 3600, &c.resend}, {"timeout", 60, &c.timeout}}
+	}{{"retrybase", &c.retryBase}, {"retrymax", &c.retryMax}, {"resend", &c.resend}, {"timeout", &c.timeout}}
 	for _, s := range durations {
-		n, err := d.Int(s.name, s.def)
+		n, err := d.Num(s.name)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +100,7 @@ func load(d conf.Dir) (*config, error) {
 		}
 		*s.to = time.Duration(max(n, 1)) * time.Second
 	}
-	n, err := d.Int("concurrency", 10)
+	n, err := d.Num("concurrency")
 	if err != nil {
 		return nil, err
 	}

@@ -20,10 +20,10 @@ import (
 // defaultReap is reapinterval's default: a message past its lifetime can
 // no longer be retrieved anyway, so reaping only frees room and bounds how
 // long a sender sees it in his list.
-const defaultReap = 600
+var defaultReap = time.Duration(conf.Default("reapinterval"))
 
 func reapSettings(d conf.Dir) (time.Duration, func(string) bool, error) {
-	n, err := d.Int("reapinterval", defaultReap)
+	n, err := d.Num("reapinterval")
 	if err != nil {
 		return 0, nil, err
 	}

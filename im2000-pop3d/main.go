@@ -83,11 +83,11 @@ func main() {
 	c := &config{conf: d, timeout: f.Timeout}
 	c.check, c.open = c.checkPassword, c.openInbox
 	var err error
-	if c.rna, err = d.String("rna", ""); err == nil && c.rna == "" {
+	if c.rna, err = d.Str("rna"); err == nil && c.rna == "" {
 		err = fmt.Errorf("write where the agent's RNAQP server is (host:port, or a domain) to %s", d.Path("rna"))
 	}
 	if err == nil {
-		c.state, err = d.String("pop3state", "")
+		c.state, err = d.Str("pop3state")
 		if err == nil && c.state == "" {
 			err = fmt.Errorf("write a directory for the users' pending messages to %s", d.Path("pop3state"))
 		}

@@ -58,7 +58,7 @@ func (c *config) screen(ib *inbox.Inbox, dir, user string, entries []agent.Entry
 	if err != nil {
 		return nil, nil, fail.Temp(fmt.Errorf("sender policy: %v (fix it: %s cannot read mail while it is broken)", err, user))
 	}
-	max, err := c.conf.Int("maxheld", inbox.DefaultMaxHeld)
+	max, err := c.conf.Num("maxheld")
 	if err == nil && max < 1 {
 		err = fail.Temp(fmt.Errorf("maxheld is %d: want at least 1", max))
 	}

@@ -137,7 +137,7 @@ func load(d conf.Dir) (*config, error) {
 	}
 	// Sessions are counted per address in the store's root; with a remote
 	// store, in sessiondir if set (else, under tcpserver, not at all).
-	state, err := d.String("sessiondir", "")
+	state, err := d.Str("sessiondir")
 	if err != nil {
 		return nil, err
 	}

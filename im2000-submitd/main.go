@@ -85,17 +85,17 @@ func load(d conf.Dir) (*config, error) {
 	if c.me, err = d.Me(); err != nil {
 		return nil, err
 	}
-	if c.limits.MaxMessage, err = d.Int("databytes", 16<<20); err != nil {
+	if c.limits.MaxMessage, err = d.Num("databytes"); err != nil {
 		return nil, err
 	}
-	if c.limits.Quota, err = d.Int("quota", 0); err != nil {
+	if c.limits.Quota, err = d.Num("quota"); err != nil {
 		return nil, err
 	}
-	minL, err := d.Int("minlifetime", 3600)
+	minL, err := d.Num("minlifetime")
 	if err != nil {
 		return nil, err
 	}
-	maxL, err := d.Int("maxlifetime", 365*24*3600)
+	maxL, err := d.Num("maxlifetime")
 	if err != nil {
 		return nil, err
 	}

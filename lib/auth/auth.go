@@ -65,21 +65,21 @@ func FromConf(d conf.Dir, stateDir string) (*Checker, error) {
 		return nil, err
 	}
 	c := &Checker{Passwords: d.Path("passwords"), Failures: l}
-	prog, err := d.String("checkpassword", "")
+	prog, err := d.Str("checkpassword")
 	if err != nil {
 		return nil, err
 	}
 	if prog != "" {
 		c.CheckPassword = strings.Fields(prog)
 	}
-	secs, err := d.Int("authtimeout", 60)
+	secs, err := d.Num("authtimeout")
 	if err != nil {
 		return nil, err
 	}
 	if secs > 0 {
 		c.Timeout = time.Duration(min(secs, 3600)) * time.Second
 	}
-	fe, err := d.String("authfrontends", "")
+	fe, err := d.Str("authfrontends")
 	if err != nil {
 		return nil, err
 	}
@@ -93,11 +93,11 @@ func FromConf(d conf.Dir, stateDir string) (*Checker, error) {
 // Limiter keeping its files in stateDir (made if missing).
 func LimiterFromConf(d conf.Dir, stateDir string) (*Limiter, error) {
 	l := &Limiter{Dir: stateDir}
-	base, err := d.Int("authdelay", int64(Base/time.Millisecond))
+	base, err := d.Num("authdelay")
 	if err != nil {
 		return nil, err
 	}
-	max, err := d.Int("authmaxdelay", int64(Max/time.Millisecond))
+	max, err := d.Num("authmaxdelay")
 	if err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ func (d Dir) Store() (string, error) {
 	if s := os.Getenv("IM2000_STORE"); s != "" {
 		return s, nil
 	}
-	s, err := d.String("store", "")
+	s, err := d.Str("store")
 	if err == nil && s == "" {
 		err = fmt.Errorf("no store configured: set IM2000_STORE, or write its path to %s", d.Path("store"))
 	}
@@ -113,7 +113,7 @@ func (d Dir) Agent() (string, error) {
 	if s := os.Getenv("IM2000_AGENT"); s != "" {
 		return s, nil
 	}
-	s, err := d.String("agent", "")
+	s, err := d.Str("agent")
 	if err == nil && s == "" {
 		err = fmt.Errorf("no agent spool configured: set IM2000_AGENT, or write its path to %s", d.Path("agent"))
 	}
@@ -159,13 +159,13 @@ func (d Dir) Local() (*Local, error) {
 	if l.Me, err = d.Me(); err != nil {
 		return nil, err
 	}
-	if l.MaxMessage, err = d.Int("databytes", 16<<20); err != nil {
+	if l.MaxMessage, err = d.Num("databytes"); err != nil {
 		return nil, err
 	}
-	if l.Quota, err = d.Int("quota", 0); err != nil {
+	if l.Quota, err = d.Num("quota"); err != nil {
 		return nil, err
 	}
-	secs, err := d.Int("lifetime", 30*24*3600)
+	secs, err := d.Num("lifetime")
 	if err != nil {
 		return nil, err
 	}

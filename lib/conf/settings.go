@@ -34,11 +34,27 @@ type Setting struct {
 // (the host name, $HOME) are "" here and computed by their readers.
 var table = []Setting{
 	{"agent", Text, "", "agentd queryd", "the notification agent's spool directory ($IM2000_AGENT overrides)"},
+	// The agent's limits (see LIMITS in im2000-agentd(8) for why).
+	// Notifications one submitting address may have the agent hold, for
+	// all recipients: ten recipients' quotas. A store at one address
+	// serving a large site's correspondents has a few thousand pending
+	// at a time; a flood from one address stops here, and at half the
+	// free disk (the share rule), well before it.
 	{"agentaddrquota", Number, "100000", "agentd", "notifications one submitting address may have an agent hold at once (0: no limit)"},
 	{"agentburst", Number, "10000", "agentd", "notifications one submitting address may send at once"},
+	// A recipient away for weeks on a busy address gets a few thousand
+	// notifications; 10,000 is room for that, and a flood stops there.
+	// Full is temporary: the stores send again, so a full spool delays
+	// mail. 16 MiB: 10,000 notifications of the largest common size (a
+	// long sender and two locations make about 1,600 octets).
 	{"agentquota", Number, "10000", "agentd", "notifications one recipient's spool may hold (0: no limit)"},
 	{"agentquotabytes", Number, "16777216", "agentd", "octets of notifications one recipient's spool may hold (0: no limit)"},
+	// 100 a second from one address, sustained, and ten of notifyd's
+	// full batches (1,000 each) at once (agentburst): more than a busy
+	// store sends to one agent, far less than a flood.
 	{"agentrate", Number, "6000", "agentd", "notifications a minute per submitting address (0: no rate limit)"},
+	// Room the agent leaves to the rest of the host (logs, the stores'
+	// own queues) on the spool's filesystem.
 	{"agentreserve", Number, "67108864", "agentd", "free octets an agent leaves on its spool's filesystem"},
 	{"agentreserveinodes", Number, "10000", "agentd", "free inodes an agent leaves on its spool's filesystem"},
 	{"agentsync", Number, "0", "agentd", "1: fsync every notification file as well as its directory"},
@@ -121,13 +137,19 @@ func row(name string, kind Kind) Setting {
 	return s
 }
 
-// Num reads a Number setting, its default from the table.
-func (d Dir) Num(name string) (int64, error) {
-	def, err := strconv.ParseInt(row(name, Number).Default, 10, 64)
+// Default returns a Number setting's default, for code that needs it
+// without a configuration directory.
+func Default(name string) int64 {
+	n, err := strconv.ParseInt(row(name, Number).Default, 10, 64)
 	if err != nil {
 		panic(fmt.Sprintf("conf: setting %q has a default that is not a number", name))
 	}
-	return d.Int(name, def)
+	return n
+}
+
+// Num reads a Number setting, its default from the table.
+func (d Dir) Num(name string) (int64, error) {
+	return d.Int(name, Default(name))
 }
 
 // Str reads a Text setting, its default from the table.

@@ -29,6 +29,7 @@ import (
 
 	"im2000/lib/addr"
 	"im2000/lib/agent"
+	"im2000/lib/conf"
 	"im2000/lib/durable"
 	"im2000/lib/fail"
 	"im2000/lib/trace"
@@ -41,7 +42,7 @@ const (
 )
 
 // DefaultMaxHeld is the maxheld setting's default.
-const DefaultMaxHeld = 1000
+var DefaultMaxHeld = int(conf.Default("maxheld"))
 
 // mkdir creates a box of the spool, making its name durable.
 func (b *Inbox) mkdir(box string) error {

@@ -86,12 +86,12 @@ func Open(d conf.Dir, dir string) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	max, err := d.Int("databytes", 16<<20)
+	max, err := d.Num("databytes")
 	if err != nil {
 		return nil, err
 	}
 	// Read as im2000-submitd reads it: the longest a message may live.
-	life, err := d.Int("maxlifetime", 365*24*3600)
+	life, err := d.Num("maxlifetime")
 	if err != nil {
 		return nil, err
 	}

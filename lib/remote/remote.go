@@ -26,7 +26,7 @@ import (
 
 // Configured reports whether the configuration names a remote store.
 func Configured(d conf.Dir) (bool, error) {
-	r, err := d.String("remote", "")
+	r, err := d.Str("remote")
 	return r != "", err
 }
 
@@ -46,12 +46,12 @@ func Dial(d conf.Dir, account string) (*Store, error) { return DialAs(d, account
 // DialAs is Dial with a password given (im2000-smtpd passes on the one its
 // client authenticated with); empty means the password file's.
 func DialAs(d conf.Dir, account, password string) (*Store, error) {
-	where, err := d.String("remote", "")
+	where, err := d.Str("remote")
 	if err != nil {
 		return nil, err
 	}
 	if password == "" {
-		if password, err = d.String("password", ""); err != nil {
+		if password, err = d.Str("password"); err != nil {
 			return nil, err
 		}
 	}

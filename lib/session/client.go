@@ -118,15 +118,11 @@ func Expect[T wire.Body](c *Client, cmd wire.Body) (T, error) {
 	return r, nil
 }
 
-// DefaultTimeout is how long a client waits for a server unless the
-// timeout setting says otherwise.
-const DefaultTimeout = time.Minute
-
 // ClientTimeout reads the timeout setting of the client programs
 // (im2000-fetch, im2000-pop3d, im2000-listd, remote im2000-inject and
 // im2000-status): seconds to wait for a connection and for each answer.
 func ClientTimeout(d conf.Dir) (time.Duration, error) {
-	secs, err := d.Int("timeout", int64(DefaultTimeout/time.Second))
+	secs, err := d.Num("timeout")
 	if err != nil {
 		return 0, err
 	}

@@ -32,29 +32,21 @@ type Limits struct {
 	Dir   string // for FileSlots
 }
 
-// The defaults of the settings sessionsperaddr, sessionlifetime and
-// authtimeout.
-const (
-	DefaultPerAddr  = 10
-	DefaultLifetime = time.Hour
-	DefaultAuthTime = 60 * time.Second
-)
-
 // LimitsFromConf reads the settings sessionsperaddr, sessionlifetime and
 // authtimeout (seconds); dir is where the per-address slot files live when
 // each session is a process (a directory the server owns, made when first
 // needed: a listener counts in memory and leaves no trace).
 func LimitsFromConf(d conf.Dir, dir string) (Limits, error) {
 	l := Limits{Dir: dir}
-	n, err := d.Int("sessionsperaddr", DefaultPerAddr)
+	n, err := d.Num("sessionsperaddr")
 	if err != nil {
 		return l, err
 	}
-	life, err := d.Int("sessionlifetime", int64(DefaultLifetime/time.Second))
+	life, err := d.Num("sessionlifetime")
 	if err != nil {
 		return l, err
 	}
-	auth, err := d.Int("authtimeout", int64(DefaultAuthTime/time.Second))
+	auth, err := d.Num("authtimeout")
 	if err != nil {
 		return l, err
 	}

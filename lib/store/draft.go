@@ -27,11 +27,11 @@ type Limits struct {
 // maxrcpt setting says nothing: the one rule for every way in (smtpd's
 // RCPT limit, submitd's envelope). 100 is RFC 5321's minimum a server must
 // take (4.5.3.1.8); more is a mailing list, and lists are what lists are for.
-const DefaultMaxRcpt = 100
+var DefaultMaxRcpt = int(conf.Default("maxrcpt"))
 
 // MaxRcpt reads the maxrcpt setting (DefaultMaxRcpt when it is absent).
 func MaxRcpt(d conf.Dir) (int, error) {
-	n, err := d.Int("maxrcpt", DefaultMaxRcpt)
+	n, err := d.Num("maxrcpt")
 	if err != nil {
 		return 0, err
 	}

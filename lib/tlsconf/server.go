@@ -101,11 +101,11 @@ var statFile = func(path string) (fileStamp, error) {
 // from d) and the pair they name. Neither set: ErrNoCert. log takes the
 // reload messages (nil: none).
 func Load(d conf.Dir, log func(format string, a ...any)) (*Certs, error) {
-	cert, err := d.String(SettingCert, "")
+	cert, err := d.Str(SettingCert)
 	if err != nil {
 		return nil, err
 	}
-	key, err := d.String(SettingKey, "")
+	key, err := d.Str(SettingKey)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func ServerConfig(d conf.Dir, log func(format string, a ...any)) (*tls.Config, e
 // cleartext connection from anywhere (behind a TLS-terminating proxy, or
 // on a network the admin trusts), 0 (the default) only from loopback.
 func ClearAuth(d conf.Dir) (bool, error) {
-	n, err := d.Int(SettingCleartextAuth, 0)
+	n, err := d.Num(SettingCleartextAuth)
 	if err != nil {
 		return false, err
 	}
