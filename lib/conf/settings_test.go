@@ -109,7 +109,18 @@ func settingReads(t *testing.T) map[string][]string {
 			if err != nil || name == "" {
 				return true
 			}
-			reads[name] = append(reads[name], fset.Position(call.Pos()).String())
+			where := fset.Position(call.Pos()).String()
+			reads[name] = append(reads[name], where)
+			// A table's default is written once: Int(name, def) and
+			// String(name, "") would write it again.
+			if _, known := Lookup(name); known {
+				if sel.Sel.Name == "Int" {
+					t.Errorf("%s: read %q with Num, which takes the table's default", where, name)
+				}
+				if d, ok := call.Args[len(call.Args)-1].(*ast.BasicLit); ok && sel.Sel.Name == "String" && d.Value == `""` {
+					t.Errorf("%s: read %q with Str, which takes the table's default", where, name)
+				}
+			}
 			return true
 		})
 		return nil
