@@ -41,7 +41,8 @@ const maxSeconds = 366 * 24 * 3600
 // replaces it whole, and each batch uses the one in force when it started.
 type config struct {
 	loc         *locate.Locator
-	location    wire.ServiceLocation // where recipients reach this store's MSRAP
+	location    wire.ServiceLocation  // where recipients reach this store's MSRAP
+	ssl         *wire.ServiceLocation // storessl: its MSRAP over TLS, if it has one
 	retryBase   time.Duration
 	retryMax    time.Duration
 	resend      time.Duration
@@ -50,7 +51,7 @@ type config struct {
 }
 
 // settings are the files load reads, for logging what SIGHUP changed.
-var settings = []string{"storelocation", "routes", "resolvers", "retrybase", "retrymax", "resend", "timeout", "concurrency"}
+var settings = []string{"storelocation", "storessl", "tlsca", "tlsrequire", "routes", "resolvers", "retrybase", "retrymax", "resend", "timeout", "concurrency"}
 
 func main() {
 	fail.NoArgs(usage)
@@ -85,6 +86,9 @@ func load(d conf.Dir) (*config, error) {
 	}
 	if c.location, err = wire.ParseLocation(where); err != nil {
 		return nil, fmt.Errorf("%s: %v", d.Path("storelocation"), err)
+	}
+	if c.ssl, err = storeSSL(d); err != nil {
+		return nil, err
 	}
 	durations := []struct {
 		name string

@@ -11,6 +11,7 @@ import (
 	"im2000/lib/locate"
 	"im2000/lib/session"
 	"im2000/lib/store"
+	"im2000/lib/tlsconf"
 	"im2000/lib/wire"
 	"im2000/lib/wire/rnasp"
 )
@@ -175,6 +176,12 @@ func notify(cfg *config, domain string, batch []*entry) ([]outcome, string) {
 		return all(store.BadDomain), domain
 	case errors.Is(err, locate.ErrNoService):
 		return all(store.NoService), domain
+	case errors.Is(err, tlsconf.ErrDowngrade):
+		fail.Warn("%s: %v", domain, err)
+		return all(store.TLSDowngrade), domain
+	case errors.Is(err, tlsconf.ErrBadCert):
+		fail.Warn("%s: %v", domain, err)
+		return all(store.TLSBadCert), domain
 	case err != nil:
 		fail.Warn("%s: %v", domain, err)
 		return all(store.NoServer), domain
@@ -184,7 +191,7 @@ func notify(cfg *config, domain string, batch []*entry) ([]outcome, string) {
 	cmd := &rnasp.Notify{}
 	for _, e := range batch {
 		size := e.msg.size
-		cmd.Notifications = append(cmd.Notifications, rnasp.Notification{StoreClear: cfg.location,
+		cmd.Notifications = append(cmd.Notifications, rnasp.Notification{StoreClear: cfg.location, StoreSSL: cfg.ssl,
 			Recipient: wire.FromAddr(addr.Mailbox{Local: e.local, Domain: domain}), ID: e.rid, Sender: e.msg.sender, Size: &size})
 	}
 	resp, err := session.Expect[*rnasp.NotifyOK](c, cmd)

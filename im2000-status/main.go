@@ -119,7 +119,7 @@ func (v *messageView) summary() string {
 		counts[r.Notification]++
 	}
 	var parts []string
-	for n := store.Unprocessed; n <= store.Refused; n++ {
+	for n := store.Unprocessed; n <= store.LastNotification; n++ {
 		if c := counts[n.String()]; c > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", c, n))
 		}

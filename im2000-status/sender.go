@@ -169,7 +169,7 @@ func (p *printer) queue(q *queueView) error {
 	}
 	p.row("messages", strconv.Itoa(q.Messages))
 	p.row("recipients", strconv.Itoa(q.Recipients))
-	for n := store.Unprocessed; n <= store.Refused; n++ {
+	for n := store.Unprocessed; n <= store.LastNotification; n++ {
 		if c := q.States[n.String()]; c > 0 {
 			p.row("state", n.String(), strconv.Itoa(c))
 		}
@@ -196,7 +196,7 @@ func (p *printer) timeOrNone(t *time.Time) string {
 // isFinal reports whether a notification state, by name, will not change
 // by itself.
 func isFinal(name string) bool {
-	for n := store.Unprocessed; n <= store.Refused; n++ {
+	for n := store.Unprocessed; n <= store.LastNotification; n++ {
 		if n.String() == name {
 			return n.Final()
 		}

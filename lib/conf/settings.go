@@ -100,9 +100,13 @@ var table = []Setting{
 	{"sessionsperaddr", Number, "10", "every server", "sessions at once from one address (IPv6 by /64; 0: no cap)"},
 	{"store", Text, "", "store programs", "the message store's directory ($IM2000_STORE overrides)"},
 	{"storelocation", Text, "", "notifyd", "where recipients reach this store's MSRAP: host:port or a domain"},
+	{"storessl", Text, "", "notifyd", "where recipients reach this store's MSRAP over TLS: host:port or a domain"},
 	{"timeout", Number, "60", "every client", "seconds a client waits for a connection and for each answer"},
+	{"tlsca", Text, "", "every client", "path of PEM CA certificates trusted besides the system's"},
 	{"tlscert", Text, "", "every server", "path of the PEM certificate chain for TLS, leaf first"},
 	{"tlskey", Text, "", "every server", "path of the PEM private key of tlscert"},
+	{"tlsrequire", List, "", "every client", "domains that must be reached over TLS"},
+	{"tlsseen", Text, "tlsseen", "every client", "directory remembering the domains reached over TLS (relative: in the config directory)"},
 }
 
 // Settings returns the table, sorted by name.

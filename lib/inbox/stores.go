@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -16,9 +17,11 @@ import (
 	"im2000/lib/agent"
 	"im2000/lib/fail"
 	"im2000/lib/session"
+	"im2000/lib/tlsconf"
 	"im2000/lib/trace"
 	"im2000/lib/wire"
 	"im2000/lib/wire/msrap"
+	"im2000/lib/wire/rnasp"
 )
 
 // ErrStoreFailed is an entry not tried because its store already failed
@@ -139,23 +142,69 @@ func (b *Inbox) deadline(d time.Duration) time.Time {
 	return at
 }
 
-// dialStore starts a session with a store: its domain's MSRAP server, or
-// the first of its addresses that answers, all within one timeout and
-// before deadline.
-func (b *Inbox) dialStore(l wire.ServiceLocation, deadline time.Time) (*session.Client, error) {
+// dialStore starts a session with a notification's store, all within
+// one timeout and before deadline: over TLS at its storessl when it has
+// one (a literal's certificate verified for the sender's domain, which
+// binding has tied the store to), else at its storeclear: a domain's
+// MSRAP server, TLS form first, or the first of its addresses that
+// answers. A storessl that cannot be reached falls back to storeclear
+// unless the sender's domain must use TLS (tlsrequire, or its store was
+// reached over TLS before); one whose certificate does not verify never
+// does. Cleartext where TLS is required is tlsconf.ErrDowngrade.
+func (b *Inbox) dialStore(n *rnasp.Notification, sender string, deadline time.Time) (*session.Client, error) {
 	if at := time.Now().Add(b.timeout); at.Before(deadline) {
 		deadline = at
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	var sslErr error
+	if n.StoreSSL != nil {
+		c, err := b.dialLocation(ctx, *n.StoreSSL, sender, true)
+		if err == nil || errors.Is(err, tlsconf.ErrBadCert) || errors.Is(err, tlsconf.ErrDowngrade) {
+			return c, err
+		}
+		sslErr = fmt.Errorf("storessl %s: %w", n.StoreSSL, err)
+	}
+	c, err := b.dialLocation(ctx, n.StoreClear, sender, false)
+	if err != nil && sslErr != nil {
+		err = fmt.Errorf("%w; storeclear: %w", sslErr, err)
+	}
+	return c, err
+}
+
+// dialLocation dials one store location for a notification from sender's
+// domain: a domain as session.Connect does (TLS form first, downgrades
+// refused); literal addresses over TLS verified for sender, or in
+// cleartext when sender's domain need not use TLS.
+func (b *Inbox) dialLocation(ctx context.Context, l wire.ServiceLocation, sender string, overTLS bool) (*session.Client, error) {
 	if l.Domain != nil {
-		return session.DialWhere(ctx, b.loc, msrap.Protocol, l.String(), b.timeout)
+		return session.Connect(ctx, b.loc, msrap.Protocol, l.String(), b.timeout)
+	}
+	if !overTLS {
+		if why, required := b.loc.TLS.Required("msrap", sender); required {
+			return nil, fmt.Errorf("%w: the store of %s is offered only in cleartext (%s), and %s", tlsconf.ErrDowngrade, sender, l, why)
+		}
 	}
 	err := errors.New("no address")
 	for _, a := range l.Literals {
-		c, derr := session.DialWhere(ctx, b.loc, msrap.Protocol, a.String(), b.timeout)
+		var c *session.Client
+		var derr error
+		if overTLS {
+			var conn net.Conn
+			if conn, derr = b.loc.DialTLS(ctx, "msrap", a.String(), sender); derr == nil {
+				c = session.NewClient(conn, msrap.Protocol, b.timeout)
+			}
+		} else {
+			c, derr = session.DialWhere(ctx, b.loc, msrap.Protocol, a.String(), b.timeout)
+		}
 		if derr == nil {
 			return c, nil
+		}
+		if errors.Is(derr, tlsconf.ErrBadCert) {
+			if why, required := b.loc.TLS.Required("msrap", sender); required {
+				derr = fmt.Errorf("%w: %w, and %s", tlsconf.ErrDowngrade, derr, why)
+			}
+			return nil, derr
 		}
 		err = derr
 	}
@@ -194,7 +243,8 @@ func closedByPeer(err error) bool {
 func call[T wire.Body](b *Inbox, e agent.Entry, cmd wire.Body, deadline time.Time) (T, error) {
 	n := e.N.Notification
 	var zero T
-	if _, err := b.Sender(e); err != nil {
+	sender, err := b.Sender(e)
+	if err != nil {
 		return zero, err // never a connection to a store that does not bind its sender
 	}
 	keys := chanceKeys(e)
@@ -214,7 +264,7 @@ func call[T wire.Body](b *Inbox, e agent.Entry, cmd wire.Body, deadline time.Tim
 		}
 		fresh := false
 		if s.c == nil {
-			c, err := b.dialStore(n.StoreClear, deadline)
+			c, err := b.dialStore(&n, sender.Domain, deadline)
 			if err != nil {
 				if !time.Now().Before(deadline) {
 					err = fmt.Errorf("%w: %w", ErrTooSlow, err)

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"im2000/lib/conf"
+	"im2000/lib/tlsconf"
 )
 
 var (
@@ -52,6 +53,12 @@ type Locator struct {
 	// Timeout bounds each DNS question (all its tries) and each
 	// connection attempt; 0 means 5 s.
 	Timeout time.Duration
+	// TLS is whom the TLS forms must prove themselves to, and which
+	// domains must use them; nil: the system roots, no domain required.
+	TLS *tlsconf.Client
+	// Log, when set, reports what a dial could not do but did not need
+	// (a domain reached over TLS that could not be remembered).
+	Log func(format string, a ...any)
 }
 
 // FromConf reads the routes file and the resolvers file of a config
@@ -80,6 +87,9 @@ func FromConf(d conf.Dir) (*Locator, error) {
 	if l.Resolvers == nil {
 		l.Resolvers = resolvConf("/etc/resolv.conf")
 	}
+	if l.TLS, err = tlsconf.LoadClient(d); err != nil {
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -105,6 +115,12 @@ func SRVName(service, domain string) string {
 
 // Targets returns the addresses to try for service at domain, in order.
 func (l *Locator) Targets(ctx context.Context, service, domain string) ([]string, error) {
+	return l.targets(ctx, service, domain, true)
+}
+
+// targets is Targets; without exists, NXDOMAIN for the SRV name is
+// ErrNoService at once (a TLS form's absence needs no further question).
+func (l *Locator) targets(ctx context.Context, service, domain string, exists bool) ([]string, error) {
 	name := SRVName(service, domain)
 	if r, ok := l.Routes[name]; ok {
 		return r, nil
@@ -112,6 +128,9 @@ func (l *Locator) Targets(ctx context.Context, service, domain string) ([]string
 	rcode, answers, err := l.query(ctx, name, dnsmessage.TypeSRV)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoService, name, err)
+	}
+	if rcode == dnsmessage.RCodeNameError && !exists {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoService, name)
 	}
 	if rcode == dnsmessage.RCodeNameError {
 		// Authoritative servers say NXDOMAIN for any owner name they do
@@ -531,22 +550,4 @@ func (l *Locator) Addrs(ctx context.Context, service, domain string) ([]netip.Ad
 		return nil, fmt.Errorf("%w: no address for %s", ErrNoServer, SRVName(service, domain))
 	}
 	return out, nil
-}
-
-// Dial connects to the first reachable server of service at domain.
-func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, error) {
-	targets, err := l.Targets(ctx, service, domain)
-	if err != nil {
-		return nil, err
-	}
-	var errs []string
-	for _, t := range targets {
-		d := net.Dialer{Timeout: l.Timeout}
-		c, err := d.DialContext(ctx, "tcp", t)
-		if err == nil {
-			return c, nil
-		}
-		errs = append(errs, err.Error())
-	}
-	return nil, fmt.Errorf("%w for %s: %s", ErrNoServer, SRVName(service, domain), strings.Join(errs, "; "))
 }

@@ -28,9 +28,19 @@ const (
 	// itself is unacceptable to it (DESIGN.md section 3), permanent for
 	// that recipient. MSOAP has no value for it; Wire maps it.
 	Refused
+	// TLSDowngrade is an agent's domain that must be reached over TLS
+	// (tlsrequire, or reached over TLS before) offering only cleartext or
+	// a certificate that does not verify (issue 16). Temporary; MSOAP
+	// has no value for it: Wire says noserver.
+	TLSDowngrade
+	// TLSBadCert is an agent's TLS form whose certificate does not
+	// verify, at a domain not yet known for TLS. Temporary, as above.
+	TLSBadCert
+	// LastNotification is the last state, for loops over all of them.
+	LastNotification = TLSBadCert
 )
 
-var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser", "notifying", "silenced", "refused"}
+var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser", "notifying", "silenced", "refused", "tlsdowngrade", "tlsbadcert"}
 
 func (n Notification) String() string {
 	if int(n) < len(notificationNames) {
@@ -52,6 +62,9 @@ func (n Notification) Failed() bool { return n == BadDomain || n == NoUser || n 
 func (n Notification) Wire() uint64 {
 	if n == Refused {
 		return uint64(ProtocolError)
+	}
+	if n == TLSDowngrade || n == TLSBadCert {
+		return uint64(NoServer)
 	}
 	return uint64(n)
 }

@@ -1,0 +1,114 @@
+package locate
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"im2000/lib/tlsconf"
+)
+
+// Dial connects to the first reachable server of service at domain: the
+// TLS form first (_services._tcp, each target's certificate verified for
+// domain, the name looked up), then the cleartext form, unless the domain
+// must use TLS (tlsrequire, or reached over TLS before: then a cleartext
+// offer is refused with tlsconf.ErrDowngrade). A TLS target whose
+// certificate does not verify is never answered by cleartext: that is
+// tlsconf.ErrBadCert (or ErrDowngrade where TLS is required). The
+// connection is a *tls.Conn when it is TLS.
+func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, error) {
+	service = strings.ToLower(service)
+	tlsTargets, tlsErr := l.targets(ctx, service+"s", domain, false)
+	var errs []string
+	certFailed := false
+	for _, t := range tlsTargets {
+		c, err := l.dialTLS(ctx, t, domain)
+		if err == nil {
+			if err := l.TLS.Reached(service, domain); err != nil && l.Log != nil {
+				l.Log("cannot remember that %s reached %s over TLS: %v", SRVName(service, domain), t, err)
+			}
+			return c, nil
+		}
+		certFailed = certFailed || tlsconf.CertError(err)
+		errs = append(errs, err.Error())
+	}
+	tlsName := SRVName(service+"s", domain)
+	clearTargets, clearErr := l.targets(ctx, service, domain, tlsTargets == nil)
+	why, required := l.TLS.Required(service, domain)
+	switch {
+	case required && (certFailed || clearErr == nil):
+		what := "offers only cleartext"
+		if certFailed {
+			what = "presented a certificate that does not verify"
+		} else if len(errs) > 0 {
+			what = "could not be reached over TLS (" + strings.Join(errs, "; ") + ") but offers cleartext"
+		}
+		return nil, fmt.Errorf("%w: %s %s, and %s", tlsconf.ErrDowngrade, domain, what, why)
+	case certFailed:
+		return nil, fmt.Errorf("%w for %s: %s", tlsconf.ErrBadCert, tlsName, strings.Join(errs, "; "))
+	case clearErr != nil && tlsTargets != nil:
+		return nil, fmt.Errorf("%w for %s: %s", ErrNoServer, tlsName, strings.Join(errs, "; "))
+	case clearErr != nil && required:
+		return nil, fmt.Errorf("%w (%s, and %v)", clearErr, why, tlsErr)
+	case clearErr != nil:
+		return nil, clearErr
+	}
+	for _, t := range clearTargets {
+		d := net.Dialer{Timeout: l.timeout()}
+		c, err := d.DialContext(ctx, "tcp", t)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err.Error())
+	}
+	return nil, fmt.Errorf("%w for %s: %s", ErrNoServer, SRVName(service, domain), strings.Join(errs, "; "))
+}
+
+// DialTLS connects to addr (host:port) over TLS, and verifies that its
+// certificate is valid for name: a store named by literal addresses in a
+// notification's storessl is verified for the sender's domain, so that
+// sender binding and TLS together authenticate the store. service at name
+// is then remembered as reached over TLS.
+func (l *Locator) DialTLS(ctx context.Context, service, addr, name string) (net.Conn, error) {
+	c, err := l.dialTLS(ctx, addr, name)
+	if err != nil {
+		if tlsconf.CertError(err) {
+			return nil, fmt.Errorf("%w: %s for %s: %v", tlsconf.ErrBadCert, addr, name, err)
+		}
+		return nil, err
+	}
+	if err := l.TLS.Reached(strings.ToLower(service), name); err != nil && l.Log != nil {
+		l.Log("cannot remember that %s reached %s over TLS: %v", SRVName(service, name), addr, err)
+	}
+	return c, nil
+}
+
+func (l *Locator) dialTLS(ctx context.Context, addr, name string) (net.Conn, error) {
+	tc := l.TLS
+	if tc == nil {
+		tc = defaultTLS
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout())
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: l.timeout()}, Config: tc.Config(name)}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: TLS: %w", addr, err)
+	}
+	return c, nil
+}
+
+// defaultTLS is the TLS of a Locator made without FromConf: the system
+// roots, no domain required, nothing remembered.
+var defaultTLS = tlsconf.NewClient(nil, nil, nil)
+
+// timeout is the Timeout, 5 s when unset.
+func (l *Locator) timeout() time.Duration {
+	if l.Timeout <= 0 {
+		return 5 * time.Second
+	}
+	return l.Timeout
+}
