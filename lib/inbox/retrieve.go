@@ -86,7 +86,7 @@ func (b *Inbox) RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, erro
 	n := e.N.Notification
 	pg := &pager{b: b, e: e, kind: kind, limit: b.limit(e), start: time.Now()}
 	ww := &errWriter{w: w}
-	st := trace.Stamp{Sender: sender, Store: n.StoreClear, ID: n.ID, By: b.me, Prog: fail.Name, At: time.Now()}
+	st := trace.Stamp{Sender: sender, Store: n.StoreClear, ID: n.ID, By: b.me, Prog: fail.Name, At: time.Now(), Gateway: trustedGateway(sender)}
 	written, err := st.Write(ww, pg, kind == msrap.HeadersOnly)
 	switch {
 	case pg.refused != "":

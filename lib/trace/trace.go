@@ -74,6 +74,11 @@ type Stamp struct {
 	By     string               // the reader's host (the me setting)
 	Prog   string               // the reading program
 	At     time.Time            // when
+	// Gateway says the verified sender is an SMTP gateway account the
+	// reader trusts (gateway.go): the message's first line then names
+	// the SMTP envelope sender, and Received says "via SMTP from" it.
+	Gateway bool
+	via     string // that sender, "<...>", once read
 }
 
 // Received is the Received field's value (RFC 5321 section 4.4, with
@@ -92,7 +97,7 @@ func (s Stamp) Received() string {
 		}
 		from = fmt.Sprintf("%s (%s) (store %s)", lit, lit, s.Store.String())
 	}
-	return fmt.Sprintf("from %s by %s (%s) with MSRAP id %s; %s", from, Escape(s.By), s.Prog, s.ID, s.At.Format(time.RFC1123Z))
+	return fmt.Sprintf("from %s by %s (%s) with MSRAP id %s%s; %s", from, Escape(s.By), s.Prog, s.ID, s.viaComment(), s.At.Format(time.RFC1123Z))
 }
 
 // Apply puts the trace fields on top of msg (a whole message, or with
@@ -151,6 +156,9 @@ func (s Stamp) Write(w io.Writer, r io.Reader, headersOnly bool) (int64, error) 
 }
 
 func (s Stamp) write(w io.Writer, br *bufio.Reader) error {
+	if s.Gateway {
+		s.via = viaSMTP(br)
+	}
 	if _, err := w.Write(s.fields()); err != nil {
 		return err
 	}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"im2000/lib/addr"
+	"im2000/lib/agent"
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/session"
+	"im2000/lib/store"
+	"im2000/lib/tlsconf"
+)
+
+// DefaultAccount is the gateway account when the setting gatewayaccount
+// says nothing. Readers trust the envelope sender recorded by the
+// account named there (lib/inbox, the setting gateways).
+const DefaultAccount = "smtp"
+
+type config struct {
+	conf       conf.Dir
+	me         string
+	account    string       // the gateway account: whose archive inbound mail goes into
+	sender     addr.Mailbox // account@me, the sender of every notification
+	domains    map[string]bool
+	spool      *agent.Spool // who the host's accounts are
+	root       string       // the store
+	maxMessage int64
+	maxRcpt    int
+	quota      int64
+	lifetime   time.Duration
+	limits     session.Limits
+	tls        *tls.Config
+	dns        *resolver
+}
+
+func load(d conf.Dir) (*config, error) {
+	local, err := d.Local()
+	if err != nil {
+		return nil, err
+	}
+	c := &config{conf: d, me: local.Me, maxMessage: local.MaxMessage, quota: local.Quota, lifetime: local.Lifetime}
+	if c.account, err = d.String("gatewayaccount", DefaultAccount); err != nil {
+		return nil, err
+	}
+	if err := store.CheckAccount(c.account); err != nil {
+		return nil, fmt.Errorf("%s: %v: write an account name (letters, digits, . _ -)", d.Path("gatewayaccount"), err)
+	}
+	if c.sender, err = addr.Parse(c.account + "@" + c.me); err != nil {
+		return nil, fmt.Errorf("the gateway account %s at %s is not a valid address: %v", c.account, c.me, err)
+	}
+	domains, err := d.Lines("domains")
+	if err != nil {
+		return nil, err
+	}
+	if domains == nil {
+		domains = []string{c.me}
+	}
+	c.domains = map[string]bool{}
+	for _, dom := range domains {
+		c.domains[strings.ToLower(strings.TrimSuffix(dom, "."))] = true
+	}
+	spool, err := d.Agent()
+	if err != nil {
+		return nil, fmt.Errorf("%v: the gateway takes mail for the accounts of the agent's spool, so it runs on the agent's host", err)
+	}
+	// Open makes .tmp and .count, as agentd does; a gateway that cannot
+	// is on the wrong host.
+	if c.spool, err = agent.Open(spool, false); err != nil {
+		return nil, err
+	}
+	if c.root, err = d.Store(); err != nil {
+		return nil, err
+	}
+	if c.maxRcpt, err = store.MaxRcpt(d); err != nil {
+		return nil, err
+	}
+	if c.limits, err = session.LimitsFromConf(d, sessionsDir(c.root)); err != nil {
+		return nil, err
+	}
+	cfg, err := tlsconf.ServerConfig(d, fail.Warn)
+	switch {
+	case errors.Is(err, tlsconf.ErrNoCert):
+	case err != nil:
+		return nil, err
+	default:
+		c.tls = cfg
+	}
+	timeout, err := session.ClientTimeout(d)
+	if err != nil {
+		return nil, err
+	}
+	resolvers, err := d.Lines("resolvers")
+	if err != nil {
+		return nil, err
+	}
+	c.dns = newResolver(resolvers, timeout)
+	return c, nil
+}
+
+// listPath is where a hosted list's settings are.
+func (c *config) listPath(name string) string { return c.conf.Path(filepath.Join("lists", name)) }

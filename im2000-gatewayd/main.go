@@ -1,0 +1,112 @@
+// Command im2000-gatewayd is the inbound SMTP gateway: an SMTP relay
+// server (an MX, no AUTH) that takes mail from the SMTP world for this
+// host's own accounts and hosted lists, and for nothing else. Each
+// message it takes is committed once into the gateway account's archive
+// at the local store, with every local recipient and list of the
+// transaction, and notified as any message is: readers fetch it with
+// im2000-fetch, im2000-pop3d or any reader, unchanged. What SMTP said about
+// the sender (SPF of the envelope sender, DKIM signatures) is recorded in
+// an Authentication-Results field. See man/im2000-gatewayd.8.
+//
+// It is a program of its own, not a mode of im2000-smtpd: smtpd acts for
+// an authenticated account and writes into that account's archive under
+// the From rule; the gateway acts for anonymous Internet senders and
+// writes into the gateway account's archive alone. One trust boundary per
+// program (DESIGN-NOTES.md, "SMTP gateways").
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/session"
+)
+
+const usage = `usage: im2000-gatewayd [-l addr:port] [-c n] [-t seconds]
+  Inbound SMTP gateway (an MX): takes mail for this host's accounts and
+  hosted lists into the gateway account's archive. One session on
+  stdin/stdout under tcpserver, or with -l as a listener. Settings are in
+  $IM2000_CONF. STARTTLS is offered when tlscert and tlskey are set.
+  -l addr:port  listen on addr:port instead of serving stdin/stdout
+  -c n          at most n sessions at once with -l (default 40)
+  -t seconds    close a session idle for this long (default 300)
+  -h            show this help`
+
+func main() {
+	f := session.ParseTextFlags("im2000-gatewayd", usage, os.Args[1:], 300*time.Second)
+	if f.TLS {
+		fail.Usage("-tls is not for an MX: SMTP between servers starts in cleartext and offers STARTTLS\n%s", usage)
+	}
+	c, err := load(conf.FromEnv())
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
+		return &client{cfg: c, smtp: conn, peer: conn.Conn().RemoteAddr()}, nil
+	}))
+	srv.Domain = c.me
+	srv.MaxMessageBytes = c.maxMessage
+	srv.MaxRecipients = c.maxRcpt
+	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
+	srv.ReadTimeout = f.Timeout
+	srv.WriteTimeout = f.Timeout
+	srv.TLSConfig = c.tls // nil: no STARTTLS
+	srv.ErrorLog = logger{}
+
+	var l net.Listener
+	if f.Listen != "" {
+		if l, err = net.Listen("tcp", f.Listen); err != nil {
+			fail.Exit(fail.Temp(err))
+		}
+		l = session.LimitListener(l, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
+		l = &addrListener{Listener: l, limits: c.limits, slots: c.limits.SlotsFor(true)}
+		fail.Warn("listening on %s, at most %d sessions, archive of %s", l.Addr(), f.Conns, c.account)
+	} else {
+		conn, err := net.FileConn(os.Stdin)
+		if err != nil {
+			fail.Exit(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
+		}
+		lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
+		if !ok {
+			return
+		}
+		one := &oneConn{conn: lc, closed: make(chan struct{})}
+		release := lc.release
+		lc.release = func() { release(); close(one.closed) }
+		l = one
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; srv.Close() }()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
+		fail.Exit(fail.Temp(err))
+	}
+}
+
+// logger takes go-smtp's messages; a panic it stopped is an alert.
+type logger struct{}
+
+func (logger) Printf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if len(format) >= 13 && format[:13] == "panic serving" {
+		fail.Alert("%s", msg)
+		return
+	}
+	fail.Warn("%s", msg)
+}
+
+func (logger) Println(v ...any) { fail.Warn("%s", fmt.Sprint(v...)) }
+
+// sessionsDir is where the per-address slot files of tcpserver sessions
+// live: apart from smtpd's, as each service has its own cap.
+func sessionsDir(root string) string { return filepath.Join(root, ".sessions", "gateway") }

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-msgauth/authres"
+	"github.com/emersion/go-smtp"
+
+	"im2000/lib/addr"
+	"im2000/lib/fail"
+	"im2000/lib/mailmsg"
+	"im2000/lib/store"
+	"im2000/lib/trace"
+)
+
+// client is one SMTP connection from the outside world.
+type client struct {
+	cfg   *config
+	smtp  *smtp.Conn
+	peer  net.Addr
+	from  *addr.Mailbox // nil before MAIL; the zero Mailbox is the null sender <>
+	null  bool
+	rcpts []addr.Mailbox
+	lists []string
+}
+
+func smtpErr(code int, enh smtp.EnhancedCode, format string, a ...any) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: fmt.Sprintf(format, a...)}
+}
+
+func (s *client) Mail(from string, _ *smtp.MailOptions) error {
+	s.Reset()
+	if from == "" {
+		s.from, s.null = &addr.Mailbox{}, true
+		return nil
+	}
+	mb, err := addr.Parse(from)
+	if err != nil {
+		return smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address: %v", err)
+	}
+	s.from = &mb
+	return nil
+}
+
+// Rcpt takes a recipient only if it is one of this host's accounts (the
+// agent's spool has its directory) or hosted lists (lists/NAME exists) at
+// one of its domains: anything else is refused here, so the gateway is
+// never an open relay. A name that is both is the list.
+func (s *client) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.from == nil {
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "MAIL first")
+	}
+	mb, err := addr.Parse(to)
+	if err != nil {
+		return smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address: %v", err)
+	}
+	if !s.cfg.domains[mb.Domain] {
+		fail.Warn("%v: relaying to %s refused", s.peer, trace.Escape(mb.String()))
+		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Relaying denied: %s is not a domain of this host", mb.Domain)
+	}
+	local := strings.ToLower(mb.Local)
+	if store.CheckListName(local) == nil {
+		if fi, err := os.Stat(s.cfg.listPath(local)); err == nil && fi.Mode().IsRegular() {
+			for _, l := range s.lists {
+				if l == local {
+					return nil // named twice: posted once
+				}
+			}
+			s.lists = append(s.lists, local)
+			return nil
+		}
+	}
+	account, ok := s.cfg.spool.Account(mb.Local)
+	if !ok {
+		fail.Warn("%v: no such user %s", s.peer, trace.Escape(mb.String()))
+		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "No such user here: %s", mb)
+	}
+	s.rcpts = append(s.rcpts, addr.Mailbox{Local: account, Domain: mb.Domain})
+	return nil
+}
+
+func (s *client) Reset() {
+	s.from, s.null, s.rcpts, s.lists = nil, false, nil, nil
+}
+
+func (s *client) Logout() error { return nil }
+
+// Data takes the message: it is spooled to an unlinked file (DKIM needs
+// the whole of it before the field that reports it can be written on
+// top), checked, and committed once into the gateway account's archive.
+func (s *client) Data(r io.Reader) error {
+	defer io.Copy(io.Discard, r) // go-smtp wants it consumed, whatever happens
+	if s.from == nil || len(s.rcpts)+len(s.lists) == 0 {
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "No valid recipients")
+	}
+	st, err := store.Open(s.cfg.root)
+	if err != nil {
+		return s.temp(err)
+	}
+	acct, err := st.Account(s.cfg.account)
+	if err != nil {
+		return s.temp(err)
+	}
+	spool, err := os.CreateTemp(filepath.Join(s.cfg.root, s.cfg.account, "tmp"), "gateway-")
+	if err != nil {
+		return s.temp(err)
+	}
+	os.Remove(spool.Name()) // nothing to clean after a crash
+	defer spool.Close()
+	if _, err := io.Copy(spool, r); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se // too large, a line too long: go-smtp's own answer
+		}
+		return s.temp(err)
+	}
+	// The posting right is decided now: an error at DATA reaches the
+	// sender as their own MTA's bounce (the design notes' rule).
+	for _, l := range s.lists {
+		ok, err := s.cfg.mayPost(l, s.from, s.null)
+		if err != nil {
+			return s.temp(err)
+		}
+		if !ok {
+			fail.Warn("%v: post to %s from <%s> refused", s.peer, l, trace.Escape(s.sender()))
+			return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "%s may not post to the list %s@%s", s.senderShown(), l, s.cfg.me)
+		}
+	}
+	results := []authres.Result{s.cfg.checkSPF(netipOf(s.peer), s.smtp.Hostname(), s.sender())}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return s.temp(err)
+	}
+	results = append(results, s.cfg.checkDKIM(bufio.NewReader(spool))...)
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return s.temp(err)
+	}
+	d, err := acct.NewDraft(store.Submission{Sender: s.cfg.sender, Lifetime: s.cfg.lifetime, Recipients: s.rcpts, Lists: s.lists},
+		store.Limits{MaxMessage: s.cfg.maxMessage + maxOwnFields, Quota: s.cfg.quota, MaxRcpt: s.cfg.maxRcpt})
+	if err != nil {
+		return s.refused(err)
+	}
+	env := d.Envelope()
+	if _, err := io.WriteString(d, s.fields(env.ID.String(), results)); err != nil {
+		d.Abort()
+		return s.refused(err)
+	}
+	if err := copyMessage(d, bufio.NewReader(spool), s.cfg.me); err != nil {
+		d.Abort()
+		return s.refused(err)
+	}
+	if _, err := d.Commit(); err != nil {
+		return s.refused(err)
+	}
+	fail.Warn("%v: from <%s> stored %s for %d recipients and %d lists (%s)", s.peer, trace.Escape(s.sender()), env.ID, len(env.Recipients), len(env.Lists), summary(results))
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: fmt.Sprintf("OK: stored as %s", env.ID)}
+}
+
+// maxOwnFields bounds the fields the gateway writes on top of a message.
+const maxOwnFields = 8 << 10
+
+func (s *client) sender() string {
+	if s.null || s.from == nil {
+		return ""
+	}
+	return s.from.String()
+}
+
+func (s *client) senderShown() string {
+	if s.null {
+		return "The null sender <>"
+	}
+	return s.from.String()
+}
+
+// fields are the gateway's own, on top of the message: Return-Path with
+// the envelope sender as its first line (readers trust that line only from
+// the gateway account, lib/trace), Received, and Authentication-Results.
+func (s *client) fields(id string, results []authres.Result) string {
+	with := "ESMTP"
+	if isTLS(s.smtp.Conn()) {
+		with = "ESMTPS"
+	}
+	helo := clean(s.smtp.Hostname())
+	if helo == "" {
+		helo = "unknown"
+	}
+	ip := netipOf(s.peer)
+	lit := "[" + ip.String() + "]"
+	if ip.Is6() {
+		lit = "[IPv6:" + ip.String() + "]"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Return-Path: <%s>\r\n", s.sender())
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (im2000-gatewayd) with %s id %s;\r\n\t%s\r\n", helo, lit, s.cfg.me, with, id, time.Now().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Authentication-Results: %s\r\n", fold(s.cfg.authResults(results)))
+	return b.String()
+}
+
+// fold breaks an Authentication-Results value before each "; ".
+func fold(v string) string {
+	parts := strings.Split(v, "; ")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return strings.Join(parts, ";\r\n\t")
+}
+
+// summary is the results for the log line.
+func summary(results []authres.Result) string {
+	var parts []string
+	for _, r := range results {
+		switch r := r.(type) {
+		case *authres.SPFResult:
+			parts = append(parts, "spf="+string(r.Value))
+		case *authres.DKIMResult:
+			parts = append(parts, "dkim="+string(r.Value))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func (s *client) temp(err error) error {
+	fail.Warn("%v: not stored: %v", s.peer, err)
+	return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Not stored, try again later")
+}
+
+// refused answers a draft the store did not take.
+func (s *client) refused(err error) error {
+	switch {
+	case errors.Is(err, store.ErrTooLarge):
+		return smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message too large")
+	case errors.Is(err, store.ErrQuota):
+		fail.Warn("%v: not stored: %v", s.peer, err)
+		return smtpErr(452, smtp.EnhancedCode{4, 2, 2}, "The gateway's archive is full, try again later")
+	case errors.Is(err, store.ErrTooManyRecipients):
+		return smtpErr(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients")
+	}
+	return s.temp(err)
+}
+
+// mayPost decides a post to a hosted list by its envelope sender: the
+// lines of lists/NAME that start with "smtp" are the SMTP posting rights:
+// "smtp *" (open), "smtp ADDRESS", "smtp @DOMAIN". The other lines (local
+// accounts, "*") are for authenticated accounts and grant nothing here.
+// The null sender never posts.
+func (c *config) mayPost(list string, from *addr.Mailbox, null bool) (bool, error) {
+	lines, err := c.conf.Lines(filepath.Join("lists", list))
+	if err != nil {
+		return false, err
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 2 || f[0] != "smtp" {
+			continue
+		}
+		switch {
+		case f[1] == "*":
+			return !null, nil
+		case null:
+		case strings.HasPrefix(f[1], "@"):
+			if strings.EqualFold(f[1][1:], from.Domain) {
+				return true, nil
+			}
+		default:
+			if mb, err := addr.Parse(f[1]); err == nil && mb == *from {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// copyMessage writes the message as it came, but for any
+// Authentication-Results field in its header that claims this host's
+// authserv-id (RFC 8601 section 5: only this host may say what it checked).
+func copyMessage(w io.Writer, br *bufio.Reader, me string) error {
+	used := 0
+	var field []byte // the Authentication-Results field being read, with its continuations
+	flush := func() error {
+		if field == nil {
+			return nil
+		}
+		_, v, _ := strings.Cut(string(field), ":")
+		id, _, err := authres.Parse(strings.TrimSpace(strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", ""), "\n", "")))
+		keep := err == nil && !strings.EqualFold(id, me)
+		if err != nil { // unreadable: compare its first word
+			first, _, _ := strings.Cut(strings.TrimSpace(v), ";")
+			keep = !strings.EqualFold(strings.TrimSpace(first), me)
+		}
+		f := field
+		field = nil
+		if !keep {
+			return nil
+		}
+		_, err = w.Write(f)
+		return err
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A line longer than the buffer: go-smtp allows none over
+			// 1000 octets, so this is the body of a message without a
+			// header end; write the rest as it is.
+			if err := flush(); err != nil {
+				return err
+			}
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
+			_, err = io.Copy(w, br)
+			return err
+		}
+		if len(line) == 0 && err != nil {
+			if err == io.EOF {
+				return flush()
+			}
+			return err
+		}
+		used += len(line)
+		blank := len(strings.TrimRight(string(line), "\r\n")) == 0
+		cont := line[0] == ' ' || line[0] == '\t'
+		if cont && field != nil && !blank {
+			field = append(field, line...)
+			continue
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		name, _, isField := strings.Cut(string(line), ":")
+		if !blank && isField && !cont && strings.EqualFold(strings.TrimRight(name, " \t"), "Authentication-Results") && used < mailmsg.MaxHeader {
+			field = append([]byte(nil), line...)
+			continue
+		}
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+		if blank || (!cont && !isField) || used >= mailmsg.MaxHeader {
+			_, err := io.Copy(w, br) // the body
+			return err
+		}
+	}
+}

@@ -1,0 +1,43 @@
+package trace
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestViaSMTP: a trusted gateway's first line, its Return-Path, becomes
+// "via SMTP from" in Received and is removed like every Return-Path; the
+// same line from a sender that is not a trusted gateway says nothing, nor
+// does a Return-Path that is not the first line.
+func TestViaSMTP(t *testing.T) {
+	cases := []struct {
+		msg     string
+		gateway bool
+		via     string // "" for no via comment
+	}{
+		{"Return-Path: <carol@smtp.example>\r\nSubject: x\r\n\r\nbody\r\n", true, "(via SMTP from <carol@smtp.example>)"},
+		{"Return-Path: <>\r\nSubject: x\r\n\r\nbody\r\n", true, "(via SMTP from <>)"},
+		{"Return-Path: <\"a(b)\\\\c\"@smtp.example>\r\n\r\nbody\r\n", true, `(via SMTP from <"a\(b\)\\\\c"@smtp.example>)`},
+		{"Return-Path: <carol@smtp.example>\r\nSubject: x\r\n\r\nbody\r\n", false, ""},
+		{"Subject: x\r\nReturn-Path: <carol@smtp.example>\r\n\r\nbody\r\n", true, ""},
+		{"Return-Path: carol@smtp.example\r\n\r\nbody\r\n", true, ""},
+		{"Return-Path: <not an address>\r\n\r\nbody\r\n", true, ""},
+		{"Return-Path: <carol@smtp.example\x1b[2J>\r\n\r\nbody\r\n", true, ""},
+	}
+	for _, c := range cases {
+		st := stamp("store.example.org")
+		st.Gateway = c.gateway
+		out, err := st.Apply([]byte(c.msg), false)
+		if err != nil {
+			t.Fatalf("%q: %v", c.msg, err)
+		}
+		got := string(out)
+		if strings.Count(got, "Return-Path:") != 1 || !strings.HasPrefix(got, "Return-Path: <alice@example.org>\r\n") {
+			t.Errorf("%q: the Return-Path is not the verified sender alone:\n%s", c.msg, got)
+		}
+		received, _, _ := strings.Cut(got[strings.Index(got, "Received:"):], "\r\n\r\n")
+		if c.via == "" && strings.Contains(received, "via SMTP") || c.via != "" && !strings.Contains(strings.ReplaceAll(received, "\r\n", ""), c.via) {
+			t.Errorf("%q (gateway %v): Received is\n%s\nwant %q", c.msg, c.gateway, received, c.via)
+		}
+	}
+}
