@@ -56,15 +56,11 @@ func Code(err error) int {
 // Stderr is where messages go; tests replace it.
 var Stderr io.Writer = os.Stderr
 
-// Warn prints "name: message" on stderr.
+// Warn prints "name: message" on stderr: a command's message to the user
+// who ran it. A daemon's log lines go through the kinds of log.go instead.
 func Warn(format string, a ...any) {
 	fmt.Fprintf(Stderr, "%s: %s\n", Name, fmt.Sprintf(format, a...))
 }
-
-// Alert prints "name: alert: message": something that must never happen
-// did (a panic stopped at a session's boundary). The program carries on;
-// the tests fail on any alert in a program's log.
-func Alert(format string, a ...any) { Warn("alert: "+format, a...) }
 
 // Recover, deferred at the boundary of a session or of one unit of work
 // (defer fail.Recover("session with " + peer)), stops a panic there: it

@@ -50,3 +50,18 @@ func TestRecover(t *testing.T) {
 		t.Errorf("an alert without a panic: %q", b.String())
 	}
 }
+
+// TestKinds: each kind's line is "name: KIND: message", the form the
+// tests' alert detector (tests/main_test.go) and an admin's grep rely on.
+func TestKinds(t *testing.T) {
+	var b strings.Builder
+	Stderr = &b
+	defer func() { Stderr = os.Stderr }()
+	Info("accepted: %d", 1)
+	Warning("refused: %s", "x")
+	Alert("panic in %s", "y")
+	want := Name + ": info: accepted: 1\n" + Name + ": warning: refused: x\n" + Name + ": alert: panic in y\n"
+	if b.String() != want {
+		t.Errorf("logged %q, want %q", b.String(), want)
+	}
+}
