@@ -1,0 +1,141 @@
+package main
+
+// The body cache: what a session fetched from a store, kept in
+// imapstate/USER/cache, one file per message and kind ("all", the whole
+// message; "hdr", its header as headersonly brought it), so that a client
+// fetching the same message again (many do: headers, then the body, then
+// the body again in another session) does not make the store serve it
+// again. A file is written to a temporary name, fsynced and renamed: a
+// crash leaves a whole file or none (temporary files are swept at the next
+// scan). The cache is bounded by imapcachebytes per user: past it, the
+// files least recently written go first; a message expunged takes its
+// files along. The files are the store's octets with the reader's trace
+// fields, as RetrieveTo writes them, and nothing more is kept about them.
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"im2000/lib/durable"
+)
+
+type cache struct {
+	dir     string
+	max     int64
+	total   int64 // an estimate: this session's writes since the last scan
+	scanned bool
+}
+
+func newCache(dir string, max int64) *cache { return &cache{dir: dir, max: max} }
+
+func (c *cache) path(name, kind string) string { return filepath.Join(c.dir, name+"."+kind) }
+
+// open returns the cached file, or nil.
+func (c *cache) open(name, kind string) *os.File {
+	f, err := os.Open(c.path(name, kind))
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// put writes what fill writes to the cache under name and kind, durably,
+// and returns the file open at its start.
+func (c *cache) put(name, kind string, fill func(w io.Writer) (int64, error)) (*os.File, error) {
+	if _, err := durable.Mkdir(c.dir, 0o700); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(c.dir, ".tmp.")
+	if err != nil {
+		return nil, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 64<<10)
+	n, err := fill(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), c.path(name, kind))
+	}
+	if err == nil {
+		err = durable.SyncDir(c.dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	done = true
+	c.total += n
+	if !c.scanned || c.total > c.max {
+		c.evict(name)
+	}
+	return tmp, nil
+}
+
+// remove drops a message's files.
+func (c *cache) remove(name string) {
+	for _, kind := range []string{"all", "hdr"} {
+		os.Remove(c.path(name, kind))
+	}
+}
+
+// evict counts the cache's files and removes the oldest until the rest
+// fit in max, keeping keep's (just written: the client is about to read
+// it). Temporary files older than an hour are debris of a crash.
+func (c *cache) evict(keep string) {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return
+	}
+	type file struct {
+		name string
+		size int64
+		mod  time.Time
+	}
+	var files []file
+	var total int64
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(e.Name(), ".tmp.") {
+			if time.Since(fi.ModTime()) > time.Hour {
+				os.Remove(filepath.Join(c.dir, e.Name()))
+			}
+			continue
+		}
+		files = append(files, file{e.Name(), fi.Size(), fi.ModTime()})
+		total += fi.Size()
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod.Before(files[j].mod) })
+	for _, f := range files {
+		if total <= c.max {
+			break
+		}
+		if strings.HasPrefix(f.name, keep+".") {
+			continue
+		}
+		if os.Remove(filepath.Join(c.dir, f.name)) == nil {
+			total -= f.size
+		}
+	}
+	c.total, c.scanned = total, true
+}

@@ -1,0 +1,180 @@
+package main
+
+// The mailbox's messages come from lib/inbox, the reader shared with
+// im2000-fetch and im2000-pop3d: the user's notifications taken from the
+// agent (RNAQP) into an fsynced pending queue under imapstate/USER, the
+// sender binding checked before any store is contacted, the sender policy
+// applied (policy.go), and each retrieval bounded. A message leaves the
+// pending queue only once its store took the silence (update.go).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"im2000/lib/agent"
+	"im2000/lib/fail"
+	"im2000/lib/inbox"
+	"im2000/lib/locate"
+	"im2000/lib/session"
+	"im2000/lib/trace"
+	"im2000/lib/wire/rnaqp"
+)
+
+// mailbox is what a session needs of the user's lib/inbox.Inbox.
+type mailbox interface {
+	Pending() ([]agent.Entry, error)
+	Size(e agent.Entry) (uint64, error)
+	RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, error)
+	Silence(e agent.Entry) error
+	Done(e agent.Entry)
+	SetDeadline(t time.Time)
+	Close()
+}
+
+// checkPassword asks the agent (RNAQP Authenticate) whether pass is user's
+// password, in a session of its own that touches nothing on disk here.
+func (c *config) checkPassword(user, pass string) error {
+	loc, err := locate.FromConf(c.conf)
+	if err != nil {
+		return err
+	}
+	timeout, err := session.ClientTimeout(c.conf)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, err := session.DialWhere(ctx, loc, rnaqp.Protocol, c.rna, timeout)
+	if err != nil {
+		return fail.Temp(fmt.Errorf("agent %s: %w", c.rna, err))
+	}
+	defer s.Close()
+	if _, err := session.Expect[rnaqp.AuthenticateOK](s, &rnaqp.Authenticate{Account: user, Password: pass}); err != nil {
+		var se *session.StatusError
+		if errors.As(err, &se) && se.Status == rnaqp.ErrorNotAuthenticated {
+			return fail.Perm(fmt.Errorf("agent %s, account %s: %w", c.rna, user, inbox.ErrAuth))
+		}
+		return fail.Temp(fmt.Errorf("agent %s: %w", c.rna, err))
+	}
+	return nil
+}
+
+// openInbox opens the user's pending queue.
+func (c *config) openInbox(dir, user, pass string) (mailbox, error) {
+	return inbox.Open(c.conf, dir)
+}
+
+// takeNew moves the user's new notifications from the agent into the
+// pending queue (the agent checks the password again).
+func (c *config) takeNew(mb mailbox, user, pass string) error {
+	ib, ok := mb.(*inbox.Inbox)
+	if !ok {
+		return nil
+	}
+	_, err := ib.Take(c.rna, user, pass)
+	return err
+}
+
+// refresh brings the state up to the pending queue, under the user's lock:
+// with take, the agent's new notifications first. New entries are screened
+// (the sender binding, the sender policy) and get the next UIDs, with their
+// sizes from the notification (or, lacking one, asked of their stores,
+// one session per store); entries gone from the queue leave the state. An
+// entry whose size cannot be had now stays pending without a UID, for a
+// later refresh.
+func (s *imapSession) refresh(take bool) error {
+	_, st, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+		if take {
+			s.lastTake = time.Now()
+			if err := s.take(s.mb, s.user, s.pass); err != nil {
+				if errors.Is(err, inbox.ErrAuth) {
+					return false, err
+				}
+				// The agent is down: what is pending is still there to read.
+				fail.Warn("%s: %s: taking notifications: %s (later)", s.peer, s.user, trace.Escape(err.Error()))
+			}
+		}
+		pending, err := s.mb.Pending()
+		if err != nil {
+			return false, fail.Temp(err)
+		}
+		known := map[string]bool{}
+		for _, r := range state.Msgs {
+			known[r.Name] = true
+		}
+		s.entries = map[string]agent.Entry{}
+		var fresh []agent.Entry
+		for _, e := range pending {
+			s.entries[e.Name] = e
+			if !known[e.Name] {
+				fresh = append(fresh, e)
+			}
+		}
+		changed := false
+		kept := state.Msgs[:0]
+		for _, r := range state.Msgs {
+			if _, ok := s.entries[r.Name]; ok {
+				kept = append(kept, r)
+			} else {
+				changed = true
+				s.cache.remove(r.Name)
+			}
+		}
+		state.Msgs = kept
+		fresh, err = s.screen(fresh)
+		if err != nil {
+			return false, err
+		}
+		sizes := make([]int64, len(fresh))
+		inbox.PerStore(fresh, func(i int, e agent.Entry) {
+			size, err := s.mb.Size(e)
+			switch {
+			case errors.Is(err, inbox.ErrGone):
+				s.mb.Done(e)
+				sizes[i] = -1
+			case err != nil: // logged by lib/inbox when dropped
+				if !errors.Is(err, inbox.ErrDropped) {
+					fail.Warn("%s: %s: size of %s: %s (left for later)", s.peer, s.user, e.N.Notification.ID, trace.Escape(err.Error()))
+				}
+				sizes[i] = -1
+			default:
+				sizes[i] = int64(min(size, 1<<62))
+			}
+		})
+		for i, e := range fresh {
+			if sizes[i] < 0 {
+				continue
+			}
+			state.Msgs = append(state.Msgs, record{UID: state.UIDNext, Name: e.Name, Size: sizes[i], Date: int64(min(e.N.Date, 1<<62))})
+			state.UIDNext++
+			changed = true
+		}
+		return changed, nil
+	})
+	_ = st
+	return err
+}
+
+// entry is the pending entry of a record; the queue is listed again when
+// another session added it.
+func (s *imapSession) entry(name string) (agent.Entry, bool) {
+	if e, ok := s.entries[name]; ok {
+		return e, true
+	}
+	pending, err := s.mb.Pending()
+	if err != nil {
+		return agent.Entry{}, false
+	}
+	for _, e := range pending {
+		s.entries[e.Name] = e
+	}
+	e, ok := s.entries[name]
+	return e, ok
+}
+
+var _ = imap.FlagSeen

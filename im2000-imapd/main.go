@@ -1,0 +1,232 @@
+// Command im2000-imapd lets an IMAP mail client read IM2000 mail: one
+// mailbox, INBOX, made of the user's notifications (taken from the user's
+// agent over RNAQP into lib/inbox's pending queue), each message fetched
+// from its sender's store when the client asks for it, and silenced there
+// when the client expunges it. See man/im2000-imapd.8.
+//
+// The protocol is github.com/emersion/go-imap/v2's imapserver; this
+// program is its Session (session.go, fetch.go, update.go) over a state
+// file per user (state.go) and a body cache (cache.go).
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"im2000/lib/auth"
+	"im2000/lib/conf"
+	"im2000/lib/fail"
+	"im2000/lib/session"
+	"im2000/lib/tlsconf"
+)
+
+const usage = `usage: im2000-imapd [-l addr:port] [-c n] [-t seconds] [-tls]
+  IMAP access (one mailbox, INBOX) to IM2000 mail for the accounts of the
+  agent named in the rna file of $IM2000_CONF: one session on stdin/stdout
+  under tcpserver, or with -l as a listener.
+  -l addr:port  listen on addr:port instead of serving stdin/stdout
+  -c n          at most n sessions at once with -l (default 40)
+  -t seconds    close a session idle for this long (default 1800)
+  -tls          speak TLS from the first byte (port 993 style); without it,
+                STARTTLS is offered when tlscert and tlskey are set
+  -h            show this help`
+
+// Defaults of the settings of this program (man/im2000-conf.5).
+const (
+	defaultPoll       = 10       // imappoll: seconds between the agent's polls in IDLE and NOOP
+	defaultCacheBytes = 64 << 20 // imapcachebytes: the body cache of one user
+)
+
+type config struct {
+	conf     conf.Dir
+	rna      string
+	state    string
+	timeout  time.Duration
+	limits   session.Limits
+	slots    session.Slots
+	failures *auth.Limiter // nil: no delays (the fuzz test)
+	tls      *tls.Config
+	implicit bool
+	// clearAuth is the setting cleartextauth (tlsconf.PasswordOK).
+	clearAuth  bool
+	poll       time.Duration
+	cacheBytes int64
+	// check asks the agent whether pass is user's password; take moves
+	// the user's notifications from the agent into the pending queue and
+	// returns the user's inbox. The fuzz test puts both in memory.
+	check func(user, pass string) error
+	open  func(dir, user, pass string) (mailbox, error)
+	take  func(mb mailbox, user, pass string) error
+}
+
+func main() {
+	f := session.ParseTextFlags("im2000-imapd", usage, os.Args[1:], 1800*time.Second)
+	c, err := load(conf.FromEnv(), f.TLS)
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	c.timeout = f.Timeout
+	c.slots = c.limits.SlotsFor(f.Listen != "")
+	if f.Listen == "" {
+		conn, err := session.StdioConn()
+		if err != nil {
+			fail.Exit(fail.Temp(err))
+		}
+		peer := stdioPeer(conn)
+		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		if !ok {
+			return
+		}
+		defer release()
+		c.serve(conn, peer)
+		return
+	}
+	l, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	fail.Warn("listening on %s%s, at most %d sessions", l.Addr(), map[bool]string{true: " (TLS)"}[f.TLS], f.Conns)
+	l = session.LimitListener(l, f.Conns, "* BYE [UNAVAILABLE] too many sessions, try again later\r\n")
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			fail.Warn("accept: %v", err)
+			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
+			continue
+		}
+		peer := conn.RemoteAddr().String()
+		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		if !ok {
+			continue
+		}
+		go func() {
+			defer release()
+			c.serve(conn, peer)
+		}()
+	}
+}
+
+// load reads the settings.
+func load(d conf.Dir, implicit bool) (*config, error) {
+	c := &config{conf: d, implicit: implicit}
+	c.check, c.open, c.take = c.checkPassword, c.openInbox, c.takeNew
+	var err error
+	if c.rna, err = d.String("rna", ""); err == nil && c.rna == "" {
+		err = fmt.Errorf("write where the agent's RNAQP server is (host:port, or a domain) to %s", d.Path("rna"))
+	}
+	if err == nil {
+		c.state, err = d.String("imapstate", "")
+		if err == nil && c.state == "" {
+			err = fmt.Errorf("write a directory for the users' mailboxes to %s", d.Path("imapstate"))
+		}
+	}
+	if err == nil {
+		c.limits, err = session.ServerLimits(d, c.state, "imap")
+	}
+	if err == nil {
+		c.failures, err = auth.LimiterFromConf(d, filepath.Join(c.state, ".authfail"))
+	}
+	var poll, cache int64
+	if err == nil {
+		poll, err = d.Int("imappoll", defaultPoll)
+		if err == nil && poll < 1 {
+			err = fmt.Errorf("%s is %d: want at least 1 second", d.Path("imappoll"), poll)
+		}
+	}
+	if err == nil {
+		cache, err = d.Int("imapcachebytes", defaultCacheBytes)
+		if err == nil && cache < 0 {
+			err = fmt.Errorf("%s is %d: want at least 0", d.Path("imapcachebytes"), cache)
+		}
+	}
+	c.poll, c.cacheBytes = time.Duration(min(poll, 1<<20))*time.Second, cache
+	if err == nil {
+		c.clearAuth, err = tlsconf.ClearAuth(d)
+	}
+	if err == nil {
+		c.tls, err = tlsconf.ServerConfig(d, fail.Warn)
+		if errors.Is(err, tlsconf.ErrNoCert) && !implicit {
+			c.tls, err = nil, nil
+		}
+	}
+	return c, err
+}
+
+// caps are the capabilities offered: IMAP4rev1 and IMAP4rev2 as the
+// library has them, with MOVE, UIDPLUS, NAMESPACE and IDLE (which the
+// library lists itself once a client is logged in).
+var caps = imap.CapSet{
+	imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
+	imap.CapNamespace: {}, imap.CapUIDPlus: {}, imap.CapMove: {},
+	imap.CapStatusSize: {}, imap.CapAppendLimit: {},
+}
+
+// serve runs one IMAP session on conn. Each connection gets a server of
+// its own, on a listener that hands out this one connection: whether a
+// password may be taken in cleartext depends on the client's address
+// (tlsconf.PasswordOK), and the library decides it per server. A panic in
+// a handler ends the session (the library recovers it), never the server.
+func (c *config) serve(conn net.Conn, peer string) {
+	start := time.Now()
+	lc := &limitConn{Conn: conn, c: c, start: start, closed: make(chan struct{})}
+	var nc net.Conn = lc
+	if c.implicit {
+		nc = tls.Server(lc, c.tls)
+	}
+	s := &imapSession{config: c, peer: peer, start: start, conn: lc}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return s, nil, nil
+		},
+		Caps:         caps,
+		Logger:       logger{peer},
+		TLSConfig:    c.startTLS(),
+		InsecureAuth: tlsconf.PasswordOK(false, remoteAddr(peer), c.clearAuth),
+	})
+	srv.Serve(&oneListener{conn: nc, done: lc.closed})
+}
+
+// startTLS is the TLS configuration STARTTLS uses: none under -tls (the
+// session is in TLS already) or without a certificate.
+func (c *config) startTLS() *tls.Config {
+	if c.implicit {
+		return nil
+	}
+	return c.tls
+}
+
+// logger prefixes the library's own log lines (a failed command read, a
+// panic) with the program's name and the peer.
+type logger struct{ peer string }
+
+func (l logger) Printf(format string, a ...any) {
+	fail.Warn("%s: %s", l.peer, fmt.Sprintf(format, a...))
+}
+
+// oneListener hands out one connection, then waits until it is closed
+// and ends the library's accept loop.
+type oneListener struct {
+	conn net.Conn
+	done chan struct{}
+	used bool
+}
+
+func (l *oneListener) Accept() (net.Conn, error) {
+	if !l.used {
+		l.used = true
+		return l.conn, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneListener) Close() error   { return nil }
+func (l *oneListener) Addr() net.Addr { return l.conn.LocalAddr() }

@@ -1,0 +1,243 @@
+package main
+
+// The mailbox's state, one file per user (imapstate/USER/imap.state): the
+// UIDVALIDITY, the next UID, and for each message its UID, its entry in
+// the pending queue, its size, date and flags. It is rewritten whole
+// (tmp -> fsync -> rename -> fsync of the directory, lib/durable) under an
+// flock on imapstate/USER/lock, so that several sessions of one user (each
+// perhaps a process of its own under tcpserver) change it one at a time,
+// and a crash leaves the old state or the new, never a mix. Readers read
+// it without the lock: a rename is atomic. A session sees the others'
+// changes by the file's identity (inode, size, mtime) changing.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"golang.org/x/sys/unix"
+
+	"im2000/lib/durable"
+	"im2000/lib/fail"
+)
+
+const stateFile = "imap.state"
+
+// maxStateFile bounds the read of a state file: about 200 octets a
+// message, so room for some hundred thousand messages.
+const maxStateFile = 64 << 20
+
+// record is one message of the mailbox.
+type record struct {
+	UID   imap.UID `json:"uid"`
+	Name  string   `json:"name"` // its entry in the pending queue (agent.Key)
+	Size  int64    `json:"size"` // the notification's, then the octets fetched
+	Date  int64    `json:"date"` // of the notification, Unix seconds: INTERNALDATE
+	Flags []string `json:"flags,omitempty"`
+}
+
+// mboxState is the content of the state file.
+type mboxState struct {
+	UIDValidity uint32   `json:"uidvalidity"`
+	UIDNext     imap.UID `json:"uidnext"`
+	Msgs        []record `json:"msgs"`
+}
+
+// stamp identifies one version of the state file.
+type stamp struct {
+	ino, size uint64
+	mtime     int64
+}
+
+// readState reads the user's state; a missing file is an empty mailbox
+// with no UIDVALIDITY yet (0: lockedUpdate makes one). A file that does
+// not parse (it cannot be half written: it is renamed into place) is
+// reported; lockedUpdate starts a new UIDVALIDITY over it.
+func readState(dir string) (*mboxState, stamp, error) {
+	f, err := os.Open(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &mboxState{UIDNext: 1}, stamp{}, nil
+	}
+	if err != nil {
+		return nil, stamp{}, fail.Temp(err)
+	}
+	defer f.Close()
+	st, err := statOf(f)
+	if err != nil {
+		return nil, stamp{}, fail.Temp(err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
+	if err != nil {
+		return nil, stamp{}, fail.Temp(err)
+	}
+	var s mboxState
+	if len(raw) > maxStateFile {
+		return nil, st, errCorrupt{fmt.Errorf("%s is over %d octets", f.Name(), maxStateFile)}
+	}
+	if err := json.Unmarshal(raw, &s); err != nil || s.UIDValidity == 0 || s.UIDNext == 0 {
+		return nil, st, errCorrupt{fmt.Errorf("%s does not parse: %v", f.Name(), err)}
+	}
+	return &s, st, nil
+}
+
+type errCorrupt struct{ error }
+
+func statOf(f *os.File) (stamp, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return stamp{}, err
+	}
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return stamp{size: uint64(fi.Size()), mtime: fi.ModTime().UnixNano()}, nil
+	}
+	return stamp{ino: sys.Ino, size: uint64(fi.Size()), mtime: fi.ModTime().UnixNano()}, nil
+}
+
+// currentStamp is the state file's stamp now, without reading it.
+func currentStamp(dir string) stamp {
+	f, err := os.Open(filepath.Join(dir, stateFile))
+	if err != nil {
+		return stamp{}
+	}
+	defer f.Close()
+	st, _ := statOf(f)
+	return st
+}
+
+// lockedUpdate runs change on the state under the user's lock and writes
+// the state back durably when change says it changed it. A state without
+// a UIDVALIDITY (new, or not parsing: logged) gets one from the clock, and
+// is written whatever change says: the UIDVALIDITY must be on disk before
+// any client sees a UID under it.
+func lockedUpdate(dir string, change func(s *mboxState) (bool, error)) (*mboxState, stamp, error) {
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, stamp{}, fail.Temp(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, stamp{}, fail.Temp(err)
+	}
+	s, _, err := readState(dir)
+	var bad errCorrupt
+	fresh := false
+	switch {
+	case errors.As(err, &bad):
+		fail.Warn("%v: starting a new UIDVALIDITY (clients fetch the mailbox again)", bad.error)
+		s, fresh = &mboxState{UIDNext: 1}, true
+	case err != nil:
+		return nil, stamp{}, err
+	}
+	if s.UIDValidity == 0 {
+		s.UIDValidity, fresh = newUIDValidity(), true
+		s.Msgs = nil
+		s.UIDNext = 1
+	}
+	changed, err := change(s)
+	if err != nil {
+		return nil, stamp{}, err
+	}
+	if changed || fresh {
+		raw, err := json.Marshal(s)
+		if err != nil {
+			return nil, stamp{}, err
+		}
+		if err := durable.WriteFile(filepath.Join(dir, stateFile), raw, 0o600, dir); err != nil {
+			return nil, stamp{}, fail.Temp(err)
+		}
+	}
+	return s, currentStamp(dir), nil
+}
+
+// newUIDValidity is the clock in seconds: a state started again (lost,
+// or unreadable) gets a larger one than before, as RFC 9051 asks.
+func newUIDValidity() uint32 { return uint32(max(time.Now().Unix(), 1)) }
+
+// The flags a client may set; others are dropped (PERMANENTFLAGS says so).
+var permanentFlags = []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagDeleted, imap.FlagAnswered, imap.FlagDraft}
+
+func canonical(f imap.Flag) (imap.Flag, bool) {
+	for _, p := range permanentFlags {
+		if equalFold(string(p), string(f)) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *record) has(f imap.Flag) bool { return slices.Contains(r.Flags, string(f)) }
+
+func (r *record) flags() []imap.Flag {
+	out := make([]imap.Flag, 0, len(r.Flags))
+	for _, f := range r.Flags {
+		out = append(out, imap.Flag(f))
+	}
+	return out
+}
+
+// apply changes a record's flags as STORE asks; it reports a change.
+func (r *record) apply(op imap.StoreFlagsOp, flags []imap.Flag) bool {
+	set := map[imap.Flag]bool{}
+	for _, f := range flags {
+		if c, ok := canonical(f); ok {
+			set[c] = true
+		}
+	}
+	old := slices.Clone(r.Flags)
+	var out []string
+	for _, p := range permanentFlags {
+		have := r.has(p)
+		switch op {
+		case imap.StoreFlagsSet:
+			have = set[p]
+		case imap.StoreFlagsAdd:
+			have = have || set[p]
+		case imap.StoreFlagsDel:
+			have = have && !set[p]
+		}
+		if have {
+			out = append(out, string(p))
+		}
+	}
+	r.Flags = out
+	return !slices.Equal(old, out)
+}
+
+// find returns the record of uid, or nil.
+func (s *mboxState) find(uid imap.UID) *record {
+	i, ok := slices.BinarySearchFunc(s.Msgs, uid, func(r record, u imap.UID) int {
+		return int(int64(r.UID) - int64(u))
+	})
+	if !ok {
+		return nil
+	}
+	return &s.Msgs[i]
+}

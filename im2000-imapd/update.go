@@ -1,0 +1,484 @@
+package main
+
+// Changes: flags (STORE, and \Seen by FETCH), expunges (EXPUNGE, UID
+// EXPUNGE, MOVE), and what other sessions and the agent changed (Poll,
+// Idle). A message leaves the mailbox only once its store took the
+// silence: the pending entry goes (lib/inbox.Done), then the record. A
+// message whose store cannot be reached stays, \Deleted, for a later
+// EXPUNGE.
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"im2000/lib/agent"
+	"im2000/lib/fail"
+	"im2000/lib/inbox"
+	"im2000/lib/trace"
+)
+
+func dateOf(unix int64) time.Time { return time.Unix(unix, 0).UTC() }
+
+// storeFlags changes the flags of uids in the state, durably.
+func (s *imapSession) storeFlags(uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag) error {
+	_, st, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+		changed := false
+		for _, u := range uids {
+			if r := state.find(u); r != nil && r.apply(op, flags) {
+				changed = true
+			}
+		}
+		return changed, nil
+	})
+	if err == nil {
+		s.seen = st // this session's own change: nothing to tell its client
+	}
+	return err
+}
+
+func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	_, byUID := numSet.(imap.UIDSet)
+	type hit struct {
+		seq uint32
+		m   *viewMsg
+	}
+	var hits []hit
+	var uids []imap.UID
+	s.each(numSet, func(seq uint32, m *viewMsg) error {
+		hits = append(hits, hit{seq, m})
+		uids = append(uids, m.uid)
+		return nil
+	})
+	if err := s.storeFlags(uids, flags.Op, flags.Flags); err != nil {
+		return tempError(s.peer, err)
+	}
+	for _, h := range hits {
+		r := record{Flags: flagStrings(h.m.flags)}
+		r.apply(flags.Op, flags.Flags)
+		h.m.flags = r.flags()
+		if flags.Silent {
+			continue
+		}
+		resp := w.CreateMessage(h.seq)
+		if byUID {
+			resp.WriteUID(h.m.uid)
+		}
+		resp.WriteFlags(h.m.flags)
+		if err := resp.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func flagStrings(flags []imap.Flag) []string {
+	out := make([]string, len(flags))
+	for i, f := range flags {
+		out[i] = string(f)
+	}
+	return out
+}
+
+// silence silences the messages at their stores (one session per store,
+// lib/inbox.PerStore), takes those the stores took off the pending queue
+// and out of the state, and returns their names and how many stay.
+func (s *imapSession) silence(ms []*viewMsg) (map[string]bool, int) {
+	var entries []agent.Entry
+	for _, m := range ms {
+		if e, ok := s.entry(m.name); ok {
+			entries = append(entries, e)
+		}
+	}
+	if s.limits.Lifetime > 0 {
+		s.mb.SetDeadline(s.start.Add(s.limits.Lifetime))
+	}
+	ok := make([]bool, len(entries))
+	inbox.PerStore(entries, func(i int, e agent.Entry) {
+		err := s.mb.Silence(e)
+		if err != nil {
+			if !errors.Is(err, inbox.ErrDropped) { // else lib/inbox logged why it is gone
+				fail.Warn("%s: %s: silencing %s: %s (kept)", s.peer, s.user, e.N.Notification.ID, trace.Escape(err.Error()))
+			} else {
+				ok[i] = true // off the queue already
+			}
+			return
+		}
+		s.mb.Done(e)
+		ok[i] = true
+	})
+	done := map[string]bool{}
+	for i, e := range entries {
+		if ok[i] {
+			done[e.Name] = true
+		}
+	}
+	// A message whose entry is gone already (another session, a store
+	// that no longer had it) leaves too.
+	for _, m := range ms {
+		if _, ok := s.entries[m.name]; !ok {
+			done[m.name] = true
+		}
+	}
+	if len(done) > 0 {
+		_, st, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+			kept := state.Msgs[:0]
+			for _, r := range state.Msgs {
+				if !done[r.Name] {
+					kept = append(kept, r)
+				}
+			}
+			changed := len(kept) != len(state.Msgs)
+			state.Msgs = kept
+			return changed, nil
+		})
+		if err != nil {
+			fail.Warn("%s: %s: %s", s.peer, s.user, trace.Escape(err.Error()))
+		} else {
+			s.seen = st
+		}
+		for name := range done {
+			s.cache.remove(name)
+			delete(s.entries, name)
+		}
+	}
+	return done, len(ms) - len(done)
+}
+
+// expungeView drops the messages done from the view, telling the client
+// with EXPUNGE responses, highest sequence number first so that none
+// changes the numbers of those still to come.
+func (s *imapSession) expungeView(done map[string]bool, write func(uint32) error) error {
+	for i := len(s.view) - 1; i >= 0; i-- {
+		if done[s.view[i].name] {
+			if err := write(uint32(i + 1)); err != nil {
+				return err
+			}
+			s.view = slices.Delete(s.view, i, i+1)
+		}
+	}
+	return nil
+}
+
+func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	state, _, err := readState(s.dir)
+	if err != nil {
+		return tempError(s.peer, err)
+	}
+	var ms []*viewMsg
+	for _, m := range s.view {
+		if m.gone || (uids != nil && !uids.Contains(m.uid)) {
+			continue
+		}
+		if r := state.find(m.uid); r != nil && r.has(imap.FlagDeleted) {
+			ms = append(ms, m)
+		}
+	}
+	done, kept := s.silence(ms)
+	if err := s.expungeView(done, w.WriteExpunge); err != nil {
+		return err
+	}
+	fail.Warn("%s: %s: %d messages silenced, %d kept", s.peer, s.user, len(done), kept)
+	if kept > 0 {
+		return imapErr(imap.ResponseCodeUnavailable, fmt.Sprintf("%d messages could not be silenced at their senders' stores now; they stay, marked \\Deleted", kept))
+	}
+	return nil
+}
+
+// Move to any other name deletes: there is nowhere else for a message to
+// go, and a client's "move to Trash" means the user is done with it.
+func (s *imapSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if isInbox(dest) {
+		return imapErr(imap.ResponseCodeCannot, "the messages are in INBOX already")
+	}
+	var ms []*viewMsg
+	s.each(numSet, func(_ uint32, m *viewMsg) error {
+		ms = append(ms, m)
+		return nil
+	})
+	done, kept := s.silence(ms)
+	if err := s.expungeView(done, w.WriteExpunge); err != nil {
+		return err
+	}
+	fail.Warn("%s: %s: moved to %s, i.e. deleted: %d messages silenced, %d kept", s.peer, s.user, trace.Escape(dest), len(done), kept)
+	if kept > 0 {
+		return imapErr(imap.ResponseCodeUnavailable, fmt.Sprintf("%d messages could not be silenced at their senders' stores now; they stay", kept))
+	}
+	return nil
+}
+
+// Poll tells the client what changed since its last command: other
+// sessions' flags and expunges, and new messages. The agent is asked for
+// new notifications at most once per imappoll.
+func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.mb == nil {
+		return nil
+	}
+	if time.Since(s.lastTake) >= s.poll {
+		if err := s.refresh(true); err != nil {
+			fail.Warn("%s: %s: %s", s.peer, s.user, trace.Escape(err.Error()))
+		}
+	}
+	return s.sync(w, allowExpunge)
+}
+
+// Idle checks the state file every second (other sessions' changes) and
+// asks the agent every imappoll seconds, until the client ends the IDLE.
+func (s *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if err := s.Poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// sync brings the view up to the state file, if it changed.
+func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if !s.selected {
+		return nil
+	}
+	if currentStamp(s.dir) == s.seen {
+		if !allowExpunge {
+			return nil
+		}
+		return s.reap(w)
+	}
+	state, st, err := readState(s.dir)
+	if err != nil {
+		return nil // a corrupt file is replaced by the next update
+	}
+	if state.UIDValidity != s.validity && s.validity != 0 {
+		// The state began again (it was lost): the client must start over.
+		return w.WriteMailboxFlags(permanentFlags) // and BYE would be better; see the man page
+	}
+	s.seen = st
+	for _, m := range s.view {
+		r := state.find(m.uid)
+		if r == nil {
+			m.gone = true
+			continue
+		}
+		if f := r.flags(); !slices.Equal(f, m.flags) {
+			m.flags = f
+			if err := w.WriteMessageFlags(s.seqOf(m), m.uid, f); err != nil {
+				return err
+			}
+		}
+	}
+	if allowExpunge {
+		if err := s.reap(w); err != nil {
+			return err
+		}
+	}
+	last := imap.UID(0)
+	if len(s.view) > 0 {
+		last = s.view[len(s.view)-1].uid
+	}
+	added := false
+	for i := range state.Msgs {
+		r := &state.Msgs[i]
+		if r.UID > last {
+			s.view = append(s.view, &viewMsg{uid: r.UID, name: r.Name, size: r.Size, date: r.Date, flags: r.flags()})
+			added = true
+		}
+	}
+	s.uidNext = state.UIDNext
+	if added {
+		return w.WriteNumMessages(uint32(len(s.view)))
+	}
+	return nil
+}
+
+// reap tells the client of the messages expunged elsewhere.
+func (s *imapSession) reap(w *imapserver.UpdateWriter) error {
+	gone := map[string]bool{}
+	for _, m := range s.view {
+		if m.gone {
+			gone[m.name] = true
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	return s.expungeView(gone, w.WriteExpunge)
+}
+
+func (s *imapSession) seqOf(m *viewMsg) uint32 {
+	for i, v := range s.view {
+		if v == m {
+			return uint32(i + 1)
+		}
+	}
+	return 0
+}
+
+// Search matches flags, sequence numbers, UIDs, sizes and dates from the
+// state; header fields from the header (a headersonly retrieval, unless
+// cached). BODY and TEXT would fetch every message from its store: they
+// are refused.
+func (s *imapSession) Search(kind imapserver.NumKind, c *imap.SearchCriteria, _ *imap.SearchOptions) (*imap.SearchData, error) {
+	if needsBody(c) {
+		return nil, imapErr(imap.ResponseCodeCannot, "SEARCH BODY and TEXT are not offered: every message would be fetched from its sender's store")
+	}
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	data := &imap.SearchData{}
+	for i, m := range s.view {
+		if m.gone {
+			continue
+		}
+		ok, err := s.match(uint32(i+1), m, c)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		n := uint32(i + 1)
+		if kind == imapserver.NumKindUID {
+			n = uint32(m.uid)
+			uids.AddNum(m.uid)
+		} else {
+			seqs.AddNum(n)
+		}
+		if data.Min == 0 || n < data.Min {
+			data.Min = n
+		}
+		data.Max = max(data.Max, n)
+		data.Count++
+	}
+	if kind == imapserver.NumKindUID {
+		data.All = uids
+	} else {
+		data.All = seqs
+	}
+	return data, nil
+}
+
+func needsBody(c *imap.SearchCriteria) bool {
+	if len(c.Body) > 0 || len(c.Text) > 0 {
+		return true
+	}
+	for i := range c.Not {
+		if needsBody(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if needsBody(&c.Or[i][0]) || needsBody(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *imapSession) match(seq uint32, m *viewMsg, c *imap.SearchCriteria) (bool, error) {
+	for _, set := range c.SeqNum {
+		for i := range set {
+			static(&set[i].Start, &set[i].Stop, uint32(len(s.view)))
+		}
+		if !set.Contains(seq) {
+			return false, nil
+		}
+	}
+	for _, set := range c.UID {
+		last := uint32(0)
+		if len(s.view) > 0 {
+			last = uint32(s.view[len(s.view)-1].uid)
+		}
+		for i := range set {
+			static((*uint32)(&set[i].Start), (*uint32)(&set[i].Stop), last)
+		}
+		if !set.Contains(m.uid) {
+			return false, nil
+		}
+	}
+	for _, f := range c.Flag {
+		if !hasFlagFold(m.flags, f) {
+			return false, nil
+		}
+	}
+	for _, f := range c.NotFlag {
+		if hasFlagFold(m.flags, f) {
+			return false, nil
+		}
+	}
+	if c.Larger > 0 && m.size <= c.Larger || c.Smaller > 0 && m.size >= c.Smaller {
+		return false, nil
+	}
+	date := dateOf(m.date)
+	for _, r := range []struct{ since, before time.Time }{{c.Since, c.Before}, {c.SentSince, c.SentBefore}} {
+		day := time.Date(date.Year(), date.Month(), date.Day(), 0, 0, 0, 0, time.UTC)
+		if !r.since.IsZero() && day.Before(r.since) || !r.before.IsZero() && !day.Before(r.before) {
+			return false, nil
+		}
+	}
+	if len(c.Header) > 0 {
+		f, _, err := s.content(m, false)
+		if err != nil {
+			return false, nil // a message its store does not serve now matches nothing
+		}
+		raw := make([]byte, 256<<10)
+		n, _ := f.Read(raw)
+		f.Close()
+		head := strings.ToLower(string(raw[:n]))
+		for _, h := range c.Header {
+			if !headerMatch(head, strings.ToLower(h.Key), strings.ToLower(h.Value)) {
+				return false, nil
+			}
+		}
+	}
+	for i := range c.Not {
+		ok, err := s.match(seq, m, &c.Not[i])
+		if err != nil || ok {
+			return false, err
+		}
+	}
+	for i := range c.Or {
+		a, err := s.match(seq, m, &c.Or[i][0])
+		if err != nil {
+			return false, err
+		}
+		b, err := s.match(seq, m, &c.Or[i][1])
+		if err != nil {
+			return false, err
+		}
+		if !a && !b {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func hasFlagFold(flags []imap.Flag, f imap.Flag) bool {
+	for _, g := range flags {
+		if equalFold(string(g), string(f)) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerMatch reports whether a field named key contains value (both
+// lower case), unfolded lines ignored: a simple substring test of each
+// "key:" line, as RFC 9051 allows.
+func headerMatch(head, key, value string) bool {
+	for _, line := range strings.Split(head, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key && strings.Contains(v, value) {
+			return true
+		}
+	}
+	return false
+}
