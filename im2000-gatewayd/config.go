@@ -17,11 +17,6 @@ import (
 	"im2000/lib/tlsconf"
 )
 
-// DefaultAccount is the gateway account when the setting gatewayaccount
-// says nothing. Readers trust the envelope sender recorded by the
-// account named there (lib/inbox, the setting gateways).
-const DefaultAccount = "smtp"
-
 type config struct {
 	conf       conf.Dir
 	me         string
@@ -45,7 +40,7 @@ func load(d conf.Dir) (*config, error) {
 		return nil, err
 	}
 	c := &config{conf: d, me: local.Me, maxMessage: local.MaxMessage, quota: local.Quota, lifetime: local.Lifetime}
-	if c.account, err = d.String("gatewayaccount", DefaultAccount); err != nil {
+	if c.account, err = d.Str("gatewayaccount"); err != nil {
 		return nil, err
 	}
 	if err := store.CheckAccount(c.account); err != nil {

@@ -30,7 +30,7 @@ func trustedGateway(sender addr.Mailbox) bool {
 			return
 		}
 		if lines == nil {
-			account, err1 := d.String("gatewayaccount", "smtp")
+			account, err1 := d.Str("gatewayaccount")
 			me, err2 := d.Me()
 			if err1 != nil || err2 != nil {
 				return
