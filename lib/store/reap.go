@@ -37,8 +37,23 @@ func (a *Account) remove(id msgid.ID) error {
 		return err
 	}
 	defer m.Close()
+	return a.removeOpen(m)
+}
+
+// removeOpen removes an open message. Two removers (two cancels, a cancel
+// and a Reap) may both have opened it before either took the lock: the one
+// that waited finds msg/<id> gone and must neither remove it again nor
+// count its octets off the quota twice (issue 17 review: a sender could so
+// exceed its quota without limit).
+func (a *Account) removeOpen(m *Message) error {
+	id := m.Env.ID
 	if err := flock(m.f); err != nil {
 		return err
+	}
+	if there, err := a.stillThere(m); err != nil {
+		return err
+	} else if !there {
+		return ErrNoSuch
 	}
 	if _, err := durable.Mkdir(filepath.Join(a.dir, "reap"), 0o700); err != nil {
 		return err
@@ -108,18 +123,41 @@ func (a *Account) finish(m *Message) error {
 	if err != nil {
 		return err
 	}
-	err = u.change(-fi.Size(), func() error {
-		if err := os.Remove(a.path("msg", id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return durable.SyncDir(filepath.Join(a.dir, "msg"))
-	})
+	// Checked again under the counter's lock, which every unlink of msg/
+	// holds: the octets come off only with the unlink that removes them.
+	there, err := a.stillThere(m)
+	if err == nil && there {
+		err = u.change(-fi.Size(), func() error {
+			if err := os.Remove(a.path("msg", id)); err != nil {
+				return err // not-exist too: the counter stays pending, to be rebuilt
+			}
+			return durable.SyncDir(filepath.Join(a.dir, "msg"))
+		})
+	} else if err == nil {
+		err = ErrNoSuch // another remover's: it removes the mark
+	}
 	u.unlock()
 	if err != nil {
 		return err
 	}
 	os.Remove(a.path("reap", id))
 	return nil
+}
+
+// stillThere reports whether msg/<id> is still the file m has open.
+func (a *Account) stillThere(m *Message) (bool, error) {
+	open, err := m.f.Stat()
+	if err != nil {
+		return false, err
+	}
+	fi, err := os.Stat(a.path("msg", m.Env.ID))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(fi, open), nil
 }
 
 // finishMarked completes the removals a crash interrupted.
@@ -146,10 +184,17 @@ func (a *Account) finishMarked() (int, error) {
 			return n, err
 		}
 		err = flock(m.f)
+		there := false
 		if err == nil {
+			there, err = a.stillThere(m)
+		}
+		if err == nil && there {
 			err = a.finish(m)
 		}
 		m.Close()
+		if errors.Is(err, ErrNoSuch) || (err == nil && !there) {
+			continue // removed by a cancel or Reap it waited for
+		}
 		if err != nil {
 			return n, err
 		}

@@ -112,7 +112,12 @@ func (u *usageLock) change(delta int64, do func() error) error {
 	if err := do(); err != nil {
 		return err
 	}
-	return u.write(max(total+delta, 0), 0)
+	if total+delta < 0 {
+		// The counter was wrong: leave it pending, so that the next
+		// reader rebuilds it, rather than hide the drift at zero.
+		return nil
+	}
+	return u.write(total+delta, 0)
 }
 
 // Usage is the octets the account's committed message files take, from the
