@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -158,10 +159,13 @@ func (c *Certs) Reload(force bool) error {
 		return nil // the common case: two stats, no reading
 	}
 	checked := time.Now()
-	certPEM, err1 := os.ReadFile(c.CertFile)
-	keyPEM, err2 := os.ReadFile(c.KeyFile)
+	certPEM, err1 := readPEM(c.CertFile)
+	keyPEM, err2 := readPEM(c.KeyFile)
 	if !force && now == c.tried {
-		if err1 == nil && err2 == nil && pairSum(certPEM, keyPEM) == c.triedSum {
+		// A read that fails under the stamp last tried says nothing new:
+		// logged once already (or a transient error, with the pair that
+		// loaded staying in use either way).
+		if err1 != nil || err2 != nil || pairSum(certPEM, keyPEM) == c.triedSum {
 			if checked.After(c.racyUntil) {
 				c.racyUntil = time.Time{}
 			}
@@ -195,6 +199,37 @@ func (c *Certs) Reload(force bool) error {
 	}
 	c.cert, c.serving, c.servingSum = &pair, now, c.triedSum
 	return nil
+}
+
+// maxPEM bounds what is read of each file. A chain of a few certificates,
+// or a key, is a few kilobytes; the files are read under the lock every
+// handshake takes, so a renewal gone wrong (a huge file, a link to
+// /dev/zero) must cost no more than this to find out.
+const maxPEM = 1 << 20
+
+// readPEM reads path, following symlinks, if it is a regular file of at
+// most maxPEM bytes. Opened without blocking: a FIFO put there would
+// otherwise hold the lock until someone writes to it.
+func readPEM(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s: not a regular file (%v)", path, fi.Mode().Type())
+	case fi.Size() > maxPEM:
+		return nil, fmt.Errorf("%s: %d bytes, more than a certificate chain or key takes (%d at most)", path, fi.Size(), maxPEM)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPEM+1))
+	if err == nil && len(b) > maxPEM { // grew since the stat
+		err = fmt.Errorf("%s: more than %d bytes, more than a certificate chain or key takes", path, maxPEM)
+	}
+	return b, err
 }
 
 // Certificate is the pair to serve now: the files are checked (two stats)
