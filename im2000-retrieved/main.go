@@ -34,6 +34,7 @@ const maxScan = 10000
 type server struct {
 	st       *store.Store
 	maxChunk uint64
+	batches  batches // status changes written together (batch.go)
 }
 
 // handler is one session.
@@ -62,7 +63,8 @@ func main() {
 	for _, w := range st.Warnings {
 		fail.Warn("warning: %s", w)
 	}
-	sv := &server{st: st, maxChunk: uint64(f.MaxPDU - 4096)} // room for the rest of the PDU
+	sv := &server{st: st, maxChunk: uint64(f.MaxPDU - 4096), // room for the rest of the PDU
+		batches: batches{groups: map[batchKey]*group{}}}
 	srv := &session.Server{Proto: msrap.Protocol, Log: fail.Warn,
 		NewHandler: func(*session.Session) session.Handler {
 			return &handler{server: sv, pending: map[msgid.ID]store.Read{}}
@@ -130,10 +132,7 @@ func (h *handler) withMessage(id msgid.ID, fn func(*store.Message, int) (session
 func (h *handler) setStatus(s *session.Session, id msgid.ID, what string, change func(*store.RecipientStatus), ok wire.Body) (session.Reply, error) {
 	return h.withMessage(id, func(m *store.Message, i int) (session.Reply, error) {
 		if i < len(m.Env.Recipients) {
-			if err := m.Update(func(_ *store.Envelope, st *store.Status) error {
-				change(&st.Recipients[i])
-				return nil
-			}); err != nil {
+			if err := h.batches.update(m, i, change); err != nil {
 				return session.Reply{}, err
 			}
 			fail.Warn("%v: %s %s of %s/%s for %s", s.Remote, what, id, m.Account, m.Env.ID, m.Env.Recipients[i].Addr)
@@ -198,14 +197,14 @@ func (h *handler) record(s *session.Session, m *store.Message, i int, c *msrap.R
 		}
 		return m.CountRead(i-len(m.Env.Recipients), s.Remote.Addr(), time.Now())
 	}
-	return recordRead(m, i, readFor[c.Type])
+	return h.recordRead(m, i, readFor[c.Type])
 }
 
 // retryPending tries again to record the read statuses that failed.
 func (h *handler) retryPending(s *session.Session) {
 	for id, want := range h.pending {
 		_, err := h.withMessage(id, func(m *store.Message, i int) (session.Reply, error) {
-			return session.Reply{}, recordRead(m, i, want)
+			return session.Reply{}, h.recordRead(m, i, want)
 		})
 		if err == nil || errors.Is(err, store.ErrNoSuch) {
 			delete(h.pending, id)
@@ -216,23 +215,12 @@ func (h *handler) retryPending(s *session.Session) {
 	}
 }
 
-// recordRead moves recipient i's read status forward to want.
-func recordRead(m *store.Message, i int, want store.Read) error {
-	err := m.Update(func(_ *store.Envelope, st *store.Status) error {
-		if r := &st.Recipients[i]; r.Read < want {
-			r.Read = want
-			return nil
-		}
-		return errUnchanged
-	})
-	if errors.Is(err, errUnchanged) {
-		return nil
-	}
-	return err
+// recordRead moves recipient i's read status forward to want. When it is
+// there already nothing is written (Update appends only what changed); a
+// first read is written with other sessions' changes (batch.go).
+func (h *handler) recordRead(m *store.Message, i int, want store.Read) error {
+	return h.batches.update(m, i, func(r *store.RecipientStatus) { r.Read = max(r.Read, want) })
 }
-
-// errUnchanged makes Update write nothing when the status would not change.
-var errUnchanged = errors.New("unchanged")
 
 func (h *handler) scan(c *msrap.ScanList) (session.Reply, error) {
 	begin := time.Unix(int64(min(c.BeginTime, 1<<40)), 0)

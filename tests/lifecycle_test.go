@@ -8,12 +8,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"im2000/lib/addr"
 	"im2000/lib/msgid"
 	"im2000/lib/store"
+	"im2000/lib/wire"
+	"im2000/lib/wire/msrap"
 )
 
 // commitFor puts one message to rcpts with the given lifetime into the
@@ -221,4 +224,65 @@ func TestReapKilled(t *testing.T) {
 		t.Fatalf("usage after reaping everything: %d, %v", u, err)
 	}
 	t.Logf("%d messages reaped across %d SIGKILLs of notifyd", n, kills)
+}
+
+// TestSilencesGrouped has 48 MSRAP sessions to one im2000-retrieved in
+// listener mode silence, unpin and retrieve 2,000 recipients of one
+// message at once: retrieved writes the changes that arrive together in
+// one journal append (im2000-retrieved/batch.go). Every change of every
+// recipient must be in the status at the end, and the status must be
+// whole for a fresh reader.
+func TestSilencesGrouped(t *testing.T) {
+	const n, sessions = 2000, 48
+	e := newEnv(t, "alice")
+	e.setConf("sessionsperaddr", "0")
+	st, err := store.Open(e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := st.Account("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rcpts []string
+	for i := 0; i < n; i++ {
+		rcpts = append(rcpts, fmt.Sprintf("r%d@example.net", i))
+	}
+	env := commitFor(t, a, 24*time.Hour, nil, rcpts...)
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	_, logs := daemonEnv(t, e.vars, addr, filepath.Join(bin, "im2000-retrieved"), "-l", addr, "-c", "100")
+	var wg sync.WaitGroup
+	for w := 0; w < sessions; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			c := dialProto(t, msrap.Protocol, addr)
+			for i := w; i < n; i += sessions {
+				id := env.Recipients[i].ID
+				cmds := []wire.Body{&msrap.Silence{ID: id}, &msrap.UnPin{ID: id}}
+				if i%2 == 0 { // half read first, as a fetch does
+					cmds = append([]wire.Body{&msrap.Retrieve{ID: id, Type: msrap.HeadersOnly}}, cmds...)
+				}
+				for _, cmd := range cmds {
+					if r, err := c.Call(cmd); err != nil || r.Status != 0 {
+						t.Errorf("recipient %d, %T: %v %v", i, cmd, r, err)
+						return
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.Fatalf("retrieved:\n%s", logs.String())
+	}
+	s, err := a.Status(env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range s.Recipients {
+		if r.Notification != store.Silenced || r.Pinned || r.Read != store.ReadAll {
+			t.Fatalf("recipient %d of %d: %+v: a change was lost", i, n, r)
+		}
+	}
 }

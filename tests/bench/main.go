@@ -58,7 +58,7 @@ func main() {
 	flag.Parse()
 	sections := flag.Args()
 	if len(sections) == 0 {
-		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp", "queue", "archive"}
+		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp", "queue", "archive", "archive-io"}
 	}
 	for _, s := range sections {
 		switch s {
@@ -78,6 +78,8 @@ func main() {
 			benchQueue()
 		case "archive":
 			benchArchive()
+		case "archive-io": // issue 17's goal, with the store's real processes and postfix
+			benchArchiveIO()
 		case "archive-commit": // the second half of archive alone
 			commitVsSize(100000)
 		default:
