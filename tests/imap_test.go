@@ -22,8 +22,14 @@ type imapDeployment struct {
 }
 
 // newIMAPDeployment injects the bodies (one message each) and starts
-// im2000-imapd under tcpserver; extra settings go to imapd's config.
+// im2000-imapd under tcpserver.
 func newIMAPDeployment(t *testing.T, bodies ...string) *imapDeployment {
+	return newIMAPDeploymentWith(t, nil, bodies...)
+}
+
+// newIMAPDeploymentWith is newIMAPDeployment with setup changing imapd's
+// configuration first.
+func newIMAPDeploymentWith(t *testing.T, setup func(*env), bodies ...string) *imapDeployment {
 	t.Helper()
 	bobAgent := newAgentHostFor(t, "listener", "example.net", "", "bob")
 	h := newStoreHost(t, "tcpserver", func(e *env) {
@@ -44,6 +50,9 @@ func newIMAPDeployment(t *testing.T, bodies ...string) *imapDeployment {
 	ie.setConf("imappoll", "1")
 	ie.setConf("routes", "_msrap._tcp.example.org "+h.msrap+"\n") // binds alice's store to her domain
 	d.env = ie
+	if setup != nil {
+		setup(ie)
+	}
 	tcpserver, err := exec.LookPath("tcpserver")
 	if err != nil {
 		t.Fatal("tcpserver (ucspi-tcp) is not installed: run tests/deps.sh")
@@ -51,6 +60,14 @@ func newIMAPDeployment(t *testing.T, bodies ...string) *imapDeployment {
 	d.port = strconv.Itoa(freePort(t))
 	daemonEnv(t, ie.vars, "127.0.0.1:"+d.port, tcpserver, "-RHl0", "127.0.0.1", d.port, filepath.Join(bin, "im2000-imapd"))
 	return d
+}
+
+// listen starts another im2000-imapd of the deployment, listening itself
+// with args, and returns its address.
+func (d *imapDeployment) listen(t *testing.T, args ...string) (string, *exec.Cmd, *syncBuffer) {
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cmd, logs := daemonEnv(t, d.env.vars, addr, filepath.Join(bin, "im2000-imapd"), append([]string{"-l", addr}, args...)...)
+	return addr, cmd, logs
 }
 
 // send injects a message from alice to bob and waits for bob's agent to
