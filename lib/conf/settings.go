@@ -108,7 +108,7 @@ var table = []Setting{
 	{"tlscert", Text, "", "every server", "path of the PEM certificate chain for TLS, leaf first"},
 	{"tlskey", Text, "", "every server", "path of the PEM private key of tlscert"},
 	{"tlsrequire", List, "", "every client", "domains that must be reached over TLS"},
-	{"tlsseen", Text, "tlsseen", "every client", "directory remembering the domains reached over TLS (relative: in the config directory)"},
+	{"tlsseen", Text, "tlsdomains", "every client", "directory remembering the domains reached over TLS (relative: in the config directory)"},
 }
 
 // Settings returns the table, sorted by name.

@@ -56,7 +56,7 @@ func NewClient(roots *x509.CertPool, require []string, seen *Tracker) *Client {
 }
 
 // LoadClient reads tlsca, tlsrequire and tlsseen from a config directory.
-// tlsseen defaults to the directory "tlsseen" in the config directory; a
+// tlsseen defaults to the directory "tlsdomains" in the config directory; a
 // relative path is taken from the config directory.
 func LoadClient(d conf.Dir) (*Client, error) {
 	var roots *x509.CertPool

@@ -67,7 +67,7 @@ func TestLoadClient(t *testing.T) {
 	if err := c.Reached("msrap", "other.example"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(d.Path("tlsseen/msrap@other.example")); err != nil {
+	if _, err := os.Stat(d.Path("tlsdomains/msrap@other.example")); err != nil {
 		t.Fatalf("tlsseen's default is not in the config directory: %v", err)
 	}
 	if cfg := c.Config("x.example"); cfg.RootCAs == nil || cfg.ServerName != "x.example" || cfg.ClientSessionCache == nil {
