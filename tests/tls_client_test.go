@@ -14,8 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,7 +216,9 @@ func TestTLSClientFlow(t *testing.T) {
 	f.notifyd.Process.Signal(syscall.SIGHUP)
 	await(t, 5*time.Second, "notifyd re-read its settings", func() bool { return strings.Contains(f.notifyLog.String(), "SIGHUP: storessl changed") })
 	id2 := f.store.inject("Subject: two\n\nsecond\n", "bob@example.net")
-	await(t, 10*time.Second, "bob notified", func() bool { return recipientStates(t, f.store.store, "alice", id2)["bob@example.net"] == "notifying/unread" })
+	await(t, 10*time.Second, "bob notified", func() bool {
+		return recipientStates(t, f.store.store, "alice", id2)["bob@example.net"] == "notifying/unread"
+	})
 	r := be.run("", "im2000-fetch", "-d", maildir)
 	if !strings.Contains(r.stderr, "TLS downgrade refused") || len(maildirMessages(t, maildir)) != 1 {
 		t.Fatalf("fetch of a cleartext-only store known for TLS: exit %d\n%s", r.code, r.stderr)
