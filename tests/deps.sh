@@ -21,6 +21,7 @@ need iproute2 sh -c 'PATH=$PATH:/usr/sbin:/sbin command -v ip' # a network names
 need mpop command -v mpop
 need python3-pyasn1 /usr/bin/python3 -c 'import pyasn1'
 need nsd sh -c 'PATH=$PATH:/usr/sbin command -v nsd' # a real authoritative DNS server (lib/locate)
+need postfix sh -c 'PATH=$PATH:/usr/sbin command -v postfix' # the SMTP world of the gateway tests (a private instance, as root)
 need isync command -v mbsync # im2000-imapd's IMAP clients (tests/imap_clients_test.go)
 need fetchmail command -v fetchmail
 need tmux command -v tmux # mutt driven in a terminal
