@@ -14,7 +14,9 @@ import (
 // imapDeployment is alice's store, bob's agent, and bob's im2000-imapd
 // reading from them, with messages injected by alice for bob.
 type imapDeployment struct {
-	store *storeHost
+	store     *storeHost
+	agent     *agentHost
+	retrieved *exec.Cmd // the store's MSRAP server, listening itself: the tests stop it
 	env   *env
 	state string
 	port  string
@@ -36,10 +38,12 @@ func newIMAPDeploymentWith(t *testing.T, setup func(*env), bodies ...string) *im
 		e.setConf("routes", "_rnasp._tcp.example.net "+bobAgent.rnasp+"\n")
 		e.setConf("retrybase", "1")
 	})
+	d := &imapDeployment{store: h, agent: bobAgent}
+	h.msrap = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	d.startRetrieved(t)
 	h.setConf("storelocation", h.msrap)
 	daemonEnv(t, h.vars, "", filepath.Join(bin, "im2000-notifyd"))
 	time.Sleep(300 * time.Millisecond)
-	d := &imapDeployment{store: h}
 	for _, b := range bodies {
 		d.ids = append(d.ids, d.send(t, b))
 	}
@@ -60,6 +64,11 @@ func newIMAPDeploymentWith(t *testing.T, setup func(*env), bodies ...string) *im
 	d.port = strconv.Itoa(freePort(t))
 	daemonEnv(t, ie.vars, "127.0.0.1:"+d.port, tcpserver, "-RHl0", "127.0.0.1", d.port, filepath.Join(bin, "im2000-imapd"))
 	return d
+}
+
+// startRetrieved starts the store's im2000-retrieved on h.msrap.
+func (d *imapDeployment) startRetrieved(t *testing.T) {
+	d.retrieved, _ = daemonEnv(t, d.store.vars, d.store.msrap, filepath.Join(bin, "im2000-retrieved"), "-l", d.store.msrap)
 }
 
 // listen starts another im2000-imapd of the deployment, listening itself
