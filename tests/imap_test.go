@@ -17,10 +17,10 @@ type imapDeployment struct {
 	store     *storeHost
 	agent     *agentHost
 	retrieved *exec.Cmd // the store's MSRAP server, listening itself: the tests stop it
-	env   *env
-	state string
-	port  string
-	ids   []string
+	env       *env
+	state     string
+	port      string
+	ids       []string
 }
 
 // newIMAPDeployment injects the bodies (one message each) and starts
