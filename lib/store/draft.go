@@ -238,15 +238,19 @@ func (d *Draft) commit() error {
 	if err := d.f.Sync(); err != nil {
 		return err
 	}
+	// List entries carry the time of the commit, not of the submission's
+	// start, so that ScanList's endtime (see ScanLag) never passes over a
+	// message still being written. The snapshot keeps it, for a removal
+	// to unlink the entries by name.
+	d.posted = time.Now()
 	st := initialStatus(env)
+	if len(env.Lists) > 0 {
+		st.posted = d.posted.Unix()
+	}
 	if err := durable.WriteFile(a.path("status", env.ID), st.Marshal(), 0o600, filepath.Join(a.dir, "tmp")); err != nil {
 		return err
 	}
 	dirs := map[string]bool{}
-	// List entries carry the time of the commit, not of the submission's
-	// start, so that ScanList's endtime (see ScanLag) never passes over a
-	// message still being written.
-	d.posted = time.Now()
 	for _, l := range env.Lists {
 		if err := a.s.makeListDay(l.Name, d.posted); err != nil {
 			return err

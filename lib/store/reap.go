@@ -93,14 +93,24 @@ func (a *Account) finish(m *Message) error {
 	for _, r := range env.Recipients {
 		keep(unlink(a.s.rcptPath(r.ID)))
 	}
+	posted := int64(0)
+	if len(env.Lists) > 0 {
+		posted = a.listsPosted(id)
+	}
 	for _, l := range env.Lists {
 		keep(unlink(a.s.rcptPath(l.ID)))
-		// The entry is named by the commit's time, not kept in the
-		// envelope: within a session's length of the submission's start.
-		for _, day := range []time.Time{env.Submitted, env.Submitted.Add(24 * time.Hour)} {
-			found, _ := filepath.Glob(filepath.Join(a.s.listDay(l.Name, day), "*."+l.ID.String()))
-			for _, f := range found {
-				keep(unlink(f))
+		if posted > 0 {
+			keep(unlink(a.s.listEntry(l.Name, time.Unix(posted, 0), l.ID)))
+		} else {
+			// Committed before the snapshot kept the entries' time (or
+			// its snapshot is gone: then so are the entries, step 2
+			// came before 3): within a session's length of the
+			// submission's start. A glob reads the whole list day.
+			for _, day := range []time.Time{env.Submitted, env.Submitted.Add(24 * time.Hour)} {
+				found, _ := filepath.Glob(filepath.Join(a.s.listDay(l.Name, day), "*."+l.ID.String()))
+				for _, f := range found {
+					keep(unlink(f))
+				}
 			}
 		}
 		keep(unlink(a.readsPath(id, l.ID)))
@@ -142,6 +152,20 @@ func (a *Account) finish(m *Message) error {
 	}
 	os.Remove(a.path("reap", id))
 	return nil
+}
+
+// listsPosted is the time the commit named the message's list entries by,
+// from its status snapshot; 0 if it does not say.
+func (a *Account) listsPosted(id msgid.ID) int64 {
+	b, err := os.ReadFile(a.path("status", id))
+	if err != nil {
+		return 0
+	}
+	st, err := ParseStatus(b)
+	if err != nil {
+		return 0
+	}
+	return st.posted
 }
 
 // stillThere reports whether msg/<id> is still the file m has open.

@@ -112,6 +112,10 @@ type Status struct {
 	Recipients []RecipientStatus
 	Lists      []ListStatus
 	gen        uint64 // the journal generation the snapshot starts (journal.go)
+	// posted is the time (Unix seconds) the commit named the message's
+	// list entries by, so that a removal unlinks them by name (reap.go);
+	// 0: no lists, or a snapshot from before it was kept.
+	posted int64
 }
 
 // initialStatus is the state of a message just submitted: nothing done yet,
@@ -150,6 +154,9 @@ func (s *Status) Marshal() []byte {
 	if s.gen > 0 {
 		fmt.Fprintf(&b, "journal %d\n", s.gen)
 	}
+	if s.posted > 0 {
+		fmt.Fprintf(&b, "posted %d\n", s.posted)
+	}
 	for _, r := range s.Recipients {
 		pin := "unpinned"
 		if r.Pinned {
@@ -178,6 +185,11 @@ func ParseStatus(data []byte) (*Status, error) {
 			var g int64
 			g, err = parseUint(f[1])
 			s.gen = uint64(g)
+		case f[0] == "posted" && len(f) == 2 && len(s.Recipients)+len(s.Lists) == 0 && s.posted == 0:
+			s.posted, err = parseUint(f[1])
+			if err == nil && s.posted == 0 {
+				err = fmt.Errorf("posted at 0")
+			}
 		case f[0] == "rcpt" && len(f) == 8:
 			var r RecipientStatus
 			err = r.parse(f[1:])
