@@ -58,7 +58,7 @@ func main() {
 	flag.Parse()
 	sections := flag.Args()
 	if len(sections) == 0 {
-		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp", "queue", "archive", "archive-io"}
+		sections = []string{"inject", "wire", "store", "notify", "lists", "smtp", "gateway", "queue", "archive", "archive-io"}
 	}
 	for _, s := range sections {
 		switch s {
@@ -74,6 +74,8 @@ func main() {
 			benchLists()
 		case "smtp":
 			benchSMTP()
+		case "gateway": // issue 20: inbound SMTP, the gateway against postfix's smtpd
+			benchGateway()
 		case "queue":
 			benchQueue()
 		case "archive":
@@ -83,7 +85,7 @@ func main() {
 		case "archive-commit": // the second half of archive alone
 			commitVsSize(100000)
 		default:
-			log("unknown section %q: inject, wire, store, notify, lists, smtp, queue or archive", s)
+			log("unknown section %q: inject, wire, store, notify, lists, smtp, gateway, queue or archive", s)
 			os.Exit(100)
 		}
 	}
