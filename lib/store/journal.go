@@ -38,7 +38,7 @@ import (
 // version may add some.
 //
 // When the journal has grown past twice the snapshot (and past
-// compactMin), the writer folds it into a new snapshot with the next
+// compactMin), or the change makes every recipient final, the writer folds it into a new snapshot with the next
 // generation, renames that into place, and only then removes the old
 // journal. A lock-free reader that read the old snapshot either opens the
 // old journal (complete: nobody appends to an old generation) or finds it
@@ -222,7 +222,8 @@ func (a *Account) record(id msgid.ID, sc *sidecar, old []RecipientStatus) (sync 
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	if grown := sc.valid + int64(len(recs)); grown > compactMin && grown > 2*int64(sc.snapSize) {
+	grown := sc.valid + int64(len(recs))
+	if grown > compactMin && grown > 2*int64(sc.snapSize) || finished(sc.st.Recipients) && !finished(old) {
 		return nil, a.compact(id, sc.st)
 	}
 	path := a.journalPath(id, sc.st.gen)
@@ -254,6 +255,19 @@ func (a *Account) record(id msgid.ID, sc *sidecar, old []RecipientStatus) (sync 
 		}
 		return nil
 	}, nil
+}
+
+// finished reports whether every recipient's notification is final: the
+// message's status will change little more (a late read, an unpin), so the
+// event that finishes it compacts the journal (once per message: O(1) per
+// recipient), and readers from then on read one file.
+func finished(rs []RecipientStatus) bool {
+	for _, r := range rs {
+		if !r.Notification.Final() {
+			return false
+		}
+	}
+	return true
 }
 
 // compact writes st as the next generation's snapshot and removes the
