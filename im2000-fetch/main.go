@@ -24,7 +24,7 @@ import (
 	"im2000/lib/wire/msrap"
 )
 
-const usage = `usage: im2000-fetch [-d maildir] [--stdout] [--summary] [--accept key|address|@domain]
+const usage = `usage: im2000-fetch [-d maildir] [--stdout] [--summary] [--accept key|address|@domain] [-loop seconds]
   Takes your notifications from your agent (the rna and password files of
   $IM2000_CONF), retrieves each message from its store, delivers it, and
   then tells the store you have it.
@@ -33,6 +33,7 @@ const usage = `usage: im2000-fetch [-d maildir] [--stdout] [--summary] [--accept
   --summary   list what is waiting, held or pending, without retrieving anything
   --accept x  fetch a held notification (x: its key from --summary), or all
               from an address or @domain, which the senderpolicy file then allows
+  -loop n     run again every n seconds, and on SIGHUP or SIGALRM (a service)
   -h          show this help`
 
 type fetcher struct {
@@ -55,6 +56,7 @@ func main() {
 	toStdout := fs.Bool("stdout", false, "")
 	summary := fs.Bool("summary", false, "")
 	accept := fs.String("accept", "", "")
+	every := fs.Int("loop", 0, "")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Println(usage)
@@ -67,6 +69,15 @@ func main() {
 	}
 	if *summary && *accept != "" {
 		fail.Usage("--summary lists, --accept fetches: one at a time\n%s", usage)
+	}
+	if err := conf.FromEnv().Check(); err != nil {
+		fail.Exit(fail.Perm(err))
+	}
+	if *every > 0 { // loop.go
+		if *summary || *accept != "" || *toStdout {
+			fail.Usage("-loop delivers into the Maildir: not with --summary, --accept or --stdout\n%s", usage)
+		}
+		loop(time.Duration(*every)*time.Second, withoutLoop(os.Args[1:]))
 	}
 	f, err := setup(conf.FromEnv(), *dir)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
+	"im2000/lib/remote"
 	"im2000/lib/store"
 	"im2000/lib/submit"
 )
@@ -125,6 +126,7 @@ func main() {
 		fail.Usage("%v\n%s", err, usage)
 	}
 	id, err := inject(o, os.Stdin)
+	err = permissionHint(conf.FromEnv(), err) // account.go
 	if err != nil {
 		if errors.Is(err, store.ErrQuota) {
 			err = fmt.Errorf("%w: remove or cancel old messages, or raise the quota", err)
@@ -135,9 +137,23 @@ func main() {
 }
 
 func inject(o *options, stdin io.Reader) (string, error) {
-	s, err := conf.FromEnv().Local()
+	d := conf.FromEnv()
+	if err := d.Check(); err != nil {
+		return "", fail.Perm(err)
+	}
+	s, err := d.Local()
 	if err != nil {
 		return "", err
+	}
+	if err := checkSender(d, s); err != nil { // account.go
+		return "", err
+	}
+	if isRemote, err := remote.Configured(d); err != nil {
+		return "", err
+	} else if !isRemote {
+		if err := checkAccount(d, s.Account); err != nil {
+			return "", err
+		}
 	}
 	from, err := addr.Parse(s.Account + "@" + s.Me)
 	if err != nil {

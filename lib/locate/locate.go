@@ -125,6 +125,9 @@ func (l *Locator) targets(ctx context.Context, service, domain string, exists bo
 	if r, ok := l.Routes[name]; ok {
 		return r, nil
 	}
+	if err := notAddress(domain); err != nil { // where.go
+		return nil, err
+	}
 	rcode, answers, err := l.query(ctx, name, dnsmessage.TypeSRV)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoService, name, err)
@@ -150,10 +153,11 @@ func (l *Locator) targets(ctx context.Context, service, domain string, exists bo
 	if len(srvs) == 0 {
 		return nil, fmt.Errorf("%w: %s has no SRV records", ErrNoService, name)
 	}
-	var out []string
+	var out, why []string
 	for _, s := range Order(srvs) {
 		addrs, err := l.hostAddrs(ctx, s.Target.String())
 		if err != nil {
+			why = append(why, err.Error())
 			continue // a target that does not resolve is one server less
 		}
 		for _, a := range addrs {
@@ -161,7 +165,7 @@ func (l *Locator) targets(ctx context.Context, service, domain string, exists bo
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no target of %s has an address", ErrNoServer, name)
+		return nil, fmt.Errorf("%w: no target of %s has an address (%s)", ErrNoServer, name, strings.Join(why, "; "))
 	}
 	return out, nil
 }

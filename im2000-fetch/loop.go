@@ -1,0 +1,80 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"im2000/lib/fail"
+)
+
+// loop is -loop SECONDS, the supervised mode (a service directory's run
+// file): one ordinary run of im2000-fetch, as a child process with the
+// same arguments but -loop, every interval, and at once on SIGHUP or
+// SIGALRM (svc -h, svc -a), so that a user's mail appears in the Maildir
+// without a cron job. Each run is a fresh process, so nothing one run
+// holds (a lock, a store's session, memory) outlives it, and a run that
+// fails, however, is logged and tried again at the next tick: a supervisor
+// restarting a dead loop would only do the same, later. SIGTERM ends the
+// loop after the run under way, which it lets finish (a run is bounded
+// by the settings' timeouts), so that nothing is delivered twice.
+func loop(interval time.Duration, args []string) {
+	self, err := os.Executable()
+	if err != nil {
+		fail.Exit(fail.Temp(err))
+	}
+	wake := make(chan os.Signal, 1)
+	signal.Notify(wake, syscall.SIGHUP, syscall.SIGALRM)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	fail.Warn("fetching every %v, and on SIGHUP or SIGALRM", interval)
+	for {
+		cmd := exec.Command(self, args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit) && exit.ExitCode() == fail.Permanent:
+			fail.Warn("a run failed for good (exit 100): fix what it said; trying again in %v", interval)
+		case err != nil:
+			fail.Warn("a run failed (%v): trying again in %v", err, interval)
+		}
+		timer := time.NewTimer(interval)
+		select {
+		case <-timer.C:
+		case s := <-wake:
+			timer.Stop()
+			fail.Warn("woken by %v", s)
+		case s := <-stop:
+			timer.Stop()
+			fail.Warn("stopped by %v", s)
+			os.Exit(0)
+		}
+		// A signal that came during the run wakes the next one at once:
+		// it may be about mail that came after the run asked the agent.
+	}
+}
+
+// withoutLoop is the command line with -loop and its value taken out.
+func withoutLoop(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			out = append(out, args[i:]...)
+			break
+		}
+		switch {
+		case a == "-loop" || a == "--loop":
+			i++ // its value
+		case strings.HasPrefix(a, "-loop=") || strings.HasPrefix(a, "--loop="):
+		default:
+			out = append(out, a)
+		}
+	}
+	return out
+}
