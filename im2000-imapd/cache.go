@@ -66,13 +66,13 @@ func (c *cache) put(name, kind string, fill func(w io.Writer) (int64, error)) (*
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil {
+	if err == nil && durableWrites {
 		err = tmp.Sync()
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), c.path(name, kind))
 	}
-	if err == nil {
+	if err == nil && durableWrites {
 		err = durable.SyncDir(c.dir)
 	}
 	if err != nil {

@@ -188,6 +188,24 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 				raw = append(raw, "\r\n"...)
 			}
 			data = raw
+			// A multipart message's structure is in its body: the header
+			// alone cannot give it, so BODYSTRUCTURE fetches the whole.
+			if o.BodyStructure != nil && hdr && !complete(imapserver.ExtractBodyStructure(bytes.NewReader(data))) {
+				f.Close()
+				f, _, err := s.content(m, true)
+				if err != nil {
+					if errors.Is(err, errStore) {
+						failed++
+						return nil
+					}
+					return err
+				}
+				defer f.Close()
+				if data, err = io.ReadAll(io.LimitReader(f, maxContent)); err != nil {
+					return tempError(s.peer, err)
+				}
+				isHeader = false
+			}
 		}
 		_ = file
 		if setsSeen && !hasFlag(m.flags, imap.FlagSeen) {
@@ -221,7 +239,7 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 			r.WriteEnvelope(imapserver.ExtractEnvelope(h))
 		}
 		if o.BodyStructure != nil {
-			r.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(data)))
+			r.WriteBodyStructure(bodyStructure(data))
 		}
 		for _, sec := range o.BodySection {
 			b := imapserver.ExtractBodySection(bytes.NewReader(data), sec)
@@ -261,4 +279,50 @@ func hasFlag(flags []imap.Flag, f imap.Flag) bool {
 		}
 	}
 	return false
+}
+
+// complete reports whether a structure has every multipart's parts.
+func complete(bs imap.BodyStructure) bool {
+	switch b := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		if len(b.Children) == 0 {
+			return false
+		}
+		for _, c := range b.Children {
+			if !complete(c) {
+				return false
+			}
+		}
+	case *imap.BodyStructureSinglePart:
+		if b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil {
+			return complete(b.MessageRFC822.BodyStructure)
+		}
+	}
+	return true
+}
+
+// bodyStructure is the message's structure, with a multipart that has no
+// parts (a boundary that never comes: the library would panic writing it)
+// described as the opaque single part it is.
+func bodyStructure(data []byte) imap.BodyStructure {
+	return mend(imapserver.ExtractBodyStructure(bytes.NewReader(data)))
+}
+
+func mend(bs imap.BodyStructure) imap.BodyStructure {
+	switch b := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		if len(b.Children) == 0 {
+			return &imap.BodyStructureSinglePart{Type: "application", Subtype: "octet-stream", Encoding: "7bit"}
+		}
+		for i, c := range b.Children {
+			b.Children[i] = mend(c)
+		}
+	case *imap.BodyStructureSinglePart:
+		if b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil {
+			b.MessageRFC822.BodyStructure = mend(b.MessageRFC822.BodyStructure)
+		}
+	case nil:
+		return &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Encoding: "7bit"}
+	}
+	return bs
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -65,6 +66,9 @@ type config struct {
 	check func(user, pass string) error
 	open  func(dir, user, pass string) (mailbox, error)
 	take  func(mb mailbox, user, pass string) error
+	// alert reports a panic the IMAP library recovered in a handler
+	// (logged as an alert by default; the fuzz test fails on it).
+	alert func(msg string)
 }
 
 func main() {
@@ -187,9 +191,9 @@ func (c *config) serve(conn net.Conn, peer string) {
 			return s, nil, nil
 		},
 		Caps:         caps,
-		Logger:       logger{peer},
+		Logger:       logger{peer, c.alert},
 		TLSConfig:    c.startTLS(),
-		InsecureAuth: tlsconf.PasswordOK(false, remoteAddr(peer), c.clearAuth),
+		InsecureAuth: tlsconf.PasswordOK(false, remoteAddr(peer), session.LocalUser(conn), c.clearAuth),
 	})
 	srv.Serve(&oneListener{conn: nc, done: lc.closed})
 }
@@ -204,11 +208,23 @@ func (c *config) startTLS() *tls.Config {
 }
 
 // logger prefixes the library's own log lines (a failed command read, a
-// panic) with the program's name and the peer.
-type logger struct{ peer string }
+// panic) with the program's name and the peer; a panic is an alert.
+type logger struct {
+	peer  string
+	alert func(string)
+}
 
 func (l logger) Printf(format string, a ...any) {
-	fail.Warn("%s: %s", l.peer, fmt.Sprintf(format, a...))
+	msg := l.peer + ": " + fmt.Sprintf(format, a...)
+	if strings.HasPrefix(format, "panic") {
+		if l.alert != nil {
+			l.alert(msg)
+			return
+		}
+		fail.Alert("%s", msg)
+		return
+	}
+	fail.Warn("%s", msg)
 }
 
 // oneListener hands out one connection, then waits until it is closed
