@@ -82,6 +82,8 @@ func main() {
 			benchArchive()
 		case "archive-io": // issue 17's goal, with the store's real processes and postfix
 			benchArchiveIO()
+		case "imap": // issue 19: mbsync through im2000-imapd against mpop through im2000-pop3d
+			benchIMAP()
 		case "archive-commit": // the second half of archive alone
 			commitVsSize(100000)
 		default:
