@@ -41,7 +41,10 @@ func benchIMAP() {
 	must(err)
 	defer os.RemoveAll(dir)
 	bin, _ := filepath.Abs(*binDir)
-	write := func(path, s string) { must(os.MkdirAll(filepath.Dir(path), 0o700)); must(os.WriteFile(path, []byte(s), 0o600)) }
+	write := func(path, s string) {
+		must(os.MkdirAll(filepath.Dir(path), 0o700))
+		must(os.WriteFile(path, []byte(s), 0o600))
+	}
 
 	// Alice's store, with the messages for bob, and its MSRAP server.
 	must(os.MkdirAll(filepath.Join(dir, "store"), 0o700))
