@@ -278,6 +278,30 @@ func (c *config) mayPost(list string, from *addr.Mailbox, null bool) (bool, erro
 	return false, nil
 }
 
+// authservID is the first word of an Authentication-Results value (RFC
+// 8601 section 2.2: the authserv-id, a token or a quoted string), after
+// any comments before it. It is read by hand, not with authres.Parse:
+// a field too broken to parse must still be recognised as claiming this
+// host, and the first word is all that is needed.
+func authservID(v string) string {
+	v = strings.TrimLeft(v, " \t\r\n")
+	for strings.HasPrefix(v, "(") {
+		_, rest, ok := strings.Cut(v, ")")
+		if !ok {
+			return ""
+		}
+		v = strings.TrimLeft(rest, " \t\r\n")
+	}
+	if q, ok := strings.CutPrefix(v, `"`); ok {
+		id, _, _ := strings.Cut(q, `"`)
+		return id
+	}
+	if i := strings.IndexAny(v, "; \t\r\n("); i >= 0 {
+		v = v[:i]
+	}
+	return v
+}
+
 // copyMessage writes the message as it came, but for any
 // Authentication-Results field in its header that claims this host's
 // authserv-id (RFC 8601 section 5: only this host may say what it checked).
@@ -289,18 +313,12 @@ func copyMessage(w io.Writer, br *bufio.Reader, me string) error {
 			return nil
 		}
 		_, v, _ := strings.Cut(string(field), ":")
-		id, _, err := authres.Parse(strings.TrimSpace(strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", ""), "\n", "")))
-		keep := err == nil && !strings.EqualFold(id, me)
-		if err != nil { // unreadable: compare its first word
-			first, _, _ := strings.Cut(strings.TrimSpace(v), ";")
-			keep = !strings.EqualFold(strings.TrimSpace(first), me)
-		}
 		f := field
 		field = nil
-		if !keep {
+		if strings.EqualFold(authservID(v), me) {
 			return nil
 		}
-		_, err = w.Write(f)
+		_, err := w.Write(f)
 		return err
 	}
 	for {

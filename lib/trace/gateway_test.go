@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"bufio"
 	"strings"
 	"testing"
 )
@@ -40,4 +41,45 @@ func TestViaSMTP(t *testing.T) {
 			t.Errorf("%q (gateway %v): Received is\n%s\nwant %q", c.msg, c.gateway, received, c.via)
 		}
 	}
+}
+
+// FuzzViaSMTP: whatever a gateway's first line holds, the reader's
+// Received field stays one field (no line end but its folds), the message
+// keeps exactly one Return-Path (the verified sender's) in its header, and
+// viaSMTP says "" or one bracketed address.
+func FuzzViaSMTP(f *testing.F) {
+	f.Add("Return-Path: <carol@smtp.example>\r\nSubject: x\r\n\r\nbody\r\n")
+	f.Add("Return-Path: <>\r\n\r\n")
+	f.Add("Return-Path: <\"a)(\\\\\"@x.example>\r\n\r\n")
+	f.Add("Return-Path: <a@b.example>\rReturn-Path: <c@d.example>\r\n\r\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		st := stamp("store.example.org")
+		st.Gateway = true
+		out, err := st.Apply([]byte(msg), false)
+		if err != nil {
+			return // a header too large: refused, as without Gateway
+		}
+		head, _, _ := strings.Cut(string(out), "\r\n\r\n")
+		var fields []string
+		for _, l := range strings.Split(head, "\r\n") {
+			if l != "" && l[0] != ' ' && l[0] != '\t' {
+				fields = append(fields, l)
+			}
+		}
+		rp := 0
+		for _, fl := range fields {
+			if name, _, ok := strings.Cut(fl, ":"); ok && strings.EqualFold(strings.TrimRight(name, " \t"), "Return-Path") {
+				rp++
+			}
+		}
+		if rp != 1 || !strings.HasPrefix(string(out), "Return-Path: <alice@example.org>\r\nReceived: from store.example.org ") {
+			t.Fatalf("%q gave the header\n%s", msg, head)
+		}
+		if len(fields) < 2 || !strings.HasPrefix(fields[1], "Received: ") {
+			t.Fatalf("%q: the Received field is not one field:\n%s", msg, head)
+		}
+		if v := viaSMTP(bufio.NewReader(strings.NewReader(msg))); v != "" && (!strings.HasPrefix(v, "<") || !strings.HasSuffix(v, ">") || strings.ContainsAny(v, "\r\n")) {
+			t.Fatalf("%q: via %q", msg, v)
+		}
+	})
 }
