@@ -8,14 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"im2000/lib/agent"
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 	"im2000/lib/session"
+	"im2000/lib/tlsconf"
 	"im2000/lib/wire"
 	"im2000/lib/wire/rnaqp"
 	"im2000/lib/wire/rnasp"
@@ -38,16 +41,54 @@ func main() {
 	d := conf.FromEnv()
 	h, err := load(d)
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
 	}
-	srv := &session.Server{Proto: rnasp.Protocol, Log: fail.Warn,
-		NewHandler: func(*session.Session) session.Handler { return h }}
+	// The handler in force: a SIGHUP swaps it, and each session keeps the
+	// one it began with.
+	var cur atomic.Pointer[handler]
+	cur.Store(h)
+	srv := &session.Server{Proto: rnasp.Protocol, Log: logSession,
+		NewHandler: func(*session.Session) session.Handler { return cur.Load() }}
 	if srv.Limits, err = session.ServerLimits(d, h.spool.Dir, rnasp.Protocol.Name); err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
+	}
+	if f.Listen != "" {
+		// Under tcpserver each session is a process that reads the
+		// settings afresh: SIGHUP is for the listener.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		logSettings(d)
+		go func() {
+			for range hup {
+				reload(d, srv, &cur)
+			}
+		}()
 	}
 	if err := session.Run(srv, f); err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
 	}
+}
+
+// reload reads every setting again (SIGHUP in listener mode) and puts
+// them in force for the sessions that begin from now on; settings that do
+// not load leave those in force as they are.
+func reload(d conf.Dir, srv *session.Server, cur *atomic.Pointer[handler]) {
+	h, err := load(d)
+	var lim session.Limits
+	if err == nil {
+		lim, err = session.ServerLimits(d, h.spool.Dir, rnasp.Protocol.Name)
+	}
+	var clearAuth bool
+	if err == nil {
+		clearAuth, err = tlsconf.ClearAuth(d)
+	}
+	if err != nil {
+		logReloadFailed(err)
+		return
+	}
+	cur.Store(h)
+	srv.Reconfigure(lim, clearAuth)
+	logSettings(d)
 }
 
 func load(d conf.Dir) (*handler, error) {
@@ -125,7 +166,7 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 	for i := range c.Notifications {
 		n := &rnaqp.NotificationAndLocalData{Notification: c.Notifications[i], Submitter: from, Date: uint64(now.Unix())}
 		if err := agent.CheckSender(n.Notification.Sender); err != nil {
-			fail.Warn("%v: refused: %v", s.Remote, err) // %q-quoted: no control character reaches the log
+			logRefusedSender(s.Remote, err)
 			results[i] = rnasp.Refused
 			refused++
 			continue
@@ -154,11 +195,11 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 		// costs the spool nothing.
 		granted, err := h.rate.Take(s.Remote.Addr(), int64(len(wanted)), now)
 		if err != nil {
-			fail.Warn("%v: rate of %s: %v (answering full)", s.Remote, session.AddrKey(s.Remote.Addr()), err)
+			logRateUnusable(s.Remote, session.AddrKey(s.Remote.Addr()), err)
 			granted = 0
 		}
 		if over := len(wanted) - int(granted); over > 0 {
-			fail.Warn("%v: over the rate of %s: %d notifications answered full", s.Remote, session.AddrKey(s.Remote.Addr()), over)
+			logOverRate(s.Remote, session.AddrKey(s.Remote.Addr()), over)
 			for _, k := range wanted[granted:] {
 				results[k.i] = rnasp.Full
 			}
@@ -166,7 +207,7 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 		}
 		room, err := h.spool.Room()
 		if err != nil {
-			fail.Warn("%v: free space of the spool: %v", s.Remote, err)
+			logNoRoom(s.Remote, err)
 			return session.Reply{Status: rnasp.ErrorInternalProblem}
 		}
 		// One lock of each account's counter per Notify.
@@ -196,12 +237,12 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 					fullHere++
 				default:
 					// Nothing is lost: the store sends it again.
-					fail.Warn("%v: keeping a notification for %s: %v", s.Remote, a, err)
+					logNotKept(s.Remote, a, err)
 					return session.Reply{Status: rnasp.ErrorInternalProblem}
 				}
 			}
 			if fullHere > 0 {
-				fail.Warn("%v: %s: spool or disk full: %d notifications answered full", s.Remote, a, fullHere)
+				logSpoolFull(s.Remote, a, fullHere)
 			}
 		}
 	}
@@ -214,6 +255,6 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 			accepted++
 		}
 	}
-	fail.Warn("%v: %d notifications, %d accepted, %d full, %d refused", s.Remote, len(results), accepted, full, refused)
+	logNotify(s.Remote, len(results), accepted, full, refused)
 	return session.Reply{Body: &rnasp.NotifyOK{Results: results}}
 }

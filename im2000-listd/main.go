@@ -68,17 +68,18 @@ func main() {
 	d := conf.FromEnv()
 	l, err := load(d)
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	fail.Warn("following the lists of %s, every %v", l.reader, l.interval)
+	logSettings(d)
+	logFollowing(l.reader, l.interval)
 	for {
 		l.pass()
 		select {
 		case s := <-sig:
 			if s != syscall.SIGHUP {
-				fail.Warn("stopping")
+				logStopping(s)
 				os.Exit(0)
 			}
 			l = l.reload(d)
@@ -92,7 +93,7 @@ func main() {
 func (l *listd) reload(d conf.Dir) *listd {
 	n, err := load(d)
 	if err != nil {
-		fail.Warn("SIGHUP: %v; going on with the settings in force", err)
+		logReloadFailed(err)
 		return l
 	}
 	changed := 0
@@ -104,14 +105,15 @@ func (l *listd) reload(d conf.Dir) *listd {
 		changed++
 		switch name {
 		case "routes", "resolvers", "listfile":
-			fail.Warn("SIGHUP: %s changed (%d lines, were %d)", name, lines(is), lines(was))
+			logChangedList(name, lines(is), lines(was))
 		default:
-			fail.Warn("SIGHUP: %s: %s -> %s", name, shown(was), shown(is))
+			logChanged(name, shown(was), shown(is))
 		}
 	}
 	if changed == 0 {
-		fail.Warn("SIGHUP: settings unchanged")
+		logUnchanged()
 	}
+	logSettings(d)
 	return n
 }
 
@@ -188,7 +190,7 @@ func (l *listd) follows() ([]follow, error) {
 	for _, line := range lines {
 		f := strings.Fields(line)
 		if len(f) < 2 || len(f) > 3 || (len(f) == 3 && f[2] != "backfill") || store.CheckListName(strings.ToLower(f[0])) != nil {
-			fail.Warn("%s: %q: want \"list store [backfill]\"; skipped", l.conf.Path("listfile"), line)
+			logBadLine(l.conf.Path("listfile"), line)
 			continue
 		}
 		out = append(out, follow{name: strings.ToLower(f[0]), where: f[1], backfill: len(f) == 3})
@@ -202,7 +204,7 @@ func (l *listd) pass() {
 	defer fail.Recover("a pass over the list file")
 	follows, err := l.follows()
 	if err != nil {
-		fail.Warn("%v", err)
+		logNoListfile(err)
 		return
 	}
 	for _, f := range follows {
@@ -213,7 +215,7 @@ func (l *listd) pass() {
 func (l *listd) scanOne(f follow) {
 	defer fail.Recover(fmt.Sprintf("the scan of list %s at %s", f.name, f.where))
 	if err := l.scan(f); err != nil {
-		fail.Warn("list %s at %s: %v (trying again next time)", f.name, f.where, err)
+		logScanFailed(f.name, f.where, err)
 	}
 }
 
@@ -350,6 +352,6 @@ func (l *listd) notify(rna *session.Client, f follow, r *msrap.ScanListOK) error
 			}
 		}
 	}
-	fail.Warn("list %s at %s: %d new posts for %s", f.name, f.where, len(r.Messages), l.reader)
+	logPosts(f.name, f.where, len(r.Messages), l.reader)
 	return nil
 }

@@ -493,7 +493,7 @@ func TestAgentNoTCPREMOTEIP(t *testing.T) {
 	cmd.Env = append(e.vars, "IM2000_AGENT="+spool)
 	cmd.Stdin = strings.NewReader("")
 	out, _ := cmd.CombinedOutput()
-	if !strings.Contains(string(out), "RNASP: no remote address") {
+	if !strings.Contains(string(out), "warning: no remote address: RNASP") {
 		t.Errorf("agentd on a pipe without TCPREMOTEIP logged %q, want the line saying it has no remote address", out)
 	}
 }

@@ -605,7 +605,7 @@ func TestHostileListd(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	scanFailed := regexp.MustCompile(`list golang at ` + regexp.QuoteMeta(bad.Addr) + `: .*(` + clearFailure.String() + `).*\(trying again next time\)`)
+	scanFailed := regexp.MustCompile(`warning: scan failed: golang at ` + regexp.QuoteMeta(bad.Addr) + `: .*(` + clearFailure.String() + `).*\(trying again next time\)`)
 	var cases []hostileCase
 	cases = append(cases, wrongAnswers[*msrap.ScanList]("store/scanlist", msrap.Protocol, 1)...)
 	cases = append(cases, badAnswer("store/scanlist/endtime-before-begintime", func(c *msrap.ScanList) hostile.Answer {
@@ -633,8 +633,8 @@ func TestHostileListd(t *testing.T) {
 
 	// The agent: moved by SIGHUP, which says so.
 	e.setConf("rnasp", badAgent.Addr)
-	pass(t, regexp.MustCompile(`SIGHUP: rnasp: "`+regexp.QuoteMeta(goodAgent.Addr)+`" -> "`+regexp.QuoteMeta(badAgent.Addr)+`"`))
-	notifyFailed := regexp.MustCompile(`list golang at ` + regexp.QuoteMeta(good.Addr) + `: agent ` + regexp.QuoteMeta(badAgent.Addr) + `: .*(` + clearFailure.String() + `)`)
+	pass(t, regexp.MustCompile(`info: SIGHUP: rnasp: "`+regexp.QuoteMeta(goodAgent.Addr)+`" -> "`+regexp.QuoteMeta(badAgent.Addr)+`"`))
+	notifyFailed := regexp.MustCompile(`warning: scan failed: golang at ` + regexp.QuoteMeta(good.Addr) + `: agent ` + regexp.QuoteMeta(badAgent.Addr) + `: .*(` + clearFailure.String() + `)`)
 	cases = wrongAnswers[*rnasp.Notify]("agent/notify", rnasp.Protocol, 1)
 	cases = append(cases,
 		badAnswer("agent/notify/too-many-results", func(c *rnasp.Notify) hostile.Answer {
@@ -657,7 +657,7 @@ func TestHostileListd(t *testing.T) {
 	// Back to the agent that behaves: what the hostile one did not take
 	// arrives now.
 	e.setConf("rnasp", goodAgent.Addr)
-	pass(t, regexp.MustCompile(`SIGHUP: rnasp: "`+regexp.QuoteMeta(badAgent.Addr)+`" -> "`+regexp.QuoteMeta(goodAgent.Addr)+`"`))
+	pass(t, regexp.MustCompile(`info: SIGHUP: rnasp: "`+regexp.QuoteMeta(badAgent.Addr)+`" -> "`+regexp.QuoteMeta(goodAgent.Addr)+`"`))
 	if !agent.has(missed...) {
 		t.Errorf("posts the hostile agent did not take are lost")
 	}

@@ -213,7 +213,7 @@ func TestListdSIGHUP(t *testing.T) {
 	e.setConf("listinterval", "3600")
 	listd, logs := daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-listd"))
 	await(t, 5*time.Second, "the scan without a route fails", func() bool {
-		return strings.Contains(logs.String(), "list golang at lists.example: ")
+		return strings.Contains(logs.String(), "warning: scan failed: golang at lists.example: ")
 	})
 	if srv.Sessions() != 0 {
 		t.Fatal("the store was reached without a route")
@@ -224,7 +224,7 @@ func TestListdSIGHUP(t *testing.T) {
 	e.setConf("timeout", "2")
 	listd.Process.Signal(syscall.SIGHUP)
 	await(t, 5*time.Second, "the post, through the new route", func() bool { return agent.has(id) })
-	for _, want := range []string{"SIGHUP: routes changed (1 lines, were 0)", `SIGHUP: timeout: "1" -> "2"`} {
+	for _, want := range []string{"info: SIGHUP: routes changed (1 lines, were 0)", `info: SIGHUP: timeout: "1" -> "2"`, " timeout=2 "} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the log does not say %q:\n%s", want, logs.String())
 		}
@@ -234,7 +234,7 @@ func TestListdSIGHUP(t *testing.T) {
 	id = store.post()
 	listd.Process.Signal(syscall.SIGHUP)
 	await(t, 5*time.Second, "the next post, with the settings in force", func() bool { return agent.has(id) })
-	if !strings.Contains(logs.String(), "going on with the settings in force") {
+	if !strings.Contains(logs.String(), "warning: SIGHUP: ") || !strings.Contains(logs.String(), "going on with the settings in force") {
 		t.Errorf("a bad setting on SIGHUP is not logged:\n%s", logs.String())
 	}
 	if err := listd.Process.Signal(syscall.Signal(0)); err != nil {

@@ -54,3 +54,8 @@ func Fatal(err error) {
 	Warn("%s: %v", KindFatal, err)
 	os.Exit(Code(err))
 }
+
+// Log writes "name: line" for a line that carries its kind already: it is
+// what a program's log.go gives lib/session as Server.Log, whose lines
+// (im2000-log(5)) begin with their kind.
+func Log(format string, a ...any) { Warn(format, a...) }

@@ -123,6 +123,14 @@ type MemSlots struct {
 // NewMemSlots allows n sessions per address.
 func NewMemSlots(n int) *MemSlots { return &MemSlots{n: n, m: map[string]int{}} }
 
+// setN changes the cap; sessions over a lowered cap go on, and no new one
+// comes in until they are under it.
+func (s *MemSlots) setN(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n = n
+}
+
 // Acquire counts a session without an address (pipes, or a superserver
 // that says nothing) under AddrKey's "unknown", one count for all of them,
 // as the log says: letting them in uncounted would make "no address" a way

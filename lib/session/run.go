@@ -60,7 +60,11 @@ func Run(srv *Server, f Flags) error {
 	if srv.MaxConns <= 0 {
 		srv.MaxConns = 1
 	}
-	srv.slots = srv.Limits.SlotsFor(f.Listen != "")
+	lim, _ := srv.current() // a Reconfigure may have come first
+	srv.mu.Lock()
+	srv.listen = f.Listen != ""
+	srv.slots = lim.SlotsFor(srv.listen)
+	srv.mu.Unlock()
 	if err := srv.loadTLS(f); err != nil {
 		return err
 	}
@@ -77,10 +81,10 @@ func Run(srv *Server, f Flags) error {
 	if err != nil {
 		return err
 	}
-	srv.logf("%s: listening on %s%s, at most %d sessions", srv.Proto.Name, l.Addr(), map[bool]string{true: " (TLS)"}[srv.TLS != nil], srv.MaxConns)
+	srv.logListening(l.Addr(), srv.MaxConns)
 	go func() {
 		<-sig
-		srv.logf("%s: shutting down", srv.Proto.Name)
+		srv.logShuttingDown()
 		srv.Shutdown()
 		l.Close()
 	}()

@@ -25,7 +25,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"im2000/lib/fail"
 	"im2000/lib/wire"
 )
 
@@ -73,9 +72,11 @@ type Server struct {
 	TLS       *tls.Config
 	ClearAuth bool
 
-	slots   Slots // from Limits, for the mode (Run)
 	closing atomic.Bool
-	mu      sync.Mutex
+	mu      sync.Mutex // guards what follows
+	slots   Slots      // from Limits, for the mode (Run)
+	live    *live      // Reconfigure's; nil: Limits and ClearAuth
+	listen  bool       // Run's mode
 	conns   map[Conn]bool
 	wg      sync.WaitGroup
 }
@@ -87,12 +88,6 @@ type Conn interface {
 	SetWriteDeadline(time.Time) error
 }
 
-func (srv *Server) logf(format string, a ...any) {
-	if srv.Log != nil {
-		srv.Log(format, a...)
-	}
-}
-
 func (srv *Server) write(c Conn, r Reply) error {
 	body := r.Body
 	if body == nil {
@@ -102,27 +97,19 @@ func (srv *Server) write(c Conn, r Reply) error {
 	return wire.WriteFrame(c, wire.MarshalResponse(r.ForceAbort, r.Status, body))
 }
 
-// alert logs a panic stopped at a session's boundary. Called by the
-// deferred function that recovered it.
-func (srv *Server) alert(s *Session, v any) {
-	msg := fail.Panicked(fmt.Sprintf("%s session with %v", srv.Proto.Name, s.Remote), v)
-	if srv.Log == nil {
-		fail.Alert("%s", msg)
-		return
-	}
-	srv.Log("alert: %s", msg)
-}
-
 // Serve runs one session on c until the client closes it, a timeout, or
 // a reply that closes it. A panic in the handler ends the session (with
 // errorinternalproblem when it happened in a command) and an alert in the
 // log, never the server.
 func (srv *Server) Serve(c Conn, s *Session) {
-	s.Proto, s.clearAuth = srv.Proto, srv.ClearAuth
+	// The settings in force when the session began hold to its end,
+	// whatever a Reconfigure meanwhile.
+	lim, clearAuth := srv.current()
+	s.Proto, s.clearAuth = srv.Proto, clearAuth
 	start := time.Now()
 	if srv.TLS != nil {
 		var ok bool
-		if c, ok = srv.handshake(c, s, start); !ok {
+		if c, ok = srv.handshake(c, s, lim, start); !ok {
 			return
 		}
 	}
@@ -130,7 +117,7 @@ func (srv *Server) Serve(c Conn, s *Session) {
 	defer srv.track(c, false)
 	defer func() {
 		if v := recover(); v != nil {
-			srv.alert(s, v)
+			srv.logAlert(s, v)
 			c.Close()
 		}
 	}()
@@ -145,34 +132,34 @@ func (srv *Server) Serve(c Conn, s *Session) {
 	for {
 		// The idle timeout, cut short by the session's lifetime and, before
 		// authentication, by the time it has for that (Limits).
-		deadline, why := srv.Limits.Deadline(start, srv.Timeout, srv.Proto.Auth == nil || s.Account != "")
+		deadline, why := lim.Deadline(start, srv.Timeout, srv.Proto.Auth == nil || s.Account != "")
 		c.SetReadDeadline(deadline)
 		// Checked after the deadline is set, so that a Shutdown between the
 		// two cannot be lost.
 		if srv.closing.Load() {
 			srv.write(c, Reply{Status: st.Shutdown, ForceAbort: true})
-			srv.logf("%s: %v: service shutting down after %d commands", srv.Proto.Name, s.Remote, commands)
+			srv.logShutdown(s, commands)
 			return
 		}
 		frame, err := wire.ReadFrame(r, srv.MaxPDU)
 		if err != nil {
 			switch {
 			case err == io.EOF:
-				srv.logf("%s: %v: closed after %d commands", srv.Proto.Name, s.Remote, commands)
+				srv.logClosed(s, commands)
 			case errors.Is(err, os.ErrDeadlineExceeded) && srv.closing.Load():
 				srv.write(c, Reply{Status: st.Shutdown, ForceAbort: true})
-				srv.logf("%s: %v: service shutting down after %d commands", srv.Proto.Name, s.Remote, commands)
+				srv.logShutdown(s, commands)
 			case errors.Is(err, os.ErrDeadlineExceeded) && why != "":
 				srv.write(c, Reply{Status: st.Timeout, ForceAbort: true})
-				srv.logf("%s: %v: %s, closed after %d commands", srv.Proto.Name, s.Remote, why, commands)
+				srv.logLimit(s, why, commands)
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				srv.write(c, Reply{Status: st.Timeout, ForceAbort: true})
-				srv.logf("%s: %v: timeout after %v, closed", srv.Proto.Name, s.Remote, srv.Timeout)
+				srv.logTimeout(s, srv.Timeout, commands)
 			case errors.Is(err, wire.ErrTooLong):
 				srv.write(c, Reply{Status: st.Malformed, ForceAbort: true})
-				srv.logf("%s: %v: %v, closed", srv.Proto.Name, s.Remote, err)
+				srv.logTooLong(s, err)
 			default:
-				srv.logf("%s: %v: %v", srv.Proto.Name, s.Remote, err)
+				srv.logLost(s, err, commands)
 			}
 			return
 		}
@@ -182,7 +169,7 @@ func (srv *Server) Serve(c Conn, s *Session) {
 			h.Abort(s)
 		}
 		if err := srv.write(c, rep); err != nil {
-			srv.logf("%s: %v: %v", srv.Proto.Name, s.Remote, err)
+			srv.logLost(s, err, commands)
 			return
 		}
 		if rep.Close {
@@ -196,7 +183,7 @@ func (srv *Server) Serve(c Conn, s *Session) {
 func (srv *Server) handle(h Handler, s *Session, frame []byte) (rep Reply) {
 	defer func() {
 		if v := recover(); v != nil {
-			srv.alert(s, v)
+			srv.logAlert(s, v)
 			rep = Reply{Status: srv.Proto.Status.Internal, ForceAbort: true, Close: true}
 		}
 	}()
@@ -207,11 +194,11 @@ func (srv *Server) dispatch(h Handler, s *Session, frame []byte) Reply {
 	st := srv.Proto.Status
 	pdu, err := srv.Proto.Unmarshal(frame)
 	if err != nil {
-		srv.logf("%s: %v: %v", srv.Proto.Name, s.Remote, err)
+		srv.logMalformed(s, err)
 		return Reply{Status: st.Malformed, ForceAbort: true}
 	}
 	if pdu.Command == nil {
-		srv.logf("%s: %v: a response where a command belongs", srv.Proto.Name, s.Remote)
+		srv.logNotCommand(s)
 		return Reply{Status: st.Malformed, ForceAbort: true}
 	}
 	if auth := srv.Proto.Auth; auth != nil {
@@ -224,6 +211,40 @@ func (srv *Server) dispatch(h Handler, s *Session, frame []byte) Reply {
 		}
 	}
 	return h.Handle(s, pdu.Command)
+}
+
+// live are the settings Reconfigure put in force.
+type live struct {
+	limits    Limits
+	clearAuth bool
+}
+
+// current returns the limits and cleartextauth in force for a session
+// beginning now.
+func (srv *Server) current() (Limits, bool) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.live != nil {
+		return srv.live.limits, srv.live.clearAuth
+	}
+	return srv.Limits, srv.ClearAuth
+}
+
+// Reconfigure puts new limits and cleartextauth in force for the sessions
+// that begin from now on (a listener's SIGHUP); sessions in progress keep
+// those they began with. In memory, the count of sessions per address
+// carries over to the new cap. Call it once Run has started.
+func (srv *Server) Reconfigure(l Limits, clearAuth bool) {
+	srv.mu.Lock()
+	srv.live = &live{limits: l, clearAuth: clearAuth}
+	switch m, ok := srv.slots.(*MemSlots); {
+	case ok && l.PerAddr > 0 && l.Slots == nil:
+		m.setN(l.PerAddr)
+	default:
+		srv.slots = l.SlotsFor(srv.listen)
+	}
+	srv.mu.Unlock()
+	srv.logReconfigured(l, clearAuth)
 }
 
 func (srv *Server) track(c Conn, add bool) {
@@ -266,7 +287,7 @@ func (srv *Server) ServeListener(l net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			srv.logf("%s: accept: %v", srv.Proto.Name, err)
+			srv.logAccept(err)
 			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
 		}
@@ -286,7 +307,7 @@ func (srv *Server) ServeListener(l net.Listener) error {
 				srv.Serve(c, s)
 			}()
 		default:
-			srv.logf("%s: %v: refused: %d sessions already", srv.Proto.Name, s.Remote, srv.MaxConns)
+			srv.logRefusedBusy(s, srv.MaxConns)
 			c.SetWriteDeadline(time.Now().Add(time.Second))
 			wire.WriteFrame(c, wire.MarshalResponse(true, srv.Proto.Status.Shutdown, wire.Null{}))
 			c.Close()
@@ -314,7 +335,7 @@ func (srv *Server) ServeStdio() error {
 	s := &Session{}
 	s.Remote, s.Local = StdioPeer(c)
 	if !s.Remote.Addr().IsValid() {
-		srv.logf("%s: no remote address (no TCPREMOTEIP, and stdin is not a TCP socket): limits per address shared by every such session", srv.Proto.Name)
+		srv.logNoAddress()
 	}
 	release, ok := srv.acquire(c, s)
 	if !ok {
@@ -331,16 +352,20 @@ func (srv *Server) ServeStdio() error {
 // state directory unusable) lets the session in: the global cap still
 // holds, and refusing everybody would be worse.
 func (srv *Server) acquire(c Conn, s *Session) (func(), bool) {
-	if srv.slots == nil {
+	srv.mu.Lock()
+	slots := srv.slots
+	srv.mu.Unlock()
+	if slots == nil {
 		return func() {}, true
 	}
-	release, ok, err := srv.slots.Acquire(s.Remote.Addr())
+	release, ok, err := slots.Acquire(s.Remote.Addr())
 	if err != nil {
-		srv.logf("%s: %v: counting sessions per address: %v", srv.Proto.Name, s.Remote, err)
+		srv.logNotCounted(s, err)
 		return func() {}, true
 	}
 	if !ok {
-		srv.logf("%s: %v: refused: %d sessions from this address already", srv.Proto.Name, s.Remote, srv.Limits.PerAddr)
+		lim, _ := srv.current()
+		srv.logRefusedAddr(s, lim.PerAddr)
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		wire.WriteFrame(c, wire.MarshalResponse(true, srv.Proto.Status.Shutdown, wire.Null{}))
 		c.Close()

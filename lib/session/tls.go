@@ -14,18 +14,18 @@ import (
 // timeout, cut short by the session's lifetime and the time it has to
 // authenticate, counted from start. A client that stalls the handshake
 // holds its slot no longer than one that stalls a command.
-func (srv *Server) handshake(c Conn, s *Session, start time.Time) (Conn, bool) {
+func (srv *Server) handshake(c Conn, s *Session, lim Limits, start time.Time) (Conn, bool) {
 	nc, ok := c.(net.Conn)
 	if !ok { // every Conn the package makes is a net.Conn
-		srv.logf("%s: %v: TLS: the connection is no net.Conn, closed", srv.Proto.Name, s.Remote)
+		srv.logNoNetConn(s)
 		c.Close()
 		return nil, false
 	}
-	deadline, _ := srv.Limits.Deadline(start, srv.Timeout, false)
+	deadline, _ := lim.Deadline(start, srv.Timeout, false)
 	tc := tls.Server(nc, srv.TLS)
 	nc.SetDeadline(deadline)
 	if err := tc.Handshake(); err != nil {
-		srv.logf("%s: %v: TLS handshake failed: %v", srv.Proto.Name, s.Remote, err)
+		srv.logHandshake(s, err)
 		c.Close()
 		return nil, false
 	}
@@ -51,7 +51,7 @@ func (srv *Server) loadTLS(f Flags) error {
 		return err
 	}
 	if f.TLS && srv.TLS == nil {
-		if srv.TLS, err = tlsconf.ServerConfig(d, srv.logf); err != nil {
+		if srv.TLS, err = tlsconf.ServerConfig(d, srv.logTLS); err != nil {
 			return err
 		}
 	}

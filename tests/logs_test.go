@@ -1,0 +1,198 @@
+package tests
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"im2000/lib/fail"
+)
+
+// converted are the programs (and lib/session) whose logs follow the
+// vocabulary of im2000-log(5): a file log.go holding one function per kind
+// of event, and every line's fixed text in the man page's LOGS section (the
+// whole page for lib/session, whose lines im2000-log(5) lists). A program
+// joins this list when it is converted (DESIGN-NOTES.md, "Logs").
+var converted = []struct {
+	dir, page string
+	whole     bool // the whole page documents the lines, not its LOGS section
+}{
+	{"../lib/session", "../man/im2000-log.5", true},
+	{"../im2000-agentd", "../man/im2000-agentd.8", false},
+	{"../im2000-queryd", "../man/im2000-queryd.8", false},
+	{"../im2000-listd", "../man/im2000-listd.8", false},
+}
+
+// direct are the calls that write to the log; outside log.go a converted
+// program makes none of them (fail.Recover's alert, fail.Usage and
+// fail.NoArgs, which speak to the user at the command line, are not
+// among them).
+var direct = map[string]bool{"Info": true, "Warning": true, "Alert": true, "Fatal": true, "Warn": true, "Exit": true, "Log": true}
+
+// TestLogsDocumented: every line a converted program logs has its fixed
+// text (up to the first % verb: "KIND: EVENT: ...") in its man page, every
+// line documented there is one it logs, and only log.go logs.
+func TestLogsDocumented(t *testing.T) {
+	for _, c := range converted {
+		lines := logLines(t, filepath.Join(c.dir, "log.go"))
+		if checkNoDirectLogging(t, c.dir) {
+			lines = append(lines, "alert: panic in") // fail.Recover's
+		}
+		if len(lines) == 0 {
+			t.Errorf("%s/log.go: no log lines found", c.dir)
+		}
+		doc := manLogs(t, c.page, c.whole)
+		for _, l := range lines {
+			if !strings.Contains(doc, l) {
+				t.Errorf("%s/log.go logs %q, which %s does not document (a .TP entry with .B \"%s\")", c.dir, l, c.page, l)
+			}
+		}
+		// The other way: an entry of the page that no line begins with is
+		// a line that is no longer logged, or one misspelt.
+		entry := regexp.MustCompile(`(?m)^\.TP\n\.B "((?:` + strings.Join(fail.Kinds, "|") + `):[^"]*)"`)
+		for _, m := range entry.FindAllStringSubmatch(doc, -1) {
+			found := false
+			for _, l := range lines {
+				found = found || strings.HasPrefix(l, m[1])
+			}
+			if !found {
+				t.Errorf("%s documents %q, which %s/log.go does not log", c.page, m[1], c.dir)
+			}
+		}
+	}
+}
+
+// logLines returns the fixed text of each line file logs: the format of
+// each fail.Info, Warning and Alert call with the kind before it, each
+// string literal that begins with a kind (lib/session's, which Server.Log
+// writes), and "fatal:" for fail.Fatal, each up to its first % verb and
+// without the blanks after.
+func logLines(t *testing.T, file string) []string {
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	var out []string
+	add := func(kind, format string) {
+		text, _, _ := strings.Cut(format, "%")
+		text = strings.TrimRight(text, " ")
+		if kind != fail.KindFatal && strings.TrimSpace(strings.TrimPrefix(text, kind+":")) == "" {
+			t.Errorf("%s: a %s line %q without an event: begin its format with a fixed phrase (\"accepted: %%v ...\")", file, kind, format)
+		}
+		out = append(out, text)
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.CallExpr:
+			sel, ok := n.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			if x, ok := sel.X.(*ast.Ident); !ok || x.Name != "fail" {
+				return true
+			}
+			switch sel.Sel.Name {
+			case "Info", "Warning", "Alert":
+				kind := map[string]string{"Info": fail.KindInfo, "Warning": fail.KindWarning, "Alert": fail.KindAlert}[sel.Sel.Name]
+				lit, ok := n.Args[0].(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					t.Errorf("%s: fail.%s with a format that is not a literal: its text cannot be checked against the man page", file, sel.Sel.Name)
+					return true
+				}
+				s, _ := strconv.Unquote(lit.Value)
+				add(kind, kind+": "+s)
+				return false
+			case "Fatal":
+				add(fail.KindFatal, "fatal: ")
+			case "Warn", "Exit":
+				t.Errorf("%s: fail.%s writes a line without a kind: use fail.Info, Warning, Alert or Fatal", file, sel.Sel.Name)
+			}
+		case *ast.BasicLit:
+			if n.Kind != token.STRING {
+				return true
+			}
+			s, _ := strconv.Unquote(n.Value)
+			for _, k := range fail.Kinds {
+				if strings.HasPrefix(s, k+": ") {
+					add(k, s)
+				}
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// manLogs returns what documents the lines in page: its LOGS section, or
+// the whole page, with troff's escapes for - and " undone.
+func manLogs(t *testing.T, page string, whole bool) string {
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.NewReplacer(`\-`, "-", `\(dq`, `"`, `\e`, `\`).Replace(string(b))
+	if whole {
+		return s
+	}
+	i := strings.Index(s, "\n.SH LOGS\n")
+	if i < 0 {
+		t.Errorf("%s has no LOGS section", page)
+		return ""
+	}
+	s = s[i+len("\n.SH LOGS\n"):]
+	if j := strings.Index(s, "\n.SH "); j >= 0 {
+		s = s[:j+1]
+	}
+	return s
+}
+
+// checkNoDirectLogging fails the test for each call in dir, outside
+// log.go and the tests, that writes to the log: fail.Info, Warning, Alert,
+// Fatal, Warn, Exit or Log, or a Log or logf method (lib/session's
+// Server.Log). It says whether dir calls fail.Recover, whose alert the
+// page must document.
+func checkNoDirectLogging(t *testing.T, dir string) (recovers bool) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	for _, file := range files {
+		if filepath.Base(file) == "log.go" || strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			x, _ := sel.X.(*ast.Ident)
+			recovers = recovers || x != nil && x.Name == "fail" && sel.Sel.Name == "Recover"
+			switch {
+			case x != nil && x.Name == "fail" && direct[sel.Sel.Name],
+				(x == nil || x.Name != "fail") && (sel.Sel.Name == "Log" || sel.Sel.Name == "logf"):
+				t.Errorf("%s: %s logs directly: give the event a function in log.go and document its line", fset.Position(call.Pos()), render(sel))
+			}
+			return true
+		})
+	}
+	return recovers
+}
+
+func render(sel *ast.SelectorExpr) string {
+	if x, ok := sel.X.(*ast.Ident); ok {
+		return x.Name + "." + sel.Sel.Name
+	}
+	return "." + sel.Sel.Name
+}
