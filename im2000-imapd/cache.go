@@ -7,7 +7,7 @@ package main
 // the body again in another session) does not make the store serve it
 // again. A file is written to a temporary name, fsynced and renamed: a
 // crash leaves a whole file or none (temporary files are swept at the next
-// scan). The cache is bounded by imapcachebytes per user: past it, the
+// scan; a name lost with an unsynced directory means one more fetch). The cache is bounded by imapcachebytes per user: past it, the
 // files least recently written go first; a message expunged takes its
 // files along. The files are the store's octets with the reader's trace
 // fields, as RetrieveTo writes them, and nothing more is kept about them.
@@ -69,11 +69,12 @@ func (c *cache) put(name, kind string, fill func(w io.Writer) (int64, error)) (*
 	if err == nil && durableWrites {
 		err = tmp.Sync()
 	}
+	// The content is fsynced before the rename, so a name never leads to
+	// a torn file; the directory is not: a crash may lose the name of a
+	// file just written, and the message is fetched again (one fsync a
+	// message, not two, in mbsync's pull of a whole mailbox).
 	if err == nil {
 		err = os.Rename(tmp.Name(), c.path(name, kind))
-	}
-	if err == nil && durableWrites {
-		err = durable.SyncDir(c.dir)
 	}
 	if err != nil {
 		return nil, err

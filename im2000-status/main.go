@@ -39,7 +39,8 @@ const usage = `usage: im2000-status [--pending] [--failed] [--since WHEN] [--que
                 the oldest message waiting, the next attempt
   --json        JSON for scripts instead of a table
   --cancel id   withdraw the message: nobody can retrieve it any more
-  --resend id   notify every recipient who has not silenced again, now
+  --resend id   notify every recipient who has not silenced again, now,
+                or resendfloor seconds after its last notification
   -h            show this help`
 
 // recipientView and messageView are the JSON form, and what the tables show.

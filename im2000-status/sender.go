@@ -56,13 +56,24 @@ func act(p *printer, c conf.Dir, account, verb, idText string) error {
 			p.line("cancelled " + id.String())
 		}
 	default:
-		var n int
-		n, err = a.Resend(id, time.Now())
+		floor, ferr := c.Num("resendfloor")
+		if ferr != nil {
+			return ferr
+		}
+		floor = min(max(floor, 1), maxFloor)
+		var r store.Resent
+		r, err = a.Resend(id, time.Now(), time.Duration(floor)*time.Second)
 		if errors.Is(err, store.ErrFinished) {
 			return fail.Perm(fmt.Errorf("%s: %v", idText, err))
 		}
 		if err == nil {
-			p.line(fmt.Sprintf("resending %s to %d recipients", id, n))
+			line := fmt.Sprintf("resending %s to %d recipients", id, r.Recipients)
+			if r.Held > 0 {
+				// Said, so that a sender who sees nothing happen knows why.
+				line += fmt.Sprintf("; %d of them not before %s (resendfloor: %d seconds after their last notification)",
+					r.Held, r.Until.UTC().Format(time.RFC3339), floor)
+			}
+			p.line(line)
 		}
 	}
 	if errors.Is(err, store.ErrNoSuch) {
@@ -70,6 +81,9 @@ func act(p *printer, c conf.Dir, account, verb, idText string) error {
 	}
 	return err
 }
+
+// maxFloor bounds resendfloor, as notifyd bounds its durations: a year.
+const maxFloor = 365 * 24 * 3600
 
 func (p *printer) line(s string) { fmt.Fprintln(p.w, s) }
 

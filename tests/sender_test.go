@@ -42,7 +42,7 @@ func queueSummary(t *testing.T, e *env) (q struct {
 // again at once.
 func TestSenderTools(t *testing.T) {
 	bob := newAgentHostFor(t, "listener", "example.net", "", "bob")
-	e, a := queueStore(t, map[string]string{"example.net": bob.rnasp, "example.com": "127.0.0.1:1"}, map[string]string{"retrybase": "1", "resend": "3600"})
+	e, a := queueStore(t, map[string]string{"example.net": bob.rnasp, "example.com": "127.0.0.1:1"}, map[string]string{"retrybase": "1", "resend": "3600", "resendfloor": "1"})
 	_, logs := daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-notifyd"))
 	first := e.inject("Subject: one\n\n1\n", "bob@example.net", "carol@example.com")
 	second := e.inject("Subject: two\n\n2\n", "bob@example.net")
@@ -89,6 +89,19 @@ func TestSenderTools(t *testing.T) {
 		if time.Since(start) > 30*time.Second {
 			t.Fatalf("resend did not notify bob again (had %d):\n%s", spool, logs.String())
 		}
+	}
+	// A resend loop (the issue 17 review): with the floor at an hour, bob
+	// was notified within it; each resend says when he will be, and
+	// moves nothing.
+	e.setConf("resendfloor", "3600")
+	for i := 0; i < 3; i++ {
+		if r := e.run("", "im2000-status", "--resend", first); r.code != 0 || !strings.Contains(r.stdout, "resending "+first+" to 2 recipients; ") ||
+			!strings.Contains(r.stdout, " of them not before ") || !strings.Contains(r.stdout, "resendfloor: 3600 seconds") {
+			t.Fatalf("--resend within the floor: exit %d, %q %s", r.code, r.stdout, r.stderr)
+		}
+	}
+	if next := nextOf(t, a, id1, 0); next.Before(time.Now().Add(50 * time.Minute)) {
+		t.Errorf("bob, notified just now, is due again at %v despite the floor", next)
 	}
 
 	// Cancel: gone from every view and the summary.
@@ -145,4 +158,14 @@ func TestSenderToolsRemote(t *testing.T) {
 	if q := queueSummary(t, cl); q.Messages != 1 {
 		t.Errorf("remote summary after cancel: %+v", q)
 	}
+}
+
+// nextOf is when recipient i of message id is due for its next attempt.
+func nextOf(t *testing.T, a *store.Account, id msgid.ID, i int) time.Time {
+	t.Helper()
+	st, err := a.Status(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Recipients[i].Next
 }

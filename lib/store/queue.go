@@ -114,32 +114,68 @@ func (s *Store) Existing(name string) (*Account, error) {
 // ErrFinished is a resend of a message with nobody left to notify.
 var ErrFinished = errors.New("every recipient has silenced or failed for good: nobody to notify")
 
+// Resent is what a Resend did.
+type Resent struct {
+	Recipients int       // not silenced nor failed for good: all made due
+	Held       int       // of those, due only at their last attempt plus the floor
+	Until      time.Time // the latest such due time
+}
+
 // Resend makes every recipient of the message who has not silenced or
 // failed for good due for a notification now (the sender's im2000-status
-// --resend), and returns how many. It journals their next attempt as now,
-// moves the queue link back to todo/ and wakes notifyd, whose intake reads
-// todo/ at once: a message it already has in its schedule takes the
-// earlier due times (im2000-notifyd/schedule.go). A message past its
-// lifetime is ErrNoSuch, as everywhere.
-func (a *Account) Resend(id msgid.ID, now time.Time) (int, error) {
-	n := 0
+// --resend), but never sooner than floor after its last attempt, and never
+// later than it was due: a loop of resends notifies an agent at most once
+// a floor (issue 17 review: it re-notified every agent once a second). It
+// journals their next attempts, moves the queue link back to todo/ and
+// wakes notifyd, whose intake reads todo/ at once: a message it already
+// has in its schedule takes the earlier due times
+// (im2000-notifyd/schedule.go). If no due time moved, it does neither, so
+// a repeated resend costs notifyd nothing. A message past its lifetime is
+// ErrNoSuch, as everywhere.
+func (a *Account) Resend(id msgid.ID, now time.Time, floor time.Duration) (Resent, error) {
+	var r Resent
+	moved := 0
+	now = now.Truncate(time.Second)
 	err := a.Update(id, func(env *Envelope, st *Status) error {
 		if now.After(env.Expires()) {
 			return ErrNoSuch
 		}
 		for i := range st.Recipients {
-			if r := &st.Recipients[i]; !r.Notification.Final() {
-				r.Next = now.Truncate(time.Second)
-				n++
+			rc := &st.Recipients[i]
+			if rc.Notification.Final() {
+				continue
+			}
+			r.Recipients++
+			due := now
+			if !rc.Last.IsZero() && rc.Last.Add(floor).After(now) {
+				due = rc.Last.Add(floor).Truncate(time.Second)
+			}
+			if rc.Next.IsZero() || !rc.Next.After(due) {
+				due = now // due already, or sooner: never later
+				if rc.Next.After(now) {
+					due = rc.Next
+				}
+			} else {
+				rc.Next = due
+				moved++
+			}
+			if due.After(now) {
+				r.Held++
+				if due.After(r.Until) {
+					r.Until = due
+				}
 			}
 		}
-		if n == 0 {
+		if r.Recipients == 0 {
 			return ErrFinished
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return r, err
+	}
+	if moved == 0 && (linked(a.path("queue", id)) || linked(a.path("todo", id))) {
+		return r, nil // on notifyd's queue with these due times already
 	}
 	todo := a.path("todo", id)
 	err = os.Rename(a.path("queue", id), todo)
@@ -152,13 +188,18 @@ func (a *Account) Resend(id msgid.ID, now time.Time) (int, error) {
 		}
 	}
 	if err != nil {
-		return 0, err
+		return r, err
 	}
 	if err := durable.SyncDir(filepath.Join(a.dir, "todo")); err != nil {
-		return 0, err
+		return r, err
 	}
 	if a.s != nil {
 		a.s.Trigger(a.Name)
 	}
-	return n, nil
+	return r, nil
+}
+
+func linked(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

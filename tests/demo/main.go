@@ -2,13 +2,21 @@
 // in a throwaway directory, with nothing but the built programs (servers
 // listen themselves; no tcpserver, no root). alice sends bob a message and
 // posts to a list; bob's store notifies his agent, bob fetches into a
-// Maildir, and alice sees that he has it.
+// Maildir, and alice sees that he has it. Every connection is TLS, verified
+// against a private CA the demo makes, as conf/setup.sh does.
 package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"flag"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -134,6 +142,11 @@ func main() {
 	os.MkdirAll(filepath.Join(dir, "log"), 0o755)
 	msoap, msrap, rnasp, rnaqp := freeAddr(), freeAddr(), freeAddr(), freeAddr()
 
+	say("a private CA for example.org and example.net (as conf/setup.sh makes one): every connection is TLS")
+	ca, cert, key := privateCA(filepath.Join(dir, "tls"), "example.org", "example.net")
+	fmt.Printf("   CA %s, certificate %s\n", ca, cert)
+	tlsConf := role{"tlscert": cert, "tlskey": key, "tlsca": ca}
+
 	say("two hosts in %s, all on loopback, no root, no privileged port", dir)
 	fmt.Printf("   example.org: alice's message store   MSOAP %s, MSRAP %s\n", msoap, msrap)
 	fmt.Printf("   example.net: bob's notification agent RNASP %s, RNAQP %s\n", rnasp, rnaqp)
@@ -142,19 +155,24 @@ func main() {
 	os.MkdirAll(storeDir, 0o755)
 	os.MkdirAll(filepath.Join(spool, "bob"), 0o700)
 	role{"me": "example.org", "store": storeDir, "passwords": passwords("alice"), "lists/news": "alice",
-		"storelocation": msrap, "routes": "_rnasp._tcp.example.net " + rnasp,
+		"storelocation": "example.org", "storessl": msrap, "routes": "_rnasps._tcp.example.net " + rnasp,
 		"retrybase": "1", "resend": "5"}.write(storeConf)
 	role{"me": "example.net", "agent": spool, "passwords": passwords("bob")}.write(agentConf)
-	role{"me": "example.net", "rna": rnaqp, "rnasp": rnasp, "password": "bob-secret",
-		"routes":   "_msrap._tcp.example.org " + msrap, // what binds alice's store to her domain
-		"listfile": "news " + msrap, "listinterval": "1", "listdstate": filepath.Join(dir, "bob", "listd")}.write(bobConf)
+	role{"me": "example.net", "rna": "example.net", "rnasp": "example.net", "password": "bob-secret",
+		// The TLS forms only; _msraps._tcp.example.org is also what binds
+		// alice's store to her domain.
+		"routes":   "_msraps._tcp.example.org " + msrap + "\n_rnaqps._tcp.example.net " + rnaqp + "\n_rnasps._tcp.example.net " + rnasp,
+		"listfile": "news example.org", "listinterval": "1", "listdstate": filepath.Join(dir, "bob", "listd")}.write(bobConf)
+	for _, c := range []string{storeConf, agentConf, bobConf} {
+		tlsConf.write(c)
+	}
 
-	say("starting the servers (each also runs under tcpserver; here they listen themselves)")
-	start(storeConf, nil, "im2000-submitd", "-l", msoap)
-	start(storeConf, nil, "im2000-retrieved", "-l", msrap)
+	say("starting the servers with -tls (each also runs under tcpserver; here they listen themselves)")
+	start(storeConf, nil, "im2000-submitd", "-l", msoap, "-tls")
+	start(storeConf, nil, "im2000-retrieved", "-l", msrap, "-tls")
 	start(storeConf, nil, "im2000-notifyd")
-	start(agentConf, nil, "im2000-agentd", "-l", rnasp)
-	start(agentConf, nil, "im2000-queryd", "-l", rnaqp)
+	start(agentConf, nil, "im2000-agentd", "-l", rnasp, "-tls")
+	start(agentConf, nil, "im2000-queryd", "-l", rnaqp, "-tls")
 	start(bobConf, []string{"IM2000_ACCOUNT=bob"}, "im2000-listd")
 	time.Sleep(500 * time.Millisecond)
 
@@ -189,6 +207,52 @@ func main() {
 	if !strings.Contains(run(storeConf, alice, "", "im2000-status", id), "silenced\treadall") {
 		die("alice's status does not show bob silenced/readall")
 	}
+	say("each client remembers the domains it reached over TLS, and will refuse cleartext from them")
+	for _, c := range []string{storeConf, bobConf} {
+		ents, _ := os.ReadDir(filepath.Join(c, "tlsdomains"))
+		for _, e := range ents {
+			fmt.Printf("   %s/tlsdomains/%s\n", filepath.Base(c), e.Name())
+		}
+	}
+}
+
+// privateCA makes a CA and a certificate from it for names and 127.0.0.1,
+// in dir, and returns the paths of the CA, the certificate and its key.
+func privateCA(dir string, names ...string) (ca, cert, key string) {
+	os.MkdirAll(dir, 0o700)
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		die("%v", err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "im2000 demo CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		die("%v", err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &leafKey.PublicKey, caKey)
+	if err != nil {
+		die("%v", err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(leafKey)
+	ca, cert, key = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	for path, b := range map[string][]byte{
+		ca:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			die("%v", err)
+		}
+	}
+	return ca, cert, key
 }
 
 func headerAndBody(m string) string {
