@@ -36,6 +36,12 @@ func (s *Store) Clean(now time.Time) error {
 		keep(a.RebuildUsage())
 		keep(cleanDir(filepath.Join(a.dir, "todo"), now, danglingLink))
 		keep(cleanDir(filepath.Join(a.dir, "queue"), now, danglingLink))
+		days, _ := os.ReadDir(filepath.Join(a.dir, "expire")) // expire.go
+		for _, d := range days {
+			if d.IsDir() {
+				keep(cleanDir(filepath.Join(a.dir, "expire", d.Name()), now, danglingLink))
+			}
+		}
 		keep(cleanDir(filepath.Join(a.dir, "status"), now, func(path string) bool {
 			// <id>, <id>.<lid>.reads and <id>.<gen>.journal
 			f := strings.Split(filepath.Base(path), ".")

@@ -210,7 +210,8 @@ type entry struct{ link, target string }
 func (d *Draft) entries() []entry {
 	a, env := d.a, d.env
 	msgFromRoot := filepath.Join("..", a.Name, "msg", env.ID.String())
-	es := []entry{{a.path("todo", env.ID), filepath.Join("..", "msg", env.ID.String())}}
+	es := []entry{{a.path("todo", env.ID), filepath.Join("..", "msg", env.ID.String())},
+		{a.expirePath(env), filepath.Join("..", "..", "msg", env.ID.String())}} // expire.go
 	for _, r := range env.Recipients {
 		es = append(es, entry{a.s.rcptPath(r.ID), msgFromRoot})
 	}
@@ -251,6 +252,9 @@ func (d *Draft) commit() error {
 		return err
 	}
 	dirs := map[string]bool{}
+	if err := a.makeExpireDay(env); err != nil {
+		return err
+	}
 	for _, l := range env.Lists {
 		if err := a.s.makeListDay(l.Name, d.posted); err != nil {
 			return err

@@ -90,6 +90,7 @@ func (a *Account) finish(m *Message) error {
 	}
 	keep(unlink(a.path("todo", id)))
 	keep(unlink(a.path("queue", id)))
+	keep(unlink(a.expirePath(env)))
 	for _, r := range env.Recipients {
 		keep(unlink(a.s.rcptPath(r.ID)))
 	}
@@ -275,6 +276,12 @@ func (s *Store) Reap(now time.Time, early func(account string) bool) (Reaped, er
 }
 
 func (a *Account) reapAccount(now time.Time, early bool, r *Reaped) error {
+	indexed := a.expireIndexed()
+	if indexed && !early {
+		return a.reapIndexed(now, r) // expire.go
+	}
+	// The whole archive: for early reclaim, or to build the expiry index.
+	linked := map[string]bool{}
 	d, err := os.Open(filepath.Join(a.dir, "msg"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -293,6 +300,13 @@ func (a *Account) reapAccount(now time.Time, early bool, r *Reaped) error {
 			}
 			expired, reclaim := a.due(id, now, early)
 			if !expired && !reclaim {
+				if !indexed {
+					if dir, err := a.linkOpen(id); err == nil {
+						linked[dir] = true
+					} else if !errors.Is(err, ErrNoSuch) && first == nil {
+						first = err
+					}
+				}
 				continue
 			}
 			if rerr := a.remove(id); rerr != nil && !errors.Is(rerr, ErrNoSuch) && first == nil {
@@ -304,12 +318,25 @@ func (a *Account) reapAccount(now time.Time, early bool, r *Reaped) error {
 			}
 		}
 		if err == io.EOF || len(ents) == 0 {
+			if first == nil && !indexed {
+				first = a.markIndexed(linked)
+			}
 			return first
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// linkOpen makes message id's expiry link if it is missing.
+func (a *Account) linkOpen(id msgid.ID) (string, error) {
+	m, err := a.Open(id)
+	if err != nil {
+		return "", err
+	}
+	defer m.Close()
+	return a.linkExpiry(m.Env)
 }
 
 // due says whether a message is past its lifetime, or reclaimable early.

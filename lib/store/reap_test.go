@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,5 +174,61 @@ func TestCancelLeavesNothing(t *testing.T) {
 	}
 	if err := a.Cancel(env.ID); !errors.Is(err, ErrNoSuch) {
 		t.Fatalf("second cancel: %v", err)
+	}
+}
+
+// TestReapIndex: the first Reap of an account walks its archive once and
+// completes the expiry index; from then on Reap reads only the index's
+// days (a message whose link is gone is not found), and without the
+// "complete" mark it walks the archive again. A past day left empty goes.
+func TestReapIndex(t *testing.T) {
+	s, a := newAccount(t)
+	sub := submission(t)
+	sub.Lifetime = 30 * 24 * time.Hour
+	long, err := inject(t, a, sub, "kept", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var short []*Envelope
+	for i := 0; i < 3; i++ {
+		short = append(short, shortLived(t, a))
+	}
+	complete := filepath.Join(a.dir, "expire", expireComplete)
+	if _, err := os.Stat(complete); err == nil {
+		t.Fatal("complete before any Reap")
+	}
+	if r, err := s.Reap(time.Now().Add(-time.Hour), nil); err != nil || r != (Reaped{}) {
+		t.Fatalf("first Reap: %+v %v", r, err)
+	}
+	if _, err := os.Stat(complete); err != nil {
+		t.Fatalf("the first Reap did not complete the index: %v", err)
+	}
+	hidden := short[0]
+	if err := os.Remove(a.expirePath(hidden)); err != nil {
+		t.Fatal(err)
+	}
+	later := hidden.Expires().Add(48 * time.Hour)
+	r, err := s.Reap(later, nil)
+	if err != nil || r.Expired != 2 {
+		t.Fatalf("indexed Reap: %+v %v (want the 2 linked ones)", r, err)
+	}
+	if _, err := a.Open(hidden.ID); err != nil {
+		t.Fatalf("the unlinked message was found without the index: %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(a.expirePath(hidden))); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the emptied past day is still there: %v", err)
+	}
+	os.Remove(complete)
+	if r, err := s.Reap(later, nil); err != nil || r.Expired != 1 {
+		t.Fatalf("Reap rebuilding the index: %+v %v", r, err)
+	}
+	if _, err := os.Stat(complete); err != nil {
+		t.Fatalf("the rebuild did not complete the index: %v", err)
+	}
+	if _, err := os.Lstat(a.expirePath(long)); err != nil {
+		t.Fatalf("the live message has no expiry link: %v", err)
+	}
+	if ids, _ := a.Messages(); len(ids) != 1 || ids[0] != long.ID {
+		t.Fatalf("left: %v", ids)
 	}
 }
