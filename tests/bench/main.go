@@ -84,6 +84,8 @@ func main() {
 			benchArchiveIO()
 		case "imap": // issue 19: mbsync through im2000-imapd against mpop through im2000-pop3d
 			benchIMAP()
+		case "tls-client": // issue 16: TLS against cleartext through the client dial
+			benchTLSClient()
 		case "archive-commit": // the second half of archive alone
 			commitVsSize(100000)
 		default:
