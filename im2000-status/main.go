@@ -61,8 +61,8 @@ type listView struct {
 
 type messageView struct {
 	ID         string          `json:"id"`
-	Submitted  time.Time       `json:"submitted"`
-	Expires    time.Time       `json:"expires"`
+	Submitted  time.Time       `json:"submitted,omitzero"` // zero: unknown (a remote store's Track does not say)
+	Expires    time.Time       `json:"expires,omitzero"`
 	Sender     string          `json:"sender"`
 	Subject    string          `json:"subject"`
 	Size       int64           `json:"size"`

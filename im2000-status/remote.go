@@ -48,7 +48,7 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 		if err != nil {
 			return fail.Perm(fmt.Errorf("%q: %v", idText, err))
 		}
-		v, err := remoteView(rs, remote.Sent{ID: id})
+		v, err := remoteView(rs, sentRecord(c, id))
 		if errors.Is(err, remote.ErrNoSuch) {
 			return fail.Perm(fmt.Errorf("%s: no such message in the archive of %s", idText, account))
 		}
@@ -79,4 +79,19 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 		}
 	}
 	return p.list(views, summary)
+}
+
+// sentRecord is what the sent log says of id (when it was submitted, its
+// subject), or the id alone: MSOAP Track does not tell the dates.
+func sentRecord(c conf.Dir, id msgid.ID) remote.Sent {
+	if log, err := remote.SentLog(c); err == nil {
+		if sent, err := remote.ReadLog(log); err == nil {
+			for _, s := range sent {
+				if s.ID == id {
+					return s
+				}
+			}
+		}
+	}
+	return remote.Sent{ID: id}
 }

@@ -251,6 +251,12 @@ func TestHostSetup(t *testing.T) {
 	if !waitQuiet(20*time.Second, func() bool { r = alice.run("", "im2000-status", id); return strings.Contains(r.stdout, "nouser") }) {
 		t.Errorf("status of a message to a removed account:\n%s%s", r.stdout, r.stderr)
 	}
+	// Over MSOAP the dates the store does not tell are left out, not zero;
+	// when it was submitted comes from the sent log.
+	r = alice.run("", "im2000-status", "--json", id)
+	if r.code != 0 || strings.Contains(r.stdout, "0001-01-01") || !strings.Contains(r.stdout, `"submitted": "20`) || strings.Contains(r.stdout, `"expires"`) {
+		t.Errorf("remote status --json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 // TestAdminErrors: the messages that used to send an admin looking in the
