@@ -183,22 +183,23 @@ func (m *Message) Complete(d Defaults) {
 
 // WriteTo writes the header and the rest of the body in canonical form.
 func (m *Message) WriteTo(w io.Writer) (int64, error) {
-	cw := &countWriter{w: w}
+	cw := &CountWriter{W: w}
 	if err := textproto.WriteHeader(cw, m.Header.Header.Header); err != nil {
-		return cw.n, err
+		return cw.N, err
 	}
 	_, err := io.Copy(NewCRLFWriter(cw), m.Body)
-	return cw.n, err
+	return cw.N, err
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
+// CountWriter passes writes on to W and counts the octets W took in N.
+type CountWriter struct {
+	W io.Writer
+	N int64
 }
 
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
+func (c *CountWriter) Write(p []byte) (int, error) {
+	n, err := c.W.Write(p)
+	c.N += int64(n)
 	return n, err
 }
 

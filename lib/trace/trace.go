@@ -138,7 +138,7 @@ var ErrHeader = errors.New("the message's header cannot be read")
 // writer did not.
 func (s Stamp) Write(w io.Writer, r io.Reader, headersOnly bool) (int64, error) {
 	var t *trimCRLF
-	cw := &countWriter{w: w}
+	cw := &mailmsg.CountWriter{W: w}
 	out := io.Writer(cw)
 	if headersOnly {
 		// The header's own blank line goes: what MSRAP serves for
@@ -152,7 +152,7 @@ func (s Stamp) Write(w io.Writer, r io.Reader, headersOnly bool) (int64, error) 
 	if t != nil && err == nil {
 		err = t.close()
 	}
-	return cw.n, err
+	return cw.N, err
 }
 
 func (s Stamp) write(w io.Writer, br *bufio.Reader) error {
@@ -272,18 +272,6 @@ func headerLine(line []byte) []byte {
 		out[i] = c
 	}
 	return append(out, '\r', '\n')
-}
-
-// countWriter counts the octets passed on.
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // trimCRLF writes all but a final CRLF.
