@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/dns/dnsmessage"
+
+	"im2000/lib/locate/locatetest"
 	"im2000/lib/tlsconf"
 	"im2000/lib/tlsconf/tlstest"
 )
@@ -185,4 +188,42 @@ func TestDialTLSLiteral(t *testing.T) {
 	if _, err := l.DialTLS(context.Background(), "msrap", addr, "other.test"); !errors.Is(err, tlsconf.ErrBadCert) {
 		t.Fatalf("a literal store verified for another domain: %v, want ErrBadCert", err)
 	}
+}
+
+// TestDialTLSBySRV: by DNS, the TLS form's SRV record is followed first
+// and its target verified for the domain looked up, not for the target's
+// name (a forged SRV answer pointing at a host with a valid certificate
+// for itself gets nowhere); a domain without a TLS form costs the
+// NXDOMAIN of its _services name and falls to cleartext.
+func TestDialTLSBySRV(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	good := leaf(t, ca, "good.test", time.Now().Add(time.Hour))
+	target := leaf(t, ca, "host.good.test", time.Now().Add(time.Hour)) // valid for the target only
+	port := func(a string) uint16 { _, p, _ := net.SplitHostPort(a); n, _ := strconv.Atoi(p); return uint16(n) }
+	tlsAddr, targetAddr, clearAddr := serve(t, &good, "tls"), serve(t, &target, "tls"), serve(t, nil, "clear")
+	d := locatetest.StartDNS(t, map[string][]dnsmessage.Resource{
+		"_rnasps._tcp.good.test.":   {locatetest.SRV("_rnasps._tcp.good.test.", 1, 0, port(tlsAddr), "host.good.test.")},
+		"_rnasp._tcp.good.test.":    {locatetest.SRV("_rnasp._tcp.good.test.", 1, 0, port(clearAddr), "host.good.test.")},
+		"_rnasps._tcp.forged.test.": {locatetest.SRV("_rnasps._tcp.forged.test.", 1, 0, port(targetAddr), "host.good.test.")},
+		"_rnasp._tcp.plain.test.":   {locatetest.SRV("_rnasp._tcp.plain.test.", 1, 0, port(clearAddr), "host.good.test.")},
+		"host.good.test.":           {locatetest.A("host.good.test.")},
+	})
+	l := &Locator{Resolvers: []string{d.Addr}, Timeout: 2 * time.Second, TLS: tlsconf.NewClient(ca.Pool(), nil, &tlsconf.Tracker{Dir: t.TempDir()})}
+	if got, err := dialed(t, l); got != "tls" {
+		t.Fatalf("good.test by SRV: %q, %v", got, err)
+	}
+	if c, err := l.Dial(context.Background(), "rnasp", "forged.test"); !errors.Is(err, tlsconf.ErrBadCert) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("a target with a certificate for its own name only: %v, want ErrBadCert", err)
+	}
+	c, err := l.Dial(context.Background(), "rnasp", "plain.test")
+	if err != nil {
+		t.Fatalf("a domain without a TLS form: %v", err)
+	}
+	if _, isTLS := c.(*tls.Conn); isTLS {
+		t.Fatal("plain.test reached over TLS")
+	}
+	c.Close()
 }
