@@ -163,12 +163,15 @@ type pop struct {
 	drop    []*entry
 	start   time.Time // of the session, for its lifetime
 	overTLS bool      // the session is in TLS (-tls, or after STLS)
+	// localUser: on pipes, with no peer named (session.LocalUser); a
+	// Unix-domain socket is not a local user's.
+	localUser bool
 }
 
 // serve runs one POP3 session. A panic ends the session with an -ERR and
 // an alert in the log, never the server and its other sessions.
 func (c *config) serve(conn session.Conn, peer string) {
-	p := &pop{config: c, conn: conn, r: bufio.NewReaderSize(conn, 4096), peer: peer, start: time.Now()}
+	p := &pop{config: c, conn: conn, r: bufio.NewReaderSize(conn, 4096), peer: peer, start: time.Now(), localUser: session.LocalUser(conn)}
 	defer func() {
 		if v := recover(); v != nil {
 			fail.Alert("%s", fail.Panicked("the POP3 session with "+peer, v))

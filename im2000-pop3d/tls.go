@@ -73,10 +73,11 @@ func (p *pop) stls() bool {
 }
 
 // passwordOK says whether USER, PASS and AUTH may be taken: over TLS,
-// from loopback, or where the admin set cleartextauth. Otherwise the
+// from loopback, from a local user on pipes, or where the admin set
+// cleartextauth. Otherwise the
 // command is refused, logged, and CAPA does not list them.
 func (p *pop) passwordOK(verb string) bool {
-	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.clearAuth) {
+	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.localUser, p.clearAuth) {
 		return true
 	}
 	fail.Warn("%s: %s refused: a password in cleartext from a non-loopback address (have clients use STLS or the -tls port, or set cleartextauth to 1 if the network is trusted)", p.peer, verb)
@@ -92,7 +93,7 @@ func (p *pop) capa() string {
 	if p.tls != nil && !p.overTLS {
 		caps = append(caps, "STLS")
 	}
-	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.clearAuth) {
+	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.localUser, p.clearAuth) {
 		caps = append(caps, "USER", "SASL PLAIN")
 	}
 	caps = append(caps, "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "IMPLEMENTATION im2000-pop3d", ".")

@@ -50,10 +50,12 @@ func limited(c net.Conn) *limitedConn {
 }
 
 // passwordOK says whether AUTH may be taken on this connection: over TLS,
-// from loopback, or where the admin set cleartextauth.
+// from loopback, or where the admin set cleartextauth. smtpd runs only on
+// a socket, never on a local user's pipes; a socket without an IP address
+// (Unix-domain) counts as remote.
 func (s *client) passwordOK() bool {
 	_, isTLS := s.smtp.TLSConnectionState()
-	return tlsconf.PasswordOK(isTLS, netipOf(s.peer), s.cfg.clearAuth)
+	return tlsconf.PasswordOK(isTLS, netipOf(s.peer), false, s.cfg.clearAuth)
 }
 
 // errEncryptionRequired is RFC 4954's answer to AUTH in cleartext where

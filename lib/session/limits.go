@@ -249,6 +249,20 @@ func StdioPeer(c net.Conn) (remote, local netip.AddrPort) {
 	return remote, local
 }
 
+// LocalUser says whether a session on stdin/stdout (StdioConn gave c) is
+// a local user's, who may send a password in cleartext
+// (tlsconf.PasswordOK): stdin is no socket at all (pipes: somebody on this
+// host ran the server, or a program of theirs did) and nothing names a
+// peer (no TCPREMOTEIP). A socket without an IP address is not a local
+// user's: a Unix-domain socket, or the socketpair socat's EXEC hands over
+// (socat TCP-LISTEN:110,fork EXEC:im2000-pop3d sets no TCPREMOTEIP),
+// relays from wherever its other end listens. The one rule for every
+// server run per connection.
+func LocalUser(c Conn) bool {
+	_, pipes := c.(*pipeConn)
+	return pipes && os.Getenv("TCPREMOTEIP") == ""
+}
+
 // ServerLimits reads the limits of a server of protocol name whose own
 // state lives under root (a store's root, an agent's spool): its slot
 // files go to root/.sessions/NAME, apart from other servers' on the same

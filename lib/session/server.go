@@ -56,6 +56,7 @@ type Session struct {
 	// TLS is the session's TLS state; nil for a cleartext session.
 	TLS       *tls.ConnectionState
 	clearAuth bool // the setting cleartextauth (PasswordOK)
+	localUser bool // on pipes, no peer named (LocalUser)
 }
 
 // Server runs sessions of one protocol.
@@ -332,7 +333,7 @@ func (srv *Server) ServeStdio() error {
 	if err != nil {
 		return err
 	}
-	s := &Session{}
+	s := &Session{localUser: LocalUser(c)}
 	s.Remote, s.Local = StdioPeer(c)
 	if !s.Remote.Addr().IsValid() {
 		srv.logNoAddress()

@@ -35,10 +35,10 @@ func (srv *Server) handshake(c Conn, s *Session, lim Limits, start time.Time) (C
 }
 
 // PasswordOK says whether the session may carry a password (MSOAP and
-// RNAQP Authenticate): over TLS, from loopback, or where the admin set
-// cleartextauth (tlsconf.PasswordOK).
+// RNAQP Authenticate): over TLS, from loopback, from a local user on pipes
+// (LocalUser), or where the admin set cleartextauth (tlsconf.PasswordOK).
 func (s *Session) PasswordOK() bool {
-	return tlsconf.PasswordOK(s.TLS != nil, s.Remote.Addr(), s.clearAuth)
+	return tlsconf.PasswordOK(s.TLS != nil, s.Remote.Addr(), s.localUser, s.clearAuth)
 }
 
 // loadTLS reads what Run needs of TLS from the configuration directory:

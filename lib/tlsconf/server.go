@@ -298,11 +298,14 @@ func ClearAuth(d conf.Dir) (bool, error) {
 }
 
 // PasswordOK says whether a password may be taken on a connection: over
-// TLS, from a loopback address, or anywhere when the admin allowed it
-// (cleartextauth). A connection with no address (stdin/stdout on pipes,
-// not under tcpserver) is a local user's, and counts as loopback.
-func PasswordOK(overTLS bool, peer netip.Addr, clearAuth bool) bool {
-	return overTLS || clearAuth || !peer.IsValid() || peer.Unmap().IsLoopback()
+// TLS, from a loopback address, from a local user (localUser: stdin and
+// stdout are pipes and nothing names a peer, session.LocalUser), or
+// anywhere when the admin allowed it (cleartextauth). A connection with
+// no IP address that is not a local user's (a Unix-domain socket, the
+// socketpair socat's EXEC hands over) counts as remote: whatever relays
+// into it may take its bytes from anywhere.
+func PasswordOK(overTLS bool, peer netip.Addr, localUser, clearAuth bool) bool {
+	return overTLS || clearAuth || localUser || peer.IsValid() && peer.Unmap().IsLoopback()
 }
 
 func pairSum(cert, key []byte) [sha256.Size]byte {

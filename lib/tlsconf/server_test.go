@@ -212,22 +212,26 @@ func TestPasswordOK(t *testing.T) {
 	for _, c := range []struct {
 		tls   bool
 		peer  string
+		local bool
 		clear bool
 		want  bool
 	}{
-		{false, "127.0.0.1", false, true},
-		{false, "127.0.0.2", false, true},
-		{false, "::1", false, true},
-		{false, "::ffff:127.0.0.1", false, true},
-		{false, "192.0.2.1", false, false},
-		{false, "2001:db8::1", false, false},
-		{true, "192.0.2.1", false, true},
-		{false, "192.0.2.1", true, true},
-		{false, "", false, true}, // pipes: a local user
+		{false, "127.0.0.1", false, false, true},
+		{false, "127.0.0.2", false, false, true},
+		{false, "::1", false, false, true},
+		{false, "::ffff:127.0.0.1", false, false, true},
+		{false, "192.0.2.1", false, false, false},
+		{false, "2001:db8::1", false, false, false},
+		{true, "192.0.2.1", false, false, true},
+		{false, "192.0.2.1", false, true, true},
+		{false, "", true, false, true},   // pipes: a local user
+		{false, "", false, false, false}, // a socket with no IP address (Unix-domain): remote
+		{true, "", false, false, true},
+		{false, "", false, true, true},
 	} {
 		a, _ := netip.ParseAddr(c.peer)
-		if got := PasswordOK(c.tls, a, c.clear); got != c.want {
-			t.Errorf("PasswordOK(%v, %q, %v) = %v", c.tls, c.peer, c.clear, got)
+		if got := PasswordOK(c.tls, a, c.local, c.clear); got != c.want {
+			t.Errorf("PasswordOK(%v, %q, %v, %v) = %v", c.tls, c.peer, c.local, c.clear, got)
 		}
 	}
 }
