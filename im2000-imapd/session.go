@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -34,6 +35,9 @@ type imapSession struct {
 	seen     stamp      // of the state file as the view last followed it
 	uidNext  imap.UID
 	validity uint32
+
+	idleMu sync.Mutex // held by Idle (update.go)
+	closed bool       // under idleMu
 }
 
 // viewMsg is a message as this session's client knows it.
@@ -57,6 +61,9 @@ func noMailbox(name string) error {
 }
 
 func (s *imapSession) Close() error {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	s.closed = true
 	if s.mb != nil {
 		s.mb.Close()
 	}

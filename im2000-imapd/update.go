@@ -228,7 +228,16 @@ func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error 
 
 // Idle checks the state file every second (other sessions' changes) and
 // asks the agent every imappoll seconds, until the client ends the IDLE.
+//
+// The library runs Idle in a goroutine of its own and, when the client
+// goes away in IDLE, closes the session without waiting for it: idleMu
+// makes Close wait for Idle to end, and Idle not start after Close.
 func (s *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	if s.closed {
+		return nil
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
