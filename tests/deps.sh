@@ -35,3 +35,4 @@ echo "tests/deps.sh: installing:$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+need apache2-utils command -v htpasswd # bcrypt for conf/add-account.sh and setup.sh (Python 3.13 has no crypt module)
