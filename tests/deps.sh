@@ -25,6 +25,7 @@ need postfix sh -c 'PATH=$PATH:/usr/sbin command -v postfix' # the SMTP world of
 need isync command -v mbsync # im2000-imapd's IMAP clients (tests/imap_clients_test.go)
 need fetchmail command -v fetchmail
 need tmux command -v tmux # mutt driven in a terminal
+need apache2-utils command -v htpasswd # bcrypt for conf/add-account.sh and setup.sh (Python 3.13 has no crypt module)
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "tests/deps.sh: the tests need:$missing" >&2
@@ -35,4 +36,3 @@ echo "tests/deps.sh: installing:$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
-need apache2-utils command -v htpasswd # bcrypt for conf/add-account.sh and setup.sh (Python 3.13 has no crypt module)
