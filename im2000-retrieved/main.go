@@ -13,6 +13,7 @@ import (
 
 	"im2000/lib/conf"
 	"im2000/lib/fail"
+	"im2000/lib/mailmsg"
 	"im2000/lib/msgid"
 	"im2000/lib/session"
 	"im2000/lib/store"
@@ -158,7 +159,7 @@ func (h *handler) retrieve(s *session.Session, c *msrap.Retrieve) (session.Reply
 				return session.Reply{}, err
 			}
 			if c.Type == msrap.SummaryOnly {
-				hdr = store.Summary(hdr)
+				hdr = mailmsg.Summary(hdr)
 			}
 			part, size = strings.NewReader(string(hdr)), int64(len(hdr))
 		}

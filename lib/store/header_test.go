@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"im2000/lib/mailmsg"
 )
 
 // messageOf is a Message whose bytes (after the envelope) are data.
@@ -85,7 +87,7 @@ func TestHeaderLongLines(t *testing.T) {
 				if c.kept {
 					want = c.before + long + want[len(c.before):]
 				}
-				if got := string(Summary(h)); got != want {
+				if got := string(mailmsg.Summary(h)); got != want {
 					t.Errorf("%s: Summary = %d octets, want %d:\n%.200q\n%.200q", name, len(got), len(want), got, want)
 				}
 				// With no body and no empty line, all of it is the header.
@@ -115,7 +117,7 @@ func TestHeaderLongLineStored(t *testing.T) {
 	if err != nil || string(h) != header {
 		t.Fatalf("Header() = %d octets, %v; want %d", len(h), err, len(header))
 	}
-	if got := string(Summary(h)); got != "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hi\r\n" {
+	if got := string(mailmsg.Summary(h)); got != "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hi\r\n" {
 		t.Fatalf("Summary = %q", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"im2000/lib/addr"
+	"im2000/lib/mailmsg"
 	"im2000/lib/msgid"
 )
 
@@ -342,7 +343,7 @@ func TestLookupPartsCancel(t *testing.T) {
 	if err != nil || string(h) != body[:strings.Index(body, "\r\n\r\n")+2] {
 		t.Fatalf("Header = %q, %v", h, err)
 	}
-	if got := string(Summary(h)); got != "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hi\r\n  there\r\n" {
+	if got := string(mailmsg.Summary(h)); got != "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hi\r\n  there\r\n" {
 		t.Fatalf("Summary = %q", got)
 	}
 	if err := m.Update(func(_ *Envelope, st *Status) error { st.Recipients[1].Read = ReadAll; return nil }); err != nil {
