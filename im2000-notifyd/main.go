@@ -48,10 +48,11 @@ type config struct {
 	resend      time.Duration
 	timeout     time.Duration
 	concurrency int
+	smarthost   *smarthost // nil: none (smarthost.go)
 }
 
 // settings are the files load reads, for logging what SIGHUP changed.
-var settings = []string{"storelocation", "storessl", "tlsca", "tlsrequire", "routes", "resolvers", "retrybase", "retrymax", "resend", "timeout", "concurrency"}
+var settings = []string{"storelocation", "storessl", "tlsca", "tlsrequire", "routes", "resolvers", "retrybase", "retrymax", "resend", "timeout", "concurrency", "smarthost", "smarthostuser"}
 
 func main() {
 	fail.NoArgs(usage)
@@ -109,6 +110,9 @@ func load(d conf.Dir) (*config, error) {
 		return nil, err
 	}
 	c.concurrency = int(max(n, 1))
+	if c.smarthost, err = loadSmarthost(d); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -175,6 +175,9 @@ func notify(cfg *config, domain string, batch []*entry) ([]outcome, string) {
 	case errors.Is(err, locate.ErrBadDomain):
 		return all(store.BadDomain), domain
 	case errors.Is(err, locate.ErrNoService):
+		if cfg.smarthost != nil { // smarthost.go
+			return cfg.smarthost.handOff(cfg, domain, batch)
+		}
 		return all(store.NoService), domain
 	case errors.Is(err, tlsconf.ErrDowngrade):
 		fail.Warn("%s: %v", domain, err)

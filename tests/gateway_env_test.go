@@ -111,6 +111,12 @@ type postfixHost struct {
 // postfix starts as root and runs its daemons as the user postfix, so
 // the test's directories are opened to it.
 func startPostfix(t *testing.T, extra, transport string) *postfixHost {
+	return startPostfixAt(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), extra, transport, nil)
+}
+
+// startPostfixAt is startPostfix with its smtpd on addr. Every @DIR@ in
+// extra is the instance's directory; files are more files for its etc/.
+func startPostfixAt(t *testing.T, addr, extra, transport string, files map[string]string) *postfixHost {
 	if _, err := os.Stat("/usr/sbin/postfix"); err != nil {
 		t.Fatal("postfix is not installed: run tests/deps.sh")
 	}
@@ -121,14 +127,16 @@ func startPostfix(t *testing.T, extra, transport string) *postfixHost {
 	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
-	h := &postfixHost{dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), log: filepath.Join(dir, "maillog")}
-	for _, d := range []string{"etc", "queue", "data"} {
+	h := &postfixHost{dir: dir, addr: addr, log: filepath.Join(dir, "maillog")}
+	for _, d := range []string{"etc", "queue", "data", "vmail"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chown(filepath.Join(dir, "data"), postfixUID(t), -1); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{"data", "vmail"} {
+		if err := os.Chown(filepath.Join(dir, d), postfixUID(t), -1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
@@ -156,7 +164,7 @@ minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 bounce_queue_lifetime = 0
 %[2]s
-`, dir, extra)
+`, dir, strings.ReplaceAll(extra, "@DIR@", dir))
 	write := func(name, text string) {
 		if err := os.WriteFile(filepath.Join(dir, "etc", name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -164,6 +172,9 @@ bounce_queue_lifetime = 0
 	}
 	write("main.cf", main)
 	write("transport", transport)
+	for name, text := range files {
+		write(name, text)
+	}
 	master, err := os.ReadFile("/etc/postfix/master.cf.proto")
 	if err != nil {
 		if master, err = os.ReadFile("/etc/postfix/master.cf"); err != nil {

@@ -36,11 +36,15 @@ const (
 	// TLSBadCert is an agent's TLS form whose certificate does not
 	// verify, at a domain not yet known for TLS. Temporary, as above.
 	TLSBadCert
+	// SMTP is a recipient handed to the smarthost's SMTP relay because
+	// its domain publishes no IM2000 service (im2000-notifyd, issue 20).
+	// Final; MSOAP Track says silenced (delivered, as far as IM2000 goes).
+	SMTP
 	// LastNotification is the last state, for loops over all of them.
-	LastNotification = TLSBadCert
+	LastNotification = SMTP
 )
 
-var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser", "notifying", "silenced", "refused", "tlsdowngrade", "tlsbadcert"}
+var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser", "notifying", "silenced", "refused", "tlsdowngrade", "tlsbadcert", "smtp"}
 
 func (n Notification) String() string {
 	if int(n) < len(notificationNames) {
@@ -52,7 +56,7 @@ func (n Notification) String() string {
 // Final reports a state that will not change by itself: the store has
 // given up (baddomain, nouser, refused) or the recipient has the message
 // (silenced).
-func (n Notification) Final() bool { return n.Failed() || n == Silenced }
+func (n Notification) Final() bool { return n.Failed() || n == Silenced || n == SMTP }
 
 // Failed reports a permanent failure.
 func (n Notification) Failed() bool { return n == BadDomain || n == NoUser || n == Refused }
@@ -65,6 +69,9 @@ func (n Notification) Wire() uint64 {
 	}
 	if n == TLSDowngrade || n == TLSBadCert {
 		return uint64(NoServer)
+	}
+	if n == SMTP {
+		return uint64(Silenced)
 	}
 	return uint64(n)
 }
