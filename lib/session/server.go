@@ -108,20 +108,26 @@ func (srv *Server) Serve(c Conn, s *Session) {
 	lim, clearAuth := srv.current()
 	s.Proto, s.clearAuth = srv.Proto, clearAuth
 	start := time.Now()
-	if srv.TLS != nil {
-		var ok bool
-		if c, ok = srv.handshake(c, s, lim, start); !ok {
-			return
-		}
-	}
-	srv.track(c, true)
-	defer srv.track(c, false)
+	// Tracked and guarded from the first byte: Shutdown wakes a session
+	// still in its TLS handshake as it wakes one waiting for a command, and
+	// a panic in the handshake (in GetCertificate, say) ends this session,
+	// not the process. raw is what is tracked: a deadline set on it holds
+	// for the TLS connection over it.
+	raw := c
+	srv.track(raw, true)
+	defer srv.track(raw, false)
 	defer func() {
 		if v := recover(); v != nil {
 			srv.logAlert(s, v)
 			c.Close()
 		}
 	}()
+	if srv.TLS != nil {
+		var ok bool
+		if c, ok = srv.handshake(c, s, lim, start); !ok {
+			return
+		}
+	}
 	h := srv.NewHandler(s)
 	defer func() {
 		h.Abort(s)

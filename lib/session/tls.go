@@ -2,6 +2,7 @@ package session
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"time"
 
@@ -24,7 +25,17 @@ func (srv *Server) handshake(c Conn, s *Session, lim Limits, start time.Time) (C
 	deadline, _ := lim.Deadline(start, srv.Timeout, false)
 	tc := tls.Server(nc, srv.TLS)
 	nc.SetDeadline(deadline)
-	if err := tc.Handshake(); err != nil {
+	// Serve tracks nc, so Shutdown sets its read deadline to now and the
+	// handshake ends at once. Checked after the deadline is set, as
+	// Serve's loop does, so that a Shutdown just before is not lost.
+	err := errShuttingDown
+	if !srv.closing.Load() {
+		err = tc.Handshake()
+	}
+	if err != nil && srv.closing.Load() {
+		err = errShuttingDown
+	}
+	if err != nil {
 		srv.logHandshake(s, err)
 		c.Close()
 		return nil, false
@@ -33,6 +44,9 @@ func (srv *Server) handshake(c Conn, s *Session, lim Limits, start time.Time) (C
 	s.TLS = &st
 	return tc, true
 }
+
+// errShuttingDown is why a handshake that Shutdown cut short failed.
+var errShuttingDown = errors.New("the service is shutting down")
 
 // PasswordOK says whether the session may carry a password (MSOAP and
 // RNAQP Authenticate): over TLS, from loopback, from a local user on pipes
