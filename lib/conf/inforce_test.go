@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -46,8 +47,9 @@ func TestInForce(t *testing.T) {
 	write("timeout", "soon\n")
 	t.Setenv("IM2000_AGENT", "/spool/agent")
 	d := Dir(dir)
+	tlsseen, _ := Lookup("tlsseen") // a Text with a default: the table's
 	got := d.InForce([]string{"me", "agent", "agentquota", "agentrate", "routes", "resolvers", "password", "passwords", "rnasp", "listdstate", "tlsseen", "timeout"})
-	want := `me="example.org" agent="/spool/agent" agentquota=5 agentrate=6000 routes=lines:2 resolvers=(none) password=(set) passwords=(none) rnasp="a b\x01" listdstate=(default) tlsseen="tlsseen" timeout="unreadable: ` + filepath.Join(dir, "timeout") + `: want a whole number of 0 or more, found \"soon\""`
+	want := `me="example.org" agent="/spool/agent" agentquota=5 agentrate=6000 routes=lines:2 resolvers=(none) password=(set) passwords=(none) rnasp="a b\x01" listdstate=(default) tlsseen=` + strconv.Quote(tlsseen.Default) + ` timeout="unreadable: ` + filepath.Join(dir, "timeout") + `: want a whole number of 0 or more, found \"soon\""`
 	if got != want {
 		t.Errorf("InForce:\n got %s\nwant %s", got, want)
 	}
