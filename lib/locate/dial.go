@@ -28,7 +28,7 @@ func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, e
 		c, err := l.dialTLS(ctx, t, domain)
 		if err == nil {
 			if err := l.TLS.Reached(service, domain); err != nil && l.Log != nil {
-				l.Log("cannot remember that %s reached %s over TLS: %v", SRVName(service, domain), t, err)
+				l.Log("cannot remember TLS: %s reached at %s over TLS, not recorded (check the tlsseen directory): %v", SRVName(service, domain), t, err)
 			}
 			return c, nil
 		}
@@ -81,7 +81,7 @@ func (l *Locator) DialTLS(ctx context.Context, service, addr, name string) (net.
 		return nil, err
 	}
 	if err := l.TLS.Reached(strings.ToLower(service), name); err != nil && l.Log != nil {
-		l.Log("cannot remember that %s reached %s over TLS: %v", SRVName(service, name), addr, err)
+		l.Log("cannot remember TLS: %s reached at %s over TLS, not recorded (check the tlsseen directory): %v", SRVName(service, name), addr, err)
 	}
 	return c, nil
 }

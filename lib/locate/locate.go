@@ -30,6 +30,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"im2000/lib/conf"
+	"im2000/lib/fail"
 	"im2000/lib/tlsconf"
 )
 
@@ -90,6 +91,7 @@ func FromConf(d conf.Dir) (*Locator, error) {
 	if l.TLS, err = tlsconf.LoadClient(d); err != nil {
 		return nil, err
 	}
+	l.Log = fail.Warning // a domain reached over TLS that cannot be remembered
 	return l, nil
 }
 
