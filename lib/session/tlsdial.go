@@ -15,9 +15,10 @@ import (
 // session: the implicit TLS form of a service (DESIGN.md section 3). The
 // minimum version is tlsconf.MinVersion whatever cfg says.
 //
-// This is the minimal client the server side's tests need; the client side
-// of issue 16 (locating the TLS forms, tlsca, downgrade tracking) builds on
-// it or replaces it.
+// Programs do not use it: their sessions come from Connect and DialWhere,
+// whose lib/locate dial finds the TLS forms, verifies for the domain looked
+// up (tlsca) and refuses downgrades. This direct dial to an address is for
+// tests and benchmarks that name the server themselves.
 func DialTLS(ctx context.Context, p *wire.Protocol, addr string, timeout time.Duration, cfg *tls.Config) (*Client, error) {
 	if cfg == nil {
 		cfg = &tls.Config{}
