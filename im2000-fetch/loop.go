@@ -21,7 +21,8 @@ import (
 // fails, however, is logged and tried again at the next tick: a supervisor
 // restarting a dead loop would only do the same, later. SIGTERM ends the
 // loop after the run under way, which it lets finish (a run is bounded
-// by the settings' timeouts), so that nothing is delivered twice.
+// by the settings' timeouts), so that nothing is delivered twice. Its
+// own lines follow im2000-log(5)'s vocabulary, as a daemon's do.
 func loop(interval time.Duration, args []string) {
 	self, err := os.Executable()
 	if err != nil {
@@ -31,7 +32,7 @@ func loop(interval time.Duration, args []string) {
 	signal.Notify(wake, syscall.SIGHUP, syscall.SIGALRM)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	fail.Warn("fetching every %v, and on SIGHUP or SIGALRM", interval)
+	fail.Info("loop started: every %v, and on SIGHUP or SIGALRM", interval)
 	for {
 		cmd := exec.Command(self, args...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
@@ -39,19 +40,19 @@ func loop(interval time.Duration, args []string) {
 		var exit *exec.ExitError
 		switch {
 		case errors.As(err, &exit) && exit.ExitCode() == fail.Permanent:
-			fail.Warn("a run failed for good (exit 100): fix what it said; trying again in %v", interval)
+			fail.Warning("run failed: for good (exit 100): fix what it said; trying again in %v", interval)
 		case err != nil:
-			fail.Warn("a run failed (%v): trying again in %v", err, interval)
+			fail.Warning("run failed: %v; trying again in %v", err, interval)
 		}
 		timer := time.NewTimer(interval)
 		select {
 		case <-timer.C:
 		case s := <-wake:
 			timer.Stop()
-			fail.Warn("woken by %v", s)
+			fail.Info("loop woken: %v", s)
 		case s := <-stop:
 			timer.Stop()
-			fail.Warn("stopped by %v", s)
+			fail.Info("loop stopped: %v", s)
 			os.Exit(0)
 		}
 		// A signal that came during the run wakes the next one at once:

@@ -216,7 +216,7 @@ func TestHostSetup(t *testing.T) {
 		}
 	}
 	log, _ := os.ReadFile(filepath.Join(loop, "log", "main", "current"))
-	for _, want := range []string{"fetching every 1h0m0s", "woken by alarm clock", "woken by hangup"} {
+	for _, want := range []string{"im2000-fetch: info: loop started: every 1h0m0s", "info: loop woken: alarm clock", "info: loop woken: hangup"} {
 		if !bytes.Contains(log, []byte(want)) {
 			t.Errorf("the loop's log has no %q:\n%s", want, log)
 		}
