@@ -322,3 +322,44 @@ func TestAdminErrors(t *testing.T) {
 		t.Errorf("inject into a store of another user: %v %s", err, out)
 	}
 }
+
+// TestHostSetupFlavors: host-setup.sh's service directories for runit and
+// s6 have their loggers, every script parses, and an IPv6 address gets a
+// listener of its own (tcpserver binds IPv4 only) and an AAAA record.
+func TestHostSetupFlavors(t *testing.T) {
+	for flavor, logger := range map[string]string{"runit": "svlogd -tt ./main", "s6": "s6-log t ./main", "daemontools": "multilog t ./main"} {
+		dir := filepath.Join(t.TempDir(), flavor)
+		code, out := runScript(t, "host-setup.sh", "-s", flavor, "-b", bin, dir, "example.net", "mx.example.net", "192.0.2.7", "2001:db8::7")
+		if code != 0 {
+			t.Fatalf("host-setup.sh -s %s: exit %d\n%s", flavor, code, out)
+		}
+		if !strings.Contains(out, "mx.example.net. 300 IN AAAA 2001:db8::7\n") || !strings.Contains(out, "mx.example.net. 300 IN A 192.0.2.7\n") {
+			t.Errorf("%s: address records:\n%s", flavor, out)
+		}
+		runs, _ := filepath.Glob(filepath.Join(dir, "service", "*", "run"))
+		if len(runs) != 6*3+1 { // six servers on two addresses and loopback, and notifyd
+			t.Errorf("%s: %d service directories, want 19: %v", flavor, len(runs), runs)
+		}
+		for _, run := range runs {
+			for _, f := range []string{run, filepath.Join(filepath.Dir(run), "log", "run")} {
+				if out, err := exec.Command("sh", "-n", f).CombinedOutput(); err != nil {
+					t.Errorf("%s: %v %s", f, err, out)
+				}
+			}
+			b, _ := os.ReadFile(filepath.Join(filepath.Dir(run), "log", "run"))
+			if !strings.Contains(string(b), logger) {
+				t.Errorf("%s/log/run: %q, want %s", filepath.Dir(run), b, logger)
+			}
+		}
+		v6, _ := os.ReadFile(filepath.Join(dir, "service", "im2000-agentd.2", "run"))
+		if !strings.Contains(string(v6), "im2000-agentd  -l [2001:db8::7]:4003") {
+			t.Errorf("%s: the IPv6 agent: %s", flavor, v6)
+		}
+	}
+	if code, out := runScript(t, "host-setup.sh", "-s", "systemd", "-b", bin, t.TempDir(), "example.net", "mx.example.net", "192.0.2.7"); code != 100 {
+		t.Errorf("-s systemd: exit %d %s", code, out)
+	}
+	if code, out := runScript(t, "host-setup.sh", "-b", bin, t.TempDir(), "example.net", "mx.example.net", "not-an-address"); code != 100 || !strings.Contains(out, "not an IPv4 or IPv6 address") {
+		t.Errorf("a bad address: exit %d %s", code, out)
+	}
+}
