@@ -40,12 +40,6 @@ const usage = `usage: im2000-imapd [-l addr:port] [-c n] [-t seconds] [-tls]
                 STARTTLS is offered when tlscert and tlskey are set
   -h            show this help`
 
-// Defaults of the settings of this program (man/im2000-conf.5).
-const (
-	defaultPoll       = 10       // imappoll: seconds between the agent's polls in IDLE and NOOP
-	defaultCacheBytes = 64 << 20 // imapcachebytes: the body cache of one user
-)
-
 type config struct {
 	conf     conf.Dir
 	rna      string
@@ -123,11 +117,11 @@ func load(d conf.Dir, implicit bool) (*config, error) {
 	c := &config{conf: d, implicit: implicit}
 	c.check, c.open, c.take = c.checkPassword, c.openInbox, c.takeNew
 	var err error
-	if c.rna, err = d.String("rna", ""); err == nil && c.rna == "" {
+	if c.rna, err = d.Str("rna"); err == nil && c.rna == "" {
 		err = fmt.Errorf("write where the agent's RNAQP server is (host:port, or a domain) to %s", d.Path("rna"))
 	}
 	if err == nil {
-		c.state, err = d.String("imapstate", "")
+		c.state, err = d.Str("imapstate")
 		if err == nil && c.state == "" {
 			err = fmt.Errorf("write a directory for the users' mailboxes to %s", d.Path("imapstate"))
 		}
@@ -140,13 +134,13 @@ func load(d conf.Dir, implicit bool) (*config, error) {
 	}
 	var poll, cache int64
 	if err == nil {
-		poll, err = d.Int("imappoll", defaultPoll)
+		poll, err = d.Num("imappoll")
 		if err == nil && poll < 1 {
 			err = fmt.Errorf("%s is %d: want at least 1 second", d.Path("imappoll"), poll)
 		}
 	}
 	if err == nil {
-		cache, err = d.Int("imapcachebytes", defaultCacheBytes)
+		cache, err = d.Num("imapcachebytes")
 		if err == nil && cache < 0 {
 			err = fmt.Errorf("%s is %d: want at least 0", d.Path("imapcachebytes"), cache)
 		}

@@ -50,7 +50,7 @@ func (s *imapSession) screen(fresh []agent.Entry) ([]agent.Entry, error) {
 	if err != nil {
 		return nil, fail.Temp(fmt.Errorf("sender policy: %v (fix it: %s cannot read mail while it is broken)", err, s.user))
 	}
-	max, err := s.conf.Int("maxheld", int64(inbox.DefaultMaxHeld))
+	max, err := s.conf.Num("maxheld")
 	if err == nil && max < 1 {
 		err = fail.Temp(fmt.Errorf("maxheld is %d: want at least 1", max))
 	}
