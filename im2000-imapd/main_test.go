@@ -165,7 +165,9 @@ var literal = regexp.MustCompile(`\{(\d+)\}\r\n$`)
 // transcript checks the framing of what the server wrote.
 func transcript(t *testing.T, input string, out []byte) {
 	tags := map[string]bool{}
-	for _, line := range strings.Split(input, "\n") {
+	// The library resynchronises at a bare CR as well as at LF, so a tag
+	// may follow either.
+	for _, line := range strings.FieldsFunc(input, func(r rune) bool { return r == '\r' || r == '\n' }) {
 		if tag, _, ok := strings.Cut(line, " "); ok {
 			tags[tag] = true
 		}
