@@ -54,3 +54,19 @@ func TestInForce(t *testing.T) {
 		t.Errorf("InForce:\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestInForceSecrets: notifyd logs its settings, smarthostpassword among
+// them; the log shows whether it is set, never the password.
+func TestInForceSecrets(t *testing.T) {
+	dir := t.TempDir()
+	d := Dir(dir)
+	if got := d.InForce([]string{"smarthostpassword"}); got != "smarthostpassword=(none)" {
+		t.Errorf("InForce without the file: %s", got)
+	}
+	if err := os.WriteFile(d.Path("smarthostpassword"), []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.InForce([]string{"smarthostpassword"}); got != "smarthostpassword=(set)" {
+		t.Errorf("InForce of a password: %s", got)
+	}
+}
