@@ -46,7 +46,7 @@ func readBy(readers, prog string, groups []string) bool {
 }
 
 // secret settings are never shown, only whether they are set.
-var secret = map[string]bool{"password": true, }
+var secret = map[string]bool{"password": true, "smarthostpassword": true}
 
 // computed are the settings whose value in force is not only their file:
 // an environment variable overrides it, or the default depends on the
