@@ -93,12 +93,38 @@ func (l *Locator) dialTLS(ctx context.Context, addr, name string) (net.Conn, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout())
 	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: l.timeout()}, Config: tc.Config(name)}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	cfg, resuming := tc.ServerConfig(addr, name)
+	c, err := l.handshake(ctx, addr, cfg)
+	if err == nil && resuming && !c.ConnectionState().DidResume && c.ConnectionState().Version >= tls.VersionTLS13 {
+		// The server declined the session, and this full handshake
+		// offered only classical key exchange (tlsconf.ServerConfig):
+		// not used, and the session that no longer resumes forgotten.
+		c.Close()
+		tc.Forget(addr, name)
+		cfg, _ = tc.ServerConfig(addr, name)
+		c, err = l.handshake(ctx, addr, cfg)
+	}
 	if err != nil {
+		if resuming { // whatever failed, the next dial makes a full handshake
+			tc.Forget(addr, name)
+		}
 		return nil, fmt.Errorf("%s: TLS: %w", addr, err)
 	}
 	return c, nil
+}
+
+func (l *Locator) handshake(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: l.timeout()}, Config: cfg}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok { // tls.Dialer documents a *tls.Conn
+		c.Close()
+		return nil, fmt.Errorf("crypto/tls dialed a %T", c)
+	}
+	return tc, nil
 }
 
 // defaultTLS is the TLS of a Locator made without FromConf: the system

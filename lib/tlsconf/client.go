@@ -99,6 +99,53 @@ func (c *Client) Config(name string) *tls.Config {
 	return &tls.Config{RootCAs: c.roots, ServerName: strings.TrimSuffix(name, "."), MinVersion: MinVersion, ClientSessionCache: c.cache}
 }
 
+// ServerConfig is Config for a connection to the server at addr. Its
+// sessions are cached for that server alone (a ticket is offered only to
+// the server that issued it: another server of the same domain could not
+// take it, and would learn that the client was here before). resuming
+// says that a session is cached: the handshake then offers only classical
+// key exchange (X25519 first), sparing the post-quantum hybrid's keys,
+// about a quarter of a resumed session's cost. Its secrets still rest on
+// the hybrid: TLS 1.3 resumption mixes the session's secret, made by the
+// full handshake, into the keys. A server that declines the session (its
+// ticket keys changed, the ticket expired) makes a full handshake without
+// the hybrid: the caller must not use that connection, but Forget the
+// session and dial again with the full configuration (resuming false).
+func (c *Client) ServerConfig(addr, name string) (cfg *tls.Config, resuming bool) {
+	cfg = c.Config(name)
+	cache := serverCache{c.cache, addr + " "}
+	cfg.ClientSessionCache = cache
+	if _, ok := cache.Get(cfg.ServerName); ok {
+		cfg.CurvePreferences = classical
+		return cfg, true
+	}
+	return cfg, false
+}
+
+// Forget drops the session cached for the server at addr under name.
+func (c *Client) Forget(addr, name string) {
+	serverCache{c.cache, addr + " "}.Put(strings.TrimSuffix(name, "."), nil)
+}
+
+// classical is the key exchange of a resumed handshake: crypto/tls's
+// classical groups, X25519 preferred.
+var classical = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
+
+// serverCache is the Client's session cache seen by one server's
+// connections: crypto/tls keys sessions by server name alone.
+type serverCache struct {
+	tls.ClientSessionCache
+	prefix string
+}
+
+func (s serverCache) Get(key string) (*tls.ClientSessionState, bool) {
+	return s.ClientSessionCache.Get(s.prefix + key)
+}
+
+func (s serverCache) Put(key string, cs *tls.ClientSessionState) {
+	s.ClientSessionCache.Put(s.prefix+key, cs)
+}
+
 // Required says whether service at domain must be reached over TLS, and
 // why: it is in tlsrequire, or it was reached over TLS before.
 func (c *Client) Required(service, domain string) (string, bool) {
