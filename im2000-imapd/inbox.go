@@ -80,84 +80,128 @@ func (c *config) takeNew(mb mailbox, user, pass string) error {
 	return err
 }
 
-// refresh brings the state up to the pending queue, under the user's lock:
-// with take, the agent's new notifications first. New entries are screened
-// (the sender binding, the sender policy) and get the next UIDs, with their
-// sizes from the notification (or, lacking one, asked of their stores,
-// one session per store); entries gone from the queue leave the state. An
-// entry whose size cannot be had now stays pending without a UID, for a
-// later refresh.
+// refresh brings the state up to the pending queue. The agent (with
+// take) and the senders' stores are asked outside the user's lock: a
+// store that never answers delays this session's refresh only, never
+// the user's other sessions, which wait for the lock on every change.
+// Under the lock (first update): entries gone from the queue leave the
+// state; new entries are screened (the sender binding, the sender
+// policy), and those whose notification states a size get the next UIDs
+// at once. Those without a size are asked of their stores (one session
+// per store) with the lock released, and get their UIDs in a second short
+// update, if still pending and not listed by another session meanwhile.
+// An entry whose size cannot be had now stays pending without a UID, for
+// a later refresh.
 func (s *imapSession) refresh(take bool) error {
-	_, st, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
-		if take {
-			s.lastTake = time.Now()
-			if err := s.take(s.mb, s.user, s.pass); err != nil {
-				if errors.Is(err, inbox.ErrAuth) {
-					return false, err
-				}
-				// The agent is down: what is pending is still there to read.
-				fail.Warn("%s: %s: taking notifications: %s (later)", s.peer, s.user, trace.Escape(err.Error()))
+	if take {
+		s.lastTake = time.Now()
+		if err := s.take(s.mb, s.user, s.pass); err != nil {
+			if errors.Is(err, inbox.ErrAuth) {
+				return err
 			}
+			// The agent is down: what is pending is still there to read.
+			fail.Warn("%s: %s: taking notifications: %s (later)", s.peer, s.user, trace.Escape(err.Error()))
 		}
-		pending, err := s.mb.Pending()
-		if err != nil {
-			return false, fail.Temp(err)
-		}
-		known := map[string]bool{}
-		for _, r := range state.Msgs {
-			known[r.Name] = true
-		}
-		s.entries = map[string]agent.Entry{}
-		var fresh []agent.Entry
-		for _, e := range pending {
-			s.entries[e.Name] = e
-			if !known[e.Name] {
-				fresh = append(fresh, e)
-			}
-		}
-		changed := false
-		kept := state.Msgs[:0]
-		for _, r := range state.Msgs {
-			if _, ok := s.entries[r.Name]; ok {
-				kept = append(kept, r)
-			} else {
-				changed = true
-				s.cache.remove(r.Name)
-			}
-		}
-		state.Msgs = kept
-		fresh, err = s.screen(fresh)
+	}
+	var sizeless []agent.Entry
+	_, _, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+		fresh, changed, err := s.prune(state)
 		if err != nil {
 			return false, err
 		}
-		sizes := make([]int64, len(fresh))
-		inbox.PerStore(fresh, func(i int, e agent.Entry) {
-			size, err := s.mb.Size(e)
-			switch {
-			case errors.Is(err, inbox.ErrGone):
-				s.mb.Done(e)
-				sizes[i] = -1
-			case err != nil: // logged by lib/inbox when dropped
-				if !errors.Is(err, inbox.ErrDropped) {
-					fail.Warn("%s: %s: size of %s: %s (left for later)", s.peer, s.user, e.N.Notification.ID, trace.Escape(err.Error()))
-				}
-				sizes[i] = -1
-			default:
-				sizes[i] = int64(min(size, 1<<62))
-			}
-		})
-		for i, e := range fresh {
-			if sizes[i] < 0 {
+		if fresh, err = s.screen(fresh); err != nil {
+			return false, err
+		}
+		for _, e := range fresh {
+			if e.N.Notification.Size == nil {
+				sizeless = append(sizeless, e)
 				continue
 			}
-			state.Msgs = append(state.Msgs, record{UID: state.UIDNext, Name: e.Name, Size: sizes[i], Date: int64(min(e.N.Date, 1<<62))})
-			state.UIDNext++
+			state.add(e, int64(min(*e.N.Notification.Size, 1<<62)))
 			changed = true
 		}
 		return changed, nil
 	})
-	_ = st
+	if err != nil || len(sizeless) == 0 {
+		return err
+	}
+	sizes := make([]int64, len(sizeless))
+	inbox.PerStore(sizeless, func(i int, e agent.Entry) {
+		size, err := s.mb.Size(e)
+		switch {
+		case errors.Is(err, inbox.ErrGone):
+			s.mb.Done(e)
+			sizes[i] = -1
+		case err != nil: // logged by lib/inbox when dropped
+			if !errors.Is(err, inbox.ErrDropped) {
+				fail.Warn("%s: %s: size of %s: %s (left for later)", s.peer, s.user, e.N.Notification.ID, trace.Escape(err.Error()))
+			}
+			sizes[i] = -1
+		default:
+			sizes[i] = int64(min(size, 1<<62))
+		}
+	})
+	_, _, err = lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+		_, changed, err := s.prune(state)
+		if err != nil {
+			return false, err
+		}
+		known := state.names()
+		for i, e := range sizeless {
+			if sizes[i] < 0 || known[e.Name] {
+				continue
+			}
+			if _, ok := s.entries[e.Name]; !ok {
+				continue // gone from the queue meanwhile
+			}
+			state.add(e, sizes[i])
+			changed = true
+		}
+		return changed, nil
+	})
 	return err
+}
+
+// prune lists the pending queue into s.entries, drops the records whose
+// entries left it, and returns the entries the state does not list yet.
+func (s *imapSession) prune(state *mboxState) (fresh []agent.Entry, changed bool, err error) {
+	pending, err := s.mb.Pending()
+	if err != nil {
+		return nil, false, fail.Temp(err)
+	}
+	known := state.names()
+	s.entries = map[string]agent.Entry{}
+	for _, e := range pending {
+		s.entries[e.Name] = e
+		if !known[e.Name] {
+			fresh = append(fresh, e)
+		}
+	}
+	kept := state.Msgs[:0]
+	for _, r := range state.Msgs {
+		if _, ok := s.entries[r.Name]; ok {
+			kept = append(kept, r)
+		} else {
+			changed = true
+			s.cache.remove(r.Name)
+		}
+	}
+	state.Msgs = kept
+	return fresh, changed, nil
+}
+
+func (st *mboxState) names() map[string]bool {
+	known := make(map[string]bool, len(st.Msgs))
+	for _, r := range st.Msgs {
+		known[r.Name] = true
+	}
+	return known
+}
+
+// add lists e under the next UID.
+func (st *mboxState) add(e agent.Entry, size int64) {
+	st.Msgs = append(st.Msgs, record{UID: st.UIDNext, Name: e.Name, Size: size, Date: int64(min(e.N.Date, 1<<62))})
+	st.UIDNext++
 }
 
 // entry is the pending entry of a record; the queue is listed again when
