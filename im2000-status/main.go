@@ -52,6 +52,7 @@ type recipientView struct {
 	Attempts     *int64     `json:"attempts,omitempty"` // unknown for a remote store
 	Last         *time.Time `json:"last,omitempty"`
 	Next         *time.Time `json:"next,omitempty"`
+	Via          string     `json:"via,omitempty"` // state smtp: the smarthost in force (smtp.go)
 }
 
 type listView struct {
@@ -291,6 +292,7 @@ func run(p *printer, idText string, f filter, summary bool) error {
 		if err != nil {
 			return err
 		}
+		viaSMTP(c, v)
 		return p.recipients(v)
 	}
 	ids, err := a.Messages()
@@ -307,6 +309,7 @@ func run(p *printer, idText string, f filter, summary bool) error {
 			return err
 		}
 		if f.keep(v) {
+			viaSMTP(c, v)
 			views = append(views, v)
 		}
 	}
@@ -355,7 +358,7 @@ func (p *printer) recipients(v *messageView) error {
 		if r.Attempts != nil {
 			attempts = strconv.FormatInt(*r.Attempts, 10)
 		}
-		p.row(r.Address, r.Notification, r.Read, pin, attempts, p.time(r.Last), p.time(r.Next))
+		p.row(r.Address, r.notification(), r.Read, pin, attempts, p.time(r.Last), p.time(r.Next))
 	}
 	for _, l := range v.Lists {
 		p.row("list:"+l.Name, "-", fmt.Sprintf("retrieved %d", l.Retrievals), "-", "-", "-", "-")

@@ -55,6 +55,7 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 		if err != nil {
 			return err
 		}
+		viaSMTP(c, v)
 		return p.recipients(v)
 	}
 	log, err := remote.SentLog(c)
@@ -75,6 +76,7 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 			return err
 		}
 		if f.keep(v) {
+			viaSMTP(c, v)
 			views = append(views, v)
 		}
 	}

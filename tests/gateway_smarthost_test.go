@@ -61,4 +61,12 @@ virtual_gid_maps = static:%d`, uid, uid), "", map[string]string{"vmailbox": "car
 	if r := h.run("", "im2000-status"); !strings.Contains(r.stdout, "smtp") {
 		t.Errorf("im2000-status does not show the hand-off:\n%s", r.stdout)
 	}
+	// The record keeps the state alone; the relay shown is the smarthost
+	// setting in force.
+	if r := h.run("", "im2000-status", id); !strings.Contains(r.stdout, "carol@carol.test\thanded to SMTP via "+relay+"\t") {
+		t.Errorf("im2000-status %s does not say where carol's copy went:\n%s%s", id, r.stdout, r.stderr)
+	}
+	if r := h.run("", "im2000-status", "--json", id); !strings.Contains(r.stdout, `"via": "`+relay+`"`) {
+		t.Errorf("im2000-status --json %s has no via:\n%s%s", id, r.stdout, r.stderr)
+	}
 }
