@@ -154,6 +154,10 @@ func (s *client) Data(r io.Reader) error {
 	}
 	if err := copyMessage(d, bufio.NewReader(spool), s.cfg.me); err != nil {
 		d.Abort()
+		if errors.Is(err, errFirstFolded) {
+			fail.Warn("%v: from <%s> refused: %v", s.peer, trace.Escape(s.sender()), err)
+			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: its header starts with a continuation line")
+		}
 		return s.refused(err)
 	}
 	if _, err := d.Commit(); err != nil {
@@ -302,10 +306,21 @@ func authservID(v string) string {
 	return v
 }
 
+// errFirstFolded: the message's first line is a continuation line. It
+// would be written right under the gateway's own Authentication-Results
+// field and so continue it: results of the sender's choosing under this
+// host's authserv-id. RFC 5322 has no header that starts folded.
+var errFirstFolded = errors.New("the header's first line is a continuation line")
+
 // copyMessage writes the message as it came, but for any
 // Authentication-Results field in its header that claims this host's
 // authserv-id (RFC 8601 section 5: only this host may say what it checked).
+// A message whose first line starts with a space or tab is refused
+// (errFirstFolded) before anything is written.
 func copyMessage(w io.Writer, br *bufio.Reader, me string) error {
+	if b, _ := br.Peek(1); len(b) == 1 && (b[0] == ' ' || b[0] == '\t') {
+		return errFirstFolded
+	}
 	used := 0
 	var field []byte // the Authentication-Results field being read, with its continuations
 	flush := func() error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -41,6 +42,26 @@ func TestCopyMessage(t *testing.T) {
 	}
 }
 
+// TestCopyMessageFirstFolded: a message whose first line is a
+// continuation line would continue the gateway's own
+// Authentication-Results field, written just above it; it is refused
+// and nothing is written (the reviewer's forged "dkim=pass" for
+// paypal.com under this host's authserv-id).
+func TestCopyMessageFirstFolded(t *testing.T) {
+	for _, msg := range []string{
+		"\tdkim=pass header.d=paypal.com header.i=@paypal.com;\r\n spf=pass smtp.mailfrom=service@paypal.com\r\nFrom: service@paypal.com\r\n\r\nbody\r\n",
+		" dkim=pass\r\n\r\nb\r\n",
+		" \r\nSubject: x\r\n\r\n",
+		"\t" + strings.Repeat("a", 5000) + "\r\n\r\nb", // longer than the reader's buffer
+	} {
+		var b bytes.Buffer
+		err := copyMessage(&b, bufio.NewReader(strings.NewReader(msg)), "example.org")
+		if !errors.Is(err, errFirstFolded) || b.Len() != 0 {
+			t.Errorf("%.40q: err %v, wrote %q", msg, err, b.String())
+		}
+	}
+}
+
 // FuzzCopyMessage: a message without an Authentication-Results field is
 // copied octet for octet; none is ever longer than it came; nothing panics.
 func FuzzCopyMessage(f *testing.F) {
@@ -48,8 +69,20 @@ func FuzzCopyMessage(f *testing.F) {
 	f.Add("Authentication-Results: example.org; spf=pass\r\n\tdkim=none\r\nSubject: x\r\n\r\nb\r\n")
 	f.Add("Authentication-Results: example.org (\r\n\r\n")
 	f.Add(strings.Repeat("X-Long: "+strings.Repeat("a", 900)+"\r\n", 100) + "\r\nb")
+	f.Add("\tdkim=pass header.d=paypal.com;\r\n spf=pass\r\nFrom: a@b\r\n\r\nb\r\n")
+	f.Add(" \r\n\r\n")
 	f.Fuzz(func(t *testing.T, msg string) {
+		if msg != "" && (msg[0] == ' ' || msg[0] == '\t') {
+			var b bytes.Buffer
+			if err := copyMessage(&b, bufio.NewReader(strings.NewReader(msg)), "example.org"); !errors.Is(err, errFirstFolded) || b.Len() != 0 {
+				t.Fatalf("%q: err %v, wrote %q", msg, err, b.String())
+			}
+			return
+		}
 		got := copied(t, msg, "example.org")
+		if got != "" && (got[0] == ' ' || got[0] == '\t') {
+			t.Fatalf("%q: copy starts folded, continuing the gateway's field: %q", msg, got)
+		}
 		if len(got) > len(msg) {
 			t.Fatalf("%q became longer: %q", msg, got)
 		}
