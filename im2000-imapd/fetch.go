@@ -158,6 +158,7 @@ func needs(o *imap.FetchOptions) (header, full, seen bool) {
 
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
 	wantHeader, wantFull, setsSeen := needs(o)
+	setsSeen = setsSeen && !s.readOnly // EXAMINE
 	var seen []imap.UID
 	failed := 0
 	err := s.each(numSet, func(seq uint32, m *viewMsg) error {

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"errors"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -165,5 +166,54 @@ func TestTarpitStoreStallsOnlyItsSession(t *testing.T) {
 	release()
 	if r := <-aDone; !strings.Contains(r, "a2 OK") {
 		t.Errorf("the tarpitted session: %q", r)
+	}
+}
+
+// EXAMINE is read-only (RFC 9051 6.3.3): FETCH sets no \Seen, STORE and
+// MOVE are refused, and neither EXPUNGE nor CLOSE silences a message
+// another session marked \Deleted. SELECT afterwards may change again.
+func TestExamineReadOnly(t *testing.T) {
+	durableWrites = false
+	dir := t.TempDir()
+	m := newMemory()
+	b := dialSession(t, testConfig(dir, m, time.Hour))
+	b.cmd("b1", "LOGIN bob pw")
+	b.cmd("b2", "SELECT INBOX")
+	b.cmd("b3", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+	a := dialSession(t, testConfig(dir, m, time.Hour))
+	a.cmd("a1", "LOGIN bob pw")
+	if r := a.cmd("a2", "EXAMINE INBOX"); !strings.Contains(r, "a2 OK [READ-ONLY]") {
+		t.Fatalf("EXAMINE: %q", r)
+	}
+	if r := a.cmd("a3", "FETCH 1 (BODY[])"); !strings.Contains(r, "a3 OK") || strings.Contains(r, "\\Seen") {
+		t.Errorf("FETCH BODY[] after EXAMINE: %q", r)
+	}
+	for tag, c := range map[string]string{"a4": "STORE 2 +FLAGS (\\Deleted)", "a5": "UID MOVE 1:* Trash"} {
+		if r := a.cmd(tag, c); !strings.Contains(r, tag+" NO [READ-ONLY]") {
+			t.Errorf("%s after EXAMINE: %q", c, r)
+		}
+	}
+	a.cmd("a6", "EXPUNGE")
+	if r := a.cmd("a7", "CLOSE"); !strings.Contains(r, "a7 OK") {
+		t.Errorf("CLOSE after EXAMINE: %q", r)
+	}
+	if len(m.silenced) > 0 || len(m.done) > 0 {
+		t.Errorf("EXAMINE's session silenced %v (done %v)", m.silenced, m.done)
+	}
+	state, _, err := readState(filepath.Join(dir, "bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range state.Msgs {
+		if r.has("\\Seen") || r.UID != 1 && len(r.Flags) > 0 {
+			t.Errorf("after EXAMINE: UID %d has %v", r.UID, r.Flags)
+		}
+	}
+	a.cmd("a8", "SELECT INBOX")
+	if r := a.cmd("a9", "STORE 2 +FLAGS (\\Flagged)"); !strings.Contains(r, "a9 OK") {
+		t.Errorf("STORE after SELECT: %q", r)
+	}
+	if r := a.cmd("a10", "CLOSE"); !strings.Contains(r, "a10 OK") || !m.silenced[1] {
+		t.Errorf("CLOSE after SELECT: %q, silenced %v", r, m.silenced)
 	}
 }

@@ -31,6 +31,7 @@ type imapSession struct {
 	lastTake   time.Time
 
 	selected bool
+	readOnly bool       // EXAMINE: no flag changes, no expunges
 	view     []*viewMsg // the client's view: sequence number i+1 is view[i]
 	seen     stamp      // of the state file as the view last followed it
 	uidNext  imap.UID
@@ -55,6 +56,9 @@ var _ imapserver.SessionIMAP4rev2 = (*imapSession)(nil)
 const inboxName = "INBOX"
 
 func isInbox(name string) bool { return strings.EqualFold(name, inboxName) }
+
+// errReadOnly answers a change to a mailbox opened with EXAMINE.
+var errReadOnly = imapErr("READ-ONLY", "INBOX was opened with EXAMINE: read-only")
 
 func noMailbox(name string) error {
 	return imapErr(imap.ResponseCodeNonExistent, "no mailbox "+name+": INBOX is the only one here")
@@ -115,9 +119,9 @@ func (s *imapSession) Login(user, pass string) error {
 	return nil
 }
 
-// Select opens INBOX (EXAMINE too: read-only is not kept apart, as
-// nothing but flags and expunges can change and EXAMINE's client sends
-// neither).
+// Select opens INBOX; EXAMINE opens it read-only (RFC 9051 6.3.3): no
+// \Seen by FETCH, STORE and MOVE refused, EXPUNGE and CLOSE expunge
+// nothing (update.go).
 func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	if !isInbox(name) {
 		return nil, noMailbox(name)
@@ -132,6 +136,7 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 		}
 	}
 	s.selected, s.seen = true, st
+	s.readOnly = options != nil && options.ReadOnly
 	s.view = s.view[:0]
 	s.uidNext, s.validity = state.UIDNext, state.UIDValidity
 	var unseen uint32
@@ -153,7 +158,7 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 }
 
 func (s *imapSession) Unselect() error {
-	s.selected, s.view = false, nil
+	s.selected, s.view, s.readOnly = false, nil, false
 	return nil
 }
 

@@ -42,6 +42,9 @@ func (s *imapSession) storeFlags(uids []imap.UID, op imap.StoreFlagsOp, flags []
 }
 
 func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	if s.readOnly {
+		return errReadOnly
+	}
 	_, byUID := numSet.(imap.UIDSet)
 	type hit struct {
 		seq uint32
@@ -164,7 +167,13 @@ func (s *imapSession) expungeView(done map[string]bool, write func(uint32) error
 	return nil
 }
 
+// Expunge after EXAMINE expunges nothing: CLOSE calls it too (the
+// library cannot tell the two apart), and RFC 9051 says CLOSE of a
+// read-only mailbox removes nothing.
 func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if s.readOnly {
+		return nil
+	}
 	state, _, err := readState(s.dir)
 	if err != nil {
 		return tempError(s.peer, err)
@@ -192,6 +201,9 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 // Move to any other name deletes: there is nowhere else for a message to
 // go, and a client's "move to Trash" means the user is done with it.
 func (s *imapSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if s.readOnly {
+		return errReadOnly
+	}
 	if isInbox(dest) {
 		return imapErr(imap.ResponseCodeCannot, "the messages are in INBOX already")
 	}
