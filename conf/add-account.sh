@@ -35,6 +35,7 @@ case $name in
 '' | .* | rcpt | lists | *[!a-z0-9._-]*) die 100 "\"$name\" is not an account name: use lowercase letters, digits, '.', '_' and '-', not first '.'" ;;
 esac
 [ ${#name} -le 64 ] || die 100 "\"$name\" is longer than 64 characters"
+[ "$name" != "${gateway:-smtp}" ] || die 100 "$name is the SMTP gateway's account (gatewayaccount), which has no password: choose another name"
 ! grep -q "^$name:" "$dir/conf/passwords" 2>/dev/null || die 100 "$name is already an account of $dir"
 if [ $# -eq 3 ]; then pw=$3; else pw=$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n'); fi
 case $pw in '' | *[[:cntrl:]]*) die 100 "the password must not be empty or hold control characters" ;; esac

@@ -2,12 +2,13 @@
 # conf/host-setup.sh: an im2000 deployment for a host on a network, without
 # root: a message store and a notification agent for one mail domain, bound
 # to the host's public addresses and published under its public name, with
-# SMTP submission, POP3 and a fetch loop per account, all as supervised
-# services on unprivileged ports. It prints the DNS records to publish.
+# SMTP submission, POP3, IMAP, an inbound SMTP gateway (the domain's MX) and
+# a fetch loop per account, all as supervised services on unprivileged
+# ports. It prints the DNS records to publish.
 #
 # usage: conf/host-setup.sh [-s daemontools|runit|s6] [-b bindir] [-p baseport]
 #        [-c tlscert -k tlskey] [-A cafile] [-r resolver]... [-P priority] [-i seconds]
-#        DIR DOMAIN HOST ADDRESS...
+#        [-S smarthost [-U user -W passwordfile]] DIR DOMAIN HOST ADDRESS...
 #
 #   DOMAIN   the mail domain (me): addresses are account@DOMAIN
 #   HOST     the host's public name, the target of the SRV records
@@ -24,14 +25,22 @@
 #   -P       the SRV priority of this host (default 10); a second host for
 #            the same domain with a higher number is its fail-over
 #   -i       seconds between two runs of each account's fetch loop (60)
+#   -S       an SMTP relay (host or host:port) for recipients whose domain
+#            has no IM2000 service (smarthost); -U the account to log in as
+#            there and -W a file holding its password (smarthostuser,
+#            smarthostpassword: a file, so it is not in ps)
 #
 # Ports: baseport (default 4001) MSOAP, +1 MSRAP, +2 RNASP, +3 RNAQP,
 # +4..+7 their TLS forms (with -c/-k), +8 SMTP submission, +9 POP3,
-# +10 SMTP over TLS, +11 POP3 over TLS (with -c/-k).
+# +10 SMTP over TLS, +11 POP3 over TLS (with -c/-k), +12 IMAP (STARTTLS
+# with -c/-k), +13 IMAP over TLS (with -c/-k), +14 the inbound SMTP
+# gateway (the MX; the firewall maps port 25 to it). The gateway archives
+# its mail under the account smtp (gatewayaccount), which has no password.
 #
 #   DIR/conf/            the servers' configuration (man im2000-conf); the
 #                        store is published by name: storelocation is DOMAIN
 #   DIR/store/ DIR/agent/ the message store and the agent's spools
+#   DIR/pop3/ DIR/imap/  the POP3 and IMAP users' state (pop3state, imapstate)
 #   DIR/users/<account>/ each account's own settings (conf/add-account.sh)
 #   DIR/service/         service directories, each with log/
 #   DIR/zone             the DNS records to publish, as printed
@@ -39,9 +48,10 @@
 #
 # Accounts: conf/add-account.sh DIR NAME, conf/remove-account.sh DIR NAME.
 set -eu
-usage="usage: $0 [-s daemontools|runit|s6] [-b bindir] [-p baseport] [-c tlscert -k tlskey] [-A cafile] [-r resolver]... [-P priority] [-i seconds] DIR DOMAIN HOST ADDRESS..."
+usage="usage: $0 [-s daemontools|runit|s6] [-b bindir] [-p baseport] [-c tlscert -k tlskey] [-A cafile] [-r resolver]... [-P priority] [-i seconds] [-S smarthost [-U user -W passwordfile]] DIR DOMAIN HOST ADDRESS..."
 supervisor=daemontools port=4001 bindir= cert= key= ca= resolvers= priority=10 interval=60
-while getopts s:b:p:c:k:A:r:P:i: opt; do
+smarthost= smuser= smpwfile= gateway=smtp
+while getopts s:b:p:c:k:A:r:P:i:S:U:W: opt; do
 	case $opt in
 	s) supervisor=$OPTARG ;;
 	b) bindir=$OPTARG ;;
@@ -52,6 +62,9 @@ while getopts s:b:p:c:k:A:r:P:i: opt; do
 	r) resolvers="$resolvers $OPTARG" ;;
 	P) priority=$OPTARG ;;
 	i) interval=$OPTARG ;;
+	S) smarthost=$OPTARG ;;
+	U) smuser=$OPTARG ;;
+	W) smpwfile=$OPTARG ;;
 	*) echo "$usage" >&2; exit 100 ;;
 	esac
 done
@@ -68,7 +81,12 @@ esac
 for n in "$port" "$priority" "$interval"; do
 	case $n in '' | *[!0-9]*) die 100 "-p, -P and -i take whole numbers, not \"$n\"" ;; esac
 done
-[ "$port" -ge 1024 ] && [ "$port" -le 65524 ] || die 100 "-p: the base port must be from 1024 to 65524: no port below 1024 is needed"
+[ "$port" -ge 1024 ] && [ "$port" -le 65521 ] || die 100 "-p: the base port must be from 1024 to 65521 (it uses 15 ports): no port below 1024 is needed"
+if [ -n "$smuser$smpwfile" ] && { [ -z "$smarthost" ] || [ -z "$smuser" ] || [ -z "$smpwfile" ]; }; then
+	die 100 "-U and -W go together, and with -S: the smarthost's account and a file with its password"
+fi
+case $smarthost in *[!A-Za-z0-9.:\[\]-]*) die 100 "-S: \"$smarthost\" is not a host or host:port" ;; esac
+[ -z "$smpwfile" ] || [ -r "$smpwfile" ] || die 100 "cannot read $smpwfile"
 if [ -n "$cert$key" ] && { [ -z "$cert" ] || [ -z "$key" ]; }; then
 	die 100 "-c and -k go together: the certificate chain and its key"
 fi
@@ -100,7 +118,7 @@ done
 [ ! -e "$dir/conf" ] || die 100 "$dir/conf exists; not touching an existing deployment"
 
 umask 077
-mkdir -p "$dir/conf/lists" "$dir/store" "$dir/agent" "$dir/users" "$dir/mail" "$dir/service" "$dir/pop3"
+mkdir -p "$dir/conf/lists" "$dir/store" "$dir/agent" "$dir/users" "$dir/mail" "$dir/service" "$dir/pop3" "$dir/imap"
 c=$dir/conf
 echo "$domain" >"$c/me"
 echo "$dir/store" >"$c/store"
@@ -108,6 +126,20 @@ echo "$dir/agent" >"$c/agent"
 echo "$domain" >"$c/storelocation" # by name: readers find the store through _msrap._tcp.$domain
 echo "127.0.0.1:$((port + 3))" >"$c/rna" # for im2000-pop3d: the agent, on loopback
 echo "$dir/pop3" >"$c/pop3state"
+echo "$dir/imap" >"$c/imapstate"
+# The SMTP gateway commits inbound mail into this account's archive; it has
+# no password (add-account.sh refuses the name), as whoever could submit as
+# it could make readers show any envelope sender. The readers' gateways
+# default, gatewayaccount@me, is it.
+echo "$gateway" >"$c/gatewayaccount"
+mkdir -p "$dir/store/$gateway"
+if [ -n "$smarthost" ]; then
+	echo "$smarthost" >"$c/smarthost"
+	if [ -n "$smuser" ]; then
+		echo "$smuser" >"$c/smarthostuser"
+		head -n 1 "$smpwfile" >"$c/smarthostpassword"
+	fi
+fi
 : >"$c/passwords"
 if [ -n "$resolvers" ]; then
 	for r in $resolvers; do echo "$r"; done >"$c/resolvers"
@@ -159,6 +191,8 @@ server im2000-agentd $((port + 2))
 server im2000-queryd $((port + 3))
 server im2000-smtpd $((port + 8))
 server im2000-pop3d $((port + 9))
+server im2000-imapd $((port + 12))
+server im2000-gatewayd $((port + 14))
 if [ -n "$cert" ]; then
 	server im2000-submitd $((port + 4)) -tls
 	server im2000-retrieved $((port + 5)) -tls
@@ -166,13 +200,14 @@ if [ -n "$cert" ]; then
 	server im2000-queryd $((port + 7)) -tls
 	server im2000-smtpd $((port + 10)) -tls
 	server im2000-pop3d $((port + 11)) -tls
+	server im2000-imapd $((port + 13)) -tls
 fi
 service im2000-notifyd "IM2000_CONF=$c" "$bindir/im2000-notifyd"
 
 # What add-account.sh needs, in sh syntax.
 {
 	echo "domain='$domain' host='$host' port='$port' bindir='$bindir' supervisor='$supervisor'"
-	echo "logger='$logger' interval='$interval'"
+	echo "logger='$logger' interval='$interval' gateway='$gateway'"
 } >"$dir/host.env"
 
 # The records to publish, absolute names, so they fit any zone's origin.
@@ -189,6 +224,7 @@ service im2000-notifyd "IM2000_CONF=$c" "$bindir/im2000-notifyd"
 	for a in $addrs; do
 		case $a in *:*) echo "$host. 300 IN AAAA $a" ;; *) echo "$host. 300 IN A $a" ;; esac
 	done
+	echo "$domain. 300 IN MX 10 $host."
 } >"$dir/zone"
 chmod 644 "$dir/zone"
 
@@ -205,8 +241,11 @@ MSG
 [ -z "$cert" ] || echo "  $((port + 4))-$((port + 7)) the same over TLS (_msoaps, _msraps, _rnasps, _rnaqps)"
 echo "  $((port + 8)) SMTP submission$([ -z "$cert" ] || echo ' (STARTTLS)')     $((port + 9)) POP3$([ -z "$cert" ] || echo ' (STLS)')"
 [ -z "$cert" ] || echo "  $((port + 10)) SMTP over TLS     $((port + 11)) POP3 over TLS"
+echo "  $((port + 12)) IMAP$([ -z "$cert" ] || echo ' (STARTTLS)')$([ -z "$cert" ] || echo "     $((port + 13)) IMAP over TLS")"
+echo "  $((port + 14)) SMTP gateway (inbound, the MX): have the firewall map port 25 to it"
+echo "    (e.g. nft add rule ip nat prerouting tcp dport 25 redirect to :$((port + 14)))"
 cat <<MSG
-Other hosts need $((port + 1)) and $((port + 2)) (and their TLS forms) open; users need the rest.
+Other hosts need $((port + 1)) and $((port + 2)) (and their TLS forms) open, and 25 for SMTP; users need the rest.
 
 Add an account:  conf/add-account.sh $dir NAME     (prints its password)
 Start it:        $scan $dir/service &

@@ -78,7 +78,7 @@ func TestHostSetup(t *testing.T) {
 	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := freePorts(t, 12)
+	base := freePorts(t, 15)
 	code, out := runScript(t, "host-setup.sh", "-b", bin, "-p", strconv.Itoa(base), "-c", crt, "-k", key, "-A", caFile,
 		"-i", "3600", dir, "Example.ORG", "mx.example.org", "127.0.0.1")
 	if code != 0 {
@@ -91,7 +91,9 @@ func TestHostSetup(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"mx.example.org. 300 IN A 127.0.0.1\n", fmt.Sprintf("%d SMTP submission (STARTTLS)", base+8),
-		fmt.Sprintf("%d POP3 (STLS)", base+9), fmt.Sprintf("%d SMTP over TLS", base+10)} {
+		fmt.Sprintf("%d POP3 (STLS)", base+9), fmt.Sprintf("%d SMTP over TLS", base+10), "example.org. 300 IN MX 10 mx.example.org.\n",
+		fmt.Sprintf("%d IMAP (STARTTLS)     %d IMAP over TLS", base+12, base+13),
+		fmt.Sprintf("%d SMTP gateway (inbound, the MX): have the firewall map port 25 to it", base+14)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("host-setup.sh did not print %q:\n%s", want, out)
 		}
@@ -120,7 +122,7 @@ func TestHostSetup(t *testing.T) {
 		}
 		passwords[a] = f[1]
 	}
-	for _, bad := range [][]string{{dir, "alice"}, {dir, "Bob"}, {dir, ".x"}, {t.TempDir(), "carol"}, {"-C", "3", dir, "carol"}} {
+	for _, bad := range [][]string{{dir, "alice"}, {dir, "Bob"}, {dir, ".x"}, {t.TempDir(), "carol"}, {"-C", "3", dir, "carol"}, {dir, "smtp"}} {
 		if code, out := runScript(t, "add-account.sh", bad...); code != 100 {
 			t.Errorf("add-account.sh %v: exit %d, want 100: %s", bad, code, out)
 		}
@@ -221,6 +223,16 @@ func TestHostSetup(t *testing.T) {
 			t.Errorf("the loop's log has no %q:\n%s", want, log)
 		}
 	}
+
+	// Mail from the SMTP world at the MX's port for alice (another domain
+	// refused), read over IMAP with STARTTLS and with TLS from the first
+	// byte. Her fetch loop is stopped, so IMAP is the reader.
+	if out, err := exec.Command("svc", "-d", filepath.Join(svc, "im2000-fetch-alice")).CombinedOutput(); err != nil {
+		t.Fatalf("svc -d: %v %s", err, out)
+	}
+	gatewaySend(t, fmt.Sprintf("127.0.0.1:%d", base+14), caFile, "alice@example.org", "from the SMTP world")
+	imapRead(t, fmt.Sprintf("127.0.0.1:%d", base+12), "starttls", caFile, "alice", passwords["alice"], "from the SMTP world")
+	imapRead(t, fmt.Sprintf("127.0.0.1:%d", base+13), "implicit", caFile, "alice", passwords["alice"], "from the SMTP world")
 
 	// The store's own configuration without IM2000_ACCOUNT: the login
 	// name is no account here, and nothing is made for it.
@@ -337,8 +349,8 @@ func TestHostSetupFlavors(t *testing.T) {
 			t.Errorf("%s: address records:\n%s", flavor, out)
 		}
 		runs, _ := filepath.Glob(filepath.Join(dir, "service", "*", "run"))
-		if len(runs) != 6*3+1 { // six servers on two addresses and loopback, and notifyd
-			t.Errorf("%s: %d service directories, want 19: %v", flavor, len(runs), runs)
+		if len(runs) != 8*3+1 { // eight servers (imapd, gatewayd) on two addresses and loopback, and notifyd
+			t.Errorf("%s: %d service directories, want 25: %v", flavor, len(runs), runs)
 		}
 		for _, run := range runs {
 			for _, f := range []string{run, filepath.Join(filepath.Dir(run), "log", "run")} {

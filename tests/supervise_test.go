@@ -14,12 +14,13 @@ import (
 	"time"
 )
 
-// freeBase returns a port p with p..p+3 all free on loopback.
+// freeBase returns a port p with p..p+6 all free on loopback: setup.sh's
+// seven ports.
 func freeBase(t *testing.T) int {
 	for try := 0; try < 50; try++ {
 		base := 20000 + int(time.Now().UnixNano()%20000)
 		ok := true
-		for i := 0; i < 4 && ok; i++ {
+		for i := 0; i < 7 && ok; i++ {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
 			if err != nil {
 				ok = false
@@ -31,7 +32,7 @@ func freeBase(t *testing.T) int {
 			return base
 		}
 	}
-	t.Fatal("no four free ports in a row")
+	t.Fatal("no seven free ports in a row")
 	return 0
 }
 
@@ -79,7 +80,7 @@ func TestSupervised(t *testing.T) {
 		scan.Wait()
 		time.Sleep(200 * time.Millisecond)
 	})
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 7; i++ { // the four IM2000 servers, IMAP, IMAP over TLS, the SMTP gateway
 		await(t, 10*time.Second, "service on port "+strconv.Itoa(base+i), func() bool {
 			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
 			if err == nil {
@@ -148,6 +149,31 @@ func TestSupervised(t *testing.T) {
 	if !strings.Contains(string(logs), "bob@example.org") {
 		t.Errorf("notifyd's multilog has no attempt lines:\n%s", logs)
 	}
+
+	// Mail from the SMTP world through the deployment's gateway for alice
+	// (another domain refused), read with her password over IMAP, with
+	// STARTTLS and with TLS from the first byte, the private CA trusted.
+	ca := filepath.Join(dir, "tls", "ca.pem")
+	gatewaySend(t, fmt.Sprintf("127.0.0.1:%d", base+6), ca, "alice@example.org", "from the SMTP world")
+	pw := setupPassword(t, dir, "alice")
+	imapRead(t, fmt.Sprintf("127.0.0.1:%d", base+4), "starttls", ca, "alice", pw, "from the SMTP world")
+	imapRead(t, fmt.Sprintf("127.0.0.1:%d", base+5), "implicit", ca, "alice", pw, "from the SMTP world")
+}
+
+// setupPassword is an account's password from setup.sh's passwords.txt.
+func setupPassword(t *testing.T, dir, account string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "passwords.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == account {
+			return f[1]
+		}
+	}
+	t.Fatalf("no password for %s in passwords.txt:\n%s", account, b)
+	return ""
 }
 
 func waitQuiet(d time.Duration, cond func() bool) bool {
@@ -168,7 +194,8 @@ func TestSetupFlavors(t *testing.T) {
 		if out, err := exec.Command("sh", "../conf/setup.sh", "-s", flavor, "-b", bin, dir, "carol").CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", flavor, err, out)
 		}
-		for _, name := range []string{"im2000-submitd", "im2000-retrieved", "im2000-notifyd", "im2000-agentd", "im2000-queryd", "im2000-listd-carol"} {
+		for _, name := range []string{"im2000-submitd", "im2000-retrieved", "im2000-notifyd", "im2000-agentd", "im2000-queryd", "im2000-listd-carol",
+			"im2000-imapd", "im2000-imapd-tls", "im2000-gatewayd"} {
 			s := filepath.Join(dir, "service", name)
 			for _, script := range []string{"run", "log/run"} {
 				if out, err := exec.Command("sh", "-n", filepath.Join(s, script)).CombinedOutput(); err != nil {
@@ -182,5 +209,24 @@ func TestSetupFlavors(t *testing.T) {
 	}
 	if out, err := exec.Command("sh", "../conf/setup.sh", "-s", "systemd", t.TempDir(), "x").CombinedOutput(); err == nil {
 		t.Errorf("an unknown supervisor was accepted: %s", out)
+	}
+	// The gateway's account has no password: setup.sh makes none for it.
+	if out, err := exec.Command("sh", "../conf/setup.sh", "-b", bin, t.TempDir(), "alice", "smtp").CombinedOutput(); err == nil || !strings.Contains(string(out), "gateway") {
+		t.Errorf("an account named as the gateway's was accepted: %v %s", err, out)
+	}
+	// -S with -U and -W: the smarthost settings, the password from a file.
+	dir := filepath.Join(t.TempDir(), "smarthost")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("relay secret\n"), 0o600)
+	if out, err := exec.Command("sh", "../conf/setup.sh", "-b", bin, "-S", "relay.example.net:587", "-U", "me", "-W", pwFile, dir, "carol").CombinedOutput(); err != nil {
+		t.Fatalf("setup.sh -S -U -W: %v\n%s", err, out)
+	}
+	for name, want := range map[string]string{"smarthost": "relay.example.net:587", "smarthostuser": "me", "smarthostpassword": "relay secret", "gatewayaccount": "smtp"} {
+		if b, _ := os.ReadFile(filepath.Join(dir, "conf", name)); strings.TrimSpace(string(b)) != want {
+			t.Errorf("conf/%s is %q, want %q", name, b, want)
+		}
+	}
+	if out, err := exec.Command("sh", "../conf/setup.sh", "-b", bin, "-U", "me", t.TempDir(), "carol").CombinedOutput(); err == nil {
+		t.Errorf("-U without -S and -W was accepted: %s", out)
 	}
 }

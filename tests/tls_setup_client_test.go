@@ -48,9 +48,14 @@ func TestSetupTLSAndLists(t *testing.T) {
 			t.Errorf("the certificate for %s: %v", name, err)
 		}
 	}
-	for _, svc := range []string{"im2000-submitd", "im2000-retrieved", "im2000-agentd", "im2000-queryd"} {
+	for _, svc := range []string{"im2000-submitd", "im2000-retrieved", "im2000-agentd", "im2000-queryd", "im2000-imapd-tls"} {
 		if run := read("service/" + svc + "/run"); !strings.HasSuffix(run, " -tls") {
 			t.Errorf("%s does not run with -tls: %s", svc, run)
+		}
+	}
+	for _, svc := range []string{"im2000-imapd", "im2000-gatewayd"} { // STARTTLS
+		if run := read("service/" + svc + "/run"); strings.Contains(run, " -tls") {
+			t.Errorf("%s runs with -tls, not STARTTLS: %s", svc, run)
 		}
 	}
 	for _, routes := range []string{"conf/routes", "users/alice/routes"} {
