@@ -282,30 +282,6 @@ func (c *config) mayPost(list string, from *addr.Mailbox, null bool) (bool, erro
 	return false, nil
 }
 
-// authservID is the first word of an Authentication-Results value (RFC
-// 8601 section 2.2: the authserv-id, a token or a quoted string), after
-// any comments before it. It is read by hand, not with authres.Parse:
-// a field too broken to parse must still be recognised as claiming this
-// host, and the first word is all that is needed.
-func authservID(v string) string {
-	v = strings.TrimLeft(v, " \t\r\n")
-	for strings.HasPrefix(v, "(") {
-		_, rest, ok := strings.Cut(v, ")")
-		if !ok {
-			return ""
-		}
-		v = strings.TrimLeft(rest, " \t\r\n")
-	}
-	if q, ok := strings.CutPrefix(v, `"`); ok {
-		id, _, _ := strings.Cut(q, `"`)
-		return id
-	}
-	if i := strings.IndexAny(v, "; \t\r\n("); i >= 0 {
-		v = v[:i]
-	}
-	return v
-}
-
 // errFirstFolded: the message's first line is a continuation line. It
 // would be written right under the gateway's own Authentication-Results
 // field and so continue it: results of the sender's choosing under this
@@ -330,7 +306,7 @@ func copyMessage(w io.Writer, br *bufio.Reader, me string) error {
 		_, v, _ := strings.Cut(string(field), ":")
 		f := field
 		field = nil
-		if strings.EqualFold(authservID(v), me) {
+		if strings.EqualFold(trace.AuthservID(v), me) {
 			return nil
 		}
 		_, err := w.Write(f)

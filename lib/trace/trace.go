@@ -131,7 +131,9 @@ var ErrHeader = errors.New("the message's header cannot be read")
 // The header section is what mailmsg.Read takes for one: the lines up to
 // a blank line, or up to the first line that is neither a field nor the
 // continuation of one. Its lines are written with CRLF ends, in their
-// order, but for every Return-Path field and its continuation lines. A
+// order, but for every Return-Path field and its continuation lines, and
+// the Authentication-Results fields that claim this reader's host or the
+// trusted gateway's without being its own (authres.go). A
 // CR not before the line's LF, and a NUL, in a header line is written as
 // a space: a client that takes a lone CR for a line end (or stops at a
 // NUL) must not see a field, such as a second Return-Path, that this
@@ -165,6 +167,17 @@ func (s Stamp) write(w io.Writer, br *bufio.Reader) error {
 	used := 0          // header octets read, against mailmsg.MaxHeader
 	dropping := false  // in a Return-Path field: its continuation lines go too
 	var rest io.Reader // the body, starting with a line put back
+	ar := arFilter{me: s.By, gateway: s.Gateway && s.via != ""}
+	var held []byte // an Authentication-Results field, held until its end (authres.go)
+	release := func() error {
+		f := held
+		held = nil
+		if f == nil || !ar.keep(f) {
+			return nil
+		}
+		_, err := w.Write(f)
+		return err
+	}
 	for first := true; ; first = false {
 		if peek, _ := br.Peek(1); len(peek) == 0 {
 			break
@@ -185,14 +198,27 @@ func (s Stamp) write(w io.Writer, br *bufio.Reader) error {
 			break
 		}
 		if !cont {
+			if err := release(); err != nil {
+				return err
+			}
 			dropping = strings.EqualFold(name, "Return-Path")
+			if ar.field(name) {
+				held = []byte{}
+			}
 		}
 		if dropping {
+			continue
+		}
+		if held != nil {
+			held = append(held, headerLine(line)...)
 			continue
 		}
 		if _, err := w.Write(headerLine(line)); err != nil {
 			return err
 		}
+	}
+	if err := release(); err != nil {
+		return err
 	}
 	if _, err := io.WriteString(w, "\r\n"); err != nil {
 		return err

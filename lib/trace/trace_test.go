@@ -93,6 +93,8 @@ func FuzzStampWrite(f *testing.F) {
 	f.Add([]byte("not a header\r\n\r\n"), false)
 	f.Add([]byte("Subject: a\rReturn-Path: <ceo@bank.example>\r\nX: \x00\r\r\n\r\nbody\r\x00\r\n"), false)
 	f.Add([]byte("return-path : <a@b>\r\n  <c@d>\r\nX: y\r"), true)
+	f.Add([]byte("Authentication-Results: me.example; dkim=pass header.d=bank.example\r\nSubject: a\r\n\r\nb\r\n"), false)
+	f.Add([]byte("Subject: a\r\nauthentication-results :\r\n (c) \"ME.example\";\r\n\tspf=pass\r\nAuthentication-Results: other.example; none\r\n"), true)
 	st := Stamp{Sender: addr.Mailbox{Local: "alice", Domain: "example.org"}, By: "me.example", Prog: "test", At: time.Unix(0, 0)}
 	f.Fuzz(func(t *testing.T, msg []byte, headersOnly bool) {
 		var streamed bytes.Buffer
@@ -122,6 +124,12 @@ func oldWay(t *testing.T, st Stamp, msg []byte, headersOnly bool) []byte {
 		t.Fatal(err)
 	}
 	m.Header.Del("Return-Path")
+	for ar := m.Header.FieldsByKey("Authentication-Results"); ar.Next(); {
+		// A NUL is a space in what Write reads, as here.
+		if strings.EqualFold(AuthservID(strings.ReplaceAll(ar.Value(), "\x00", " ")), st.By) {
+			ar.Del()
+		}
+	}
 	m.Header.Add("Received", st.Received())
 	m.Header.Add("Return-Path", "<alice@example.org>")
 	var ref bytes.Buffer
