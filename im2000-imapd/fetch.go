@@ -159,7 +159,7 @@ func needs(o *imap.FetchOptions) (header, full, seen bool) {
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
 	wantHeader, wantFull, setsSeen := needs(o)
 	setsSeen = setsSeen && !s.readOnly // EXAMINE
-	var seen []imap.UID
+	var seen []*viewMsg
 	failed := 0
 	err := s.each(numSet, func(seq uint32, m *viewMsg) error {
 		var data []byte // the whole message, or the header and a blank line
@@ -211,7 +211,7 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 		_ = file
 		if setsSeen && !hasFlag(m.flags, imap.FlagSeen) {
 			m.flags = append(m.flags, imap.FlagSeen)
-			seen = append(seen, m.uid)
+			seen = append(seen, m)
 		}
 		r := w.CreateMessage(seq)
 		if o.UID {
@@ -260,7 +260,9 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 		return r.Close()
 	})
 	if len(seen) > 0 {
-		if err := s.storeFlags(seen, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}); err != nil {
+		if err := s.storeFlags(seen, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}); errors.Is(err, errStale) {
+			return errStale
+		} else if err != nil {
 			return tempError(s.peer, err)
 		}
 	}

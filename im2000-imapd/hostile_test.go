@@ -6,7 +6,9 @@ package main
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -54,8 +56,10 @@ func dialSession(t *testing.T, c *config) *client {
 func (c *client) line() string {
 	c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	s, err := c.r.ReadString('\n')
-	if err != nil {
+	if err != nil && !errors.Is(err, io.EOF) { // EOF: after a BYE
 		c.t.Errorf("read: %v", err)
+	}
+	if err != nil {
 		return ""
 	}
 	return s
@@ -215,5 +219,69 @@ func TestExamineReadOnly(t *testing.T) {
 	}
 	if r := a.cmd("a10", "CLOSE"); !strings.Contains(r, "a10 OK") || !m.silenced[1] {
 		t.Errorf("CLOSE after SELECT: %q, silenced %v", r, m.silenced)
+	}
+}
+
+// A state begun again (lost, or not parsing) gets a UIDVALIDITY larger
+// than any handed out before, even within the same second.
+func TestUIDValidityNeverReused(t *testing.T) {
+	durableWrites = false
+	dir := t.TempDir()
+	noop := func(*mboxState) (bool, error) { return false, nil }
+	var last uint32
+	for i, lose := range []func(){
+		func() {},
+		func() { os.Remove(filepath.Join(dir, stateFile)) },
+		func() { os.WriteFile(filepath.Join(dir, stateFile), []byte("{garbage"), 0o600) },
+		func() { os.Remove(filepath.Join(dir, stateFile)) },
+	} {
+		lose()
+		st, _, err := lockedUpdate(dir, noop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.UIDValidity <= last {
+			t.Errorf("state %d: UIDVALIDITY %d after %d", i, st.UIDValidity, last)
+		}
+		last = st.UIDValidity
+	}
+}
+
+// After the state began again, a session selected before must not act
+// on the new UIDs: it is told BYE (on its next command, whatever it is),
+// and a message another session marked \Deleted under the new UIDs is
+// not silenced by the old session's EXPUNGE.
+func TestStateResetEndsOldSessions(t *testing.T) {
+	durableWrites = false
+	messages = append(messages, "Subject: four\r\n\r\nfour\r\n")
+	defer func() { messages = messages[:3] }()
+	for _, cmd := range []string{"EXPUNGE", "UID STORE 2 +FLAGS (\\Flagged)", "NOOP", "FETCH 3 (BODY[])"} {
+		dir := t.TempDir()
+		m := newMemory()
+		a := dialSession(t, testConfig(dir, m, time.Hour))
+		a.cmd("a1", "LOGIN bob pw")
+		a.cmd("a2", "SELECT INBOX") // UIDs 1-4: m1-m4
+		m.done[1] = true            // another reader took m1
+		os.Remove(filepath.Join(dir, "bob", stateFile))
+		b := dialSession(t, testConfig(dir, m, time.Hour))
+		b.cmd("b1", "LOGIN bob pw")
+		b.cmd("b2", "SELECT INBOX")                          // UIDs 1-3: m2-m4
+		b.cmd("b3", "UID STORE 2 +FLAGS.SILENT (\\Deleted)") // m3, A's UID 3
+		r := a.cmd("a3", cmd)
+		if !strings.Contains(r, "* BYE") {
+			t.Errorf("%s in a session from before the state began again: %q", cmd, r)
+		}
+		if len(m.silenced) > 0 {
+			t.Errorf("%s: silenced %v, deleted nothing", cmd, m.silenced)
+		}
+		state, _, err := readState(filepath.Join(dir, "bob"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range state.Msgs {
+			if want := map[bool]int{true: 1}[r.Name == "m3"]; len(r.Flags) != want {
+				t.Errorf("%s: %s has %v", cmd, r.Name, r.Flags)
+			}
+		}
 	}
 }

@@ -181,7 +181,8 @@ func (c *config) serve(conn net.Conn, peer string) {
 	}
 	s := &imapSession{config: c, peer: peer, start: start, conn: lc}
 	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+		NewSession: func(ic *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			s.imapConn = ic
 			return s, nil, nil
 		},
 		Caps:         caps,

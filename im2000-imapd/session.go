@@ -19,9 +19,10 @@ import (
 // user's state (state.go), pending queue (inbox.go) and cache (cache.go).
 type imapSession struct {
 	*config
-	peer  string
-	start time.Time
-	conn  *limitConn
+	peer     string
+	imapConn *imapserver.Conn // for BYE
+	start    time.Time
+	conn     *limitConn
 
 	user, pass string // kept for the agent's polls (refresh)
 	dir        string // imapstate/USER
@@ -32,6 +33,7 @@ type imapSession struct {
 
 	selected bool
 	readOnly bool       // EXAMINE: no flag changes, no expunges
+	gone     bool       // the state began again: BYE sent (update.go: stale)
 	view     []*viewMsg // the client's view: sequence number i+1 is view[i]
 	seen     stamp      // of the state file as the view last followed it
 	uidNext  imap.UID

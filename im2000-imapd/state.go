@@ -16,9 +16,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -138,7 +141,10 @@ func lockedUpdate(dir string, change func(s *mboxState) (bool, error)) (*mboxSta
 		return nil, stamp{}, err
 	}
 	if s.UIDValidity == 0 {
-		s.UIDValidity, fresh = newUIDValidity(), true
+		if s.UIDValidity, err = newUIDValidity(dir); err != nil {
+			return nil, stamp{}, fail.Temp(err)
+		}
+		fresh = true
 		s.Msgs = nil
 		s.UIDNext = 1
 	}
@@ -158,9 +164,39 @@ func lockedUpdate(dir string, change func(s *mboxState) (bool, error)) (*mboxSta
 	return s, currentStamp(dir), nil
 }
 
-// newUIDValidity is the clock in seconds: a state started again (lost,
-// or unreadable) gets a larger one than before, as RFC 9051 asks.
-func newUIDValidity() uint32 { return uint32(max(time.Now().Unix(), 1)) }
+// validityFile keeps the last UIDVALIDITY handed out, apart from the
+// state file, so that a state lost or unreadable is not the only record
+// of it.
+const validityFile = "uidvalidity"
+
+// newUIDValidity is a UIDVALIDITY never handed out before, as RFC 9051
+// asks: the clock in seconds, but at least one more than the last one
+// (validityFile), for a state started again within the same second or
+// after the clock went back. It is on disk (fsynced) before it is used.
+func newUIDValidity(dir string) (uint32, error) {
+	v := uint32(max(min(time.Now().Unix(), math.MaxUint32), 1))
+	if raw, err := readBounded(filepath.Join(dir, validityFile), 32); err == nil {
+		if old, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 32); err == nil && old < math.MaxUint32 {
+			v = max(v, uint32(old)+1)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	if err := writeFile(filepath.Join(dir, validityFile), []byte(strconv.FormatUint(uint64(v), 10)+"\n"), dir); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// readBounded reads at most max octets of a file.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max))
+}
 
 // The flags a client may set; others are dropped (PERMANENTFLAGS says so).
 var permanentFlags = []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagDeleted, imap.FlagAnswered, imap.FlagDraft}

@@ -24,12 +24,17 @@ import (
 
 func dateOf(unix int64) time.Time { return time.Unix(unix, 0).UTC() }
 
-// storeFlags changes the flags of uids in the state, durably.
-func (s *imapSession) storeFlags(uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag) error {
+// storeFlags changes the flags of the messages ms in the state, durably.
+// A record is the view's message only with the same UID and entry name,
+// under the same UIDVALIDITY (a state begun again reuses UIDs).
+func (s *imapSession) storeFlags(ms []*viewMsg, op imap.StoreFlagsOp, flags []imap.Flag) error {
 	_, st, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+		if s.stale(state) {
+			return false, errStale
+		}
 		changed := false
-		for _, u := range uids {
-			if r := state.find(u); r != nil && r.apply(op, flags) {
+		for _, m := range ms {
+			if r := state.record(m); r != nil && r.apply(op, flags) {
 				changed = true
 			}
 		}
@@ -39,6 +44,38 @@ func (s *imapSession) storeFlags(uids []imap.UID, op imap.StoreFlagsOp, flags []
 		s.seen = st // this session's own change: nothing to tell its client
 	}
 	return err
+}
+
+// errStale ends a session whose mailbox began again (update.go: stale).
+// The session is over by then (BYE, the connection closed): the NO is
+// for a connection that could not be closed.
+var errStale = imapErr("", "the mailbox began again (new UIDVALIDITY): log in again")
+
+// stale reports that the state began again (lost, or not parsing) since
+// the session selected INBOX: every UID the client knows may now name
+// another message. The client is told BYE and the connection closed
+// (RFC 9051 lets a server end a session it cannot go on with): a session
+// that went on would flag or silence messages by the new UIDs.
+func (s *imapSession) stale(state *mboxState) bool {
+	if !s.selected || s.validity == 0 || state.UIDValidity == s.validity {
+		return false
+	}
+	if !s.gone {
+		s.gone = true
+		fail.Warn("%s: %s: UIDVALIDITY changed from %d to %d (the state began again): session ended", s.peer, s.user, s.validity, state.UIDValidity)
+		if s.imapConn != nil {
+			s.imapConn.Bye("the mailbox began again (new UIDVALIDITY): log in again")
+		}
+	}
+	return true
+}
+
+// record is the state's record of the view's message m, or nil.
+func (st *mboxState) record(m *viewMsg) *record {
+	if r := st.find(m.uid); r != nil && r.Name == m.name {
+		return r
+	}
+	return nil
 }
 
 func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
@@ -51,13 +88,15 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 		m   *viewMsg
 	}
 	var hits []hit
-	var uids []imap.UID
+	var ms []*viewMsg
 	s.each(numSet, func(seq uint32, m *viewMsg) error {
 		hits = append(hits, hit{seq, m})
-		uids = append(uids, m.uid)
+		ms = append(ms, m)
 		return nil
 	})
-	if err := s.storeFlags(uids, flags.Op, flags.Flags); err != nil {
+	if err := s.storeFlags(ms, flags.Op, flags.Flags); errors.Is(err, errStale) {
+		return errStale
+	} else if err != nil {
 		return tempError(s.peer, err)
 	}
 	for _, h := range hits {
@@ -178,12 +217,15 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 	if err != nil {
 		return tempError(s.peer, err)
 	}
+	if s.stale(state) {
+		return errStale
+	}
 	var ms []*viewMsg
 	for _, m := range s.view {
 		if m.gone || (uids != nil && !uids.Contains(m.uid)) {
 			continue
 		}
-		if r := state.find(m.uid); r != nil && r.has(imap.FlagDeleted) {
+		if r := state.record(m); r != nil && r.has(imap.FlagDeleted) {
 			ms = append(ms, m)
 		}
 	}
@@ -279,13 +321,12 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	if err != nil {
 		return nil // a corrupt file is replaced by the next update
 	}
-	if state.UIDValidity != s.validity && s.validity != 0 {
-		// The state began again (it was lost): the client must start over.
-		return w.WriteMailboxFlags(permanentFlags) // and BYE would be better; see the man page
+	if s.stale(state) {
+		return errStale
 	}
 	s.seen = st
 	for _, m := range s.view {
-		r := state.find(m.uid)
+		r := state.record(m)
 		if r == nil {
 			m.gone = true
 			continue
