@@ -285,3 +285,34 @@ func TestStateResetEndsOldSessions(t *testing.T) {
 		}
 	}
 }
+
+// countingMemory counts retrievals by kind.
+type countingMemory struct {
+	*memory
+	retrieved int
+}
+
+func (m *countingMemory) RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, error) {
+	m.retrieved++
+	return m.memory.RetrieveTo(e, kind, w)
+}
+
+// SEARCH HEADER retrieves nothing (a retrieval tells the sender
+// "readheaders"): it answers from the cached headers, and refuses when a
+// message's header was never fetched.
+func TestSearchHeaderNoReceipt(t *testing.T) {
+	durableWrites = false
+	dir := t.TempDir()
+	m := &countingMemory{memory: newMemory()}
+	a := dialSession(t, testConfig(dir, m, time.Hour))
+	a.cmd("a1", "LOGIN bob pw")
+	a.cmd("a2", "SELECT INBOX")
+	if r := a.cmd("a3", "UID SEARCH HEADER Subject nomatch"); !strings.Contains(r, "a3 NO [CANNOT]") || m.retrieved != 0 {
+		t.Errorf("SEARCH HEADER of uncached messages: %q, %d retrievals", r, m.retrieved)
+	}
+	a.cmd("a4", "FETCH 1 (ENVELOPE)")
+	n := m.retrieved
+	if r := a.cmd("a5", "SEARCH 1 HEADER Subject one"); !strings.Contains(r, "* SEARCH 1\r\n") || m.retrieved != n {
+		t.Errorf("SEARCH HEADER of a cached header: %q, %d retrievals more", r, m.retrieved-n)
+	}
+}

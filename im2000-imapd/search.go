@@ -11,9 +11,11 @@ import (
 )
 
 // Search matches flags, sequence numbers, UIDs, sizes and dates from the
-// state; header fields from the header (a headersonly retrieval, unless
-// cached). BODY and TEXT would fetch every message from its store: they
-// are refused.
+// state; header fields from the cached header only: a retrieval for a
+// search would tell every sender "readheaders" though the user read
+// nothing. A HEADER search that reaches a message whose header was never
+// fetched is refused (NO [CANNOT]), as are BODY and TEXT, which would
+// fetch every message from its store.
 func (s *imapSession) Search(kind imapserver.NumKind, c *imap.SearchCriteria, _ *imap.SearchOptions) (*imap.SearchData, error) {
 	if needsBody(c) {
 		return nil, imapErr(imap.ResponseCodeCannot, "SEARCH BODY and TEXT are not offered: every message would be fetched from its sender's store")
@@ -112,9 +114,12 @@ func (s *imapSession) match(seq uint32, m *viewMsg, c *imap.SearchCriteria) (boo
 		}
 	}
 	if len(c.Header) > 0 {
-		f, _, err := s.content(m, false)
-		if err != nil {
-			return false, nil // a message its store does not serve now matches nothing
+		f := s.cache.open(m.name, "all")
+		if f == nil {
+			f = s.cache.open(m.name, "hdr")
+		}
+		if f == nil {
+			return false, imapErr(imap.ResponseCodeCannot, "SEARCH HEADER covers only messages whose header was fetched (FETCH ENVELOPE or BODY.PEEK[HEADER] first): a search must not tell their senders they were read")
 		}
 		raw := make([]byte, 256<<10)
 		n, _ := f.Read(raw)
