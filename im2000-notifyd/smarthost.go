@@ -14,9 +14,11 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"im2000/lib/addr"
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/store"
+	"im2000/lib/tlsconf"
 	"im2000/lib/trace"
 )
 
@@ -122,7 +124,9 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) []store.Notific
 	}
 	taken := 0
 	for i, e := range g {
-		if err := c.Rcpt(e.local+"@"+domain, nil); err != nil {
+		// Quoted again as RFC 5321 wants: a quoted local part holding
+		// "> ORCPT=..." must not become ESMTP parameters of the RCPT.
+		if err := c.Rcpt(addr.Mailbox{Local: e.local, Domain: domain}.String(), nil); err != nil {
 			fail.Warn("%s: RCPT %s@%s: %s", where, trace.Escape(e.local), domain, trace.Escape(err.Error()))
 			states[i] = classify(err)
 			continue
@@ -159,30 +163,42 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) []store.Notific
 // (go-smtp's client greets with EHLO localhost before it; it starts TLS
 // only from its constructor), else cleartext on a second connection, then
 // AUTH PLAIN when smarthostuser is set, never over cleartext but to a
-// loopback address. Every command has the timeout, DATA the deadline.
+// loopback address. Every read of the session is bounded (relayConn) and
+// no deadline go-smtp sets outlasts the session's.
+//
+// TLS is remembered as for the agents (DESIGN-NOTES.md, "TLS: clients"):
+// a smarthost once reached over verified TLS, or named in tlsrequire, that
+// offers no STARTTLS is refused as a downgrade (tlsconf.ErrDowngrade,
+// recorded as tlsdowngrade) instead of being given the mail in clear.
 func (s *smarthost) dial(ctx context.Context, cfg *config) (*smtp.Client, error) {
 	var dialer net.Dialer
 	deadline, _ := ctx.Deadline()
 	connect := func() (net.Conn, error) {
 		conn, err := dialer.DialContext(ctx, "tcp", s.addr)
-		if err == nil {
-			conn.SetDeadline(deadline)
+		if err != nil {
+			return nil, err
 		}
-		return conn, err
+		conn.SetDeadline(deadline)
+		return &relayConn{Conn: conn, deadline: deadline}, nil
 	}
 	conn, err := connect()
 	if err != nil {
 		return nil, err
 	}
 	var tc *tls.Config
+	var tcl *tlsconf.Client
 	if cfg.loc != nil && cfg.loc.TLS != nil {
-		tc = cfg.loc.TLS.Config(s.host)
+		tcl = cfg.loc.TLS
+		tc = tcl.Config(s.host)
 	} else {
 		tc = &tls.Config{ServerName: s.host, MinVersion: tls.VersionTLS12}
 	}
 	secure := true
 	c, err := smtp.NewClientStartTLS(conn, tc)
 	if err != nil && strings.Contains(err.Error(), "support STARTTLS") {
+		if why, required := tcl.Required("smtp", s.host); required {
+			return nil, fmt.Errorf("%w: %s offers no STARTTLS (%s)", tlsconf.ErrDowngrade, s.host, why)
+		}
 		secure = false
 		if conn, err = connect(); err != nil {
 			return nil, err
@@ -194,6 +210,11 @@ func (s *smarthost) dial(ctx context.Context, cfg *config) (*smtp.Client, error)
 		return nil, err
 	}
 	c.CommandTimeout, c.SubmissionTimeout = cfg.timeout, time.Until(deadline)
+	if secure {
+		if err := tcl.Reached("smtp", s.host); err != nil && cfg.loc.Log != nil {
+			cfg.loc.Log("cannot remember TLS: the smarthost %s reached over TLS, not recorded (check the tlsseen directory): %v", s.host, err)
+		}
+	}
 	if s.user == "" {
 		return c, nil
 	}
@@ -211,6 +232,12 @@ func (s *smarthost) dial(ctx context.Context, cfg *config) (*smtp.Client, error)
 // classify: the relay's 5xx is permanent (refused); anything else, its
 // 4xx, a broken connection, a timeout, is temporary (noserver), retried.
 func classify(err error) store.Notification {
+	switch {
+	case errors.Is(err, tlsconf.ErrDowngrade):
+		return store.TLSDowngrade
+	case tlsconf.CertError(err):
+		return store.TLSBadCert
+	}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) && se.Code >= 500 && se.Code < 600 && !strings.Contains(err.Error(), "STARTTLS") {
 		return store.Refused
