@@ -144,10 +144,9 @@ func TestDummyCost(t *testing.T) {
 	if ok, _ := c.Check(a, "nobody", "right"); ok {
 		t.Fatal("an unknown account with another's password accepted")
 	}
-	known, unknown := timed(c, "alice"), timed(c, "nobody") // the least of three: load only adds
-	// Cost 12 is 4 times cost 10, the old dummy's: a generous bound tells them apart.
-	if unknown < known/2 {
-		t.Fatalf("unknown account %v, known %v", unknown, known)
+	// The file's cost, 12, not the fixed dummy's 10.
+	if known, unknown := checkedCost(t, c, "alice"), checkedCost(t, c, "nobody"); known != 12 || unknown != 12 {
+		t.Fatalf("unknown account checked at cost %d, known at %d: want 12 for both", unknown, known)
 	}
 }
 
