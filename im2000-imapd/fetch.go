@@ -121,6 +121,30 @@ func (s *imapSession) content(m *viewMsg, full bool) (f *os.File, header bool, e
 	}
 }
 
+// recordSize keeps the octets of a message's first whole retrieval as its
+// RFC822.SIZE, for every session and for good: the notification's size
+// lacks the reader's trace fields (and the line ends it makes CRLF), and a
+// later retrieval (the cache evicted) must not change the size a client
+// was told (RFC 9051 2.3.4). The first recorded wins.
+func (s *imapSession) recordSize(m *viewMsg, n int64) {
+	_, _, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+		r := state.record(m)
+		if r == nil || state.UIDValidity != s.validity {
+			return false, nil
+		}
+		if !r.Exact {
+			r.Size, r.Exact = n, true
+			m.size, m.exact = n, true
+			return true, nil
+		}
+		m.size, m.exact = r.Size, true
+		return false, nil
+	})
+	if err != nil { // the size stays the notification's for now
+		fail.Warn("%s: %s: %s", s.peer, s.user, trace.Escape(err.Error()))
+	}
+}
+
 // forget removes a record from the state (the entry is off the queue).
 func (s *imapSession) forget(name string) {
 	lockedUpdate(s.dir, func(st *mboxState) (bool, error) {
@@ -209,6 +233,9 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 			}
 		}
 		_ = file
+		if !isHeader && data != nil && !m.exact {
+			s.recordSize(m, int64(len(data)))
+		}
 		if setsSeen && !hasFlag(m.flags, imap.FlagSeen) {
 			m.flags = append(m.flags, imap.FlagSeen)
 			seen = append(seen, m)
@@ -221,16 +248,7 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 			r.WriteFlags(m.flags)
 		}
 		if o.RFC822Size {
-			size := m.size
-			if !isHeader && data != nil {
-				size = int64(len(data))
-			} else if f := s.cache.open(m.name, "all"); f != nil {
-				if fi, err := f.Stat(); err == nil {
-					size = fi.Size()
-				}
-				f.Close()
-			}
-			r.WriteRFC822Size(size)
+			r.WriteRFC822Size(m.size)
 		}
 		if o.InternalDate {
 			r.WriteInternalDate(dateOf(m.date))

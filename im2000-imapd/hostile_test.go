@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -314,5 +315,45 @@ func TestSearchHeaderNoReceipt(t *testing.T) {
 	n := m.retrieved
 	if r := a.cmd("a5", "SEARCH 1 HEADER Subject one"); !strings.Contains(r, "* SEARCH 1\r\n") || m.retrieved != n {
 		t.Errorf("SEARCH HEADER of a cached header: %q, %d retrievals more", r, m.retrieved-n)
+	}
+}
+
+// traced is memory whose whole retrievals carry a trace field on top, of
+// a length that changes (as the reader's Received does with its store).
+type traced struct {
+	*memory
+	trace string
+}
+
+func (m *traced) RetrieveTo(e agent.Entry, kind uint64, w io.Writer) (int64, error) {
+	n, _ := io.WriteString(w, m.trace)
+	k, err := m.memory.RetrieveTo(e, kind, w)
+	return int64(n) + k, err
+}
+
+// RFC822.SIZE is, from a message's first whole fetch on, the octets that
+// fetch served, in every session and after its cache is gone (RFC 9051:
+// the size does not change).
+func TestRFC822SizeStable(t *testing.T) {
+	durableWrites = false
+	dir := t.TempDir()
+	m := &traced{memory: newMemory(), trace: "Received: by here\r\n"}
+	a := dialSession(t, testConfig(dir, m, time.Hour))
+	a.cmd("a1", "LOGIN bob pw")
+	a.cmd("a2", "SELECT INBOX")
+	r := a.cmd("a3", "FETCH 1 (RFC822.SIZE BODY.PEEK[])")
+	want := "RFC822.SIZE " + strconv.Itoa(len(m.trace)+len(messages[0]))
+	if !strings.Contains(r, want) {
+		t.Fatalf("first whole fetch: %q, want %q", r, want)
+	}
+	os.RemoveAll(filepath.Join(dir, "bob", "cache")) // evicted
+	m.trace = "Received: by somewhere else\r\n"
+	b := dialSession(t, testConfig(dir, m, time.Hour))
+	b.cmd("b1", "LOGIN bob pw")
+	b.cmd("b2", "SELECT INBOX")
+	for _, c := range []*client{a, b} {
+		if r := c.cmd("x1", "FETCH 1 (RFC822.SIZE)"); !strings.Contains(r, want) {
+			t.Errorf("size later: %q, want %q", r, want)
+		}
 	}
 }

@@ -48,6 +48,7 @@ type viewMsg struct {
 	uid   imap.UID
 	name  string
 	size  int64
+	exact bool // size is the recorded octets of BODY[] (fetch.go: recordSize)
 	date  int64
 	flags []imap.Flag
 	gone  bool // expunged elsewhere; the client not told yet
@@ -144,7 +145,7 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 	var unseen uint32
 	for i := range state.Msgs {
 		r := &state.Msgs[i]
-		s.view = append(s.view, &viewMsg{uid: r.UID, name: r.Name, size: r.Size, date: r.Date, flags: r.flags()})
+		s.view = append(s.view, &viewMsg{uid: r.UID, name: r.Name, size: r.Size, exact: r.Exact, date: r.Date, flags: r.flags()})
 		if unseen == 0 && !r.has(imap.FlagSeen) {
 			unseen = uint32(i + 1)
 		}

@@ -41,9 +41,10 @@ const maxStateFile = 64 << 20
 // record is one message of the mailbox.
 type record struct {
 	UID   imap.UID `json:"uid"`
-	Name  string   `json:"name"` // its entry in the pending queue (agent.Key)
-	Size  int64    `json:"size"` // the notification's, then the octets fetched
-	Date  int64    `json:"date"` // of the notification, Unix seconds: INTERNALDATE
+	Name  string   `json:"name"`            // its entry in the pending queue (agent.Key)
+	Size  int64    `json:"size"`            // the notification's, then (Exact) the octets first fetched
+	Exact bool     `json:"exact,omitempty"` // Size is what BODY[] serves, for good
+	Date  int64    `json:"date"`            // of the notification, Unix seconds: INTERNALDATE
 	Flags []string `json:"flags,omitempty"`
 }
 

@@ -331,6 +331,7 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 			m.gone = true
 			continue
 		}
+		m.size, m.exact = r.Size, r.Exact // another session's first whole fetch
 		if f := r.flags(); !slices.Equal(f, m.flags) {
 			m.flags = f
 			if err := w.WriteMessageFlags(s.seqOf(m), m.uid, f); err != nil {
@@ -351,7 +352,7 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	for i := range state.Msgs {
 		r := &state.Msgs[i]
 		if r.UID > last {
-			s.view = append(s.view, &viewMsg{uid: r.UID, name: r.Name, size: r.Size, date: r.Date, flags: r.flags()})
+			s.view = append(s.view, &viewMsg{uid: r.UID, name: r.Name, size: r.Size, exact: r.Exact, date: r.Date, flags: r.flags()})
 			added = true
 		}
 	}
