@@ -167,10 +167,12 @@ sel._domainkey IN TXT "v=DKIM1; k=ed25519; p=` + base64.StdEncoding.EncodeToStri
 	}
 	// A list notification's sender is the list (LIST@DOMAIN), not the
 	// gateway account, so the reader cannot tell the gateway's post from
-	// another poster's: it shows no "via SMTP" there, and the gateway's
-	// own fields (Received, Authentication-Results) are what it says.
+	// another poster's: it shows no "via SMTP" there, the gateway's
+	// Received stays, and its Authentication-Results, naming the reader's
+	// host, goes: any poster could have written one just like it (RFC
+	// 8601 section 5; lib/trace/authres.go).
 	p := header(byText("post-smtp1"))
-	if strings.Contains(p, "via SMTP") || !strings.Contains(p, "(im2000-gatewayd) with ESMTP") || !strings.Contains(p, "spf=pass smtp.helo=mx.outside.test smtp.mailfrom=alice@sender.test") {
+	if strings.Contains(p, "via SMTP") || !strings.Contains(p, "(im2000-gatewayd) with ESMTP") || strings.Contains(p, "Authentication-Results: example.org") {
 		t.Errorf("the post:\n%s", p)
 	}
 	if strings.Contains(strings.Join(msgs, ""), "post-eve") {
