@@ -14,7 +14,6 @@ import (
 	"im2000/lib/inbox"
 	"im2000/lib/session"
 	"im2000/lib/store"
-	"im2000/lib/trace"
 )
 
 // admit takes a slot of the client's address (the setting sessionsperaddr;
@@ -29,10 +28,10 @@ func (c *config) admit(conn session.Conn, remote netip.Addr, peer string) (func(
 	release, ok, err := c.slots.Acquire(remote)
 	switch {
 	case err != nil:
-		fail.Warn("%s: counting sessions per address: %v", peer, err)
+		logNotCounted(peer, err)
 		return func() {}, true
 	case !ok:
-		fail.Warn("%s: refused: %d sessions from this address already", peer, c.limits.PerAddr)
+		logRefused(peer, c.limits.PerAddr)
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
 		io.WriteString(conn, "-ERR [SYS/TEMP] too many sessions from your address, try again later\r\n")
 		conn.Close()
@@ -105,7 +104,7 @@ func (p *pop) throttled(err error) bool {
 	if !errors.Is(err, auth.ErrThrottled) {
 		return false
 	}
-	fail.Warn("%s: login refused unchecked: %s", p.peer, trace.Escape(err.Error()))
+	logThrottled(p.peer, err)
 	p.reply("-ERR [SYS/TEMP] too many failed logins from your address, try again later")
 	return true
 }

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,7 +28,7 @@ import (
 	"im2000/lib/inbox"
 	"im2000/lib/locate"
 	"im2000/lib/session"
-	"im2000/lib/trace"
+	"im2000/lib/tlsconf"
 	"im2000/lib/wire/rnaqp"
 )
 
@@ -80,7 +79,39 @@ type mailbox interface {
 func main() {
 	f := session.ParseTextFlags("im2000-pop3d", usage, os.Args[1:], 600*time.Second)
 	d := conf.FromEnv()
-	c := &config{conf: d, timeout: f.Timeout}
+	// The certificate is loaded once: lib/tlsconf reloads the pair itself
+	// (on SIGHUP, and when its files change).
+	tlsCfg, err := loadTLS(d, f.TLS)
+	if err != nil {
+		logFatal(fail.Temp(err))
+	}
+	c, err := load(d, f, tlsCfg)
+	if err != nil {
+		logFatal(fail.Temp(err))
+	}
+	if f.Listen == "" {
+		c.slots = c.limits.SlotsFor(false)
+		conn, err := session.StdioConn()
+		if err != nil {
+			logFatal(fail.Temp(err))
+		}
+		peer := stdioPeer(conn)
+		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		if !ok {
+			return
+		}
+		defer release()
+		c.serve(conn, peer)
+		return
+	}
+	c.slots = c.limits.SlotsFor(true)
+	listen(d, f, c)
+}
+
+// load reads every setting pop3d uses (at start, and on SIGHUP with -l);
+// tlsCfg is the certificate loaded once (loadTLS).
+func load(d conf.Dir, f session.Flags, tlsCfg *tls.Config) (*config, error) {
+	c := &config{conf: d, timeout: f.Timeout, tls: tlsCfg, implicit: f.TLS}
 	c.check, c.open = c.checkPassword, c.openInbox
 	var err error
 	if c.rna, err = d.Str("rna"); err == nil && c.rna == "" {
@@ -99,49 +130,12 @@ func main() {
 		c.failures, err = auth.LimiterFromConf(d, filepath.Join(c.state, ".authfail"))
 	}
 	if err == nil {
-		err = c.loadTLS(d, f.TLS)
+		c.clearAuth, err = tlsconf.ClearAuth(d)
 	}
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		return nil, err
 	}
-	c.slots = c.limits.SlotsFor(f.Listen != "")
-	if f.Listen == "" {
-		conn, err := session.StdioConn()
-		if err != nil {
-			fail.Exit(fail.Temp(err))
-		}
-		peer := stdioPeer(conn)
-		release, ok := c.admit(conn, remoteAddr(peer), peer)
-		if !ok {
-			return
-		}
-		defer release()
-		c.serve(conn, peer)
-		return
-	}
-	l, err := net.Listen("tcp", f.Listen)
-	if err != nil {
-		fail.Exit(fail.Temp(err))
-	}
-	fail.Warn("listening on %s%s, at most %d sessions", l.Addr(), map[bool]string{true: " (TLS)"}[f.TLS], f.Conns)
-	l = session.LimitListener(l, f.Conns, "-ERR [SYS/TEMP] too many sessions, try again later\r\n")
-	for {
-		conn, err := l.Accept()
-		if err != nil {
-			fail.Warn("accept: %v", err)
-			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
-			continue
-		}
-		peer := conn.RemoteAddr().String()
-		release, ok := c.admit(conn, remoteAddr(peer), peer)
-		if !ok {
-			continue
-		}
-		go func() {
-			defer release()
-			c.serve(conn, peer)
-		}()
-	}
+	return c, nil
 }
 
 // entry is one message of the maildrop.
@@ -174,7 +168,7 @@ func (c *config) serve(conn session.Conn, peer string) {
 	p := &pop{config: c, conn: conn, r: bufio.NewReaderSize(conn, 4096), peer: peer, start: time.Now(), localUser: session.LocalUser(conn)}
 	defer func() {
 		if v := recover(); v != nil {
-			fail.Alert("%s", fail.Panicked("the POP3 session with "+peer, v))
+			logPanic(peer, v)
 			p.reply("-ERR [SYS/TEMP] internal error, try again later")
 		}
 		p.close()
@@ -240,7 +234,7 @@ func (p *pop) readLine() (string, error) {
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) && why != "" {
-			fail.Warn("%s: %s, closed", p.peer, why)
+			logLimit(p.peer, why)
 			p.reply("-ERR [SYS/TEMP] autologout: " + why)
 		} else if errors.Is(err, os.ErrDeadlineExceeded) {
 			p.reply("-ERR autologout: idle too long")
@@ -313,7 +307,7 @@ func (p *pop) login(user, pass string) {
 		return
 	}
 	p.account, p.inbox, p.lock, p.drop = user, mb, lock, drop
-	fail.Warn("%s: %s logged in, %d messages", p.peer, user, len(p.drop))
+	logLoggedIn(p.peer, user, len(p.drop))
 	p.reply(fmt.Sprintf("+OK %s has %d messages", user, len(p.drop)))
 }
 
@@ -322,7 +316,7 @@ func (p *pop) loginFailed(user string, err error) {
 		return
 	}
 	if errors.Is(err, inbox.ErrAuth) {
-		fail.Warn("%s: login failed for %s", p.peer, trace.Escape(user))
+		logLoginFailed(p.peer, user)
 		p.reply("-ERR [AUTH] invalid login")
 		return
 	}
@@ -395,7 +389,7 @@ func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, err
 			ib.Done(e)
 		case errors.Is(err, inbox.ErrDropped): // logged by lib/inbox
 		case err != nil:
-			fail.Warn("%s: %s: size of %s: %s (left for later)", peer, user, e.N.Notification.ID, trace.Escape(err.Error()))
+			logNoSize(peer, user, e.N.Notification.ID.String(), err)
 		default:
 			slots[i] = &entry{e: e, size: size}
 		}
@@ -410,7 +404,7 @@ func (c *config) openInbox(dir, user, pass, peer string) (mailbox, []*entry, err
 }
 
 func (p *pop) tempError(err error) {
-	fail.Warn("%s: %s", p.peer, trace.Escape(err.Error()))
+	logUnreachable(p.peer, err)
 	p.reply("-ERR [SYS/TEMP] cannot reach your mail right now, try again later")
 }
 
@@ -505,14 +499,14 @@ func (p *pop) update() {
 		}
 		if err := p.inbox.Silence(e.e); err != nil {
 			if !errors.Is(err, inbox.ErrDropped) { // else lib/inbox logged why it is gone
-				fail.Warn("%s: %s: silencing %s: %s (kept)", p.peer, p.account, e.e.N.Notification.ID, trace.Escape(err.Error()))
+				logNotSilenced(p.peer, p.account, e.e.N.Notification.ID.String(), err)
 			}
 			continue
 		}
 		p.inbox.Done(e.e)
 		done++
 	}
-	fail.Warn("%s: %s quit, %d messages silenced", p.peer, p.account, done)
+	logQuit(p.peer, p.account, done)
 	p.reply(fmt.Sprintf("+OK %d messages silenced at their stores", done))
 }
 

@@ -66,7 +66,7 @@ func (c *config) screen(ib *inbox.Inbox, dir, user string, entries []agent.Entry
 		return nil, nil, err
 	}
 	say := func(format string, a ...any) {
-		fail.Warn("%s", trace.Escape(ib.LogPrefix+fmt.Sprintf(format, a...)))
+		logPolicy(ib.LogPrefix, fmt.Sprintf(format, a...))
 	}
 	var out, toHold []agent.Entry
 	var senders []addr.Mailbox

@@ -8,25 +8,18 @@ import (
 	"strings"
 
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 	"im2000/lib/tlsconf"
 )
 
-// loadTLS reads the certificate and key (tlscert, tlskey) and
-// cleartextauth. With a certificate the server offers STLS (RFC 2595) and,
+// loadTLS reads the certificate and key (tlscert, tlskey). With a certificate the server offers STLS (RFC 2595) and,
 // with -tls, speaks TLS from the first byte (port 995 style, RFC 8314).
 // Without one, -tls is an error and STLS is not offered.
-func (c *config) loadTLS(d conf.Dir, implicit bool) error {
-	var err error
-	if c.clearAuth, err = tlsconf.ClearAuth(d); err != nil {
-		return err
-	}
-	c.tls, err = tlsconf.ServerConfig(d, fail.Warn)
+func loadTLS(d conf.Dir, implicit bool) (*tls.Config, error) {
+	cfg, err := tlsconf.ServerConfig(d, logTLS)
 	if errors.Is(err, tlsconf.ErrNoCert) && !implicit {
-		c.tls, err = nil, nil
+		return nil, nil
 	}
-	c.implicit = implicit
-	return err
+	return cfg, err
 }
 
 // startTLS runs the server's handshake on the session's connection, bounded
@@ -36,14 +29,14 @@ func (c *config) loadTLS(d conf.Dir, implicit bool) error {
 func (p *pop) startTLS() bool {
 	nc, ok := p.conn.(net.Conn)
 	if !ok {
-		fail.Warn("%s: TLS: the connection is no net.Conn, closed", p.peer)
+		logNoNetConn(p.peer)
 		return false
 	}
 	deadline, _ := p.limits.Deadline(p.start, p.timeout, false)
 	nc.SetDeadline(deadline)
 	tc := tls.Server(nc, p.tls)
 	if err := tc.Handshake(); err != nil {
-		fail.Warn("%s: TLS handshake failed: %v", p.peer, err)
+		logHandshake(p.peer, err)
 		return false
 	}
 	p.conn, p.r, p.overTLS = tc, bufio.NewReaderSize(tc, 4096), true
@@ -64,7 +57,7 @@ func (p *pop) stls() bool {
 		p.reply("-ERR already in TLS")
 		return true
 	case p.r.Buffered() > 0:
-		fail.Warn("%s: STLS: commands pipelined after it in cleartext, closed", p.peer)
+		logSTLSInjection(p.peer)
 		p.reply("-ERR nothing may follow STLS before the TLS handshake")
 		return false
 	}
@@ -80,7 +73,7 @@ func (p *pop) passwordOK(verb string) bool {
 	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.localUser, p.clearAuth) {
 		return true
 	}
-	fail.Warn("%s: %s refused: a password in cleartext from a non-loopback address (have clients use STLS or the -tls port, or set cleartextauth to 1 if the network is trusted)", p.peer, verb)
+	logCleartext(p.peer, verb)
 	p.reply("-ERR [AUTH] passwords are not taken in cleartext here: use STLS first")
 	return false
 }

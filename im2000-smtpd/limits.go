@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -13,10 +12,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"im2000/lib/auth"
-	"im2000/lib/fail"
 	"im2000/lib/remote"
 	"im2000/lib/session"
-	"im2000/lib/trace"
 	"im2000/lib/wire/msoap"
 )
 
@@ -64,7 +61,7 @@ func (c *limitedConn) SetDeadline(t time.Time) error {
 func (c *limitedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if errors.Is(err, os.ErrDeadlineExceeded) && c.why.Load().(string) != "" && c.logged.CompareAndSwap(false, true) {
-		fail.Warn("%v: %s, closed", c.RemoteAddr(), c.why.Load())
+		logLimit(c.RemoteAddr(), c.why.Load().(string))
 	}
 	return n, err
 }
@@ -83,9 +80,9 @@ func admit(c net.Conn, l session.Limits, slots session.Slots) (*limitedConn, boo
 		r, ok, err := slots.Acquire(netipOf(c.RemoteAddr()))
 		switch {
 		case err != nil:
-			fail.Warn("%v: counting sessions per address: %v", c.RemoteAddr(), err)
+			logNotCounted(c.RemoteAddr(), err)
 		case !ok:
-			fail.Warn("%v: refused: %d sessions from this address already", c.RemoteAddr(), l.PerAddr)
+			logRefused(c.RemoteAddr(), l.PerAddr)
 			c.SetWriteDeadline(time.Now().Add(time.Second))
 			io.WriteString(c, tooMany)
 			c.Close()
@@ -95,29 +92,6 @@ func admit(c net.Conn, l session.Limits, slots session.Slots) (*limitedConn, boo
 		}
 	}
 	return newLimitedConn(c, l, release), true
-}
-
-// addrListener admits the connections of a listener (admit).
-type addrListener struct {
-	net.Listener
-	limits session.Limits
-	slots  session.Slots
-	tls    *tls.Config // -tls: each connection is TLS from its first byte
-}
-
-func (l *addrListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if lc, ok := admit(c, l.limits, l.slots); ok {
-			if l.tls != nil {
-				return implicitTLS(lc, l.tls), nil
-			}
-			return lc, nil
-		}
-	}
 }
 
 // errTempAuth answers an AUTH that could not be checked now.
@@ -134,13 +108,13 @@ var errTempAuth = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 
 // store unreachable or refusing for now, is temporary (454), or clients
 // would drop a right password.
 func (s *client) checkRemote(user, pass string) error {
-	ip := netipOf(s.peer)
+	ip, who := netipOf(s.peer), user // user is cleared below when it is not a valid name
 	lim := s.cfg.failures
 	var due time.Time
 	if lim != nil {
 		var err error
 		if due, err = lim.Ready(ip); err != nil {
-			fail.Warn("%v: AUTH refused unchecked: %v", s.peer, err)
+			logThrottled(s.peer, err)
 			time.Sleep(time.Second) // the client's own session: no spinning
 			return errTempAuth
 		}
@@ -162,12 +136,12 @@ func (s *client) checkRemote(user, pass string) error {
 		}
 		return nil
 	case bad || errors.As(err, &se) && se.Status == msoap.ErrorNotAuthenticated:
-		fail.Warn("%v: AUTH failed", s.peer)
+		logAuthFailed(s.peer, who)
 		if lim != nil {
 			time.Sleep(lim.FailAt(ip, user, due))
 		}
 		return smtp.ErrAuthFailed
 	}
-	fail.Warn("%v: AUTH %s: %s", s.peer, user, trace.Escape(err.Error()))
+	logAuthUnchecked(s.peer, user, err)
 	return errTempAuth
 }

@@ -35,6 +35,7 @@ import (
 	"im2000/lib/session"
 	"im2000/lib/store"
 	"im2000/lib/submit"
+	"im2000/lib/tlsconf"
 )
 
 const usage = `usage: im2000-smtpd [-l addr:port] [-c n] [-t seconds] [-tls]
@@ -56,6 +57,7 @@ type config struct {
 	// (limits.go; kept in sessiondir, nil without it).
 	failures *auth.Limiter
 	limits   session.Limits
+	maxRcpt  int
 	tls      *tls.Config // nil: no certificate, no STARTTLS
 	// clearAuth is the setting cleartextauth: AUTH over cleartext from
 	// anywhere, not only loopback (tls.go).
@@ -64,74 +66,80 @@ type config struct {
 
 func main() {
 	f := session.ParseTextFlags("im2000-smtpd", usage, os.Args[1:], 300*time.Second)
-	c, err := load(conf.FromEnv())
+	d := conf.FromEnv()
+	// The certificate is loaded once: lib/tlsconf reloads the pair itself
+	// (on SIGHUP, and when its files change).
+	tlsCfg, err := loadTLS(d, f.TLS)
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(fail.Temp(err))
 	}
-	if c.tls, c.clearAuth, err = loadTLS(c.conf, f.TLS); err != nil {
-		fail.Exit(fail.Temp(err))
-	}
-	maxRcpt, err := store.MaxRcpt(c.conf) // the one rule, shared with im2000-submitd
+	c, err := load(d, tlsCfg)
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(fail.Temp(err))
 	}
+	if f.Listen != "" {
+		listen(d, f, c)
+		return
+	}
+	// Under tcpserver: one session, this process's; its settings are read
+	// afresh by the next.
+	conn, err := net.FileConn(os.Stdin)
+	if err != nil {
+		logFatal(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
+	}
+	lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
+	if !ok {
+		return
+	}
+	one := &oneConn{conn: lc, closed: make(chan struct{}), tls: implicitConfig(c, f.TLS)}
+	release := lc.release
+	lc.release = func() { release(); close(one.closed) }
+	srv := newServer(c, f.Timeout)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { logStopping(<-sig); srv.Close() }()
+	if err := srv.Serve(one); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
+		logFatal(fail.Temp(err))
+	}
+}
+
+// newServer is a go-smtp server whose sessions use c. A listener makes a
+// new one for each SIGHUP that loads (serve.go): the sessions already
+// begun keep the server, and the settings, they began with.
+func newServer(c *config, timeout time.Duration) *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
 		lc := limited(conn.Conn()) // always one: every connection is admitted
 		return &client{cfg: c, peer: conn.Conn().RemoteAddr(), conn: lc, smtp: conn}, nil
 	}))
 	srv.Domain = c.settings.Me
 	srv.MaxMessageBytes = c.settings.MaxMessage
-	srv.MaxRecipients = maxRcpt
+	srv.MaxRecipients = c.maxRcpt
 	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
-	srv.ReadTimeout = f.Timeout
-	srv.WriteTimeout = f.Timeout
+	srv.ReadTimeout = timeout
+	srv.WriteTimeout = timeout
 	// go-smtp's own rule would refuse AUTH in cleartext even on loopback;
 	// this server's rule (TLS, loopback, or cleartextauth) is in
 	// client.passwordOK, which hides AUTH from EHLO and answers 538.
 	srv.AllowInsecureAuth = true
 	srv.TLSConfig = c.tls
 	srv.ErrorLog = logger{}
-
-	var implicit *tls.Config
-	if f.TLS {
-		implicit = c.tls
-	}
-	var l net.Listener
-	if f.Listen != "" {
-		if l, err = net.Listen("tcp", f.Listen); err != nil {
-			fail.Exit(fail.Temp(err))
-		}
-		l = session.LimitListener(l, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
-		l = &addrListener{Listener: l, limits: c.limits, slots: c.limits.SlotsFor(true), tls: implicit}
-		fail.Warn("listening on %s%s, at most %d sessions", l.Addr(), map[bool]string{true: " (TLS)"}[f.TLS], f.Conns)
-	} else {
-		conn, err := net.FileConn(os.Stdin)
-		if err != nil {
-			fail.Exit(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
-		}
-		lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
-		if !ok {
-			return
-		}
-		one := &oneConn{conn: lc, closed: make(chan struct{}), tls: implicit}
-		release := lc.release
-		lc.release = func() { release(); close(one.closed) }
-		l = one
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() { <-sig; srv.Close() }()
-	if err := srv.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
-		fail.Exit(fail.Temp(err))
-	}
+	return srv
 }
 
-func load(d conf.Dir) (*config, error) {
+// load reads every setting smtpd uses (at start, and on SIGHUP with -l);
+// tlsCfg is the certificate loaded once (loadTLS).
+func load(d conf.Dir, tlsCfg *tls.Config) (*config, error) {
 	l, err := d.Local()
 	if err != nil {
 		return nil, err
 	}
-	c := &config{conf: d, settings: *l}
+	c := &config{conf: d, settings: *l, tls: tlsCfg}
+	if c.clearAuth, err = tlsconf.ClearAuth(d); err != nil {
+		return nil, err
+	}
+	if c.maxRcpt, err = store.MaxRcpt(d); err != nil { // the one rule, shared with im2000-submitd
+		return nil, err
+	}
 	if c.remote, err = remote.Configured(d); err != nil {
 		return nil, err
 	}
@@ -175,10 +183,10 @@ func (logger) Printf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	if strings.HasPrefix(format, "panic serving") {
 		first, stack, _ := strings.Cut(msg, "\n")
-		fail.Alert("%s, at %s", strings.Replace(first, "panic serving", "panic in the SMTP session with", 1), shortStack(stack))
+		logPanic(strings.TrimPrefix(first, "panic serving "), shortStack(stack))
 		return
 	}
-	fail.Warn("%s", msg)
+	logLibrary(msg)
 }
 
 // shortStack keeps the functions of a debug.Stack text below the panic,
@@ -212,7 +220,7 @@ func shortStack(stack string) string {
 	return strings.Join(at, " < ")
 }
 
-func (logger) Println(v ...any) { fail.Warn("%s", fmt.Sprint(v...)) }
+func (logger) Println(v ...any) { logLibrary(fmt.Sprint(v...)) }
 
 // client is one SMTP connection.
 type client struct {
@@ -236,7 +244,7 @@ func (s *client) AuthMechanisms() []string {
 
 func (s *client) Auth(mech string) (sasl.Server, error) {
 	if !s.passwordOK() {
-		fail.Warn("%v: AUTH refused: a password in cleartext from a non-loopback address (have clients use STARTTLS or the -tls port, or set cleartextauth to 1 if the network is trusted)", s.peer)
+		logCleartext(s.peer)
 		return nil, errEncryptionRequired
 	}
 	switch mech {
@@ -256,6 +264,12 @@ func (s *client) Auth(mech string) (sasl.Server, error) {
 // check passes AUTH through to the store's account check: the passwords
 // file (with its growing delays), or the remote store's MSOAP.
 func (s *client) check(user, pass string) error {
+	// The SMTP gateway's account never logs in, whatever its password:
+	// readers show its messages' first line as "via SMTP from" it
+	// (gatewayaccount in im2000-conf(5)).
+	if gw, err := s.cfg.conf.Str("gatewayaccount"); err != nil || strings.EqualFold(user, gw) {
+		return smtp.ErrAuthFailed
+	}
 	if s.cfg.remote {
 		if err := s.checkRemote(user, pass); err != nil {
 			return err
@@ -264,11 +278,11 @@ func (s *client) check(user, pass string) error {
 		ip := netipOf(s.peer)
 		ok, err := s.cfg.checker.Check(ip, user, pass)
 		if err != nil {
-			fail.Warn("%v: %v", s.peer, err)
+			logAuthUnchecked(s.peer, user, err)
 			return errTempAuth
 		}
 		if !ok {
-			fail.Warn("%v: AUTH failed", s.peer)
+			logAuthFailed(s.peer, user)
 			return smtp.ErrAuthFailed
 		}
 	}
@@ -276,7 +290,7 @@ func (s *client) check(user, pass string) error {
 	if s.conn != nil {
 		s.conn.authed.Store(true) // from now on, the session's lifetime is its limit
 	}
-	fail.Warn("%v: authenticated %s", s.peer, user)
+	logAuthenticated(s.peer, user)
 	return nil
 }
 
@@ -317,10 +331,10 @@ func (s *client) Data(r io.Reader) error {
 	id, err := submit.Submit(&submit.Request{Conf: s.cfg.conf, Settings: &settings, Recipients: s.rcpts,
 		Msg: msg, From: from, Password: s.password})
 	if err != nil {
-		fail.Warn("%v: %s: not stored: %v", s.peer, s.account, err)
+		logNotStored(s.peer, s.account, err)
 		return dataError(err)
 	}
-	fail.Warn("%v: %s stored %s for %d recipients", s.peer, s.account, id, len(s.rcpts))
+	logStored(s.peer, s.account, id.String(), len(s.rcpts))
 	// A 250 as an *SMTPError is how go-smtp lets the reply say more than
 	// "queued": where the message is, and that no bounce will ever come.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},

@@ -8,7 +8,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 	"im2000/lib/tlsconf"
 )
 
@@ -16,19 +15,21 @@ import (
 // server offers STARTTLS, and with -tls it speaks TLS from the first byte
 // (port 465 style, RFC 8314). Without them, -tls is an error and STARTTLS
 // is not offered.
-func loadTLS(d conf.Dir, implicit bool) (*tls.Config, bool, error) {
-	clear, err := tlsconf.ClearAuth(d)
-	if err != nil {
-		return nil, false, err
-	}
-	cfg, err := tlsconf.ServerConfig(d, fail.Warn)
+func loadTLS(d conf.Dir, implicit bool) (*tls.Config, error) {
+	cfg, err := tlsconf.ServerConfig(d, logTLS)
 	if errors.Is(err, tlsconf.ErrNoCert) && !implicit {
-		return nil, clear, nil
+		return nil, nil
 	}
-	if err != nil {
-		return nil, false, err
+	return cfg, err
+}
+
+// implicitConfig is the configuration each connection begins with TLS
+// under (-tls), nil without -tls.
+func implicitConfig(c *config, implicit bool) *tls.Config {
+	if implicit {
+		return c.tls
 	}
-	return cfg, clear, nil
+	return nil
 }
 
 // implicitTLS makes c a TLS server connection. go-smtp runs the handshake

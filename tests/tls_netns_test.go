@@ -218,7 +218,7 @@ func TestTLSClearAuthRemote(t *testing.T) {
 	if r := s.smtp(); !strings.HasPrefix(r, "538 5.7.11") {
 		t.Fatalf("AUTH in cleartext from afar: %s", r)
 	}
-	refusedLogged(smtpdLog, "AUTH refused: a password in cleartext")
+	refusedLogged(smtpdLog, "im2000-smtpd: warning: cleartext password refused: ")
 	s.send("STARTTLS")
 	if r := s.smtp(); !strings.HasPrefix(r, "220") {
 		t.Fatalf("STARTTLS: %s", r)
@@ -245,7 +245,7 @@ func TestTLSClearAuthRemote(t *testing.T) {
 	if r := p.line(); !strings.HasPrefix(r, "-ERR [AUTH]") {
 		t.Fatalf("USER in cleartext from afar: %s", r)
 	}
-	refusedLogged(pop3dLog, "USER refused: a password in cleartext")
+	refusedLogged(pop3dLog, "im2000-pop3d: warning: cleartext password refused: ")
 	p.send("STLS")
 	if r := p.line(); !strings.HasPrefix(r, "+OK") {
 		t.Fatalf("STLS: %s", r)

@@ -117,7 +117,8 @@ func TestTLSClearAuthUnixSocket(t *testing.T) {
 			t.Fatalf("AUTH in cleartext on a Unix socket: %s", r)
 		}
 		await(t, 5*time.Second, "the refusal logged", func() bool {
-			return strings.Contains(logs.String(), "USER refused: a password in cleartext")
+			return strings.Contains(logs.String(), "im2000-pop3d: warning: cleartext password refused: ") &&
+				strings.Contains(logs.String(), ": USER: a password in cleartext from a non-loopback address")
 		})
 	})
 	t.Run("smtpd", func(t *testing.T) {
@@ -133,7 +134,8 @@ func TestTLSClearAuthUnixSocket(t *testing.T) {
 			t.Fatalf("AUTH in cleartext on a Unix socket: %s", r)
 		}
 		await(t, 5*time.Second, "the refusal logged", func() bool {
-			return strings.Contains(logs.String(), "AUTH refused: a password in cleartext")
+			return strings.Contains(logs.String(), "im2000-smtpd: warning: cleartext password refused: ") &&
+				strings.Contains(logs.String(), ": AUTH: a password in cleartext from a non-loopback address")
 		})
 	})
 	t.Run("imapd", func(t *testing.T) {
