@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"im2000/lib/fail"
 	"im2000/lib/msgid"
 	"im2000/lib/store"
 )
@@ -100,7 +99,7 @@ func (in *intake) run(stop <-chan struct{}) {
 func (in *intake) accounts() ([]string, error) {
 	names, err := in.st.Accounts()
 	if err != nil {
-		fail.Warn("listing accounts: %v", err)
+		logAccountsUnreadable(err)
 	}
 	return names, err
 }
@@ -122,14 +121,14 @@ func (in *intake) scan(names []string) {
 		a, err := in.st.Existing(name)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				fail.Warn("%s: %v", name, err)
+				logArchiveUnreadable(name, err)
 			}
 			continue
 		}
 		in.loadQueue(a, add)
 		ids, err := a.Todo()
 		if err != nil {
-			fail.Warn("%s: %v", name, err)
+			logArchiveUnreadable(name, err)
 			continue
 		}
 		for _, id := range ids {
@@ -141,14 +140,14 @@ func (in *intake) scan(names []string) {
 			// finds it in queue/ at the next start.
 			if l.msg != nil {
 				if err := a.Take(id); err != nil {
-					fail.Warn("%s/%s: %v", name, id, err)
+					logNotQueued(name+"/"+id.String(), err)
 				}
 			}
 			add(l)
 		}
 		if len(ids) > 0 {
 			if err := a.SyncQueue(); err != nil {
-				fail.Warn("%s: %v", name, err)
+				logNotQueued(name, err)
 			}
 		}
 	}
@@ -164,7 +163,7 @@ func (in *intake) loadQueue(a *store.Account, add func(loaded)) {
 	if !in.queueRead[a.Name] {
 		var err error
 		if ids, err = a.Queue(); err != nil {
-			fail.Warn("%s: %v", a.Name, err)
+			logArchiveUnreadable(a.Name, err)
 			return
 		}
 		in.queueRead[a.Name] = true
@@ -187,6 +186,9 @@ func (in *intake) loadQueue(a *store.Account, add func(loaded)) {
 	}
 }
 
+// errMismatch: a sidecar whose recipients are not the envelope's.
+var errMismatch = errors.New("the status does not match the envelope")
+
 // loadMessage reads one message for the schedule: its sender, size,
 // lifetime and the recipients still to be notified, due as their sidecar
 // says. A message with none left, or past its lifetime, leaves the queue
@@ -195,7 +197,7 @@ func (in *intake) loadQueue(a *store.Account, add func(loaded)) {
 func loadMessage(a *store.Account, id msgid.ID, now time.Time) (l loaded, ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			fail.Alert("%s", fail.Panicked("loading "+a.Name+"/"+id.String(), p))
+			logPanic("loading "+a.Name+"/"+id.String(), p)
 			ok = false
 		}
 	}()
@@ -205,22 +207,22 @@ func loadMessage(a *store.Account, id msgid.ID, now time.Time) (l loaded, ok boo
 		return loaded{}, true
 	}
 	if err != nil {
-		fail.Warn("%s/%s: %v", a.Name, id, err)
+		logUnreadable(a.Name, id, err)
 		return loaded{}, false
 	}
 	defer m.Close()
 	st, err := a.Status(id)
 	if err != nil {
-		fail.Warn("%s/%s: %v", a.Name, id, err)
+		logUnreadable(a.Name, id, err)
 		return loaded{}, false
 	}
 	env := m.Env
 	if len(st.Recipients) != len(env.Recipients) {
-		fail.Warn("%s/%s: the status does not match the envelope", a.Name, id)
+		logUnreadable(a.Name, id, errMismatch)
 		return loaded{}, false
 	}
 	if now.After(env.Expires()) {
-		fail.Warn("%s/%s: lifetime over, no more notifications", a.Name, id)
+		logExpired(a.Name, id)
 		dequeue(a, id)
 		return loaded{}, true
 	}
@@ -253,7 +255,7 @@ func loadMessage(a *store.Account, id msgid.ID, now time.Time) (l loaded, ok boo
 // to be found and dropped again at the next start, but it is said.
 func dequeue(a *store.Account, id msgid.ID) {
 	if err := a.Done(id); err != nil {
-		fail.Warn("%s/%s: taking it off the queue: %v", a.Name, id, err)
+		logNotDequeued(a.Name, id, err)
 	}
 }
 

@@ -59,17 +59,20 @@ func main() {
 	d := conf.FromEnv()
 	root, err := d.Store()
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
 	}
 	st, err := store.Open(root)
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
 	}
 	cfg, err := load(d)
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
 	}
-	fail.Exit(run(d, st, cfg))
+	logSettings(d)
+	if err := run(d, st, cfg); err != nil {
+		logFatal(err)
+	}
 }
 
 func load(d conf.Dir) (*config, error) {
@@ -165,7 +168,7 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 	recording := 0
 	stopping := false
 	timer := time.NewTimer(time.Hour)
-	fail.Warn("running: store %s, store location %v", st.Root, cfg.location)
+	logRunning(st.Root, cfg.location)
 	for {
 		now := time.Now()
 		w.reclassify(now, cfg.slowAfter())
@@ -180,7 +183,7 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 		// After the starts, so that the batches just out are watched too.
 		reclassify := w.reclassify(now, cfg.slowAfter())
 		if stopping && w.busy() == 0 && recording == 0 {
-			fail.Warn("stopping")
+			logStopped()
 			return nil
 		}
 		wait := time.Hour
@@ -236,7 +239,7 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 				current.Store(cfg)
 			case syscall.SIGALRM:
 				n := s.expedite(time.Now().UnixNano())
-				fail.Warn("SIGALRM: %d deferred recipients due now", n)
+				logExpedited(n)
 			default:
 				if !stopping {
 					close(stopIntake)
@@ -327,21 +330,22 @@ func (c *config) slowAfter() time.Duration {
 func reload(d conf.Dir, old *config, snap *map[string]string) *config {
 	c, err := load(d)
 	if err != nil {
-		fail.Warn("SIGHUP: keeping the old settings: %v", err)
+		logReloadFailed(err)
 		return old
 	}
 	now := snapshot(d)
 	changed := false
 	for _, name := range settings {
 		if now[name] != (*snap)[name] {
-			fail.Warn("SIGHUP: %s changed", name)
+			logChanged(name)
 			changed = true
 		}
 	}
 	if !changed {
-		fail.Warn("SIGHUP: settings re-read, nothing changed")
+		logUnchanged()
 	}
 	*snap = now
+	logSettings(d)
 	return c
 }
 
@@ -357,7 +361,7 @@ func cleaner(st *store.Store, stop <-chan struct{}) {
 		case <-time.After(wait):
 		}
 		if err := st.Clean(time.Now()); err != nil {
-			fail.Warn("cleaning the store: %v", err)
+			logCleanFailed(err)
 		}
 		wait = time.Hour
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"im2000/lib/addr"
-	"im2000/lib/fail"
 	"im2000/lib/locate"
 	"im2000/lib/session"
 	"im2000/lib/store"
@@ -52,7 +51,7 @@ type sent struct {
 func work(cfg *config, d *destination, batch []*entry) (r sent) {
 	defer func() {
 		if p := recover(); p != nil {
-			fail.Alert("%s", fail.Panicked("notifying "+d.domain, p))
+			logPanic("notifying "+d.domain, p)
 			// Nothing recorded: try again after a pause, as after any
 			// temporary failure.
 			r = sent{d: d, deferred: batch}
@@ -83,7 +82,7 @@ func check(cfg *config, batch []*entry, now time.Time) (send, deferred, dropped 
 	for _, g := range byMessage(batch) {
 		m := g[0].msg
 		if now.Unix() >= m.expires {
-			fail.Warn("%s/%s: lifetime over, no more notifications", m.acct.Name, m.id)
+			logExpired(m.acct.Name, m.id)
 			dropped = append(dropped, g...)
 			dequeue(m.acct, m.id)
 			continue
@@ -98,10 +97,10 @@ func check(cfg *config, batch []*entry, now time.Time) (send, deferred, dropped 
 			dequeue(m.acct, m.id)
 			continue
 		case err == nil && len(st.Recipients) <= int(maxIndex(g)):
-			err = errors.New("the status does not match the envelope")
+			err = errMismatch
 		}
 		if err != nil {
-			fail.Warn("%s/%s: %v", m.acct.Name, m.id, err)
+			logUnreadable(m.acct.Name, m.id, err)
 			due := now.Add(cfg.backoff(int64(m.trouble.Add(1)))).UnixNano()
 			for _, e := range g {
 				e.due = due
@@ -180,13 +179,13 @@ func notify(cfg *config, domain string, batch []*entry) ([]outcome, string) {
 		}
 		return all(store.NoService), domain
 	case errors.Is(err, tlsconf.ErrDowngrade):
-		fail.Warn("%s: %v", domain, err)
+		logTLSRefused(domain, err)
 		return all(store.TLSDowngrade), domain
 	case errors.Is(err, tlsconf.ErrBadCert):
-		fail.Warn("%s: %v", domain, err)
+		logTLSRefused(domain, err)
 		return all(store.TLSBadCert), domain
 	case err != nil:
-		fail.Warn("%s: %v", domain, err)
+		logUnreachable(domain, err)
 		return all(store.NoServer), domain
 	}
 	defer c.Close()
@@ -199,7 +198,7 @@ func notify(cfg *config, domain string, batch []*entry) ([]outcome, string) {
 	}
 	resp, err := session.Expect[*rnasp.NotifyOK](c, cmd)
 	if err != nil {
-		fail.Warn("%s (%s): %v", domain, rna, err)
+		logNotifyFailed(domain, rna, err)
 		return all(callFailure(err)), rna
 	}
 	out := all(store.Notifying) // no results: all accepted
@@ -207,7 +206,7 @@ func notify(cfg *config, domain string, batch []*entry) ([]outcome, string) {
 		return out, rna
 	}
 	if len(resp.Results) != len(batch) {
-		fail.Warn("%s (%s): %d results for %d notifications", domain, rna, len(resp.Results), len(batch))
+		logBadResults(domain, rna, len(resp.Results), len(batch))
 		return all(store.ProtocolError), rna
 	}
 	for i, res := range resp.Results {

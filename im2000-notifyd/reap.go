@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 	"im2000/lib/store"
 )
 
@@ -48,7 +47,7 @@ func reapSettings(d conf.Dir) (time.Duration, func(string) bool, error) {
 func reaper(d conf.Dir, st *store.Store, stop <-chan struct{}) {
 	every, early, err := reapSettings(d)
 	if err != nil {
-		fail.Warn("reaping: %v; reaping every %d s, reclaiming nothing early", err, defaultReap)
+		logReapDefaults(err, int64(defaultReap))
 		every, early = defaultReap*time.Second, nil
 	}
 	for {
@@ -58,16 +57,16 @@ func reaper(d conf.Dir, st *store.Store, stop <-chan struct{}) {
 		case <-time.After(every):
 		}
 		if e, f, err := reapSettings(d); err != nil {
-			fail.Warn("reaping: %v; keeping the settings in force", err)
+			logReapKept(err)
 		} else {
 			every, early = e, f
 		}
 		r, err := st.Reap(time.Now(), early)
 		if r != (store.Reaped{}) {
-			fail.Warn("reaped %d expired, %d reclaimed, %d interrupted removals finished", r.Expired, r.Reclaimed, r.Finished)
+			logReaped(r.Expired, r.Reclaimed, r.Finished)
 		}
 		if err != nil {
-			fail.Warn("reaping the store: %v", err)
+			logReapFailed(err)
 		}
 	}
 }

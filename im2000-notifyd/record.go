@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"im2000/lib/addr"
-	"im2000/lib/fail"
 	"im2000/lib/store"
 )
 
@@ -90,7 +89,7 @@ func recordAll(cfg *config, rs []result) (done recorded) {
 func recordMessage(cfg *config, m *message, rs []result) (kept []result, dropped []*entry) {
 	defer func() {
 		if p := recover(); p != nil {
-			fail.Alert("%s", fail.Panicked("recording "+m.acct.Name+"/"+m.id.String(), p))
+			logPanic("recording "+m.acct.Name+"/"+m.id.String(), p)
 			kept, dropped = rs, nil
 			for _, r := range rs {
 				r.e.due = time.Now().Add(cfg.retryBase).UnixNano()
@@ -142,7 +141,7 @@ func recordMessage(cfg *config, m *message, rs []result) (kept []result, dropped
 	case err != nil:
 		// Not written (a full disk, a broken sidecar): nothing changes on
 		// disk, so the recipients are tried again, backing off.
-		fail.Warn("%s/%s: recording: %v", m.acct.Name, m.id, err)
+		logNotRecorded(m.acct.Name, m.id, err)
 		due := time.Now().Add(cfg.backoff(int64(m.trouble.Add(1)))).UnixNano()
 		for _, r := range rs {
 			r.e.due = due
@@ -158,7 +157,7 @@ func recordMessage(cfg *config, m *message, rs []result) (kept []result, dropped
 			r.e.state, r.e.due = c.state, c.due
 			kept = append(kept, r)
 		}
-		fail.Warn("%s %s %s %s", m.id, addr.Mailbox{Local: r.e.local, Domain: r.domain}, r.rna, r.out)
+		logAttempt(m.id, addr.Mailbox{Local: r.e.local, Domain: r.domain}, r.rna, r.out)
 	}
 	if finished {
 		dequeue(m.acct, m.id)

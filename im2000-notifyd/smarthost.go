@@ -16,7 +16,6 @@ import (
 
 	"im2000/lib/addr"
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 	"im2000/lib/store"
 	"im2000/lib/tlsconf"
 	"im2000/lib/trace"
@@ -103,7 +102,7 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) []store.Notific
 	where := fmt.Sprintf("%s/%s to %s via SMTP %s", m.acct.Name, m.id, domain, s.addr)
 	msg, err := m.acct.Open(m.id)
 	if err != nil {
-		fail.Warn("%s: %v", where, err)
+		logSmarthostFailed(where, err.Error())
 		return set(store.NoServer) // the check decides next time
 	}
 	defer msg.Close()
@@ -114,12 +113,12 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) []store.Notific
 	defer cancel()
 	c, err := s.dial(ctx, cfg)
 	if err != nil {
-		fail.Warn("%s: %s", where, trace.Escape(err.Error()))
+		logSmarthostFailed(where, trace.Escape(err.Error()))
 		return set(classify(err))
 	}
 	defer c.Close()
 	if err := c.Mail(m.sender, nil); err != nil {
-		fail.Warn("%s: MAIL: %s", where, trace.Escape(err.Error()))
+		logSmarthostFailed(where, "MAIL: "+trace.Escape(err.Error()))
 		return set(classify(err))
 	}
 	taken := 0
@@ -127,7 +126,7 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) []store.Notific
 		// Quoted again as RFC 5321 wants: a quoted local part holding
 		// "> ORCPT=..." must not become ESMTP parameters of the RCPT.
 		if err := c.Rcpt(addr.Mailbox{Local: e.local, Domain: domain}.String(), nil); err != nil {
-			fail.Warn("%s: RCPT %s@%s: %s", where, trace.Escape(e.local), domain, trace.Escape(err.Error()))
+			logSmarthostFailed(where, "RCPT "+trace.Escape(e.local)+"@"+domain+": "+trace.Escape(err.Error()))
 			states[i] = classify(err)
 			continue
 		}
@@ -146,7 +145,7 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) []store.Notific
 		}
 	}
 	if err != nil {
-		fail.Warn("%s: DATA: %s", where, trace.Escape(err.Error()))
+		logSmarthostFailed(where, "DATA: "+trace.Escape(err.Error()))
 		st := classify(err)
 		for i := range states {
 			if states[i] == store.SMTP {
@@ -211,8 +210,8 @@ func (s *smarthost) dial(ctx context.Context, cfg *config) (*smtp.Client, error)
 	}
 	c.CommandTimeout, c.SubmissionTimeout = cfg.timeout, time.Until(deadline)
 	if secure {
-		if err := tcl.Reached("smtp", s.host); err != nil && cfg.loc.Log != nil {
-			cfg.loc.Log("cannot remember TLS: the smarthost %s reached over TLS, not recorded (check the tlsseen directory): %v", s.host, err)
+		if err := tcl.Reached("smtp", s.host); err != nil {
+			logTLSNotRemembered(s.host, err)
 		}
 	}
 	if s.user == "" {

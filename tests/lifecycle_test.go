@@ -137,7 +137,7 @@ func TestLifecycle(t *testing.T) {
 	if tr := storeTraces(t, e.store, []*store.Envelope{kept}); len(tr[kept.ID]) < 3 {
 		t.Fatalf("the live message lost traces: %v", tr[kept.ID])
 	}
-	if !strings.Contains(logs.String(), "reaped ") {
+	if !strings.Contains(logs.String(), "im2000-notifyd: info: reaped: ") {
 		t.Fatalf("no reaping logged:\n%s", logs.String())
 	}
 }

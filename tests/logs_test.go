@@ -32,6 +32,7 @@ var converted = []struct {
 	{"../im2000-agentd", "../man/im2000-agentd.8", false},
 	{"../im2000-queryd", "../man/im2000-queryd.8", false},
 	{"../im2000-listd", "../man/im2000-listd.8", false},
+	{"../im2000-notifyd", "../man/im2000-notifyd.8", false},
 	{"../im2000-smtpd", "../man/im2000-smtpd.8", false},
 	{"../im2000-pop3d", "../man/im2000-pop3d.8", false},
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,20 +157,32 @@ func TestHeadOfLine(t *testing.T) {
 	t.Logf("worst arrival at the working agent while the tarpit held its session: %v (tarpit timeout %v)", worst, timeout)
 }
 
-// TestNotifydSignals: SIGHUP picks up a new route without a restart, and
-// SIGALRM makes a deferred recipient go out at once rather than after its
-// retry delay.
+// TestNotifydSignals: SIGHUP picks up a new route without a restart (the
+// settings in force logged at start and after it; settings that do not
+// load leave them, with a warning), and SIGALRM makes a deferred recipient
+// go out at once rather than after its retry delay.
 func TestNotifydSignals(t *testing.T) {
 	bob := newAgentHostFor(t, "listener", "example.net", "", "bob")
 	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens
 	e, a := queueStore(t, map[string]string{"example.net": dead}, map[string]string{"timeout": "5", "retrybase": "600", "retrymax": "600"})
 	nd, logs := daemonEnv(t, e.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	settings := func() []string {
+		return regexp.MustCompile(`(?m)^im2000-notifyd: info: settings: .*$`).FindAllString(logs.String(), -1)
+	}
+	await(t, 5*time.Second, "notifyd's settings line", func() bool { return len(settings()) == 1 })
+	if s := settings()[0]; !strings.Contains(s, " retrybase=600 ") || !strings.Contains(s, " timeout=5 ") || !strings.Contains(s, " concurrency=10 ") {
+		t.Errorf("notifyd's settings line: %s", s)
+	}
 	id := commit(t, a, "bob@example.net")
 	await(t, 10*time.Second, "the failed attempt recorded", func() bool { return stateOf(t, a, id, 0) == store.NoServer })
+	// Logged after it is recorded.
+	await(t, 5*time.Second, "the attempt line of the failed attempt", func() bool {
+		return regexp.MustCompile(`(?m)^im2000-notifyd: info: attempt: \S+ bob@example\.net example\.net noserver$`).MatchString(logs.String())
+	})
 
 	e.setConf("routes", "_rnasp._tcp.example.net "+bob.rnasp+"\n")
 	nd.Process.Signal(syscall.SIGHUP)
-	await(t, 5*time.Second, "SIGHUP logged", func() bool { return strings.Contains(logs.String(), "SIGHUP: routes changed") })
+	await(t, 5*time.Second, "SIGHUP logged", func() bool { return strings.Contains(logs.String(), "im2000-notifyd: info: SIGHUP: routes changed") })
 	// Deferred for 600 s ±50%: nothing happens by itself.
 	time.Sleep(time.Second)
 	if spooled(bob, "bob") != 0 {
@@ -182,9 +195,22 @@ func TestNotifydSignals(t *testing.T) {
 	nd.Process.Signal(syscall.SIGALRM)
 	await(t, 5*time.Second, "the deferred recipient after SIGALRM", func() bool { return spooled(bob, "bob") == 2 })
 	await(t, 5*time.Second, "its state", func() bool { return stateOf(t, a, id, 0) == store.Notifying })
-	if !strings.Contains(logs.String(), "SIGALRM: 1 deferred recipients due now") {
+	if !strings.Contains(logs.String(), "im2000-notifyd: info: SIGALRM: 1 deferred recipients due now") {
 		t.Errorf("SIGALRM not logged:\n%s", logs)
 	}
+	if n := len(settings()); n != 2 {
+		t.Errorf("%d settings lines after one SIGHUP, want 2:\n%s", n, logs)
+	}
+	e.setConf("concurrency", "many")
+	nd.Process.Signal(syscall.SIGHUP)
+	await(t, 5*time.Second, "the warning for settings that do not load", func() bool {
+		return strings.Contains(logs.String(), "im2000-notifyd: warning: SIGHUP: ") && strings.Contains(logs.String(), "concurrency: want a whole number")
+	})
+	if n := len(settings()); n != 2 {
+		t.Errorf("a SIGHUP that did not load logged settings (%d lines):\n%s", n, logs)
+	}
+	id3 := commit(t, a, "bob@example.net")
+	await(t, 5*time.Second, "a message after the failed SIGHUP, by the route in force", func() bool { return stateOf(t, a, id3, 0) == store.Notifying })
 }
 
 // TestNotifydKilled: 10,000 messages to two agents while notifyd is killed
