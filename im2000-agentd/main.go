@@ -8,17 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"im2000/lib/agent"
 	"im2000/lib/conf"
 	"im2000/lib/session"
-	"im2000/lib/tlsconf"
 	"im2000/lib/wire"
 	"im2000/lib/wire/rnaqp"
 	"im2000/lib/wire/rnasp"
@@ -39,59 +35,31 @@ type handler struct {
 func main() {
 	f := session.ParseFlags("im2000-agentd", usage, os.Args[1:])
 	d := conf.FromEnv()
-	h, err := load(d)
+	// The handler in force: a listener's SIGHUP loads a new one, and each
+	// session keeps the one it began with.
+	srv := &session.Server{Proto: rnasp.Protocol, Log: logSession}
+	err := session.RunReloading(srv, f, d, session.Reloading[*handler]{
+		Load:       func() (*handler, session.Limits, error) { return load(d) },
+		NewHandler: func(h *handler, _ *session.Session) session.Handler { return h },
+		Settings:   func() { logSettings(d) },
+		Failed:     logReloadFailed,
+	})
 	if err != nil {
-		logFatal(err)
-	}
-	// The handler in force: a SIGHUP swaps it, and each session keeps the
-	// one it began with.
-	var cur atomic.Pointer[handler]
-	cur.Store(h)
-	srv := &session.Server{Proto: rnasp.Protocol, Log: logSession,
-		NewHandler: func(*session.Session) session.Handler { return cur.Load() }}
-	if srv.Limits, err = session.ServerLimits(d, h.spool.Dir, rnasp.Protocol.Name); err != nil {
-		logFatal(err)
-	}
-	if f.Listen != "" {
-		// Under tcpserver each session is a process that reads the
-		// settings afresh: SIGHUP is for the listener.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		logSettings(d)
-		go func() {
-			for range hup {
-				reload(d, srv, &cur)
-			}
-		}()
-	}
-	if err := session.Run(srv, f); err != nil {
 		logFatal(err)
 	}
 }
 
-// reload reads every setting again (SIGHUP in listener mode) and puts
-// them in force for the sessions that begin from now on; settings that do
-// not load leave those in force as they are.
-func reload(d conf.Dir, srv *session.Server, cur *atomic.Pointer[handler]) {
-	h, err := load(d)
-	var lim session.Limits
-	if err == nil {
-		lim, err = session.ServerLimits(d, h.spool.Dir, rnasp.Protocol.Name)
-	}
-	var clearAuth bool
-	if err == nil {
-		clearAuth, err = tlsconf.ClearAuth(d)
-	}
+// load reads every setting: at start, and again on a listener's SIGHUP.
+func load(d conf.Dir) (*handler, session.Limits, error) {
+	h, err := loadHandler(d)
 	if err != nil {
-		logReloadFailed(err)
-		return
+		return nil, session.Limits{}, err
 	}
-	cur.Store(h)
-	srv.Reconfigure(lim, clearAuth)
-	logSettings(d)
+	lim, err := session.ServerLimits(d, h.spool.Dir, rnasp.Protocol.Name)
+	return h, lim, err
 }
 
-func load(d conf.Dir) (*handler, error) {
+func loadHandler(d conf.Dir) (*handler, error) {
 	dir, err := d.Agent()
 	if err != nil {
 		return nil, err

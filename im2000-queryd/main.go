@@ -5,16 +5,12 @@ package main
 
 import (
 	"os"
-	"os/signal"
 	"path/filepath"
-	"sync/atomic"
-	"syscall"
 
 	"im2000/lib/agent"
 	"im2000/lib/auth"
 	"im2000/lib/conf"
 	"im2000/lib/session"
-	"im2000/lib/tlsconf"
 	"im2000/lib/wire"
 	"im2000/lib/wire/rnaqp"
 )
@@ -34,29 +30,16 @@ type config struct {
 func main() {
 	f := session.ParseFlags("im2000-queryd", usage, os.Args[1:])
 	d := conf.FromEnv()
-	c, lim, err := load(d, f)
+	// The configuration in force: a listener's SIGHUP loads a new one, and
+	// each session keeps the one it began with.
+	srv := &session.Server{Proto: rnaqp.Protocol, Log: logSession}
+	err := session.RunReloading(srv, f, d, session.Reloading[*config]{
+		Load:       func() (*config, session.Limits, error) { return load(d, f) },
+		NewHandler: func(c *config, _ *session.Session) session.Handler { return c },
+		Settings:   func() { logSettings(d) },
+		Failed:     logReloadFailed,
+	})
 	if err != nil {
-		logFatal(err)
-	}
-	// The configuration in force: a SIGHUP swaps it, and each session
-	// keeps the one it began with.
-	var cur atomic.Pointer[config]
-	cur.Store(c)
-	srv := &session.Server{Proto: rnaqp.Protocol, Log: logSession, Limits: lim,
-		NewHandler: func(*session.Session) session.Handler { return cur.Load() }}
-	if f.Listen != "" {
-		// Under tcpserver each session is a process that reads the
-		// settings afresh: SIGHUP is for the listener.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		logSettings(d)
-		go func() {
-			for range hup {
-				reload(d, f, srv, &cur)
-			}
-		}()
-	}
-	if err := session.Run(srv, f); err != nil {
 		logFatal(err)
 	}
 }
@@ -81,24 +64,6 @@ func load(d conf.Dir, f session.Flags) (*config, session.Limits, error) {
 	c.auth.Serves = c.spool.Serves
 	lim, err := session.ServerLimits(d, dir, rnaqp.Protocol.Name)
 	return c, lim, err
-}
-
-// reload reads every setting again (SIGHUP in listener mode) and puts
-// them in force for the sessions that begin from now on; settings that do
-// not load leave those in force as they are.
-func reload(d conf.Dir, f session.Flags, srv *session.Server, cur *atomic.Pointer[config]) {
-	c, lim, err := load(d, f)
-	var clearAuth bool
-	if err == nil {
-		clearAuth, err = tlsconf.ClearAuth(d)
-	}
-	if err != nil {
-		logReloadFailed(err)
-		return
-	}
-	cur.Store(c)
-	srv.Reconfigure(lim, clearAuth)
-	logSettings(d)
 }
 
 func (c *config) Abort(*session.Session) {}

@@ -5,16 +5,15 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"im2000/lib/addr"
 	"im2000/lib/auth"
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 	"im2000/lib/msgid"
 	"im2000/lib/session"
 	"im2000/lib/store"
@@ -50,21 +49,32 @@ type handler struct {
 
 func main() {
 	f := session.ParseFlags("im2000-submitd", usage, os.Args[1:])
-	c, err := load(conf.FromEnv())
+	d := conf.FromEnv()
+	// The configuration in force: a listener's SIGHUP loads a new one, and
+	// each session keeps the one it began with.
+	srv := &session.Server{Proto: msoap.Protocol, Log: logSession}
+	err := session.RunReloading(srv, f, d, session.Reloading[*config]{
+		Load:       func() (*config, session.Limits, error) { return load(d) },
+		NewHandler: func(c *config, _ *session.Session) session.Handler { return &handler{config: c} },
+		Settings:   func() { logSettings(d) },
+		Failed:     logReloadFailed,
+	})
 	if err != nil {
-		fail.Exit(fail.Temp(err))
-	}
-	srv := &session.Server{Proto: msoap.Protocol, Log: fail.Warn,
-		NewHandler: func(*session.Session) session.Handler { return &handler{config: c} }}
-	if srv.Limits, err = session.ServerLimits(c.conf, c.st.Root, msoap.Protocol.Name); err != nil {
-		fail.Exit(fail.Temp(err))
-	}
-	if err := session.Run(srv, f); err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
 	}
 }
 
-func load(d conf.Dir) (*config, error) {
+// load reads every setting: at start, and again on a listener's SIGHUP.
+func load(d conf.Dir) (*config, session.Limits, error) {
+	c, err := loadConfig(d)
+	if err != nil {
+		return nil, session.Limits{}, err
+	}
+	lim, err := session.ServerLimits(d, c.st.Root, msoap.Protocol.Name)
+	return c, lim, err
+}
+
+func loadConfig(d conf.Dir) (*config, error) {
 	root, err := d.Store()
 	if err != nil {
 		return nil, err
@@ -74,7 +84,7 @@ func load(d conf.Dir) (*config, error) {
 		return nil, err
 	}
 	for _, w := range c.st.Warnings {
-		fail.Warn("warning: %s", w)
+		logStoreWarning(w)
 	}
 	if c.limits.MaxRcpt, err = store.MaxRcpt(d); err != nil {
 		return nil, err
@@ -129,24 +139,30 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 
 func (h *handler) authenticate(s *session.Session, c *msoap.Authenticate) session.Reply {
 	if !s.PasswordOK() {
-		fail.Warn("%v: %s", s.Remote, session.ClearAuthRefused)
+		logCleartext(s.Remote)
 		return session.Reply{Status: msoap.ErrorNotPermitted}
 	}
 	ok, err := h.auth.Check(s.Remote.Addr(), c.Account, c.Password)
 	if err != nil {
-		fail.Warn("%v: %v", s.Remote, err)
+		logAuthBroken(s.Remote, err)
 		return session.Reply{Status: msoap.ErrorInternalProblem}
+	}
+	// The SMTP gateway's account never logs in, whatever its password:
+	// readers show its messages' first line as "via SMTP from" it
+	// (gatewayaccount in im2000-conf(5)).
+	if gw, err := h.conf.Str("gatewayaccount"); err != nil || strings.EqualFold(c.Account, gw) {
+		ok = false
 	}
 	if ok && store.CheckAccount(c.Account) == nil {
 		if h.acct, err = h.st.Account(c.Account); err == nil {
 			s.Account = c.Account
-			fail.Warn("%v: authenticated %s", s.Remote, c.Account)
+			logLogin(s.Remote, c.Account)
 			return session.Reply{Body: msoap.AuthenticateOK{}}
 		}
-		fail.Warn("%v: %v", s.Remote, err)
+		logArchiveBroken(s.Remote, c.Account, err)
 		return session.Reply{Status: msoap.ErrorInternalProblem}
 	}
-	fail.Warn("%v: authentication failed", s.Remote)
+	logLoginFailed(s.Remote)
 	return session.Reply{Status: msoap.ErrorNotAuthenticated}
 }
 
@@ -187,14 +203,14 @@ func (h *handler) envelope(s *session.Session, c *msoap.SubmitEnvelope) session.
 		}
 	}
 	if over > 0 || len(sub.Recipients) < len(valid) {
-		fail.Warn("%v: %s: an envelope of %d recipients: %d distinct kept, %d over maxrcpt (%d) refused", s.Remote, s.Account, len(c.Recipients), len(sub.Recipients), over, h.limits.MaxRcpt)
+		logEnvelopeCut(s.Remote, s.Account, len(c.Recipients), len(sub.Recipients), over, int64(h.limits.MaxRcpt))
 	}
 	for _, l := range c.Lists {
 		name := string(l)
 		status := msoap.SubmissionAccessDenied
 		if store.CheckListName(name) == nil {
 			if ok, err := h.conf.MayPost(name, s.Account); err != nil {
-				fail.Warn("%v: %v", s.Remote, err)
+				logListsUnreadable(s.Remote, err)
 			} else if ok {
 				status = msoap.Acceptable
 				sub.Lists = append(sub.Lists, name)
@@ -208,7 +224,7 @@ func (h *handler) envelope(s *session.Session, c *msoap.SubmitEnvelope) session.
 	var err error
 	sub.Lifetime = lifetime
 	if sub.Sender, err = addr.Parse(s.Account + "@" + h.me); err != nil {
-		fail.Warn("%v: account %s at %s is no address: %v", s.Remote, s.Account, h.me, err)
+		logNoAddress(s.Remote, s.Account, h.me, err)
 		return session.Reply{Status: msoap.ErrorInternalProblem}
 	}
 	if h.draft, err = h.acct.NewDraft(sub, h.limits); err != nil {
@@ -233,7 +249,7 @@ func (h *handler) chunk(s *session.Session, c *msoap.SubmitMsgChunk) session.Rep
 		return session.Reply{Body: &msoap.SubmitMsgChunkOK{}}
 	}
 	if err := h.checkSenders(s); err != nil {
-		fail.Warn("%v: %s: submission refused: %v", s.Remote, s.Account, err)
+		logSenderRefused(s.Remote, s.Account, err)
 		if errors.Is(err, submit.ErrSender) {
 			return session.Reply{Status: msoap.ErrorNotPermitted, ForceAbort: true}
 		}
@@ -244,7 +260,7 @@ func (h *handler) chunk(s *session.Session, c *msoap.SubmitMsgChunk) session.Rep
 	if err != nil {
 		return h.storeError(s, err)
 	}
-	fail.Warn("%v: %s submitted %s: %d bytes, %d recipients, %d lists", s.Remote, s.Account, env.ID, d.Size(), len(env.Recipients), len(env.Lists))
+	logSubmitted(s.Remote, s.Account, env.ID, d.Size(), len(env.Recipients), len(env.Lists))
 	return session.Reply{Body: &msoap.SubmitMsgChunkOK{ID: &env.ID}}
 }
 
@@ -273,7 +289,7 @@ func (h *handler) storeError(s *session.Session, err error) session.Reply {
 	case errors.Is(err, store.ErrQuota):
 		status = msoap.ErrorWouldExceedQuota
 	}
-	fail.Warn("%v: %s: submission aborted: %v", s.Remote, s.Account, err)
+	logAborted(s.Remote, s.Account, err)
 	return session.Reply{Status: status, ForceAbort: true}
 }
 
@@ -301,7 +317,7 @@ func (h *handler) cancel(s *session.Session, id msgid.ID) session.Reply {
 	if err := h.acct.Cancel(id); err != nil {
 		return h.lookupError(s, err)
 	}
-	fail.Warn("%v: %s cancelled %s", s.Remote, s.Account, id)
+	logCancelled(s.Remote, s.Account, id)
 	return session.Reply{Body: msoap.CancelOK{}}
 }
 
@@ -310,6 +326,6 @@ func (h *handler) lookupError(s *session.Session, err error) session.Reply {
 	if errors.Is(err, store.ErrNoSuch) {
 		return session.Reply{Status: msoap.ErrorNoSuchMessage}
 	}
-	fail.Warn("%v: %v", s.Remote, fmt.Errorf("%s: %w", s.Account, err))
+	logArchiveBroken(s.Remote, s.Account, err)
 	return session.Reply{Status: msoap.ErrorInternalProblem}
 }

@@ -16,6 +16,8 @@ import (
 
 	"im2000/lib/fail"
 	"im2000/lib/session"
+	"im2000/lib/wire"
+	"im2000/lib/wire/msoap"
 	"im2000/lib/wire/rnasp"
 )
 
@@ -33,6 +35,7 @@ var converted = []struct {
 	{"../im2000-queryd", "../man/im2000-queryd.8", false},
 	{"../im2000-listd", "../man/im2000-listd.8", false},
 	{"../im2000-notifyd", "../man/im2000-notifyd.8", false},
+	{"../im2000-submitd", "../man/im2000-submitd.8", false},
 	{"../im2000-smtpd", "../man/im2000-smtpd.8", false},
 	{"../im2000-pop3d", "../man/im2000-pop3d.8", false},
 }
@@ -283,4 +286,43 @@ func TestSettingsSIGHUP(t *testing.T) {
 	if s := qsettings()[1]; !strings.Contains(s, " authdelay=7 ") {
 		t.Errorf("queryd's settings line after SIGHUP: %s", s)
 	}
+}
+
+// TestSettingsSIGHUPStore: submitd and retrieved as listeners log their
+// settings at start and put new ones in force on SIGHUP for the sessions
+// that begin after it (submitd: a session begun before keeps the old
+// minlifetime); settings that do not load leave those in force.
+func TestSettingsSIGHUPStore(t *testing.T) {
+	e := newEnv(t, "alice")
+	writePasswords(t, e, "alice")
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	submitd, logs := daemonEnv(t, e.vars, addr, filepath.Join(bin, "im2000-submitd"), "-l", addr)
+	settings := func() []string {
+		return regexp.MustCompile(`(?m)^im2000-submitd: info: settings: .*$`).FindAllString(logs.String(), -1)
+	}
+	await(t, 5*time.Second, "submitd's settings line", func() bool { return len(settings()) == 1 })
+	if s := settings()[0]; !strings.Contains(s, " minlifetime=3600 ") || !strings.Contains(s, " passwords=(set) ") || !strings.Contains(s, " sessionsperaddr=10 ") {
+		t.Errorf("submitd's settings line: %s", s)
+	}
+	h := &storeHost{env: e, msoap: addr}
+	env := &msoap.SubmitEnvelope{Lifetime: 86400, Recipients: []wire.MailBox{mb("bob", "example.net")}}
+	before := login(t, h, "alice")
+	e.setConf("minlifetime", "100000")
+	submitd.Process.Signal(syscall.SIGHUP)
+	await(t, 5*time.Second, "submitd's settings line after SIGHUP", func() bool { return len(settings()) == 2 })
+	if s := settings()[1]; !strings.Contains(s, " minlifetime=100000 ") {
+		t.Errorf("submitd's settings line after SIGHUP: %s", s)
+	}
+	call(t, login(t, h, "alice"), env, msoap.ErrorLifetimeTooShort, false)
+	call(t, before, env, msoap.NoError, false) // began with the old settings
+
+	e.setConf("minlifetime", "soon")
+	submitd.Process.Signal(syscall.SIGHUP)
+	await(t, 5*time.Second, "submitd's warning for a setting that does not load", func() bool {
+		return strings.Contains(logs.String(), "im2000-submitd: warning: SIGHUP: ") && strings.Contains(logs.String(), "minlifetime: want a whole number")
+	})
+	if n := len(settings()); n != 2 {
+		t.Errorf("a SIGHUP that did not load logged settings (%d lines)", n)
+	}
+	call(t, login(t, h, "alice"), env, msoap.ErrorLifetimeTooShort, false)
 }
