@@ -26,13 +26,13 @@ import (
 func loop(interval time.Duration, args []string) {
 	self, err := os.Executable()
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(fail.Temp(err))
 	}
 	wake := make(chan os.Signal, 1)
 	signal.Notify(wake, syscall.SIGHUP, syscall.SIGALRM)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	fail.Info("loop started: every %v, and on SIGHUP or SIGALRM", interval)
+	logLoopStarted(interval)
 	for {
 		cmd := exec.Command(self, args...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
@@ -40,19 +40,19 @@ func loop(interval time.Duration, args []string) {
 		var exit *exec.ExitError
 		switch {
 		case errors.As(err, &exit) && exit.ExitCode() == fail.Permanent:
-			fail.Warning("run failed: for good (exit 100): fix what it said; trying again in %v", interval)
+			logRunFailedPerm(interval)
 		case err != nil:
-			fail.Warning("run failed: %v; trying again in %v", err, interval)
+			logRunFailed(err, interval)
 		}
 		timer := time.NewTimer(interval)
 		select {
 		case <-timer.C:
 		case s := <-wake:
 			timer.Stop()
-			fail.Info("loop woken: %v", s)
+			logLoopWoken(s)
 		case s := <-stop:
 			timer.Stop()
-			fail.Info("loop stopped: %v", s)
+			logLoopStopped(s)
 			os.Exit(0)
 		}
 		// A signal that came during the run wakes the next one at once:

@@ -20,7 +20,6 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
 	"im2000/lib/maildir"
-	"im2000/lib/trace"
 	"im2000/lib/wire/msrap"
 )
 
@@ -71,7 +70,7 @@ func main() {
 		fail.Usage("--summary lists, --accept fetches: one at a time\n%s", usage)
 	}
 	if err := conf.FromEnv().Check(); err != nil {
-		fail.Exit(fail.Perm(err))
+		logFatal(fail.Perm(err))
 	}
 	if *every > 0 { // loop.go
 		if *summary || *accept != "" || *toStdout {
@@ -81,7 +80,7 @@ func main() {
 	}
 	f, err := setup(conf.FromEnv(), *dir)
 	if err != nil {
-		fail.Exit(err)
+		logEnd(err)
 	}
 	defer f.inbox.Close()
 	f.accept = *accept
@@ -90,7 +89,7 @@ func main() {
 	}
 	err = f.run(*summary)
 	f.inbox.Close()
-	fail.Exit(err)
+	logEnd(err)
 }
 
 func setup(d conf.Dir, dir string) (*fetcher, error) {
@@ -142,7 +141,7 @@ func (f *fetcher) run(summary bool) error {
 		return takeErr
 	}
 	if takeErr != nil {
-		warn("%v (going on with the %d notifications kept from before)", takeErr, taken)
+		logAgentUnreachable(takeErr, taken)
 	}
 	entries, err := f.inbox.Pending()
 	if err != nil {
@@ -173,7 +172,7 @@ func (f *fetcher) run(summary bool) error {
 		case errors.Is(err, inbox.ErrDropped):
 			dropped++ // lib/inbox has logged why
 		case err != nil:
-			warn("%s from %s at %s: %v (kept for the next run)", e.N.Notification.ID, e.N.Notification.Sender, e.N.Notification.StoreClear.String(), err)
+			logKept(e.N.Notification.ID.String(), e.N.Notification.Sender, e.N.Notification.StoreClear.String(), err)
 			failed++
 		default:
 			delivered++
@@ -187,14 +186,14 @@ func (f *fetcher) run(summary bool) error {
 			return fail.Temp(err)
 		}
 	}
-	fail.Warn("%d delivered, %d kept for later, %d dropped, %d gone from their stores", delivered, failed, dropped, gone)
+	logFetched(delivered, failed, dropped, gone)
 	if left, err := f.inbox.Pending(); err == nil {
 		if err := f.pruneRecord(left, f.life); err != nil {
-			warn("the delivered record is not pruned (it is next run): %v", err)
+			logNotPruned(err)
 		}
 	}
 	if failed > 0 || dropped > 0 || takeErr != nil {
-		return fail.Temp(errors.New("not everything could be fetched; run again later"))
+		return errIncomplete
 	}
 	return nil
 }
@@ -213,7 +212,7 @@ func (f *fetcher) fetchOne(e agent.Entry) error {
 		}
 		err = f.deliver(sender.String(), e)
 		if errors.Is(err, inbox.ErrGone) {
-			warn("%s from %s: %v", n.ID, n.Sender, err)
+			logGone(n.ID.String(), n.Sender, err)
 			f.inbox.Done(e)
 			return err
 		}
@@ -233,10 +232,6 @@ func (f *fetcher) fetchOne(e agent.Entry) error {
 	f.inbox.Done(e)
 	return nil
 }
-
-// warn logs one line, escaped (trace.Escape): notifications and stores
-// put words of their own into it.
-func warn(format string, a ...any) { fail.Warn("%s", trace.Escape(fmt.Sprintf(format, a...))) }
 
 // deliver retrieves a message, which starts with the trace fields, into
 // the Maildir or the mbox; sender is the verified sender, for the mbox's

@@ -71,7 +71,7 @@ func (f *fetcher) acceptAddress() error {
 	if err := policy.Allow(f.policyPath(), f.accept); err != nil {
 		return fail.Perm(fmt.Errorf("--accept: %v", err))
 	}
-	warn("accepted %s: added \"allow %s\" to %s", f.accept, f.accept, f.policyPath())
+	logAccepted(f.accept, f.policyPath())
 	return nil
 }
 
@@ -118,10 +118,10 @@ func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 		case policy.Hold:
 			toHold, senders = append(toHold, e), append(senders, sender)
 			// only a default line holds: m.Line is its line
-			warn("held %s from %s at %s, not retrieved (%s line %d): im2000-fetch --accept %s fetches it", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line, e.Name)
+			logPolicy(fmt.Sprintf("held %s from %s at %s, not retrieved (%s line %d): im2000-fetch --accept %s fetches it", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line, e.Name))
 		case policy.Deny:
 			f.inbox.Done(e)
-			warn("dropped %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
+			logPolicy(fmt.Sprintf("dropped %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line))
 		}
 	}
 	if err := f.inbox.Hold(toHold, senders); err != nil {
@@ -142,7 +142,7 @@ func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 				return nil, err
 			}
 			acceptedKey = true
-			warn("accepted %s from %s at %s", e.Name, n.Sender, n.StoreClear)
+			logPolicy(fmt.Sprintf("accepted %s from %s at %s", e.Name, n.Sender, n.StoreClear))
 			released = append(released, e)
 			continue
 		}
@@ -151,7 +151,7 @@ func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 			if err := f.inbox.Release(e); err != nil {
 				return nil, err
 			}
-			warn("released %s from %s at %s: accepted before", e.Name, n.Sender, n.StoreClear)
+			logPolicy(fmt.Sprintf("released %s from %s at %s: accepted before", e.Name, n.Sender, n.StoreClear))
 			released = append(released, e)
 			continue
 		}
@@ -160,11 +160,11 @@ func (f *fetcher) screen(entries []agent.Entry) ([]agent.Entry, error) {
 			if err := f.inbox.Release(e); err != nil {
 				return nil, err
 			}
-			warn("released %s from %s at %s: allowed by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
+			logPolicy(fmt.Sprintf("released %s from %s at %s: allowed by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line))
 			released = append(released, e)
 		case policy.Deny:
 			denied = append(denied, e)
-			warn("dropped held %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line)
+			logPolicy(fmt.Sprintf("dropped held %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, pol.Name, m.Line))
 		default:
 			keep[e.Name] = true
 		}

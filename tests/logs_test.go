@@ -38,6 +38,7 @@ var converted = []struct {
 	{"../im2000-submitd", "../man/im2000-submitd.8", false},
 	{"../im2000-smtpd", "../man/im2000-smtpd.8", false},
 	{"../im2000-pop3d", "../man/im2000-pop3d.8", false},
+	{"../im2000-fetch", "../man/im2000-fetch.1", false},
 }
 
 // direct are the calls that write to the log; outside log.go a converted
