@@ -21,6 +21,7 @@ type config struct {
 	conf       conf.Dir
 	me         string
 	account    string       // the gateway account: whose archive inbound mail goes into
+	postmaster string       // the account postmaster@ each domain goes to; "": an account named postmaster
 	sender     addr.Mailbox // account@me, the sender of every notification
 	domains    map[string]bool
 	spool      *agent.Spool // who the host's accounts are
@@ -48,6 +49,14 @@ func load(d conf.Dir) (*config, error) {
 	}
 	if c.sender, err = addr.Parse(c.account + "@" + c.me); err != nil {
 		return nil, fmt.Errorf("the gateway account %s at %s is not a valid address: %v", c.account, c.me, err)
+	}
+	if c.postmaster, err = d.Str("postmaster"); err != nil {
+		return nil, err
+	}
+	if c.postmaster != "" {
+		if err := store.CheckAccount(c.postmaster); err != nil {
+			return nil, fmt.Errorf("%s: %v: write an account name (letters, digits, . _ -)", d.Path("postmaster"), err)
+		}
 	}
 	domains, err := d.Lines("domains")
 	if err != nil {

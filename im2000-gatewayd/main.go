@@ -55,7 +55,11 @@ func main() {
 		return &client{cfg: c, smtp: conn, peer: conn.Conn().RemoteAddr()}, nil
 	}))
 	srv.Domain = c.me
-	srv.MaxMessageBytes = c.maxMessage
+	if c.maxMessage > 0 {
+		// One over: go-smtp refuses a DATA message of exactly its limit;
+		// Data enforces databytes exactly (session.go).
+		srv.MaxMessageBytes = c.maxMessage + 1
+	}
 	srv.MaxRecipients = c.maxRcpt
 	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
 	srv.ReadTimeout = f.Timeout

@@ -36,8 +36,14 @@ func smtpErr(code int, enh smtp.EnhancedCode, format string, a ...any) *smtp.SMT
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: fmt.Sprintf(format, a...)}
 }
 
-func (s *client) Mail(from string, _ *smtp.MailOptions) error {
+// errTooLarge is a message over databytes, or announced so with SIZE.
+var errTooLarge = smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message too large")
+
+func (s *client) Mail(from string, opts *smtp.MailOptions) error {
 	s.Reset()
+	if opts != nil && s.cfg.maxMessage > 0 && opts.Size > s.cfg.maxMessage {
+		return errTooLarge // go-smtp's own check allows one octet more
+	}
 	if from == "" {
 		s.from, s.null = &addr.Mailbox{}, true
 		return nil
@@ -78,7 +84,11 @@ func (s *client) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil
 		}
 	}
-	account, ok := s.cfg.spool.Account(mb.Local)
+	name := mb.Local
+	if local == "postmaster" && s.cfg.postmaster != "" {
+		name = s.cfg.postmaster // the postmaster setting (RFC 5321 4.5.1)
+	}
+	account, ok := s.cfg.spool.Account(name)
 	if !ok {
 		fail.Warn("%v: no such user %s", s.peer, trace.Escape(mb.String()))
 		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "No such user here: %s", mb)
@@ -115,12 +125,23 @@ func (s *client) Data(r io.Reader) error {
 	}
 	os.Remove(spool.Name()) // nothing to clean after a crash
 	defer spool.Close()
-	if _, err := io.Copy(spool, r); err != nil {
+	// databytes is enforced here, exactly: go-smtp's MaxMessageBytes
+	// refuses a DATA message of exactly that size and a BDAT one only
+	// over it, so it is set one higher (main.go) as the outer bound.
+	in := r
+	if s.cfg.maxMessage > 0 {
+		in = io.LimitReader(r, s.cfg.maxMessage+1)
+	}
+	n, err := io.Copy(spool, in)
+	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			return se // too large, a line too long: go-smtp's own answer
 		}
 		return s.temp(err)
+	}
+	if s.cfg.maxMessage > 0 && n > s.cfg.maxMessage {
+		return errTooLarge
 	}
 	// The posting right is decided now: an error at DATA reaches the
 	// sender as their own MTA's bounce (the design notes' rule).

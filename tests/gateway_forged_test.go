@@ -1,7 +1,10 @@
 package tests
 
 import (
+	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -34,5 +37,118 @@ func TestGatewayFirstFolded(t *testing.T) {
 	c.cmd("QUIT")
 	if n := len(gatewayArchive(t, g.store)); n != 0 {
 		t.Errorf("%d messages stored, want none", n)
+	}
+}
+
+// TestGatewayDatabytes: with databytes=3000, a message of 3000 octets is
+// taken and one of 3001 refused (552 5.3.4), over DATA and over BDAT
+// alike: go-smtp's own limit refused exactly 3000 over DATA alone.
+func TestGatewayDatabytes(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", func(e *env) { e.setConf("databytes", "3000") })
+	msg := func(n int) string { // n octets, lines of at most 900
+		m := "Subject: size\r\n\r\n"
+		for len(m) < n {
+			k := min(900, n-len(m)-2)
+			m += strings.Repeat("y", max(k, 0)) + "\r\n"
+		}
+		if len(m) != n {
+			t.Fatalf("built %d octets, want %d", len(m), n)
+		}
+		return m
+	}
+	c := dialSMTP(t, g.gateway)
+	c.cmd("EHLO mx.sender.test")
+	stored := 0
+	for _, n := range []int{2999, 3000, 3001} {
+		want := "250 "
+		if n > 3000 {
+			want = "552 5.3.4"
+		}
+		c.cmd("MAIL FROM:<a@sender.test>")
+		c.cmd("RCPT TO:<bob@example.org>")
+		c.cmd("DATA")
+		if r := c.cmd(msg(n) + "."); !strings.HasPrefix(r, want) {
+			t.Errorf("DATA of %d octets: %s, want %s", n, r, want)
+		} else if n <= 3000 {
+			stored++
+		}
+		c.cmd("RSET")
+		c.cmd("MAIL FROM:<a@sender.test>")
+		c.cmd("RCPT TO:<bob@example.org>")
+		m := msg(n)
+		fmt.Fprintf(c.c, "BDAT %d LAST\r\n%s", len(m), m)
+		if r := c.reply(); !strings.HasPrefix(r, want) {
+			t.Errorf("BDAT of %d octets: %s, want %s", n, r, want)
+		} else if n <= 3000 {
+			stored++
+		}
+		c.cmd("RSET")
+	}
+	if r := c.cmd("MAIL FROM:<a@sender.test> SIZE=3001"); !strings.HasPrefix(r, "552 5.3.4") {
+		t.Errorf("MAIL with SIZE=3001: %s", r)
+	}
+	c.cmd("QUIT")
+	if n := len(gatewayArchive(t, g.store)); n != stored || n != 4 {
+		t.Errorf("%d messages stored, want 4", n)
+	}
+}
+
+// TestGatewayAccountNoLogin: the gateway account (gatewayaccount) cannot
+// log in to im2000-submitd or im2000-smtpd even with a password: its
+// archive's first lines are what readers show as "via SMTP from", so
+// whoever submits as it could forge any SMTP sender.
+func TestGatewayAccountNoLogin(t *testing.T) {
+	h := newStoreHost(t, "tcpserver", func(e *env) { writePasswords(t, e, "alice", "smtp") })
+	cl := newEnv(t, "smtp")
+	os.Remove(cl.store)
+	cl.vars = append(cl.vars[:0:0], "IM2000_CONF="+cl.conf, "IM2000_ACCOUNT=smtp", "PATH="+os.Getenv("PATH"), "HOME="+t.TempDir(), "TZ=UTC")
+	cl.setConf("remote", h.msoap)
+	cl.setConf("password", "smtppw")
+	cl.setConf("sentlog", filepath.Join(t.TempDir(), "sent"))
+	if r := cl.run("From: smtp@example.org\nTo: bob@example.net\n\nforged\n", "im2000-inject", "-t"); r.code == 0 {
+		t.Errorf("the gateway account submitted over MSOAP: %q", r.stderr)
+	}
+	if n := msgCount(t, h.store); n != 0 {
+		t.Errorf("%d messages at the store from the gateway account", n)
+	}
+
+	e, addr := startSMTPD(t)
+	writePasswords(t, e, "alice", "smtp")
+	c := dialSMTP(t, addr)
+	c.cmd("EHLO client.example")
+	if r := c.cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00smtp\x00smtppw"))); !strings.HasPrefix(r, "535") {
+		t.Errorf("AUTH as the gateway account at smtpd: %s, want 535", r)
+	}
+	if r := c.cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00alicepw"))); !strings.HasPrefix(r, "235") {
+		t.Errorf("AUTH as alice at smtpd: %s, want 235", r)
+	}
+}
+
+// TestGatewayPostmaster: postmaster@DOMAIN, in any case, is accepted
+// (RFC 5321 section 4.5.1) and stored for the account the postmaster
+// setting names.
+func TestGatewayPostmaster(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", func(e *env) { e.setConf("postmaster", "bob") })
+	c := dialSMTP(t, g.gateway)
+	c.cmd("EHLO mx.sender.test")
+	c.cmd("MAIL FROM:<a@sender.test>")
+	for _, rcpt := range []string{"<postmaster@example.org>", "<PostMaster@example.org>"} {
+		if r := c.cmd("RCPT TO:" + rcpt); !strings.HasPrefix(r, "250") {
+			t.Errorf("RCPT TO:%s: %s", rcpt, r)
+		}
+	}
+	c.cmd("DATA")
+	if r := c.cmd("Subject: to the postmaster\r\n\r\nhello\r\n."); !strings.HasPrefix(r, "250") {
+		t.Fatalf("DATA: %s", r)
+	}
+	c.cmd("QUIT")
+	envs := gatewayArchive(t, g.store)
+	if len(envs) != 1 || len(envs[0].Recipients) == 0 {
+		t.Fatalf("stored %+v, want one message for bob@example.org", envs)
+	}
+	for _, r := range envs[0].Recipients {
+		if r.Addr.String() != "bob@example.org" {
+			t.Errorf("stored for %s, want bob@example.org", r.Addr)
+		}
 	}
 }

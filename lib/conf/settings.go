@@ -86,6 +86,7 @@ var table = []Setting{
 	{"password", Text, "", "inject status fetch", "the account's password at the remote store or agent (mode 600)"},
 	{"passwords", File, "", "submitd queryd", "account:bcrypt-hash lines of the accounts' passwords"},
 	{"pop3state", Text, "", "pop3d", "the directory of the POP3 users' pending messages and settings"},
+	{"postmaster", Text, "", "gatewayd", "the account postmaster@ each domain of the gateway goes to (default: an account named postmaster)"},
 	{"quota", Number, "0", "inject submitd smtpd", "the most octets one account's archive may hold (0: none)"},
 	{"reapinterval", Number, "600", "notifyd", "seconds between removals of messages whose lifetime is over"},
 	{"reclaim", List, "", "notifyd", "accounts (* for all) whose messages go once every recipient silenced"},
