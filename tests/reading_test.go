@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -93,13 +92,40 @@ var floods = []struct {
 	{"sends-past-its-size", 0, 100<<20 + 12345, strconv.Itoa(128 << 20)},
 }
 
-// maxRSS is a finished process's peak resident set, in octets.
-func maxRSS(t *testing.T, cmd *exec.Cmd) int64 {
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		t.Fatal("no rusage for the child")
+// rssCommand runs prog through a small python3 parent that fork()s and
+// exec()s it and writes the program's peak resident set to a file.
+// Why not the Go child's own rusage: Go starts children with
+// clone(CLONE_VM|CLONE_VFORK), and Linux records the memory map a child
+// leaves at exec in its peak, so a child of this test binary reports at
+// least the test binary's own peak (64 MiB once enough tests had run),
+// whatever the program used. python3's fork copies a ~10 MiB process.
+func rssCommand(ctx context.Context, t *testing.T, prog string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "maxrss")
+	script := `import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(ru.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
+`
+	return exec.CommandContext(ctx, "/usr/bin/python3", append([]string{"-c", script, file, filepath.Join(bin, prog)}, args...)...), file
+}
+
+// maxRSS is the peak resident set rssCommand's program reached, in octets.
+func maxRSS(t *testing.T, file string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("no peak RSS written: %v", err)
 	}
-	return ru.Maxrss << 10 // kilobytes on Linux
+	kb, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || kb <= 0 {
+		t.Fatalf("peak RSS %q", b)
+	}
+	return kb << 10 // kilobytes on Linux
 }
 
 // runRSS runs a program like env.run and also returns its peak RSS.
@@ -107,7 +133,7 @@ func (e *env) runRSS(prog string, args ...string) (result, int64) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, prog), args...)
+	cmd, rssFile := rssCommand(ctx, e.t, prog, args...)
 	cmd.Env = e.vars
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -119,7 +145,7 @@ func (e *env) runRSS(prog string, args ...string) (result, int64) {
 		e.t.Fatalf("%s: %v", prog, err)
 	}
 	checkLog(e.t, prog, errb.String())
-	return result{code, out.String(), errb.String()}, maxRSS(e.t, cmd)
+	return result{code, out.String(), errb.String()}, maxRSS(e.t, rssFile)
 }
 
 // readerEnv is bob's configuration for fetch and pop3d with the agent at
@@ -172,18 +198,19 @@ func TestBoundedFetch(t *testing.T) {
 // popPipe is a POP3 session with an im2000-pop3d on its standard input
 // and output, as tcpserver runs it.
 type popPipe struct {
-	t   *testing.T
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	r   *bufio.Reader
-	log bytes.Buffer
+	t       *testing.T
+	cmd     *exec.Cmd
+	rssFile string
+	in      io.WriteCloser
+	r       *bufio.Reader
+	log     bytes.Buffer
 }
 
 func startPOP3Pipe(t *testing.T, e *env) *popPipe {
 	p := &popPipe{t: t}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	p.cmd = exec.CommandContext(ctx, filepath.Join(bin, "im2000-pop3d"))
+	p.cmd, p.rssFile = rssCommand(ctx, t, "im2000-pop3d")
 	p.cmd.Env = append(e.vars, "TCPREMOTEIP=127.0.0.1")
 	p.cmd.Stderr = &p.log
 	var err error
@@ -225,7 +252,7 @@ func (p *popPipe) quit() int64 {
 		p.t.Errorf("pop3d: %v; log:\n%s", err, p.log.String())
 	}
 	checkLog(p.t, "im2000-pop3d", p.log.String())
-	return maxRSS(p.t, p.cmd)
+	return maxRSS(p.t, p.rssFile)
 }
 
 // TestBoundedPOP3: im2000-pop3d (as under tcpserver) doing RETR against
