@@ -92,12 +92,12 @@ func listen(d conf.Dir, f session.Flags, c *config) {
 			}
 			logStopping(s)
 			stopping.Store(true)
-			l.Close()
 			mu.Lock()
 			for _, g := range gens {
 				g.srv.Close()
 			}
 			mu.Unlock()
+			l.Close() // last: the accept loop's end ends the process
 			return
 		}
 	}()
