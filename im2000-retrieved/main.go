@@ -7,12 +7,13 @@ package main
 import (
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
 
+	"im2000/lib/addr"
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
 	"im2000/lib/msgid"
 	"im2000/lib/session"
@@ -31,9 +32,8 @@ const usage = `usage: im2000-retrieved [-l addr:port] [-c n] [-t seconds] [-m by
 // goes on from the endtime it gets.
 const maxScan = 10000
 
-// server is what every session shares.
+// server is what every session shares, whatever a SIGHUP loads.
 type server struct {
-	st       *store.Store
 	maxChunk uint64
 	batches  batches // status changes written together (batch.go)
 }
@@ -41,6 +41,7 @@ type server struct {
 // handler is one session.
 type handler struct {
 	*server
+	st *store.Store // the one in force when the session began
 	// Read statuses that could not be recorded (a full disk), by
 	// recipient identifier: tried again before each command and at the
 	// end of the session, and, failing that, at the next retrieval, which
@@ -53,29 +54,41 @@ const maxPending = 64
 
 func main() {
 	f := session.ParseFlags("im2000-retrieved", usage, os.Args[1:])
-	root, err := conf.FromEnv().Store()
+	d := conf.FromEnv()
+	sv := &server{maxChunk: uint64(f.MaxPDU - 4096), // room for the rest of the PDU
+		batches: batches{groups: map[batchKey]*group{}}}
+	// The store in force: a listener's SIGHUP opens it again (and reads
+	// the session limits), and each session keeps the one it began with.
+	srv := &session.Server{Proto: msrap.Protocol, Log: logSession}
+	err := session.RunReloading(srv, f, d, session.Reloading[*store.Store]{
+		Load: func() (*store.Store, session.Limits, error) { return load(d) },
+		NewHandler: func(st *store.Store, _ *session.Session) session.Handler {
+			return &handler{server: sv, st: st, pending: map[msgid.ID]store.Read{}}
+		},
+		Settings: func() { logSettings(d) },
+		Failed:   logReloadFailed,
+	})
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(err)
+	}
+}
+
+// load opens the store and reads the session limits: at start, and again
+// on a listener's SIGHUP.
+func load(d conf.Dir) (*store.Store, session.Limits, error) {
+	root, err := d.Store()
+	if err != nil {
+		return nil, session.Limits{}, err
 	}
 	st, err := store.Open(root)
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		return nil, session.Limits{}, err
 	}
 	for _, w := range st.Warnings {
-		fail.Warn("warning: %s", w)
+		logStoreWarning(w)
 	}
-	sv := &server{st: st, maxChunk: uint64(f.MaxPDU - 4096), // room for the rest of the PDU
-		batches: batches{groups: map[batchKey]*group{}}}
-	srv := &session.Server{Proto: msrap.Protocol, Log: fail.Warn,
-		NewHandler: func(*session.Session) session.Handler {
-			return &handler{server: sv, pending: map[msgid.ID]store.Read{}}
-		}}
-	if srv.Limits, err = session.ServerLimits(conf.FromEnv(), root, msrap.Protocol.Name); err != nil {
-		fail.Exit(fail.Temp(err))
-	}
-	if err := session.Run(srv, f); err != nil {
-		fail.Exit(fail.Temp(err))
-	}
+	lim, err := session.ServerLimits(d, root, msrap.Protocol.Name)
+	return st, lim, err
 }
 
 // Abort is called when the session ends (MSRAP has no transactions): a
@@ -99,12 +112,12 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 		// A silenced message was read, by definition (the recipient has
 		// it): so a read status a full disk kept from being written, and
 		// that fetch will not retrieve again for, is recorded here.
-		rep, err = h.setStatus(s, c.ID, "silence", func(r *store.RecipientStatus) {
+		rep, err = h.setStatus(s, c.ID, logSilenced, func(r *store.RecipientStatus) {
 			r.Notification, r.Next = store.Silenced, time.Time{}
 			r.Read = max(r.Read, store.ReadAll)
 		}, msrap.SilenceOK{})
 	case *msrap.UnPin:
-		rep, err = h.setStatus(s, c.ID, "unpin", func(r *store.RecipientStatus) { r.Pinned = false }, msrap.UnPinOK{})
+		rep, err = h.setStatus(s, c.ID, logUnpinned, func(r *store.RecipientStatus) { r.Pinned = false }, msrap.UnPinOK{})
 	default:
 		return session.Reply{Status: msrap.ErrorUnexpectedCommand, ForceAbort: true}
 	}
@@ -112,7 +125,7 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 		return session.Reply{Status: msrap.ErrorNoSuchMessage}
 	}
 	if err != nil {
-		fail.Warn("%v: %v", s.Remote, err)
+		logStoreError(s.Remote, err)
 		return session.Reply{Status: msrap.ErrorInternalProblem}
 	}
 	return rep
@@ -130,13 +143,13 @@ func (h *handler) withMessage(id msgid.ID, fn func(*store.Message, int) (session
 
 // setStatus changes the recipient's own status line; for a list
 // identifier there is nothing to change.
-func (h *handler) setStatus(s *session.Session, id msgid.ID, what string, change func(*store.RecipientStatus), ok wire.Body) (session.Reply, error) {
+func (h *handler) setStatus(s *session.Session, id msgid.ID, log func(netip.AddrPort, msgid.ID, string, msgid.ID, addr.Mailbox), change func(*store.RecipientStatus), ok wire.Body) (session.Reply, error) {
 	return h.withMessage(id, func(m *store.Message, i int) (session.Reply, error) {
 		if i < len(m.Env.Recipients) {
 			if err := h.batches.update(m, i, change); err != nil {
 				return session.Reply{}, err
 			}
-			fail.Warn("%v: %s %s of %s/%s for %s", s.Remote, what, id, m.Account, m.Env.ID, m.Env.Recipients[i].Addr)
+			log(s.Remote, id, m.Account, m.Env.ID, m.Env.Recipients[i].Addr)
 		}
 		return session.Reply{Body: ok}, nil
 	})
@@ -180,7 +193,7 @@ func (h *handler) retrieve(s *session.Session, c *msrap.Retrieve) (session.Reply
 		// (a full disk): the status must not stand between a recipient and
 		// the message.
 		if err := h.record(s, m, i, c); err != nil {
-			fail.Warn("%v: read status of %s not recorded, message served anyway (tried again later): %v", s.Remote, c.ID, err)
+			logNotRecorded(s.Remote, c.ID, err)
 			if want := readFor[c.Type]; i < len(m.Env.Recipients) && len(h.pending) < maxPending && want > h.pending[c.ID] {
 				h.pending[c.ID] = want
 			}
@@ -210,7 +223,7 @@ func (h *handler) retryPending(s *session.Session) {
 		if err == nil || errors.Is(err, store.ErrNoSuch) {
 			delete(h.pending, id)
 			if err == nil {
-				fail.Warn("%v: read status of %s recorded after all", s.Remote, id)
+				logRecordedLater(s.Remote, id)
 			}
 		}
 	}

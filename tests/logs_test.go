@@ -36,6 +36,7 @@ var converted = []struct {
 	{"../im2000-listd", "../man/im2000-listd.8", false},
 	{"../im2000-notifyd", "../man/im2000-notifyd.8", false},
 	{"../im2000-submitd", "../man/im2000-submitd.8", false},
+	{"../im2000-retrieved", "../man/im2000-retrieved.8", false},
 	{"../im2000-smtpd", "../man/im2000-smtpd.8", false},
 	{"../im2000-pop3d", "../man/im2000-pop3d.8", false},
 	{"../im2000-fetch", "../man/im2000-fetch.1", false},
@@ -326,4 +327,24 @@ func TestSettingsSIGHUPStore(t *testing.T) {
 		t.Errorf("a SIGHUP that did not load logged settings (%d lines)", n)
 	}
 	call(t, login(t, h, "alice"), env, msoap.ErrorLifetimeTooShort, false)
+
+	// retrieved the same: its settings line, and a new one on SIGHUP.
+	raddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	retrieved, rlogs := daemonEnv(t, e.vars, raddr, filepath.Join(bin, "im2000-retrieved"), "-l", raddr)
+	rsettings := func() []string {
+		return regexp.MustCompile(`(?m)^im2000-retrieved: info: settings: .*$`).FindAllString(rlogs.String(), -1)
+	}
+	await(t, 5*time.Second, "retrieved's settings line", func() bool { return len(rsettings()) == 1 })
+	if s := rsettings()[0]; !strings.Contains(s, " sessionsperaddr=10 ") || strings.Contains(s, "minlifetime") {
+		t.Errorf("retrieved's settings line: %s", s)
+	}
+	e.setConf("sessionsperaddr", "3")
+	retrieved.Process.Signal(syscall.SIGHUP)
+	await(t, 5*time.Second, "retrieved's settings line after SIGHUP", func() bool { return len(rsettings()) == 2 })
+	if s := rsettings()[1]; !strings.Contains(s, " sessionsperaddr=3 ") {
+		t.Errorf("retrieved's settings line after SIGHUP: %s", s)
+	}
+	await(t, 5*time.Second, "retrieved's reconfiguration", func() bool {
+		return strings.Contains(rlogs.String(), "im2000-retrieved: info: reconfigured: MSRAP: sessionsperaddr 3,")
+	})
 }
