@@ -21,7 +21,18 @@ import (
 // connection is a *tls.Conn when it is TLS.
 func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, error) {
 	service = strings.ToLower(service)
-	tlsTargets, tlsErr := l.targets(ctx, service+"s", domain, false)
+	tlsName, clearName := SRVName(service+"s", domain), SRVName(service, domain)
+	// routes overrides DNS for a service at a domain as a whole (qmail's
+	// smtproutes): a domain routed in one form only is not looked up in
+	// DNS for the other, so a routed private domain neither waits for a
+	// resolver nor lets DNS add a server the admin did not name.
+	_, routedTLS := l.Routes[tlsName]
+	_, routedClear := l.Routes[clearName]
+	var tlsTargets []string
+	tlsErr := fmt.Errorf("%w: %s is routed without its TLS form %s", ErrNoService, clearName, tlsName)
+	if routedTLS || !routedClear {
+		tlsTargets, tlsErr = l.targets(ctx, service+"s", domain, false)
+	}
 	var errs []string
 	certFailed := false
 	for _, t := range tlsTargets {
@@ -35,8 +46,11 @@ func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, e
 		certFailed = certFailed || tlsconf.CertError(err)
 		errs = append(errs, err.Error())
 	}
-	tlsName := SRVName(service+"s", domain)
-	clearTargets, clearErr := l.targets(ctx, service, domain, tlsTargets == nil)
+	var clearTargets []string
+	clearErr := fmt.Errorf("%w: %s is routed without its cleartext form %s", ErrNoService, tlsName, clearName)
+	if routedClear || !routedTLS {
+		clearTargets, clearErr = l.targets(ctx, service, domain, tlsTargets == nil)
+	}
 	why, required := l.TLS.Required(service, domain)
 	switch {
 	case required && (certFailed || clearErr == nil):
@@ -64,7 +78,7 @@ func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, e
 		}
 		errs = append(errs, err.Error())
 	}
-	return nil, fmt.Errorf("%w for %s: %s", ErrNoServer, SRVName(service, domain), strings.Join(errs, "; "))
+	return nil, fmt.Errorf("%w for %s: %s", ErrNoServer, clearName, strings.Join(errs, "; "))
 }
 
 // DialTLS connects to addr (host:port) over TLS, and verifies that its

@@ -142,6 +142,31 @@ func TestDialCleartextWhenNoTLS(t *testing.T) {
 	}
 }
 
+// TestDialRoutedFormOnly: a domain routed in one form is not looked up in
+// DNS for the other, though DNS would answer it: routes overrides DNS for
+// the service at that domain as a whole.
+func TestDialRoutedFormOnly(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	good := leaf(t, ca, "good.test", time.Now().Add(time.Hour))
+	port := func(a string) uint16 { _, p, _ := net.SplitHostPort(a); n, _ := strconv.Atoi(p); return uint16(n) }
+	tlsAddr, clearAddr := serve(t, &good, "tls"), serve(t, nil, "clear")
+	d := locatetest.StartDNS(t, map[string][]dnsmessage.Resource{
+		"_rnasps._tcp.good.test.": {locatetest.SRV("_rnasps._tcp.good.test.", 1, 0, port(tlsAddr), "host.good.test.")},
+		"_rnasp._tcp.good.test.":  {locatetest.SRV("_rnasp._tcp.good.test.", 1, 0, port(clearAddr), "host.good.test.")},
+		"host.good.test.":         {locatetest.A("host.good.test.")},
+	})
+	l := tlsLocator(t, ca, map[string][]string{"_rnasp._tcp.good.test": {clearAddr}})
+	l.Resolvers = []string{d.Addr}
+	if got, err := dialed(t, l); got != "clear" {
+		t.Fatalf("routed cleartext only, DNS offering TLS: %q, %v; want the routed server", got, err)
+	}
+	l = tlsLocator(t, ca, map[string][]string{"_rnasps._tcp.good.test": {"127.0.0.1:" + strconv.Itoa(int(closedPort(t)))}})
+	l.Resolvers = []string{d.Addr}
+	if got, err := dialed(t, l); !errors.Is(err, ErrNoServer) {
+		t.Fatalf("routed TLS form down, DNS offering cleartext: %q, %v; want no server", got, err)
+	}
+}
+
 func TestDialBadCertificate(t *testing.T) {
 	ca, other := tlstest.NewCA(t), tlstest.NewCA(t)
 	clearAddr := serve(t, nil, "clear")
