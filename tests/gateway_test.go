@@ -150,13 +150,13 @@ sel._domainkey IN TXT "v=DKIM1; k=ed25519; p=` + base64.StdEncoding.EncodeToStri
 		h, _, _ := strings.Cut(strings.ReplaceAll(m, "\r\n", "\n"), "\n\n")
 		return strings.ReplaceAll(strings.ReplaceAll(h, "\n\t", " "), "\n ", " ")
 	}
-	s := header(byText("signed hello"))
+	s := header(byText("Subject: signed hello")) // not "unsigned hello"
 	for _, want := range []string{"Return-Path: <smtp@example.org>", "(via SMTP from <alice@sender.test>)", "spf=pass", "dkim=pass", "header.d=sender.test"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("the signed message lacks %q:\n%s", want, s)
 		}
 	}
-	u := header(byText("unsigned hello"))
+	u := header(byText("Subject: unsigned hello"))
 	for _, want := range []string{"(via SMTP from <mallory@fail.test>)", "Authentication-Results: example.org; spf=fail", "dkim=none"} {
 		if !strings.Contains(u, want) {
 			t.Errorf("the unsigned message lacks %q:\n%s", want, u)
