@@ -85,8 +85,7 @@ func main() {
 			return
 		}
 		one := &oneConn{conn: lc, closed: make(chan struct{})}
-		release := lc.release
-		lc.release = func() { release(); close(one.closed) }
+		lc.OnRelease(func() { close(one.closed) })
 		l = one
 	}
 	sig := make(chan os.Signal, 1)

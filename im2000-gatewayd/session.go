@@ -17,6 +17,7 @@ import (
 	"im2000/lib/addr"
 	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
+	"im2000/lib/session"
 	"im2000/lib/store"
 	"im2000/lib/trace"
 )
@@ -155,7 +156,7 @@ func (s *client) Data(r io.Reader) error {
 			return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "%s may not post to the list %s@%s", s.senderShown(), l, s.cfg.me)
 		}
 	}
-	results := []authres.Result{s.cfg.checkSPF(netipOf(s.peer), s.smtp.Hostname(), s.sender())}
+	results := []authres.Result{s.cfg.checkSPF(session.IPOf(s.peer), s.smtp.Hostname(), s.sender())}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return s.temp(err)
 	}
@@ -217,7 +218,7 @@ func (s *client) fields(id string, results []authres.Result) string {
 	if helo == "" {
 		helo = "unknown"
 	}
-	ip := netipOf(s.peer)
+	ip := session.IPOf(s.peer)
 	lit := "[" + ip.String() + "]"
 	if ip.Is6() {
 		lit = "[IPv6:" + ip.String() + "]"

@@ -92,8 +92,7 @@ func main() {
 		return
 	}
 	one := &oneConn{conn: lc, closed: make(chan struct{}), tls: implicitConfig(c, f.TLS)}
-	release := lc.release
-	lc.release = func() { release(); close(one.closed) }
+	lc.OnRelease(func() { close(one.closed) })
 	srv := newServer(c, f.Timeout)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -225,7 +224,7 @@ func (logger) Println(v ...any) { logLibrary(fmt.Sprint(v...)) }
 // client is one SMTP connection.
 type client struct {
 	cfg      *config
-	conn     *limitedConn
+	conn     *session.LimitedConn
 	peer     net.Addr
 	smtp     *smtp.Conn
 	account  string
@@ -288,7 +287,7 @@ func (s *client) check(user, pass string) error {
 	}
 	s.account, s.password = user, pass
 	if s.conn != nil {
-		s.conn.authed.Store(true) // from now on, the session's lifetime is its limit
+		s.conn.Authenticated() // from now on, the session's lifetime is its limit
 	}
 	logAuthenticated(s.peer, user)
 	return nil
@@ -396,7 +395,7 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 // release).
 type oneConn struct {
 	tls    *tls.Config // -tls: the connection is TLS from its first byte
-	conn   *limitedConn
+	conn   *session.LimitedConn
 	given  bool
 	closed chan struct{}
 }

@@ -124,8 +124,7 @@ func listen(d conf.Dir, f session.Flags, c *config) {
 		// owner is the generation that serves the session; the release
 		// runs only once it has it.
 		var owner *generation
-		release := lc.release
-		lc.release = func() { release(); owner.live.Add(-1) }
+		lc.OnRelease(func() { owner.live.Add(-1) })
 		for {
 			owner = cur.Load()
 			owner.live.Add(1)

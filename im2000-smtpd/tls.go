@@ -8,6 +8,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"im2000/lib/conf"
+	"im2000/lib/session"
 	"im2000/lib/tlsconf"
 )
 
@@ -36,17 +37,17 @@ func implicitConfig(c *config, implicit bool) *tls.Config {
 // itself before its greeting, within its read and write timeouts, which
 // the limitedConn beneath cuts short by the session limits (authtimeout,
 // sessionlifetime): a stalled handshake is bounded as a stalled command.
-func implicitTLS(c *limitedConn, cfg *tls.Config) net.Conn {
+func implicitTLS(c *session.LimitedConn, cfg *tls.Config) net.Conn {
 	return tls.Server(c, cfg)
 }
 
 // limited finds the limitedConn under a connection go-smtp holds, which
 // is a *tls.Conn after STARTTLS or with -tls.
-func limited(c net.Conn) *limitedConn {
+func limited(c net.Conn) *session.LimitedConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	lc, _ := c.(*limitedConn)
+	lc, _ := c.(*session.LimitedConn)
 	return lc
 }
 
