@@ -44,24 +44,6 @@ func (c *config) admit(conn net.Conn, remote netip.Addr, peer string) (func(), b
 	return release, ok
 }
 
-// remoteAddr is the address a peer string ("ip" or "ip:port") names.
-func remoteAddr(peer string) netip.Addr {
-	if ap, err := netip.ParseAddrPort(peer); err == nil {
-		return ap.Addr()
-	}
-	a, _ := netip.ParseAddr(peer)
-	return a
-}
-
-// stdioPeer names the client of a session on stdin/stdout: lib/session's
-// one rule (TCPREMOTEIP, else the socket stdin is), without the port.
-func stdioPeer(conn net.Conn) string {
-	if remote, _ := session.StdioPeer(conn); remote.Addr().IsValid() {
-		return remote.Addr().String()
-	}
-	return os.Getenv("TCPREMOTEIP")
-}
-
 // limitConn bounds every read and write of a session, whatever deadline
 // the IMAP library asks for (its own are fixed: 30 s for a command, 35
 // minutes in IDLE): a read ends at the idle timeout (-t), cut short by
@@ -138,7 +120,7 @@ func (l *limitConn) Close() error {
 // name is refused unchecked and counted as a failure; an address too far
 // ahead is refused unchecked (auth.ErrThrottled) after a second.
 func (c *config) checkLogin(peer, user, pass string) error {
-	remote := remoteAddr(peer)
+	remote := session.PeerAddr(peer)
 	lim := c.failures
 	var due time.Time
 	if lim != nil {

@@ -78,8 +78,8 @@ func main() {
 		if err != nil {
 			fail.Exit(fail.Temp(err))
 		}
-		peer := stdioPeer(conn)
-		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		peer := session.StdioPeerName(conn)
+		release, ok := c.admit(conn, session.PeerAddr(peer), peer)
 		if !ok {
 			return
 		}
@@ -101,7 +101,7 @@ func main() {
 			continue
 		}
 		peer := conn.RemoteAddr().String()
-		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		release, ok := c.admit(conn, session.PeerAddr(peer), peer)
 		if !ok {
 			continue
 		}
@@ -188,7 +188,7 @@ func (c *config) serve(conn net.Conn, peer string) {
 		Caps:         caps,
 		Logger:       logger{peer, c.alert},
 		TLSConfig:    c.startTLS(),
-		InsecureAuth: tlsconf.PasswordOK(false, remoteAddr(peer), session.LocalUser(conn), c.clearAuth),
+		InsecureAuth: tlsconf.PasswordOK(false, session.PeerAddr(peer), session.LocalUser(conn), c.clearAuth),
 	})
 	srv.Serve(&oneListener{conn: nc, done: lc.closed})
 }

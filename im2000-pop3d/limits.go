@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"im2000/lib/auth"
@@ -39,27 +37,6 @@ func (c *config) admit(conn session.Conn, remote netip.Addr, peer string) (func(
 	return release, ok
 }
 
-// remoteAddr is the address a peer string ("ip" or "ip:port") names.
-func remoteAddr(peer string) netip.Addr {
-	if ap, err := netip.ParseAddrPort(peer); err == nil {
-		return ap.Addr()
-	}
-	a, _ := netip.ParseAddr(peer)
-	return a
-}
-
-// stdioPeer names the client of a session on stdin/stdout for the log and
-// the limits: lib/session's one rule (TCPREMOTEIP, else the socket stdin
-// is), as an address without its port, as pop3d has always logged it; a
-// bare TCPREMOTEIP without TCPREMOTEPORT as it is; "" when there is none,
-// which the limits count as one address.
-func stdioPeer(conn net.Conn) string {
-	if remote, _ := session.StdioPeer(conn); remote.Addr().IsValid() {
-		return remote.Addr().String()
-	}
-	return os.Getenv("TCPREMOTEIP")
-}
-
 // checkLogin checks user's password, delayed per client address by this
 // server's own limiter (c.failures, in pop3state/.authfail; the settings
 // authdelay and authmaxdelay). The agent (queryd) sees every check come
@@ -72,7 +49,7 @@ func stdioPeer(conn net.Conn) string {
 // temporarily (auth.ErrThrottled), after a second (the client's own
 // session waits, so that a loop of refusals does not spin).
 func (p *pop) checkLogin(user, pass string) error {
-	remote := remoteAddr(p.peer)
+	remote := session.PeerAddr(p.peer)
 	lim := p.failures
 	var due time.Time
 	if lim != nil {

@@ -95,8 +95,8 @@ func main() {
 		if err != nil {
 			logFatal(fail.Temp(err))
 		}
-		peer := stdioPeer(conn)
-		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		peer := session.StdioPeerName(conn)
+		release, ok := c.admit(conn, session.PeerAddr(peer), peer)
 		if !ok {
 			return
 		}

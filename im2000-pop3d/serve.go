@@ -58,7 +58,7 @@ func listen(d conf.Dir, f session.Flags, c *config) {
 		}
 		c := cur.Load()
 		peer := conn.RemoteAddr().String()
-		release, ok := c.admit(conn, remoteAddr(peer), peer)
+		release, ok := c.admit(conn, session.PeerAddr(peer), peer)
 		if !ok {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"im2000/lib/conf"
+	"im2000/lib/session"
 	"im2000/lib/tlsconf"
 )
 
@@ -70,7 +71,7 @@ func (p *pop) stls() bool {
 // cleartextauth. Otherwise the
 // command is refused, logged, and CAPA does not list them.
 func (p *pop) passwordOK(verb string) bool {
-	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.localUser, p.clearAuth) {
+	if tlsconf.PasswordOK(p.overTLS, session.PeerAddr(p.peer), p.localUser, p.clearAuth) {
 		return true
 	}
 	logCleartext(p.peer, verb)
@@ -86,7 +87,7 @@ func (p *pop) capa() string {
 	if p.tls != nil && !p.overTLS {
 		caps = append(caps, "STLS")
 	}
-	if tlsconf.PasswordOK(p.overTLS, remoteAddr(p.peer), p.localUser, p.clearAuth) {
+	if tlsconf.PasswordOK(p.overTLS, session.PeerAddr(p.peer), p.localUser, p.clearAuth) {
 		caps = append(caps, "USER", "SASL PLAIN")
 	}
 	caps = append(caps, "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "IMPLEMENTATION im2000-pop3d", ".")

@@ -119,3 +119,25 @@ func Admit(c net.Conn, l Limits, slots Slots, refusal string, authed bool, log A
 func IPOf(a net.Addr) netip.Addr {
 	return addrPort(a).Addr().Unmap()
 }
+
+// PeerAddr is the address a peer string ("ip" or "ip:port", as the text
+// servers log a client) names; the zero Addr for anything else.
+func PeerAddr(peer string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(peer); err == nil {
+		return ap.Addr()
+	}
+	a, _ := netip.ParseAddr(peer)
+	return a
+}
+
+// StdioPeerName names the client of a session on stdin/stdout for the log
+// and the limits: StdioPeer's one rule (TCPREMOTEIP, else the socket stdin
+// is), as an address without its port; a bare TCPREMOTEIP without
+// TCPREMOTEPORT as it is; "" when there is none, which the limits count
+// as one address.
+func StdioPeerName(conn net.Conn) string {
+	if remote, _ := StdioPeer(conn); remote.Addr().IsValid() {
+		return remote.Addr().String()
+	}
+	return os.Getenv("TCPREMOTEIP")
+}
