@@ -20,9 +20,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 
-	"im2000/lib/fail"
 	"im2000/lib/inbox"
-	"im2000/lib/trace"
 	"im2000/lib/wire/msrap"
 )
 
@@ -112,11 +110,11 @@ func (s *imapSession) content(m *viewMsg, full bool) (f *os.File, header bool, e
 		if errors.Is(err, inbox.ErrGone) {
 			s.mb.Done(e)
 		}
-		fail.Warn("%s: %s: %s: %s (expunged)", s.peer, s.user, m.name, trace.Escape(err.Error()))
+		logGone(s.peer, s.user, m.name, err)
 		s.forget(m.name)
 		return nil, false, imapErr(imap.ResponseCodeNonExistent, "that message is gone from its store (cancelled or expired)")
 	default:
-		fail.Warn("%s: %s: retrieving %s: %s (kept)", s.peer, s.user, e.N.Notification.ID, trace.Escape(err.Error()))
+		logRetrieveFailed(s.peer, s.user, e.N.Notification.ID.String(), err)
 		return nil, false, errStore
 	}
 }
@@ -141,7 +139,7 @@ func (s *imapSession) recordSize(m *viewMsg, n int64) {
 		return false, nil
 	})
 	if err != nil { // the size stays the notification's for now
-		fail.Warn("%s: %s: %s", s.peer, s.user, trace.Escape(err.Error()))
+		logStateFailed(s.peer, s.user, err)
 	}
 }
 

@@ -21,7 +21,6 @@ import (
 	"im2000/lib/inbox"
 	"im2000/lib/locate"
 	"im2000/lib/session"
-	"im2000/lib/trace"
 	"im2000/lib/wire/rnaqp"
 )
 
@@ -100,7 +99,7 @@ func (s *imapSession) refresh(take bool) error {
 				return err
 			}
 			// The agent is down: what is pending is still there to read.
-			fail.Warn("%s: %s: taking notifications: %s (later)", s.peer, s.user, trace.Escape(err.Error()))
+			logNotTaken(s.peer, s.user, err)
 		}
 	}
 	var sizeless []agent.Entry
@@ -134,7 +133,7 @@ func (s *imapSession) refresh(take bool) error {
 			sizes[i] = -1
 		case err != nil: // logged by lib/inbox when dropped
 			if !errors.Is(err, inbox.ErrDropped) {
-				fail.Warn("%s: %s: size of %s: %s (left for later)", s.peer, s.user, e.N.Notification.ID, trace.Escape(err.Error()))
+				logNoSize(s.peer, s.user, e.N.Notification.ID.String(), err)
 			}
 			sizes[i] = -1
 		default:

@@ -18,7 +18,6 @@ import (
 	"im2000/lib/inbox"
 	"im2000/lib/session"
 	"im2000/lib/store"
-	"im2000/lib/trace"
 )
 
 // admit takes a slot of the client's address (the setting sessionsperaddr;
@@ -33,10 +32,10 @@ func (c *config) admit(conn net.Conn, remote netip.Addr, peer string) (func(), b
 	release, ok, err := c.slots.Acquire(remote)
 	switch {
 	case err != nil:
-		fail.Warn("%s: counting sessions per address: %v", peer, err)
+		logNotCounted(peer, err)
 		return func() {}, true
 	case !ok:
-		fail.Warn("%s: refused: %d sessions from this address already", peer, c.limits.PerAddr)
+		logRefused(peer, c.limits.PerAddr)
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
 		io.WriteString(conn, "* BYE [UNAVAILABLE] too many sessions from your address, try again later\r\n")
 		conn.Close()
@@ -101,7 +100,7 @@ func (l *limitConn) Read(b []byte) (int, error) {
 		why := l.why
 		l.mu.Unlock()
 		if why != "" {
-			fail.Warn("%s: %s, closed", l.Conn.RemoteAddr(), why)
+			logLimit(l.Conn.RemoteAddr(), why)
 		}
 	}
 	return n, err
@@ -151,11 +150,11 @@ func (c *config) checkLogin(peer, user, pass string) error {
 func loginError(peer, user string, err error) error {
 	switch {
 	case errors.Is(err, auth.ErrThrottled):
-		fail.Warn("%s: login refused unchecked: %s", peer, trace.Escape(err.Error()))
+		logThrottled(peer, err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "too many failed logins from your address, try again later"}
 	case errors.Is(err, inbox.ErrAuth):
-		fail.Warn("%s: login failed for %s", peer, trace.Escape(user))
+		logLoginFailed(peer, user)
 		return imapErr(imap.ResponseCodeAuthenticationFailed, "invalid login")
 	}
 	return tempError(peer, err)
@@ -163,7 +162,7 @@ func loginError(peer, user string, err error) error {
 
 // tempError logs err and answers NO [UNAVAILABLE].
 func tempError(peer string, err error) error {
-	fail.Warn("%s: %s", peer, trace.Escape(err.Error()))
+	logUnreachable(peer, err)
 	return imapErr(imap.ResponseCodeUnavailable, "cannot reach your mail right now, try again later")
 }
 

@@ -69,14 +69,14 @@ func main() {
 	f := session.ParseTextFlags("im2000-imapd", usage, os.Args[1:], 1800*time.Second)
 	c, err := load(conf.FromEnv(), f.TLS)
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(fail.Temp(err))
 	}
 	c.timeout = f.Timeout
 	c.slots = c.limits.SlotsFor(f.Listen != "")
 	if f.Listen == "" {
 		conn, err := session.StdioConn()
 		if err != nil {
-			fail.Exit(fail.Temp(err))
+			logFatal(fail.Temp(err))
 		}
 		peer := session.StdioPeerName(conn)
 		release, ok := c.admit(conn, session.PeerAddr(peer), peer)
@@ -87,29 +87,7 @@ func main() {
 		c.serve(conn, peer)
 		return
 	}
-	l, err := net.Listen("tcp", f.Listen)
-	if err != nil {
-		fail.Exit(fail.Temp(err))
-	}
-	fail.Warn("listening on %s%s, at most %d sessions", l.Addr(), map[bool]string{true: " (TLS)"}[f.TLS], f.Conns)
-	l = session.LimitListener(l, f.Conns, "* BYE [UNAVAILABLE] too many sessions, try again later\r\n")
-	for {
-		conn, err := l.Accept()
-		if err != nil {
-			fail.Warn("accept: %v", err)
-			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
-			continue
-		}
-		peer := conn.RemoteAddr().String()
-		release, ok := c.admit(conn, session.PeerAddr(peer), peer)
-		if !ok {
-			continue
-		}
-		go func() {
-			defer release()
-			c.serve(conn, peer)
-		}()
-	}
+	listen(conf.FromEnv(), f, c)
 }
 
 // load reads the settings.
@@ -150,7 +128,7 @@ func load(d conf.Dir, implicit bool) (*config, error) {
 		c.clearAuth, err = tlsconf.ClearAuth(d)
 	}
 	if err == nil {
-		c.tls, err = tlsconf.ServerConfig(d, fail.Warn)
+		c.tls, err = tlsconf.ServerConfig(d, logTLS)
 		if errors.Is(err, tlsconf.ErrNoCert) && !implicit {
 			c.tls, err = nil, nil
 		}
@@ -216,10 +194,10 @@ func (l logger) Printf(format string, a ...any) {
 			l.alert(msg)
 			return
 		}
-		fail.Alert("%s", msg)
+		logLibraryPanic(msg)
 		return
 	}
-	fail.Warn("%s", msg)
+	logLibrary(l.peer, fmt.Sprintf(format, a...))
 }
 
 // oneListener hands out one connection, then waits until it is closed

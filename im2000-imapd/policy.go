@@ -21,7 +21,6 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
 	"im2000/lib/policy"
-	"im2000/lib/trace"
 )
 
 // policyPath is the user's policy: senderpolicy in the user's state
@@ -58,7 +57,7 @@ func (s *imapSession) screen(fresh []agent.Entry) ([]agent.Entry, error) {
 		return nil, err
 	}
 	say := func(format string, a ...any) {
-		fail.Warn("%s", trace.Escape(ib.LogPrefix+fmt.Sprintf(format, a...)))
+		logPolicy(ib.LogPrefix, fmt.Sprintf(format, a...))
 	}
 	var out, toHold []agent.Entry
 	var senders []addr.Mailbox

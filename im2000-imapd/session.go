@@ -11,7 +11,6 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"im2000/lib/agent"
-	"im2000/lib/fail"
 	"im2000/lib/inbox"
 )
 
@@ -75,7 +74,7 @@ func (s *imapSession) Close() error {
 		s.mb.Close()
 	}
 	if s.user != "" {
-		fail.Warn("%s: %s logged out", s.peer, s.user)
+		logLoggedOut(s.peer, s.user)
 	}
 	return nil
 }
@@ -118,7 +117,7 @@ func (s *imapSession) Login(user, pass string) error {
 	if state != nil {
 		n = len(state.Msgs)
 	}
-	fail.Warn("%s: %s logged in, %d messages", s.peer, user, n)
+	logLoggedIn(s.peer, user, n)
 	return nil
 }
 

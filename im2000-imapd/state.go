@@ -136,7 +136,7 @@ func lockedUpdate(dir string, change func(s *mboxState) (bool, error)) (*mboxSta
 	fresh := false
 	switch {
 	case errors.As(err, &bad):
-		fail.Warn("%v: starting a new UIDVALIDITY (clients fetch the mailbox again)", bad.error)
+		logStateRestarted(bad.error)
 		s, fresh = &mboxState{UIDNext: 1}, true
 	case err != nil:
 		return nil, stamp{}, err

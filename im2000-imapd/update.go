@@ -17,9 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"im2000/lib/agent"
-	"im2000/lib/fail"
 	"im2000/lib/inbox"
-	"im2000/lib/trace"
 )
 
 func dateOf(unix int64) time.Time { return time.Unix(unix, 0).UTC() }
@@ -62,7 +60,7 @@ func (s *imapSession) stale(state *mboxState) bool {
 	}
 	if !s.gone {
 		s.gone = true
-		fail.Warn("%s: %s: UIDVALIDITY changed from %d to %d (the state began again): session ended", s.peer, s.user, s.validity, state.UIDValidity)
+		logValidityChanged(s.peer, s.user, s.validity, state.UIDValidity)
 		if s.imapConn != nil {
 			s.imapConn.Bye("the mailbox began again (new UIDVALIDITY): log in again")
 		}
@@ -144,7 +142,7 @@ func (s *imapSession) silence(ms []*viewMsg) (map[string]bool, int) {
 		err := s.mb.Silence(e)
 		if err != nil {
 			if !errors.Is(err, inbox.ErrDropped) { // else lib/inbox logged why it is gone
-				fail.Warn("%s: %s: silencing %s: %s (kept)", s.peer, s.user, e.N.Notification.ID, trace.Escape(err.Error()))
+				logNotSilenced(s.peer, s.user, e.N.Notification.ID.String(), err)
 			} else {
 				ok[i] = true // off the queue already
 			}
@@ -179,7 +177,7 @@ func (s *imapSession) silence(ms []*viewMsg) (map[string]bool, int) {
 			return changed, nil
 		})
 		if err != nil {
-			fail.Warn("%s: %s: %s", s.peer, s.user, trace.Escape(err.Error()))
+			logStateFailed(s.peer, s.user, err)
 		} else {
 			s.seen = st
 		}
@@ -233,7 +231,7 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 	if err := s.expungeView(done, w.WriteExpunge); err != nil {
 		return err
 	}
-	fail.Warn("%s: %s: %d messages silenced, %d kept", s.peer, s.user, len(done), kept)
+	logExpunged(s.peer, s.user, len(done), kept)
 	if kept > 0 {
 		return imapErr(imap.ResponseCodeUnavailable, fmt.Sprintf("%d messages could not be silenced at their senders' stores now; they stay, marked \\Deleted", kept))
 	}
@@ -258,7 +256,7 @@ func (s *imapSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest st
 	if err := s.expungeView(done, w.WriteExpunge); err != nil {
 		return err
 	}
-	fail.Warn("%s: %s: moved to %s, i.e. deleted: %d messages silenced, %d kept", s.peer, s.user, trace.Escape(dest), len(done), kept)
+	logMoved(s.peer, s.user, dest, len(done), kept)
 	if kept > 0 {
 		return imapErr(imap.ResponseCodeUnavailable, fmt.Sprintf("%d messages could not be silenced at their senders' stores now; they stay", kept))
 	}
@@ -274,7 +272,7 @@ func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	}
 	if time.Since(s.lastTake) >= s.poll {
 		if err := s.refresh(true); err != nil {
-			fail.Warn("%s: %s: %s", s.peer, s.user, trace.Escape(err.Error()))
+			logStateFailed(s.peer, s.user, err)
 		}
 	}
 	return s.sync(w, allowExpunge)
