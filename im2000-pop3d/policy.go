@@ -68,27 +68,8 @@ func (c *config) screen(ib *inbox.Inbox, dir, user string, entries []agent.Entry
 	say := func(format string, a ...any) {
 		logPolicy(ib.LogPrefix, fmt.Sprintf(format, a...))
 	}
-	var out, toHold []agent.Entry
-	var senders []addr.Mailbox
-	for _, e := range entries {
-		n := e.N.Notification
-		s, err := ib.Sender(e)
-		if err != nil {
-			out = append(out, e) // Bound kept it; retrieval checks again
-			continue
-		}
-		switch m := pol.Decide(s); m.Verdict {
-		case policy.Fetch:
-			out = append(out, e)
-		case policy.Hold:
-			toHold, senders = append(toHold, e), append(senders, s)
-			say("held %s from %s at %s, not retrieved (%s line %d): a notice is in the maildrop", e.Name, n.Sender, n.StoreClear, path, m.Line)
-		case policy.Deny:
-			ib.Done(e)
-			say("dropped %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, path, m.Line)
-		}
-	}
-	if err := ib.Hold(toHold, senders); err != nil {
+	out, err := ib.SortByPolicy(entries, pol, path, "a notice is in the maildrop", say)
+	if err != nil {
 		return nil, nil, err
 	}
 	held, err := ib.Held(int(max)) // expired and over-maxheld ones dropped, logged
