@@ -11,7 +11,6 @@ import (
 	"im2000/lib/addr"
 	"im2000/lib/agent"
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 	"im2000/lib/session"
 	"im2000/lib/store"
 	"im2000/lib/tlsconf"
@@ -87,7 +86,7 @@ func load(d conf.Dir) (*config, error) {
 	if c.limits, err = session.LimitsFromConf(d, sessionsDir(c.root)); err != nil {
 		return nil, err
 	}
-	cfg, err := tlsconf.ServerConfig(d, fail.Warn)
+	cfg, err := tlsconf.ServerConfig(d, logTLS)
 	switch {
 	case errors.Is(err, tlsconf.ErrNoCert):
 	case err != nil:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 
-	"im2000/lib/fail"
 	"im2000/lib/session"
 )
 
@@ -15,12 +14,12 @@ const tooMany = "421 4.7.0 Too many sessions from your address, try again later\
 // admitLog logs what session.Admit and session.LimitedConn decide.
 var admitLog = session.AdmitLog{
 	NotCounted: func(peer net.Addr, err error) {
-		fail.Warn("%v: counting sessions per address: %v", peer, err)
+		logNotCounted(peer, err)
 	},
 	Refused: func(peer net.Addr, n int) {
-		fail.Warn("%v: refused: %d sessions from this address already", peer, n)
+		logRefused(peer, n)
 	},
-	Limit: func(peer net.Addr, why string) { fail.Warn("%v: %s, closed", peer, why) },
+	Limit: logLimit,
 }
 
 // admit takes a slot of c's address (session.Admit). The gateway's

@@ -49,7 +49,7 @@ func main() {
 	}
 	c, err := load(conf.FromEnv())
 	if err != nil {
-		fail.Exit(fail.Temp(err))
+		logFatal(fail.Temp(err))
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
 		return &client{cfg: c, smtp: conn, peer: conn.Conn().RemoteAddr()}, nil
@@ -70,15 +70,16 @@ func main() {
 	var l net.Listener
 	if f.Listen != "" {
 		if l, err = net.Listen("tcp", f.Listen); err != nil {
-			fail.Exit(fail.Temp(err))
+			logFatal(fail.Temp(err))
 		}
 		l = session.LimitListener(l, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
 		l = &addrListener{Listener: l, limits: c.limits, slots: c.limits.SlotsFor(true)}
-		fail.Warn("listening on %s, at most %d sessions, archive of %s", l.Addr(), f.Conns, c.account)
+		logListening(l.Addr(), f.Conns, c.account)
+		logSettings(conf.FromEnv())
 	} else {
 		conn, err := net.FileConn(os.Stdin)
 		if err != nil {
-			fail.Exit(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
+			logFatal(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
 		}
 		lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
 		if !ok {
@@ -92,7 +93,7 @@ func main() {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() { <-sig; srv.Close() }()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
-		fail.Exit(fail.Temp(err))
+		logFatal(fail.Temp(err))
 	}
 }
 
@@ -102,13 +103,13 @@ type logger struct{}
 func (logger) Printf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	if len(format) >= 13 && format[:13] == "panic serving" {
-		fail.Alert("%s", msg)
+		logPanic(msg)
 		return
 	}
-	fail.Warn("%s", msg)
+	logSMTP(msg)
 }
 
-func (logger) Println(v ...any) { fail.Warn("%s", fmt.Sprint(v...)) }
+func (logger) Println(v ...any) { logSMTP(fmt.Sprint(v...)) }
 
 // sessionsDir is where the per-address slot files of tcpserver sessions
 // live: apart from smtpd's, as each service has its own cap.

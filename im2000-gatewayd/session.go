@@ -15,7 +15,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"im2000/lib/addr"
-	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
 	"im2000/lib/session"
 	"im2000/lib/store"
@@ -70,7 +69,7 @@ func (s *client) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address: %v", err)
 	}
 	if !s.cfg.domains[mb.Domain] {
-		fail.Warn("%v: relaying to %s refused", s.peer, trace.Escape(mb.String()))
+		logRelayRefused(s.peer, mb.String())
 		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Relaying denied: %s is not a domain of this host", mb.Domain)
 	}
 	local := strings.ToLower(mb.Local)
@@ -91,7 +90,7 @@ func (s *client) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	account, ok := s.cfg.spool.Account(name)
 	if !ok {
-		fail.Warn("%v: no such user %s", s.peer, trace.Escape(mb.String()))
+		logNoSuchUser(s.peer, mb.String())
 		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "No such user here: %s", mb)
 	}
 	s.rcpts = append(s.rcpts, addr.Mailbox{Local: account, Domain: mb.Domain})
@@ -152,7 +151,7 @@ func (s *client) Data(r io.Reader) error {
 			return s.temp(err)
 		}
 		if !ok {
-			fail.Warn("%v: post to %s from <%s> refused", s.peer, l, trace.Escape(s.sender()))
+			logPostRefused(s.peer, l, s.sender())
 			return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "%s may not post to the list %s@%s", s.senderShown(), l, s.cfg.me)
 		}
 	}
@@ -177,7 +176,7 @@ func (s *client) Data(r io.Reader) error {
 	if err := copyMessage(d, bufio.NewReader(spool), s.cfg.me); err != nil {
 		d.Abort()
 		if errors.Is(err, errFirstFolded) {
-			fail.Warn("%v: from <%s> refused: %v", s.peer, trace.Escape(s.sender()), err)
+			logMessageRefused(s.peer, s.sender(), err)
 			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: its header starts with a continuation line")
 		}
 		return s.refused(err)
@@ -185,7 +184,7 @@ func (s *client) Data(r io.Reader) error {
 	if _, err := d.Commit(); err != nil {
 		return s.refused(err)
 	}
-	fail.Warn("%v: from <%s> stored %s for %d recipients and %d lists (%s)", s.peer, trace.Escape(s.sender()), env.ID, len(env.Recipients), len(env.Lists), summary(results))
+	logStored(s.peer, s.sender(), env.ID.String(), len(env.Recipients), len(env.Lists), summary(results))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: fmt.Sprintf("OK: stored as %s", env.ID)}
 }
 
@@ -254,7 +253,7 @@ func summary(results []authres.Result) string {
 }
 
 func (s *client) temp(err error) error {
-	fail.Warn("%v: not stored: %v", s.peer, err)
+	logNotStored(s.peer, err)
 	return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Not stored, try again later")
 }
 
@@ -264,7 +263,7 @@ func (s *client) refused(err error) error {
 	case errors.Is(err, store.ErrTooLarge):
 		return smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message too large")
 	case errors.Is(err, store.ErrQuota):
-		fail.Warn("%v: not stored: %v", s.peer, err)
+		logNotStored(s.peer, err)
 		return smtpErr(452, smtp.EnhancedCode{4, 2, 2}, "The gateway's archive is full, try again later")
 	case errors.Is(err, store.ErrTooManyRecipients):
 		return smtpErr(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients")

@@ -160,7 +160,11 @@ func TestGatewayHostile(t *testing.T) {
 		n, _ := c.Read(line)
 		return strings.HasPrefix(string(line[:n]), "220")
 	})
-	if !strings.Contains(g.logs.String(), "session lifetime of 3s over, closed") {
+	if !strings.Contains(g.logs.String(), "im2000-gatewayd: warning: limit: 127.0.0.1:") || !strings.Contains(g.logs.String(), ": session lifetime of 3s over, closed") {
 		t.Errorf("no log line for the trickler:\n%s", g.logs.String())
+	}
+	// As a listener, gatewayd logs the settings in force at start.
+	if s := settingsLines("im2000-gatewayd", g.logs); len(s) != 1 || !strings.Contains(s[0], " sessionlifetime=3 ") || !strings.Contains(s[0], " sessionsperaddr=4 ") {
+		t.Errorf("gatewayd's settings lines: %q", s)
 	}
 }

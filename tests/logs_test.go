@@ -41,6 +41,7 @@ var converted = []struct {
 	{"../im2000-pop3d", "../man/im2000-pop3d.8", false},
 	{"../im2000-fetch", "../man/im2000-fetch.1", false},
 	{"../im2000-imapd", "../man/im2000-imapd.8", false},
+	{"../im2000-gatewayd", "../man/im2000-gatewayd.8", false},
 }
 
 // direct are the calls that write to the log; outside log.go a converted
