@@ -156,7 +156,9 @@ func TestRetrieveDiskFull(t *testing.T) {
 			if got := retrieveAll(t, dialProto(t, msrap.Protocol, h.msrap), e.Lists[0].ID, msrap.All, 0); !bytes.Equal(got, msg) {
 				t.Fatalf("the list reader retrieved %d octets", len(got))
 			}
-			await(t, 5e9, "the log lines", func() bool { return strings.Count(storeLogs(h), "im2000-retrieved: warning: status not recorded: ") >= 2 })
+			await(t, 5e9, "the log lines", func() bool {
+				return strings.Count(storeLogs(h), "im2000-retrieved: warning: status not recorded: ") >= 2
+			})
 			if st := statusOf(t, c, id); st[0].Status.Read != uint64(store.Unread) || st[1].Status.Read != uint64(store.Unread) {
 				t.Fatalf("read statuses %d, %d on a full disk", st[0].Status.Read, st[1].Status.Read)
 			}

@@ -214,7 +214,9 @@ func TestTLSClientFlow(t *testing.T) {
 	// reader, having reached example.org's store over TLS, refuses.
 	os.Remove(filepath.Join(f.store.conf, "storessl"))
 	f.notifyd.Process.Signal(syscall.SIGHUP)
-	await(t, 5*time.Second, "notifyd re-read its settings", func() bool { return strings.Contains(f.notifyLog.String(), "im2000-notifyd: info: SIGHUP: storessl changed") })
+	await(t, 5*time.Second, "notifyd re-read its settings", func() bool {
+		return strings.Contains(f.notifyLog.String(), "im2000-notifyd: info: SIGHUP: storessl changed")
+	})
 	id2 := f.store.inject("Subject: two\n\nsecond\n", "bob@example.net")
 	await(t, 10*time.Second, "bob notified", func() bool {
 		return recipientStates(t, f.store.store, "alice", id2)["bob@example.net"] == "notifying/unread"
@@ -269,7 +271,9 @@ func TestTLSClientDowngrade(t *testing.T) {
 	routes, _ := os.ReadFile(filepath.Join(f.store.conf, "routes"))
 	f.store.setConf("routes", strings.Replace(string(routes), "_rnasps._tcp.example.net "+f.agent.rnasp, "_rnasp._tcp.example.net "+clear["example.net"].rnasp, 1))
 	f.notifyd.Process.Signal(syscall.SIGHUP)
-	await(t, 5*time.Second, "notifyd re-read its settings", func() bool { return strings.Contains(f.notifyLog.String(), "im2000-notifyd: info: SIGHUP: routes changed") })
+	await(t, 5*time.Second, "notifyd re-read its settings", func() bool {
+		return strings.Contains(f.notifyLog.String(), "im2000-notifyd: info: SIGHUP: routes changed")
+	})
 	id2 := f.store.inject("Subject: two\n\nsecond\n", "bob@example.net")
 	await(t, 15*time.Second, "the downgrade refused", func() bool { return states(id2)["bob@example.net"] == "tlsdowngrade/unread" })
 	if r := f.store.run("", "im2000-status", id2); !strings.Contains(r.stdout, "bob@example.net\ttlsdowngrade") {
