@@ -59,16 +59,33 @@ set imap_keepalive=30
 set header_cache=""
 set message_cachedir=""
 `), 0o600)
-	session := fmt.Sprintf("imap%d", time.Now().UnixNano())
-	mutt := fmt.Sprintf("HOME=%s TERM=xterm mutt -n -F %s -e 'push \"<display-message><exit><delete-message><sync-mailbox><quit>\"'", home, muttrc)
-	if out, err := exec.Command("tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", mutt).CombinedOutput(); err != nil {
+	// A tmux server of the test's own (-L, no configuration), so that a
+	// tmux the machine already runs, with its own environment and
+	// settings, plays no part; the pane stays after mutt exits, so that
+	// what mutt last showed can be reported.
+	sock := fmt.Sprintf("im2000-imap%d", time.Now().UnixNano())
+	tmux := func(args ...string) *exec.Cmd {
+		return exec.Command("tmux", append([]string{"-L", sock, "-f", "/dev/null"}, args...)...)
+	}
+	mutt := fmt.Sprintf("HOME=%s TERM=xterm mutt -n -F %s -e 'push \"<first-entry><display-message><exit><delete-message><sync-mailbox><quit>\"'; echo mutt exited $?; sleep 600", home, muttrc)
+	if out, err := tmux("new-session", "-d", "-s", "mutt", "-x", "120", "-y", "40", mutt).CombinedOutput(); err != nil {
 		t.Fatalf("tmux: %v %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("tmux", "kill-session", "-t", session).Run() })
-	await(t, 60*time.Second, "mutt to delete message 1", func() bool { return d.status(t, 0) == "silenced/readall" })
-	await(t, 10*time.Second, "mutt to quit", func() bool {
-		return exec.Command("tmux", "has-session", "-t", session).Run() != nil
+	pane := func() string {
+		out, _ := tmux("capture-pane", "-p", "-t", "mutt").CombinedOutput()
+		return string(out)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("mutt's screen:\n%s", pane())
+		}
+		tmux("kill-server").Run()
 	})
+	await(t, 60*time.Second, "mutt to delete message 1", func() bool { return d.status(t, 0) == "silenced/readall" })
+	await(t, 10*time.Second, "mutt to quit", func() bool { return strings.Contains(pane(), "mutt exited") })
+	if !strings.Contains(pane(), "mutt exited 0") {
+		t.Fatalf("mutt failed:\n%s", pane())
+	}
 	want("mutt", "silenced/readall", "notifying/readheaders", "notifying/readheaders", "notifying/readheaders", "notifying/readheaders")
 
 	// mbsync pulls INBOX into a Maildir.

@@ -21,6 +21,7 @@ type imapDeployment struct {
 	state     string
 	port      string
 	ids       []string
+	logs      map[string]*syncBuffer // the deployment's own daemons, shown when a test fails
 }
 
 // newIMAPDeployment injects the bodies (one message each) and starts
@@ -38,11 +39,18 @@ func newIMAPDeploymentWith(t *testing.T, setup func(*env), bodies ...string) *im
 		e.setConf("routes", "_rnasp._tcp.example.net "+bobAgent.rnasp+"\n")
 		e.setConf("retrybase", "1")
 	})
-	d := &imapDeployment{store: h, agent: bobAgent}
+	d := &imapDeployment{store: h, agent: bobAgent, logs: map[string]*syncBuffer{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, l := range d.logs {
+				t.Logf("%s's log:\n%s", name, l.String())
+			}
+		}
+	})
 	h.msrap = "127.0.0.1:" + strconv.Itoa(freePort(t))
 	d.startRetrieved(t)
 	h.setConf("storelocation", h.msrap)
-	daemonEnv(t, h.vars, "", filepath.Join(bin, "im2000-notifyd"))
+	_, d.logs["im2000-notifyd"] = daemonEnv(t, h.vars, "", filepath.Join(bin, "im2000-notifyd"))
 	time.Sleep(300 * time.Millisecond)
 	for _, b := range bodies {
 		d.ids = append(d.ids, d.send(t, b))
@@ -62,13 +70,13 @@ func newIMAPDeploymentWith(t *testing.T, setup func(*env), bodies ...string) *im
 		t.Fatal("tcpserver (ucspi-tcp) is not installed: run tests/deps.sh")
 	}
 	d.port = strconv.Itoa(freePort(t))
-	daemonEnv(t, ie.vars, "127.0.0.1:"+d.port, tcpserver, "-RHl0", "127.0.0.1", d.port, filepath.Join(bin, "im2000-imapd"))
+	_, d.logs["im2000-imapd"] = daemonEnv(t, ie.vars, "127.0.0.1:"+d.port, tcpserver, "-RHl0", "127.0.0.1", d.port, filepath.Join(bin, "im2000-imapd"))
 	return d
 }
 
 // startRetrieved starts the store's im2000-retrieved on h.msrap.
 func (d *imapDeployment) startRetrieved(t *testing.T) {
-	d.retrieved, _ = daemonEnv(t, d.store.vars, d.store.msrap, filepath.Join(bin, "im2000-retrieved"), "-l", d.store.msrap)
+	d.retrieved, d.logs["im2000-retrieved"] = daemonEnv(t, d.store.vars, d.store.msrap, filepath.Join(bin, "im2000-retrieved"), "-l", d.store.msrap)
 }
 
 // listen starts another im2000-imapd of the deployment, listening itself
