@@ -257,19 +257,25 @@ func (c *Certs) ReloadOnSIGHUP() {
 }
 
 // Config is the server configuration: TLS 1.2 at least, 1.3 preferred,
-// the certificate looked up at each handshake. Use one Config for every
-// connection of a process: crypto/tls makes the session ticket keys once
-// per Config (and rotates them), so a client resumes with any later
-// connection to the same process. Under tcpserver each connection is a
-// process with keys of its own, so a ticket from an earlier connection is
-// not accepted and every handshake is a full one.
+// the certificate looked up at each handshake, session tickets under keys
+// derived from the private key (tickets.go), so that a client resumes with
+// any process serving the pair: a later connection to the same listener,
+// the listener after a restart, and each connection's process under
+// tcpserver alike. Use one Config for every connection of a process.
 func (c *Certs) Config() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion: MinVersion,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return c.Certificate(), nil
 		},
 	}
+	r := &ticketRotor{certs: c, cfg: cfg}
+	r.rotate()
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		r.rotate() // a new day, or a pair loaded since: new keys
+		return nil, nil
+	}
+	return cfg
 }
 
 // ServerConfig loads the pair of d (Load), arranges for SIGHUP to reload

@@ -1,0 +1,87 @@
+package tlsconf
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Session tickets. crypto/tls makes random ticket keys per Config, so
+// that a ticket is taken only by the process that issued it. Under
+// tcpserver every connection is a process of its own, and a listener's
+// keys die with it: no session would ever resume there, nor across a
+// restart. So the keys are derived from the private key being served
+// (HKDF-SHA256, one key per UTC day; tickets of today and yesterday are
+// taken): every process serving the same pair takes the tickets of the
+// others, and the keys rotate daily without any state on disk.
+//
+// Whoever holds the private key can decrypt the tickets, and so learn the
+// resumption secrets of sessions. That adds nothing to what the key
+// already gives: it can impersonate the server, and TLS 1.3 resumption as
+// crypto/tls makes it (psk_dhe_ke) still makes a fresh key exchange, so
+// recorded traffic stays secret. A new key (a renewal that changes it)
+// invalidates earlier tickets: the next session is a full handshake.
+
+// ticketNow is the clock of the rotation; a variable so that a test can
+// move across days.
+var ticketNow = time.Now
+
+// ticketDay is the rotation period's number at t.
+func ticketDay(t time.Time) int64 { return t.Unix() / 86400 }
+
+// ticketRotor keeps one Config's ticket keys those of the pair in use
+// and of the day, checked at every ClientHello.
+type ticketRotor struct {
+	certs *Certs
+	cfg   *tls.Config
+
+	mu   sync.Mutex
+	day  int64
+	cert *tls.Certificate // whose key the keys were derived from
+}
+
+// rotate sets the keys if the day or the pair changed since the last
+// call. A key that cannot be marshalled (no key crypto/x509 knows) leaves
+// crypto/tls's own random keys: sessions then resume only within the
+// process.
+func (r *ticketRotor) rotate() {
+	r.certs.mu.Lock()
+	cert := r.certs.cert
+	r.certs.mu.Unlock()
+	day := ticketDay(ticketNow())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cert == nil || (cert == r.cert && day == r.day) {
+		return
+	}
+	if keys, ok := ticketKeys(cert, day); ok {
+		r.cfg.SetSessionTicketKeys(keys)
+	}
+	r.cert, r.day = cert, day
+}
+
+// ticketKeys are the keys for day from cert's private key: the day's
+// first (it encrypts new tickets), then the day before's.
+func ticketKeys(cert *tls.Certificate, day int64) ([][32]byte, bool) {
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return nil, false
+	}
+	prk, err := hkdf.Extract(sha256.New, der, []byte("im2000 TLS session ticket keys"))
+	if err != nil {
+		return nil, false
+	}
+	keys := make([][32]byte, 2)
+	for i := range keys {
+		k, err := hkdf.Expand(sha256.New, prk, "day "+strconv.FormatInt(day-int64(i), 10), 32)
+		if err != nil {
+			return nil, false
+		}
+		copy(keys[i][:], k)
+	}
+	return keys, true
+}

@@ -1,0 +1,129 @@
+package tlsconf
+
+import (
+	"crypto/tls"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"im2000/lib/tlsconf/tlstest"
+)
+
+// serveProcesses serves each TLS connection per Accept with a Config of its own
+// from the pair's files, as each process under tcpserver does, and
+// returns the address.
+func serveProcesses(t *testing.T, certFile, keyFile string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c := &Certs{CertFile: certFile, KeyFile: keyFile}
+			if err := c.Reload(true); err != nil {
+				conn.Close()
+				continue
+			}
+			go func() {
+				tc := tls.Server(conn, c.Config())
+				defer tc.Close()
+				tc.SetDeadline(time.Now().Add(5 * time.Second))
+				tc.Handshake()
+				tc.Write([]byte("x")) // so that the client takes its 1.3 ticket in
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestTicketsAcrossProcesses: a session made with one process resumes with
+// another serving the same pair (tcpserver's one process per connection,
+// or a restarted listener), the next day too, but not two days later, and
+// never with a server of another key.
+func TestTicketsAcrossProcesses(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "crt"), filepath.Join(dir, "key")
+	ca.WriteLeaf(t, crt, key, 1, "example.org")
+	crt2, key2 := filepath.Join(dir, "crt2"), filepath.Join(dir, "key2")
+	ca.WriteLeaf(t, crt2, key2, 2, "example.org")
+	addr, other := serveProcesses(t, crt, key), serveProcesses(t, crt2, key2)
+
+	day0 := time.Date(2026, 12, 2, 23, 59, 0, 0, time.UTC)
+	clock := day0
+	ticketNow = func() time.Time { return clock }
+	t.Cleanup(func() { ticketNow = time.Now })
+
+	var cache tls.ClientSessionCache
+	dial := func(addr string) tls.ConnectionState {
+		t.Helper()
+		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "example.org", ClientSessionCache: cache}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Read(make([]byte, 1))
+		return conn.ConnectionState()
+	}
+	fresh := func() { cache = tls.NewLRUClientSessionCache(4) }
+
+	fresh()
+	if dial(addr).DidResume {
+		t.Fatal("the first connection resumed")
+	}
+	if !dial(addr).DidResume {
+		t.Fatal("a second process serving the same pair did not resume the first's session")
+	}
+	if dial(other).DidResume {
+		t.Fatal("a server with another key took the session")
+	}
+
+	fresh()
+	dial(addr)
+	clock = day0.Add(2 * time.Minute) // the next day
+	if !dial(addr).DidResume {
+		t.Fatal("yesterday's ticket was not taken")
+	}
+	fresh()
+	clock = day0
+	dial(addr)
+	clock = day0.Add(24*time.Hour + 2*time.Minute) // two days on
+	if dial(addr).DidResume {
+		t.Fatal("a ticket two days old was taken")
+	}
+}
+
+// TestTicketKeys: the keys depend on the key pair and the day, today's
+// first and yesterday's second.
+func TestTicketKeys(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	load := func(serial int64) *tls.Certificate {
+		c, k := ca.Leaf(t, serial, "example.org")
+		pair, err := tls.X509KeyPair(c, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &pair
+	}
+	a, b := load(1), load(2)
+	k1, ok1 := ticketKeys(a, 100)
+	k2, ok2 := ticketKeys(a, 101)
+	k3, ok3 := ticketKeys(b, 100)
+	if !ok1 || !ok2 || !ok3 || len(k1) != 2 {
+		t.Fatal("no keys")
+	}
+	if k2[1] != k1[0] || k1[0] == k1[1] || k2[0] == k1[0] {
+		t.Fatal("the days' keys do not rotate as they should")
+	}
+	if k3[0] == k1[0] || k3[1] == k1[1] {
+		t.Fatal("another key pair gives the same ticket keys")
+	}
+}
