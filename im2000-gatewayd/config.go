@@ -30,11 +30,14 @@ type config struct {
 	quota      int64
 	lifetime   time.Duration
 	limits     session.Limits
-	tls        *tls.Config
+	certs      *tlsconf.Certs // nil: no certificate, no STARTTLS
+	tls        *tls.Config    // certs' configuration, one per pair (its session ticket keys)
 	dns        *resolver
 }
 
-func load(d conf.Dir) (*config, error) {
+// load reads every setting gatewayd uses: at start (prev nil), and with -l
+// on each SIGHUP, prev being the settings in force then.
+func load(d conf.Dir, prev *config) (*config, error) {
 	local, err := d.Local()
 	if err != nil {
 		return nil, err
@@ -86,13 +89,8 @@ func load(d conf.Dir) (*config, error) {
 	if c.limits, err = session.LimitsFromConf(d, sessionsDir(c.root)); err != nil {
 		return nil, err
 	}
-	cfg, err := tlsconf.ServerConfig(d, logTLS)
-	switch {
-	case errors.Is(err, tlsconf.ErrNoCert):
-	case err != nil:
+	if err := c.loadTLS(d, prev); err != nil {
 		return nil, err
-	default:
-		c.tls = cfg
 	}
 	timeout, err := session.ClientTimeout(d)
 	if err != nil {
@@ -104,6 +102,47 @@ func load(d conf.Dir) (*config, error) {
 	}
 	c.dns = newResolver(resolvers, timeout)
 	return c, nil
+}
+
+// loadTLS reads tlscert and tlskey and the pair they name. On SIGHUP the
+// pair in force, if they still name its files, is read again and kept
+// (lib/tlsconf keeps the one in use, logged, if the new one does not
+// load; the clients' session tickets still resume); other files are
+// loaded as at start, and a pair that does not load leaves every setting
+// as it was.
+func (c *config) loadTLS(d conf.Dir, prev *config) error {
+	if prev != nil && prev.certs != nil && samePair(d, prev.certs) {
+		if err := prev.certs.Reload(true); err == nil {
+			logTLS("tls: SIGHUP: certificate of %s loaded", prev.certs.CertFile)
+		}
+		c.certs, c.tls = prev.certs, prev.tls
+		return nil
+	}
+	certs, err := tlsconf.Load(d, logTLS)
+	switch {
+	case errors.Is(err, tlsconf.ErrNoCert):
+		return nil
+	case err != nil:
+		return err
+	}
+	c.certs, c.tls = certs, certs.Config()
+	return nil
+}
+
+// samePair says whether tlscert and tlskey name the files of certs (taken
+// from d when relative, as lib/tlsconf takes them).
+func samePair(d conf.Dir, certs *tlsconf.Certs) bool {
+	path := func(name string) string {
+		p, err := d.Str(name)
+		if err != nil || p == "" {
+			return ""
+		}
+		if !filepath.IsAbs(p) {
+			p = d.Path(p)
+		}
+		return p
+	}
+	return path(tlsconf.SettingCert) == certs.CertFile && path(tlsconf.SettingKey) == certs.KeyFile
 }
 
 // listPath is where a hosted list's settings are.

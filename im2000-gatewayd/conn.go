@@ -29,25 +29,6 @@ func admit(c net.Conn, l session.Limits, slots session.Slots) (*session.LimitedC
 	return session.Admit(c, l, slots, tooMany, true, admitLog)
 }
 
-// addrListener admits the connections of a listener (admit).
-type addrListener struct {
-	net.Listener
-	limits session.Limits
-	slots  session.Slots
-}
-
-func (l *addrListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if lc, ok := admit(c, l.limits, l.slots); ok {
-			return lc, nil
-		}
-	}
-}
-
 // oneConn is a listener that yields the tcpserver socket once, then ends
 // the server when that session closes.
 type oneConn struct {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"strings"
 
 	"im2000/lib/conf"
@@ -20,10 +21,27 @@ import (
 // listener, stdin) or its listener failed; err carries the exit code.
 func logFatal(err error) { fail.Fatal(err) }
 
-// logSettings: the settings in force, at start in listener mode; the
-// names are the table's for gatewayd (lib/conf).
+// logSettings: the settings in force, in listener mode at start and after
+// each SIGHUP that loaded; the names are the table's for gatewayd
+// (lib/conf).
 func logSettings(d conf.Dir) {
 	fail.Info("settings: %s", d.InForce(conf.ReadBy("gatewayd", conf.EveryServer, conf.EveryProgram)))
+}
+
+// logReloadFailed: a SIGHUP whose settings do not load.
+func logReloadFailed(err error) {
+	fail.Warning("SIGHUP: %v; going on with the settings in force", err)
+}
+
+// logStopping: SIGTERM or SIGINT.
+func logStopping(sig os.Signal) {
+	fail.Info("shutting down: %v: closing every session", sig)
+}
+
+// logAcceptFailed: the listener's accept failed (EMFILE and the like);
+// tried again after a pause.
+func logAcceptFailed(err error) {
+	fail.Warning("accept failed: %v; trying again", err)
 }
 
 func logListening(a net.Addr, conns int, account string) {

@@ -47,10 +47,72 @@ func main() {
 	if f.TLS {
 		fail.Usage("-tls is not for an MX: SMTP between servers starts in cleartext and offers STARTTLS\n%s", usage)
 	}
-	c, err := load(conf.FromEnv())
+	d := conf.FromEnv()
+	c, err := load(d, nil)
 	if err != nil {
 		logFatal(fail.Temp(err))
 	}
+	if f.Listen != "" {
+		listen(d, f, c)
+		return
+	}
+	// Under tcpserver: one session, this process's; its settings are read
+	// afresh by the next. SIGHUP reads the certificate again, as smtpd's.
+	if c.certs != nil {
+		c.certs.ReloadOnSIGHUP()
+	}
+	conn, err := net.FileConn(os.Stdin)
+	if err != nil {
+		logFatal(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
+	}
+	lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
+	if !ok {
+		return
+	}
+	one := &oneConn{conn: lc, closed: make(chan struct{})}
+	lc.OnRelease(func() { close(one.closed) })
+	srv := newServer(c, f.Timeout)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { logStopping(<-sig); srv.Close() }()
+	if err := srv.Serve(one); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
+		logFatal(fail.Temp(err))
+	}
+}
+
+// listen serves f.Listen (-l) in generations (lib/session): each SIGHUP
+// that loads the settings makes a new go-smtp server for the sessions to
+// come, as go-smtp reads its limits (databytes, maxrcpt, me) from its
+// Server while sessions run; the sessions already begun finish with the
+// settings they began with. SIGTERM and SIGINT close every session.
+func listen(d conf.Dir, f session.Flags, c *config) {
+	nl, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		logFatal(fail.Temp(err))
+	}
+	l := session.LimitListener(nl, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
+	logListening(l.Addr(), f.Conns, c.account)
+	inForce := c // only the signal loop reads and sets it
+	session.ServeGenerations(l, c, session.Generations[*config]{
+		Load: func() (*config, error) {
+			nc, err := load(d, inForce)
+			if err == nil {
+				inForce = nc
+			}
+			return nc, err
+		},
+		Limits:       func(c *config) session.Limits { return c.limits },
+		NewServer:    func(c *config) session.GenServer { return newServer(c, f.Timeout) },
+		Admit:        admit,
+		Settings:     func() { logSettings(d) },
+		Failed:       logReloadFailed,
+		Stopping:     logStopping,
+		AcceptFailed: logAcceptFailed,
+	})
+}
+
+// newServer is a go-smtp server whose sessions use c.
+func newServer(c *config, timeout time.Duration) *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
 		return &client{cfg: c, smtp: conn, peer: conn.Conn().RemoteAddr()}, nil
 	}))
@@ -62,39 +124,11 @@ func main() {
 	}
 	srv.MaxRecipients = c.maxRcpt
 	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
-	srv.ReadTimeout = f.Timeout
-	srv.WriteTimeout = f.Timeout
+	srv.ReadTimeout = timeout
+	srv.WriteTimeout = timeout
 	srv.TLSConfig = c.tls // nil: no STARTTLS
 	srv.ErrorLog = logger{}
-
-	var l net.Listener
-	if f.Listen != "" {
-		if l, err = net.Listen("tcp", f.Listen); err != nil {
-			logFatal(fail.Temp(err))
-		}
-		l = session.LimitListener(l, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
-		l = &addrListener{Listener: l, limits: c.limits, slots: c.limits.SlotsFor(true)}
-		logListening(l.Addr(), f.Conns, c.account)
-		logSettings(conf.FromEnv())
-	} else {
-		conn, err := net.FileConn(os.Stdin)
-		if err != nil {
-			logFatal(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
-		}
-		lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
-		if !ok {
-			return
-		}
-		one := &oneConn{conn: lc, closed: make(chan struct{})}
-		lc.OnRelease(func() { close(one.closed) })
-		l = one
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() { <-sig; srv.Close() }()
-	if err := srv.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
-		logFatal(fail.Temp(err))
-	}
+	return srv
 }
 
 // logger takes go-smtp's messages; a panic it stopped is an alert.
