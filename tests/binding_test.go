@@ -107,8 +107,9 @@ func TestSenderBinding(t *testing.T) {
 			r.code, len(maildirMessages(t, maildir)), fake.Sessions(), r.stderr)
 	}
 	for _, c := range claims {
-		line := fmt.Sprintf("from unverified sender %s at %s, not retrieved: sender not verified: ", c.sender, c.where)
-		if !strings.Contains(r.stderr, line) || !strings.Contains(r.stderr, c.why) {
+		line := fmt.Sprintf("im2000-fetch: warning: dropped unverified: ID from %s at %s, not retrieved: sender not verified: ", c.sender, c.where)
+		re := regexp.MustCompile(`(?m)^im2000-fetch: warning: dropped unverified: [0-9a-f]+ from ` + regexp.QuoteMeta(fmt.Sprintf("%s at %s, not retrieved: sender not verified: ", c.sender, c.where)))
+		if !re.MatchString(r.stderr) || !strings.Contains(r.stderr, c.why) {
 			t.Errorf("fetch's log does not say %q (%s):\n%s", line, c.why, r.stderr)
 		}
 	}
@@ -130,7 +131,8 @@ func TestSenderBinding(t *testing.T) {
 		t.Errorf("the fake store saw %d sessions through pop3d", fake.Sessions())
 	}
 	await(t, 5*time.Second, "pop3d's log names the claims", func() bool {
-		return strings.Count(popLog.String(), "bob: dropped ") == len(claims) && strings.Contains(popLog.String(), "from unverified sender ceo@bank.example at "+fake.Addr)
+		dropped := regexp.MustCompile(`(?m)^im2000-pop3d: warning: dropped unverified: \S+: bob: [0-9a-f]+ from `)
+		return len(dropped.FindAllString(popLog.String(), -1)) == len(claims) && strings.Contains(popLog.String(), " from ceo@bank.example at "+fake.Addr+", not retrieved: ")
 	})
 
 	// A real message, with a Return-Path forged at submission: fetch.
@@ -225,7 +227,7 @@ func TestHostileSenders(t *testing.T) {
 		!strings.Contains(r.stdout, "\nReturn-Path: <alice@example.org>\nReceived: ") || !strings.Contains(r.stdout, "\n>From the start of a line\n") {
 		t.Errorf("--stdout: %d mbox messages, want alice's alone:\n%s", n, r.stdout)
 	}
-	if strings.Count(r.stderr, "from unverified sender") != len(senders) || !strings.Contains(r.stderr, `ceo@bank.example\r\nX-Evil: yes`) {
+	if strings.Count(r.stderr, "im2000-fetch: warning: dropped unverified: ") != len(senders) || !strings.Contains(r.stderr, `ceo@bank.example\r\nX-Evil: yes`) {
 		t.Errorf("the log does not name each unverified sender, escaped:\n%s", r.stderr)
 	}
 	if good.Commands() == 0 {

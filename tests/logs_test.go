@@ -21,27 +21,45 @@ import (
 	"im2000/lib/wire/rnasp"
 )
 
-// converted are the programs (and lib/session) whose logs follow the
-// vocabulary of im2000-log(5): a file log.go holding one function per kind
-// of event, and every line's fixed text in the man page's LOGS section (the
-// whole page for lib/session, whose lines im2000-log(5) lists). A program
-// joins this list when it is converted (DESIGN-NOTES.md, "Logs").
-var converted = []struct {
-	dir, page string
-	whole     bool // the whole page documents the lines, not its LOGS section
+// converted are the programs whose logs follow the vocabulary of
+// im2000-log(5): a file log.go holding one function per kind of event,
+// and every line's fixed text in the LOGS section of the program's page.
+// A program joins this list when it is converted (DESIGN-NOTES.md,
+// "Logs").
+var converted = []struct{ dir, page string }{
+	{"../im2000-agentd", "../man/im2000-agentd.8"},
+	{"../im2000-queryd", "../man/im2000-queryd.8"},
+	{"../im2000-listd", "../man/im2000-listd.8"},
+	{"../im2000-notifyd", "../man/im2000-notifyd.8"},
+	{"../im2000-submitd", "../man/im2000-submitd.8"},
+	{"../im2000-retrieved", "../man/im2000-retrieved.8"},
+	{"../im2000-smtpd", "../man/im2000-smtpd.8"},
+	{"../im2000-pop3d", "../man/im2000-pop3d.8"},
+	{"../im2000-fetch", "../man/im2000-fetch.1"},
+	{"../im2000-imapd", "../man/im2000-imapd.8"},
+	{"../im2000-gatewayd", "../man/im2000-gatewayd.8"},
+}
+
+// shared are the packages that log in the log of the programs that call
+// them, with a log.go of their own like a program's. A shared package's
+// lines are documented in a section of im2000-log(5) of their own (the
+// one place that lists them all), and, for each program in users, in the
+// LOGS section of the program's page as well: an admin reading one
+// program's page finds every line it can print, and the program's page is
+// checked against the union of its own lines and its shared packages'
+// (so that an entry there for lib/inbox's line is not "a line it does not
+// log"). users is written by hand, not taken from the imports: fetch
+// imports lib/inbox, which imports lib/auth, yet never checks a password;
+// sharedUsers holds the list to every program that imports a package
+// itself. lib/session is the exception: its lines are the same in every
+// DER server, and those servers' pages point to im2000-log(5) for them.
+var shared = []struct {
+	dir, section string
+	users        []string
 }{
-	{"../lib/session", "../man/im2000-log.5", true},
-	{"../im2000-agentd", "../man/im2000-agentd.8", false},
-	{"../im2000-queryd", "../man/im2000-queryd.8", false},
-	{"../im2000-listd", "../man/im2000-listd.8", false},
-	{"../im2000-notifyd", "../man/im2000-notifyd.8", false},
-	{"../im2000-submitd", "../man/im2000-submitd.8", false},
-	{"../im2000-retrieved", "../man/im2000-retrieved.8", false},
-	{"../im2000-smtpd", "../man/im2000-smtpd.8", false},
-	{"../im2000-pop3d", "../man/im2000-pop3d.8", false},
-	{"../im2000-fetch", "../man/im2000-fetch.1", false},
-	{"../im2000-imapd", "../man/im2000-imapd.8", false},
-	{"../im2000-gatewayd", "../man/im2000-gatewayd.8", false},
+	{"../lib/session", "Lines of every server", nil},
+	{"../lib/inbox", "Lines of the mail readers", []string{"im2000-fetch", "im2000-pop3d", "im2000-imapd"}},
+	{"../lib/auth", "Lines of the password checks", []string{"im2000-queryd", "im2000-submitd", "im2000-smtpd", "im2000-pop3d", "im2000-imapd"}},
 }
 
 // direct are the calls that write to the log; outside log.go a converted
@@ -50,34 +68,85 @@ var converted = []struct {
 // among them).
 var direct = map[string]bool{"Info": true, "Warning": true, "Alert": true, "Fatal": true, "Warn": true, "Exit": true, "Log": true}
 
-// TestLogsDocumented: every line a converted program logs has its fixed
-// text (up to the first % verb: "KIND: EVENT: ...") in its man page, every
-// line documented there is one it logs, and only log.go logs.
+// TestLogsDocumented: every line a converted program or a shared package
+// logs has its fixed text (up to the first % verb: "KIND: EVENT: ...") in
+// its man page, every line documented there is one it logs, and only
+// log.go logs.
 func TestLogsDocumented(t *testing.T) {
+	const logPage = "../man/im2000-log.5"
+	byUser := map[string][]string{} // a program: its shared packages' lines
+	for _, p := range shared {
+		lines := ownLines(t, p.dir)
+		checkDocumented(t, p.dir, lines, logPage, manSection(t, logPage, ".SS \""+p.section+"\""))
+		for _, u := range p.users {
+			byUser[u] = append(byUser[u], lines...)
+		}
+		if p.users != nil {
+			sharedUsers(t, p.dir, p.users)
+		}
+	}
 	for _, c := range converted {
-		lines := logLines(t, filepath.Join(c.dir, "log.go"))
-		if checkNoDirectLogging(t, c.dir) {
-			lines = append(lines, "alert: panic in") // fail.Recover's
+		lines := append(ownLines(t, c.dir), byUser[filepath.Base(c.dir)]...)
+		checkDocumented(t, c.dir, lines, c.page, manSection(t, c.page, ".SH LOGS"))
+	}
+}
+
+// ownLines returns the lines dir's log.go logs, with fail.Recover's alert
+// when dir calls it, after checking that no other file of dir logs.
+func ownLines(t *testing.T, dir string) []string {
+	lines := logLines(t, filepath.Join(dir, "log.go"))
+	if checkNoDirectLogging(t, dir) {
+		lines = append(lines, "alert: panic in") // fail.Recover's
+	}
+	if len(lines) == 0 {
+		t.Errorf("%s/log.go: no log lines found", dir)
+	}
+	slices.Sort(lines) // two lines of one event, told once
+	return slices.Compact(lines)
+}
+
+// checkDocumented fails the test for each of lines (dir's) that doc, the
+// part of page that lists them, does not document, and for each entry of
+// doc that none of lines begins with: a line no longer logged, or one
+// misspelt.
+func checkDocumented(t *testing.T, dir string, lines []string, page, doc string) {
+	for _, l := range lines {
+		if !strings.Contains(doc, l) {
+			t.Errorf("%s logs %q, which %s does not document (a .TP entry with .B \"%s\")", dir, l, page, l)
 		}
-		if len(lines) == 0 {
-			t.Errorf("%s/log.go: no log lines found", c.dir)
-		}
-		doc := manLogs(t, c.page, c.whole)
+	}
+	entry := regexp.MustCompile(`(?m)^\.TP\n\.B "((?:` + strings.Join(fail.Kinds, "|") + `):[^"]*)"`)
+	for _, m := range entry.FindAllStringSubmatch(doc, -1) {
+		found := false
 		for _, l := range lines {
-			if !strings.Contains(doc, l) {
-				t.Errorf("%s/log.go logs %q, which %s does not document (a .TP entry with .B \"%s\")", c.dir, l, c.page, l)
-			}
+			found = found || strings.HasPrefix(l, m[1])
 		}
-		// The other way: an entry of the page that no line begins with is
-		// a line that is no longer logged, or one misspelt.
-		entry := regexp.MustCompile(`(?m)^\.TP\n\.B "((?:` + strings.Join(fail.Kinds, "|") + `):[^"]*)"`)
-		for _, m := range entry.FindAllStringSubmatch(doc, -1) {
-			found := false
-			for _, l := range lines {
-				found = found || strings.HasPrefix(l, m[1])
+		if !found {
+			t.Errorf("%s documents %q, which %s does not log", page, m[1], dir)
+		}
+	}
+}
+
+// sharedUsers fails the test for each program that imports the shared
+// package dir itself and is not among its users: its page would not be
+// held to document the package's lines.
+func sharedUsers(t *testing.T, dir string, users []string) {
+	path := "im2000/" + strings.TrimPrefix(dir, "../")
+	progs, _ := filepath.Glob("../im2000-*")
+	for _, prog := range progs {
+		files, _ := filepath.Glob(filepath.Join(prog, "*.go"))
+		for _, file := range files {
+			if strings.HasSuffix(file, "_test.go") {
+				continue
 			}
-			if !found {
-				t.Errorf("%s documents %q, which %s/log.go does not log", c.page, m[1], c.dir)
+			f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			imports := slices.ContainsFunc(f.Imports, func(s *ast.ImportSpec) bool { return s.Path.Value == strconv.Quote(path) })
+			if imports && !slices.Contains(users, filepath.Base(prog)) {
+				t.Errorf("%s imports %s, whose lines it may print: add it to the package's users in logs_test.go and document them in its page's LOGS section", prog, path)
+				break
 			}
 		}
 	}
@@ -144,25 +213,29 @@ func logLines(t *testing.T, file string) []string {
 	return out
 }
 
-// manLogs returns what documents the lines in page: its LOGS section, or
-// the whole page, with troff's escapes for - and " undone.
-func manLogs(t *testing.T, page string, whole bool) string {
+// manSection returns the section of page that begins with the line
+// heading (".SH LOGS", or a .SS of im2000-log(5)) up to the next section
+// (or subsection, for a .SS), with troff's escapes for - and " undone.
+func manSection(t *testing.T, page, heading string) string {
 	b, err := os.ReadFile(page)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := strings.NewReplacer(`\-`, "-", `\(dq`, `"`, `\e`, `\`).Replace(string(b))
-	if whole {
-		return s
-	}
-	i := strings.Index(s, "\n.SH LOGS\n")
+	i := strings.Index(s, "\n"+heading+"\n")
 	if i < 0 {
-		t.Errorf("%s has no LOGS section", page)
+		t.Errorf("%s has no section %s", page, heading)
 		return ""
 	}
-	s = s[i+len("\n.SH LOGS\n"):]
-	if j := strings.Index(s, "\n.SH "); j >= 0 {
-		s = s[:j+1]
+	s = s[i+len(heading)+2:]
+	ends := []string{"\n.SH "}
+	if strings.HasPrefix(heading, ".SS ") {
+		ends = append(ends, "\n.SS ")
+	}
+	for _, end := range ends {
+		if j := strings.Index(s, end); j >= 0 {
+			s = s[:j+1]
+		}
 	}
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,7 +85,7 @@ func TestHeldBounded(t *testing.T) {
 		if !strings.Contains(r.stderr, "not retrieved: the oldest of ") || !strings.Contains(r.stderr, "over maxheld (30)") {
 			t.Errorf("run %d: the log does not say what went over maxheld:\n%.2000s", run, r.stderr)
 		}
-		if run == 0 && !strings.Contains(r.stderr, "dropped held "+agent.Key(&notes[0])+" from s0@unknown.example at "+store.Addr+", not retrieved: held since ") {
+		if run == 0 && !strings.Contains(r.stderr, "im2000-fetch: warning: dropped held: "+agent.Key(&notes[0])+" from s0@unknown.example at "+store.Addr+", not retrieved: held since ") {
 			t.Errorf("the expired one is not logged:\n%.2000s", r.stderr)
 		}
 	}
@@ -154,7 +155,7 @@ func TestHeldNoDNS(t *testing.T) {
 	}
 	key := agent.Key(&notes[1])
 	r := e.run("", "im2000-fetch", "-d", maildir, "--accept", key)
-	if r.code != 0 || !strings.Contains(r.stderr, "accepted "+key) || !strings.Contains(r.stderr, "from unverified sender s@d1.evil.example at "+store.Addr+", not retrieved") {
+	if r.code != 0 || !strings.Contains(r.stderr, "accepted "+key) || !regexp.MustCompile(`(?m)^im2000-fetch: warning: dropped unverified: [0-9a-f]+ from s@d1\.evil\.example at `+regexp.QuoteMeta(store.Addr)+`, not retrieved: `).MatchString(r.stderr) {
 		t.Errorf("--accept of one whose DNS is gone: exit %d: %s", r.code, r.stderr)
 	}
 	if n := countDir(t, filepath.Join(maildir, ".im2000", "held")); n != 2 || store.Sessions() != 0 || len(maildirMessages(t, maildir)) != 0 {
@@ -195,7 +196,7 @@ func TestHeldTransitions(t *testing.T) {
 	e.agentGives(t)
 	r = e.run("", "im2000-fetch", "-d", maildir)
 	for _, w := range []string{"dropped held " + k0 + " from s0@unknown.example at " + store.Addr + ", not retrieved: denied by ",
-		"dropped held " + k1 + " from s1@unknown.example at " + store.Addr + ", not retrieved: no verified sender stored",
+		"im2000-fetch: warning: dropped held: " + k1 + " from s1@unknown.example at " + store.Addr + ", not retrieved: no verified sender stored",
 		"dropped " + k2 + " from s2@other.example at " + store.Addr + ", not retrieved: denied by "} {
 		if !strings.Contains(r.stderr, w) {
 			t.Errorf("the log does not say %q:\n%s", w, r.stderr)

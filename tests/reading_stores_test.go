@@ -157,7 +157,7 @@ func TestMaxLifetime(t *testing.T) {
 	}
 	time.Sleep(time.Until(notified.Add(4500 * time.Millisecond)))
 	r = e.run("", "im2000-fetch", "-d", maildir)
-	want := "expired bb010000000000000000000000000000 from alice@example.org at " + down + ": notified "
+	want := "im2000-fetch: warning: expired: bb010000000000000000000000000000 from alice@example.org at " + down + ": notified "
 	if r.code != 111 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "failing longer than maxlifetime (3 seconds)") ||
 		!strings.Contains(r.stderr, "0 delivered, 0 kept for later, 1 dropped") {
 		t.Errorf("an entry older than maxlifetime: exit %d, log without %q: %s", r.code, want, r.stderr)

@@ -159,9 +159,10 @@ func readerEnv(t *testing.T, agent string, stores ...string) *env {
 	return e
 }
 
-// refusedLine is the log line of a refused entry.
-func refusedLine(id byte, store string, size uint64) string {
-	return fmt.Sprintf("refused ee%02x0000000000000000000000000000 from alice@example.org at %s: store's size %d,", id, store, size)
+// refusedLine is the log line of a refused entry; prefix is a session's
+// "peer: user: " (pop3d), or nothing (fetch).
+func refusedLine(prefix string, id byte, store string, size uint64) string {
+	return fmt.Sprintf("warning: refused retrieval: %see%02x0000000000000000000000000000 from alice@example.org at %s: store's size %d,", prefix, id, store, size)
 }
 
 // TestBoundedFetch: im2000-fetch against stores that send too much.
@@ -180,7 +181,7 @@ func TestBoundedFetch(t *testing.T) {
 			if rss >= rssLimit {
 				t.Errorf("fetch's peak RSS %d MiB, over %d MiB", rss>>20, rssLimit>>20)
 			}
-			if r.code != 111 || !strings.Contains(r.stderr, refusedLine(1, store.Addr, f.size)) || !strings.Contains(r.stderr, "0 delivered, 0 kept for later, 1 dropped") {
+			if r.code != 111 || !strings.Contains(r.stderr, refusedLine("", 1, store.Addr, f.size)) || !strings.Contains(r.stderr, "0 delivered, 0 kept for later, 1 dropped") {
 				t.Errorf("fetch did not report the entry refused and dropped: exit %d", r.code)
 			}
 			for _, d := range []string{"new", "tmp"} {
@@ -282,7 +283,7 @@ func TestBoundedPOP3(t *testing.T) {
 			if rss >= rssLimit {
 				t.Errorf("pop3d's peak RSS %d MiB, over %d MiB", rss>>20, rssLimit>>20)
 			}
-			if !strings.Contains(p.log.String(), "127.0.0.1: bob: "+refusedLine(1, store.Addr, f.size)) {
+			if !strings.Contains(p.log.String(), refusedLine("127.0.0.1: bob: ", 1, store.Addr, f.size)) {
 				t.Errorf("pop3d did not report the refused entry")
 			}
 			p = startPOP3Pipe(t, e)

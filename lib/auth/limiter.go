@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"im2000/lib/fail"
 	"im2000/lib/session"
 	"im2000/lib/store"
 )
@@ -133,7 +132,7 @@ func (l *Limiter) Ready(a netip.Addr) (due time.Time, err error) {
 		return time.Time{}, ErrThrottled
 	}
 	if err != nil {
-		fail.Warn("authentication failures: cannot reserve an answer in %s: %v (a failure is answered after the longest delay, %v)", l.Dir, err, l.Max)
+		logNotReserved(l.Dir, err, l.Max)
 		due = now.Add(l.Max)
 	}
 	return due, nil
@@ -152,7 +151,7 @@ func (l *Limiter) FailAt(a netip.Addr, account string, due time.Time) time.Durat
 		r.next = max(r.next, due.UnixNano())
 	})
 	if err != nil {
-		fail.Warn("authentication failures: cannot record one in %s: %v (answered after the longest delay, %v)", l.Dir, err, l.Max)
+		logNotRecorded(l.Dir, err, l.Max)
 		return l.Max
 	}
 	l.sweep(now)
@@ -183,7 +182,7 @@ func (l *Limiter) Fail(a netip.Addr, account string) time.Duration {
 		wait = due.Sub(now)
 	})
 	if err != nil {
-		fail.Warn("authentication failures: cannot record one in %s: %v (answered after the longest delay, %v)", l.Dir, err, l.Max)
+		logNotRecorded(l.Dir, err, l.Max)
 		return l.Max
 	}
 	l.sweep(now)

@@ -5,7 +5,6 @@ import (
 
 	"im2000/lib/addr"
 	"im2000/lib/conf"
-	"im2000/lib/fail"
 )
 
 // The gateways a reader trusts to say what SMTP envelope sender a message
@@ -26,7 +25,7 @@ func trustedGateway(sender addr.Mailbox) bool {
 		d := conf.FromEnv()
 		lines, err := d.Lines("gateways")
 		if err != nil {
-			fail.Warn("%v: no gateway trusted", err)
+			logGatewaysUnread(err)
 			return
 		}
 		if lines == nil {
@@ -41,7 +40,7 @@ func trustedGateway(sender addr.Mailbox) bool {
 			if mb, err := addr.Parse(l); err == nil {
 				gateways[mb] = true
 			} else {
-				fail.Warn("%s: %q is not an address; not trusted as a gateway", d.Path("gateways"), l)
+				logGatewayNotAddress(d.Path("gateways"), l)
 			}
 		}
 	})

@@ -32,7 +32,6 @@ import (
 	"im2000/lib/conf"
 	"im2000/lib/durable"
 	"im2000/lib/fail"
-	"im2000/lib/trace"
 )
 
 const (
@@ -199,7 +198,7 @@ func (b *Inbox) storedSender(name string) (addr.Mailbox, error) {
 
 // Held lists the held entries that stay held, oldest first, with their
 // stored senders, after dropping those ScanHeld says to drop, with one log
-// line each (prefixed with LogPrefix). Sender files of entries gone are
+// line each (LogPrefix after its event). Sender files of entries gone are
 // removed.
 func (b *Inbox) Held(max int) ([]HeldEntry, error) {
 	keep, drop, err := b.ScanHeld(max)
@@ -208,9 +207,7 @@ func (b *Inbox) Held(max int) ([]HeldEntry, error) {
 	}
 	var gone []agent.Entry
 	for _, d := range drop {
-		n := d.N.Notification
-		fail.Warn("%s", trace.Escape(fmt.Sprintf("%sdropped held %s from %s at %s, not retrieved: %s",
-			b.LogPrefix, d.Name, n.Sender, n.StoreClear.String(), d.Why)))
+		logHeldDropped(b.LogPrefix, d.Name, &d.N.Notification, d.Why)
 		gone = append(gone, d.Entry)
 	}
 	if err := b.DropHeld(gone); err != nil {

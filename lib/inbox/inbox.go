@@ -34,7 +34,6 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/locate"
 	"im2000/lib/session"
-	"im2000/lib/trace"
 	"im2000/lib/wire"
 	"im2000/lib/wire/rnaqp"
 )
@@ -47,8 +46,9 @@ var ErrGone = errors.New("gone from its store (cancelled or expired)")
 //
 // Its methods may be called from several goroutines at once (PerStore).
 type Inbox struct {
-	// LogPrefix starts the log lines the Inbox writes itself (entries
-	// refused or expired), e.g. a POP3 session's peer and user.
+	// LogPrefix comes after the event in the log lines the Inbox writes
+	// itself (log.go: entries refused or expired), e.g. a POP3 session's
+	// "peer: user: ".
 	LogPrefix string
 
 	loc     *locate.Locator
@@ -204,7 +204,7 @@ func (b *Inbox) Sender(e agent.Entry) (addr.Mailbox, error) {
 
 // Bound returns the entries whose senders are verified. Each of the others
 // is dropped from the pending queue, unretrieved (its store learns
-// nothing), with one log line, prefixed with logPrefix, naming the claimed
+// nothing), with one log line, logPrefix after its event, naming the claimed
 // sender, the store location and why. A genuine message dropped because its
 // domain's records could not be read is notified again by its store, which
 // keeps notifying until it is silenced.
@@ -212,8 +212,7 @@ func (b *Inbox) Bound(entries []agent.Entry, logPrefix string) []agent.Entry {
 	var out []agent.Entry
 	for _, e := range entries {
 		if _, err := b.Sender(e); err != nil {
-			n := e.N.Notification
-			fail.Warn("%s", trace.Escape(fmt.Sprintf("%sdropped %s from unverified sender %s at %s, not retrieved: %v", logPrefix, n.ID, n.Sender, n.StoreClear, err)))
+			logUnverified(logPrefix, &e.N.Notification, err)
 			b.Done(e)
 			continue
 		}

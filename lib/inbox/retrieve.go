@@ -210,8 +210,7 @@ func (b *Inbox) refuse(e agent.Entry, size, limit uint64, why string) error {
 		notified = fmt.Sprint(*n.Size)
 	}
 	err := fmt.Errorf("MSRAP: %w: the store answered with %s", session.ErrProtocol, why)
-	fail.Warn("%s", trace.Escape(fmt.Sprintf("%srefused %s from %s at %s: store's size %d, notified size %s, limit %d: %v; dropped (a re-sent notification is a new attempt)",
-		b.LogPrefix, n.ID, n.Sender, n.StoreClear.String(), size, notified, limit, err)))
+	logRefused(b.LogPrefix, &n, size, notified, limit, err)
 	b.Done(e)
 	return fmt.Errorf("%w: %w", ErrRefused, err)
 }
@@ -229,9 +228,7 @@ func (b *Inbox) failed(e agent.Entry, err error) error {
 	if b.life <= 0 || age <= b.life {
 		return err
 	}
-	n := e.N.Notification
-	fail.Warn("%s", trace.Escape(fmt.Sprintf("%sexpired %s from %s at %s: notified %s, failing longer than maxlifetime (%d seconds): %v; dropped",
-		b.LogPrefix, n.ID, n.Sender, n.StoreClear.String(), date.UTC().Format(time.RFC3339), int64(b.life/time.Second), err)))
+	logExpired(b.LogPrefix, &e.N.Notification, date, b.life, err)
 	b.Done(e)
 	return fmt.Errorf("%w: %w", ErrExpired, err)
 }

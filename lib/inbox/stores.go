@@ -15,10 +15,8 @@ import (
 	"time"
 
 	"im2000/lib/agent"
-	"im2000/lib/fail"
 	"im2000/lib/session"
 	"im2000/lib/tlsconf"
-	"im2000/lib/trace"
 	"im2000/lib/wire"
 	"im2000/lib/wire/msrap"
 	"im2000/lib/wire/rnasp"
@@ -371,7 +369,7 @@ func PerStore(entries []agent.Entry, f func(i int, e agent.Entry)) (notDone []in
 func callSafely(key string, i int, e agent.Entry, f func(int, agent.Entry)) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			fail.Alert("%s", trace.Escape(fail.Panicked("the retrieval of "+e.N.Notification.ID.String()+" ("+key+")", v)))
+			logPanic(&e.N.Notification, key, v)
 			ok = false
 		}
 	}()
