@@ -18,51 +18,47 @@ import (
 // The sender's verbs (issue 17): --cancel and --resend act on one message;
 // --queue summarises what waits, like qmail-qstat and mailq.
 
-// act runs --cancel or --resend on id, locally or at the remote store.
+// act runs --cancel or --resend on id, locally or at the remote store
+// (MSOAP Cancel, and Resend, im2000's extension of MSOAP).
 func act(p *printer, c conf.Dir, account, verb, idText string) error {
 	id, err := msgid.Parse(idText)
 	if err != nil {
 		return fail.Perm(fmt.Errorf("%q: %v", idText, err))
 	}
-	noSuch := fail.Perm(fmt.Errorf("%s: no such message in the archive of %s", idText, account))
+	var (
+		cancel func(msgid.ID) error
+		resend func(msgid.ID) (store.Resent, error)
+	)
 	if isRemote, err := remote.Configured(c); err != nil {
 		return err
 	} else if isRemote {
-		if verb == "resend" {
-			// The profile's MSOAP has Submit, Track and Cancel only.
-			return fail.Perm(errors.New("--resend: MSOAP has no command for it; run im2000-status --resend on the store's host, or ask its admin"))
-		}
 		rs, err := remote.Dial(c, account)
 		if err != nil {
 			return err
 		}
 		defer rs.Close()
-		if err := rs.Cancel(id); errors.Is(err, remote.ErrNoSuch) {
-			return noSuch
-		} else if err != nil {
+		cancel, resend = rs.Cancel, rs.Resend
+	} else {
+		a, err := localAccount(c, account)
+		if err != nil {
 			return err
 		}
-		p.line("cancelled " + id.String())
-		return nil
-	}
-	a, err := localAccount(c, account)
-	if err != nil {
-		return err
+		floor, err := store.ResendFloor(c)
+		if err != nil {
+			return err
+		}
+		cancel = a.Cancel
+		resend = func(id msgid.ID) (store.Resent, error) { return a.Resend(id, time.Now(), floor) }
 	}
 	switch verb {
 	case "cancel":
-		err = a.Cancel(id)
+		err = cancel(id)
 		if err == nil {
 			p.line("cancelled " + id.String())
 		}
 	default:
-		floor, ferr := c.Num("resendfloor")
-		if ferr != nil {
-			return ferr
-		}
-		floor = min(max(floor, 1), maxFloor)
 		var r store.Resent
-		r, err = a.Resend(id, time.Now(), time.Duration(floor)*time.Second)
+		r, err = resend(id)
 		if errors.Is(err, store.ErrFinished) {
 			return fail.Perm(fmt.Errorf("%s: %v", idText, err))
 		}
@@ -70,20 +66,17 @@ func act(p *printer, c conf.Dir, account, verb, idText string) error {
 			line := fmt.Sprintf("resending %s to %d recipients", id, r.Recipients)
 			if r.Held > 0 {
 				// Said, so that a sender who sees nothing happen knows why.
-				line += fmt.Sprintf("; %d of them not before %s (resendfloor: %d seconds after their last notification)",
-					r.Held, r.Until.UTC().Format(time.RFC3339), floor)
+				line += fmt.Sprintf("; %d of them not before %s (the store's resendfloor after their last notification)",
+					r.Held, r.Until.UTC().Format(time.RFC3339))
 			}
 			p.line(line)
 		}
 	}
-	if errors.Is(err, store.ErrNoSuch) {
-		return noSuch
+	if errors.Is(err, store.ErrNoSuch) || errors.Is(err, remote.ErrNoSuch) {
+		return fail.Perm(fmt.Errorf("%s: no such message in the archive of %s", idText, account))
 	}
 	return err
 }
-
-// maxFloor bounds resendfloor, as notifyd bounds its durations: a year.
-const maxFloor = 365 * 24 * 3600
 
 func (p *printer) line(s string) { fmt.Fprintln(p.w, s) }
 

@@ -7,6 +7,7 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/msgid"
 	"im2000/lib/session"
+	"im2000/lib/store"
 )
 
 // The lines submitd logs besides lib/session's (im2000-log(5)), one
@@ -102,6 +103,12 @@ func logSubmitted(peer netip.AddrPort, account string, id msgid.ID, size int64, 
 // a write that failed); nothing of it stays.
 func logAborted(peer netip.AddrPort, account string, err error) {
 	fail.Warning("submission aborted: %v: %s: %v", peer, account, err)
+}
+
+// logResent: a message whose recipients its sender had notified again
+// (MSOAP Resend), how many, and how many of them only after resendfloor.
+func logResent(peer netip.AddrPort, account string, id msgid.ID, r store.Resent) {
+	fail.Info("resent: %v: %s resent %s to %d recipients, %d held by resendfloor", peer, account, id, r.Recipients, r.Held)
 }
 
 // logCancelled: a message cancelled by its sender.

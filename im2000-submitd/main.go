@@ -37,6 +37,7 @@ type config struct {
 	limits      store.Limits
 	minLifetime time.Duration
 	maxLifetime time.Duration
+	resendFloor time.Duration
 }
 
 // handler is one session.
@@ -110,6 +111,9 @@ func loadConfig(d conf.Dir) (*config, error) {
 		return nil, err
 	}
 	c.minLifetime, c.maxLifetime = time.Duration(minL)*time.Second, time.Duration(maxL)*time.Second
+	if c.resendFloor, err = store.ResendFloor(d); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -133,6 +137,8 @@ func (h *handler) Handle(s *session.Session, cmd wire.Body) session.Reply {
 		return h.track(s, c.ID)
 	case *msoap.Cancel:
 		return h.cancel(s, c.ID)
+	case *msoap.Resend:
+		return h.resend(s, c.ID)
 	}
 	return session.Reply{Status: msoap.ErrorUnexpectedCommand, ForceAbort: true}
 }
@@ -319,6 +325,24 @@ func (h *handler) cancel(s *session.Session, id msgid.ID) session.Reply {
 	}
 	logCancelled(s.Remote, s.Account, id)
 	return session.Reply{Body: msoap.CancelOK{}}
+}
+
+// resend is im2000's extension of MSOAP (msoap.Resend): the sender's
+// im2000-status --resend at a remote store, with the store's floor.
+func (h *handler) resend(s *session.Session, id msgid.ID) session.Reply {
+	r, err := h.acct.Resend(id, time.Now(), h.resendFloor)
+	if errors.Is(err, store.ErrFinished) {
+		return session.Reply{Body: &msoap.ResendOK{}}
+	}
+	if err != nil {
+		return h.lookupError(s, err)
+	}
+	logResent(s.Remote, s.Account, id, r)
+	ok := &msoap.ResendOK{Recipients: uint64(r.Recipients), Held: uint64(r.Held)}
+	if r.Held > 0 {
+		ok.Until = uint64(r.Until.Unix())
+	}
+	return session.Reply{Body: ok}
 }
 
 // lookupError: another account's id and a missing one answer alike.

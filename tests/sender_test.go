@@ -2,6 +2,8 @@ package tests
 
 import (
 	"encoding/json"
+	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,7 +11,10 @@ import (
 	"time"
 
 	"im2000/lib/msgid"
+	"im2000/lib/session"
 	"im2000/lib/store"
+	"im2000/lib/wire"
+	"im2000/lib/wire/msoap"
 )
 
 // queueSummary runs im2000-status --queue --json.
@@ -96,7 +101,7 @@ func TestSenderTools(t *testing.T) {
 	e.setConf("resendfloor", "3600")
 	for i := 0; i < 3; i++ {
 		if r := e.run("", "im2000-status", "--resend", first); r.code != 0 || !strings.Contains(r.stdout, "resending "+first+" to 2 recipients; ") ||
-			!strings.Contains(r.stdout, " of them not before ") || !strings.Contains(r.stdout, "resendfloor: 3600 seconds") {
+			!strings.Contains(r.stdout, " of them not before ") || !strings.Contains(r.stdout, "the store's resendfloor") {
 			t.Fatalf("--resend within the floor: exit %d, %q %s", r.code, r.stdout, r.stderr)
 		}
 	}
@@ -124,8 +129,8 @@ func TestSenderTools(t *testing.T) {
 	}
 }
 
-// TestSenderToolsRemote: the same through MSOAP: cancel and the queue
-// summary work, resend says MSOAP has no command for it.
+// TestSenderToolsRemote: the same through MSOAP: cancel, resend (MSOAP
+// Resend, im2000's extension) and the queue summary.
 func TestSenderToolsRemote(t *testing.T) {
 	h := newStoreHost(t, "tcpserver", nil)
 	cl := newEnv(t, "alice")
@@ -152,8 +157,23 @@ func TestSenderToolsRemote(t *testing.T) {
 	if r := cl.run("", "im2000-status", "--cancel", id2); r.code != 100 || !strings.Contains(r.stderr, "no such message") {
 		t.Errorf("second remote --cancel: exit %d, %q", r.code, r.stderr)
 	}
-	if r := cl.run("", "im2000-status", "--resend", id1); r.code != 100 || !strings.Contains(r.stderr, "MSOAP has no command") {
-		t.Errorf("remote --resend: exit %d, %q", r.code, r.stderr)
+	// bob's next attempt an hour away, as after a failed one: a resend
+	// makes it now.
+	mid, _ := msgid.Parse(id1)
+	if err := a.Update(mid, func(_ *store.Envelope, st *store.Status) error {
+		st.Recipients[0].Next = time.Now().Add(time.Hour).Truncate(time.Second)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r := cl.run("", "im2000-status", "--resend", id1); r.code != 0 || r.stdout != "resending "+id1+" to 2 recipients\n" {
+		t.Errorf("remote --resend: exit %d, %q %s", r.code, r.stdout, r.stderr)
+	}
+	if next := nextOf(t, a, mid, 0); next.After(time.Now()) {
+		t.Errorf("after a remote --resend, bob is due at %v; want now", next)
+	}
+	if r := cl.run("", "im2000-status", "--resend", id2); r.code != 100 || !strings.Contains(r.stderr, "no such message") {
+		t.Errorf("remote --resend of a cancelled message: exit %d, %q", r.code, r.stderr)
 	}
 	if q := queueSummary(t, cl); q.Messages != 1 {
 		t.Errorf("remote summary after cancel: %+v", q)
@@ -168,4 +188,51 @@ func nextOf(t *testing.T, a *store.Account, id msgid.ID, i int) time.Time {
 		t.Fatal(err)
 	}
 	return st.Recipients[i].Next
+}
+
+// TestResendOtherStore: a store of another implementation of the profile
+// does not know MSOAP Resend, im2000's extension, and refuses it as any
+// unknown alternative (errormalformedpdu): remote --resend says so and
+// exits 100, and nothing else of the session changes.
+func TestResendOtherStore(t *testing.T) {
+	profile := *msoap.Protocol
+	profile.Commands = maps.Clone(msoap.Protocol.Commands)
+	delete(profile.Commands, (&msoap.Resend{}).Alt())
+	srv := &session.Server{Proto: &profile, Timeout: 10 * time.Second, MaxPDU: 1 << 16, MaxConns: 4,
+		NewHandler: func(*session.Session) session.Handler { return profileStore{} }}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeListener(l)
+	t.Cleanup(func() { l.Close(); srv.Shutdown() })
+
+	cl := newEnv(t, "alice")
+	os.Remove(cl.store)
+	cl.vars = append(cl.vars[:0:0], "IM2000_CONF="+cl.conf, "IM2000_ACCOUNT=alice", "PATH="+os.Getenv("PATH"), "HOME="+t.TempDir(), "TZ=UTC")
+	cl.setConf("remote", l.Addr().String())
+	cl.setConf("password", "alicepw")
+	id := msgid.New().String()
+	if r := cl.run("", "im2000-status", "--resend", id); r.code != 100 || !strings.Contains(r.stderr, "does not offer MSOAP Resend") {
+		t.Errorf("--resend at a store without the extension: exit %d, %q", r.code, r.stderr)
+	}
+	if r := cl.run("", "im2000-status", "--cancel", id); r.code != 0 {
+		t.Errorf("--cancel at that store: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// profileStore answers the profile's MSOAP as a store that has everything
+// asked of it: any login, any cancel.
+type profileStore struct{}
+
+func (profileStore) Abort(*session.Session) {}
+func (profileStore) Handle(s *session.Session, cmd wire.Body) session.Reply {
+	switch cmd.(type) {
+	case *msoap.Authenticate:
+		s.Account = "alice"
+		return session.Reply{Body: msoap.AuthenticateOK{}}
+	case *msoap.Cancel:
+		return session.Reply{Body: msoap.CancelOK{}}
+	}
+	return session.Reply{Status: msoap.ErrorUnexpectedCommand, ForceAbort: true}
 }

@@ -92,7 +92,7 @@ var table = []Setting{
 	{"reclaim", List, "", "notifyd", "accounts (* for all) whose messages go once every recipient silenced"},
 	{"remote", Text, "", "inject status", "the originator's store is elsewhere: its MSOAP server or domain"},
 	{"resend", Number, "3600", "notifyd", "seconds between notifications of a recipient that has not silenced"},
-	{"resendfloor", Number, "300", "status", "seconds after a recipient's last notification before --resend may notify it again"},
+	{"resendfloor", Number, "300", "status submitd", "seconds after a recipient's last notification before --resend may notify it again"},
 	{"resolvers", List, "", "every client gatewayd", "DNS servers to ask (default: /etc/resolv.conf's)"},
 	{"retrybase", Number, "60", "notifyd", "seconds before the first retry of a failed notification"},
 	{"retrymax", Number, "3600", "notifyd", "the longest wait between retries"},

@@ -96,6 +96,22 @@ func (*Cancel) Alt() int                              { return 4 }
 func (c *Cancel) MarshalFields(b *cryptobyte.Builder) { wire.AddID(b, 0, c.ID) }
 func (c *Cancel) UnmarshalFields(f *wire.Fields)      { c.ID = f.ID(0) }
 
+// Resend is im2000's one extension of the profile's MSOAP (command
+// alternative [5]; DESIGN-NOTES.md, "MSOAP Resend"): the sender asks its
+// store to notify again, now, every recipient who has not silenced the
+// message (im2000-status --resend at a remote store).
+//
+//	CommandResend ::= SEQUENCE { identifier [0] IMPLICIT MessageIdentifier }
+//
+// A store of another implementation answers it as any unknown
+// alternative, errormalformedpdu, and nothing else changes: the client
+// says that the store does not offer it.
+type Resend struct{ ID msgid.ID }
+
+func (*Resend) Alt() int                              { return 5 }
+func (c *Resend) MarshalFields(b *cryptobyte.Builder) { wire.AddID(b, 0, c.ID) }
+func (c *Resend) UnmarshalFields(f *wire.Fields)      { c.ID = f.ID(0) }
+
 // Responses.
 
 type SubmitEnvelopeOK struct {
@@ -179,6 +195,35 @@ func (CancelOK) Alt() int                          { return 5 }
 func (CancelOK) MarshalFields(*cryptobyte.Builder) {}
 func (CancelOK) UnmarshalFields(*wire.Fields)      {}
 
+// ResendOK answers Resend (response alternative [6]):
+//
+//	ResponseResend ::= SEQUENCE { recipients [0] IMPLICIT INTEGER (0..MAX),
+//	    held [1] IMPLICIT INTEGER (0..MAX), until [2] IMPLICIT INTEGER (0..MAX) OPTIONAL }
+//
+// recipients: those made due (not silenced, not failed for good; 0: nobody
+// left to notify); held: of those, due only at their last notification
+// plus the store's resendfloor; until: the latest such time, in seconds
+// since 1970-01-01 UTC.
+type ResendOK struct {
+	Recipients, Held uint64
+	Until            uint64 // 0: absent
+}
+
+func (*ResendOK) Alt() int { return 6 }
+func (r *ResendOK) MarshalFields(b *cryptobyte.Builder) {
+	wire.AddUint(b, 0, r.Recipients)
+	wire.AddUint(b, 1, r.Held)
+	if r.Until != 0 {
+		wire.AddUint(b, 2, r.Until)
+	}
+}
+func (r *ResendOK) UnmarshalFields(f *wire.Fields) {
+	r.Recipients, r.Held = f.Uint(0), f.Uint(1)
+	if f.Has(2) {
+		r.Until = f.Uint(2)
+	}
+}
+
 // Protocol describes MSOAP to the codec and the session engine.
 var Protocol = &wire.Protocol{
 	Name: "MSOAP",
@@ -188,6 +233,7 @@ var Protocol = &wire.Protocol{
 		2: func() wire.Body { return new(SubmitMsgChunk) },
 		3: func() wire.Body { return new(Track) },
 		4: func() wire.Body { return new(Cancel) },
+		5: func() wire.Body { return new(Resend) }, // im2000's extension
 	},
 	Responses: map[int]func() wire.Body{
 		0: func() wire.Body { return wire.Null{} },
@@ -196,6 +242,7 @@ var Protocol = &wire.Protocol{
 		3: func() wire.Body { return new(SubmitMsgChunkOK) },
 		4: func() wire.Body { return new(TrackOK) },
 		5: func() wire.Body { return CancelOK{} },
+		6: func() wire.Body { return new(ResendOK) }, // im2000's extension
 	},
 	StatusNames: []string{"noerror", "errormalformedpdu", "errorcommandtimeout", "errorunexpectedcommand",
 		"errorserviceshutdown", "errorinternalproblem", "errornotauthenticated", "errornotpermitted",

@@ -21,6 +21,9 @@ type Sample struct {
 	ForceAbort bool
 	Status     uint64
 	Response   wire.Body
+	// Extension: im2000's own alternative, not in the profile
+	// (msoap.Resend); another implementation refuses it.
+	Extension bool
 }
 
 // Bytes encodes the sample.
@@ -81,6 +84,9 @@ func Samples() []Sample {
 			{Recipient: bob, Status: msoap.DeliveryStatus{Notification: 7, Read: 3, Pinned: false}},
 			{Recipient: carol, Status: msoap.DeliveryStatus{Notification: 6, Read: 0, Pinned: true}}}}},
 		{Name: "cancel-ok", Proto: msoap.Protocol, Status: msoap.ErrorNoSuchMessage, Response: msoap.CancelOK{}},
+		{Name: "resend", Proto: msoap.Protocol, Command: &msoap.Resend{ID: ID(0xf1)}, Extension: true},
+		{Name: "resend-ok", Proto: msoap.Protocol, Response: &msoap.ResendOK{Recipients: 3, Held: 1, Until: 1795372893}, Extension: true},
+		{Name: "resend-ok-none", Proto: msoap.Protocol, Response: &msoap.ResendOK{}, Extension: true},
 
 		{Name: "scanlist", Proto: msrap.Protocol, Command: &msrap.ScanList{ListName: "golang", BeginTime: 1795372893}},
 		{Name: "silence", Proto: msrap.Protocol, Command: &msrap.Silence{ID: ID(1)}},
