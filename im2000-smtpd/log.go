@@ -8,6 +8,7 @@ import (
 
 	"im2000/lib/conf"
 	"im2000/lib/fail"
+	"im2000/lib/msgid"
 )
 
 // The lines smtpd logs (im2000-log(5)), one function per kind of event:
@@ -94,6 +95,13 @@ func logStored(peer net.Addr, account, id string, rcpts int) {
 // logNotStored: a message refused or not stored (answered 4xx or 5xx).
 func logNotStored(peer net.Addr, account string, err error) {
 	fail.Warning("not stored: %v: %s: %q", peer, account, err.Error())
+}
+
+// logNotRecorded: with a remote store, a message stored there but not
+// in the account's sent log (sentlog), so that its remote im2000-status
+// does not list it.
+func logNotRecorded(peer net.Addr, account string, id msgid.ID, sentlog string, err error) {
+	fail.Warning("not recorded: %v: %s: %s is stored at the remote store, but not in the sent log %q: %q", peer, account, id, sentlog, err.Error())
 }
 
 // logLimit: a session closed by its lifetime or its time to authenticate

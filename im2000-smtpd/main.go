@@ -31,6 +31,7 @@ import (
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/mailmsg"
+	"im2000/lib/msgid"
 	"im2000/lib/remote"
 	"im2000/lib/session"
 	"im2000/lib/store"
@@ -328,7 +329,9 @@ func (s *client) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Your account has no valid address here"}
 	}
 	id, err := submit.Submit(&submit.Request{Conf: s.cfg.conf, Settings: &settings, Recipients: s.rcpts,
-		Msg: msg, From: from, Password: s.password})
+		Msg: msg, From: from, Password: s.password, NotRecorded: func(id msgid.ID, log string, err error) {
+			logNotRecorded(s.peer, s.account, id, log, err)
+		}})
 	if err != nil {
 		logNotStored(s.peer, s.account, err)
 		return dataError(err)

@@ -36,7 +36,8 @@ func remoteView(rs *remote.Store, sent remote.Sent) (*messageView, error) {
 }
 
 // runRemote asks the remote store. MSOAP tracks one message at a time, so
-// the listing is of the messages the sent log records.
+// the listing is of the messages the sent log records for account, from
+// im2000-inject and from im2000-smtpd alike.
 func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary bool) error {
 	rs, err := remote.Dial(c, account)
 	if err != nil {
@@ -48,7 +49,7 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 		if err != nil {
 			return fail.Perm(fmt.Errorf("%q: %v", idText, err))
 		}
-		v, err := remoteView(rs, sentRecord(c, id))
+		v, err := remoteView(rs, sentRecord(c, account, id))
 		if errors.Is(err, remote.ErrNoSuch) {
 			return fail.Perm(fmt.Errorf("%s: no such message in the archive of %s", idText, account))
 		}
@@ -58,11 +59,13 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 		viaSMTP(c, v)
 		return p.recipients(v)
 	}
-	log, err := remote.SentLog(c)
+	log, err := remote.SentLog(c, account)
 	if err != nil {
 		return err
 	}
-	sent, err := remote.ReadLog(log)
+	// Only the account's own lines: a log an im2000-smtpd shared by many
+	// accounts writes holds theirs too (Track would refuse them anyway).
+	sent, err := remote.ReadLog(log, account)
 	if err != nil {
 		return err
 	}
@@ -85,9 +88,9 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 
 // sentRecord is what the sent log says of id (when it was submitted, its
 // subject), or the id alone: MSOAP Track does not tell the dates.
-func sentRecord(c conf.Dir, id msgid.ID) remote.Sent {
-	if log, err := remote.SentLog(c); err == nil {
-		if sent, err := remote.ReadLog(log); err == nil {
+func sentRecord(c conf.Dir, account string, id msgid.ID) remote.Sent {
+	if log, err := remote.SentLog(c, account); err == nil {
+		if sent, err := remote.ReadLog(log, account); err == nil {
 			for _, s := range sent {
 				if s.ID == id {
 					return s

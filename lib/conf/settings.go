@@ -101,7 +101,7 @@ var table = []Setting{
 	{"routes", List, "", "every client", "_service._tcp.domain host:port... lines that override DNS"},
 	{"senderpolicy", File, "", "fetch pop3d imapd", "allow/deny/default rules deciding whose messages are fetched"},
 	{"senders/", List, "", "inject submitd smtpd", "senders/ACCOUNT: addresses besides its own that ACCOUNT may put in From:"},
-	{"sentlog", Text, "", "inject status", "where remote submissions are recorded (default $HOME/.im2000-sent)"},
+	{"sentlog", Text, "", "inject smtpd status", "where remote submissions are recorded, one line each naming its account (default $HOME/.im2000-sent; %a: the account)"},
 	{"sessiondir", Text, "", "smtpd", "where smtpd with a remote store counts sessions per address"},
 	{"sessionlifetime", Number, "3600", "every server", "seconds a session may last"},
 	{"sessionsperaddr", Number, "10", "every server", "sessions at once from one address (IPv6 by /64; 0: no cap)"},

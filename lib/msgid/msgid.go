@@ -16,7 +16,12 @@ const Size = 16
 type ID [Size]byte
 
 // New returns a fresh identifier from crypto/rand. Identifiers of recipients
-// are capabilities, so they must be unguessable: never derive them.
+// and lists are capabilities, so they must be unguessable: never derive one
+// from anything public. The store derives recipient ids from the message
+// id only under a secret key of its own (AES-256 of the id's first 12
+// octets and the recipient's index: lib/store/rid.go), which keeps them as
+// unguessable as these: without the key they are indistinguishable from
+// random, and the store accepts only the ones its envelopes list.
 func New() ID {
 	var id ID
 	// crypto/rand.Read never returns an error on Linux (Go 1.24+ panics

@@ -4,13 +4,9 @@
 package remote
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -180,68 +176,3 @@ func (s *Store) Cancel(id msgid.ID) error {
 
 // ErrNoSuch is Track's and Cancel's answer for an unknown id.
 var ErrNoSuch = errors.New("no such message at the remote store")
-
-// Sent is one line of the sent log: what the originator submitted remotely,
-// so that im2000-status can list it (MSOAP has no listing command).
-type Sent struct {
-	ID        msgid.ID
-	Submitted time.Time
-	Subject   string
-}
-
-// SentLog is where remote submissions are recorded: the sentlog setting,
-// else $HOME/.im2000-sent.
-func SentLog(d conf.Dir) (string, error) {
-	home, _ := os.UserHomeDir()
-	return d.String("sentlog", filepath.Join(home, ".im2000-sent"))
-}
-
-// Record appends a submission to the sent log.
-func Record(path string, s Sent) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	subject := strings.Map(func(r rune) rune {
-		if r < ' ' {
-			return ' '
-		}
-		return r
-	}, s.Subject)
-	_, err = fmt.Fprintf(f, "%s %d %s\n", s.ID, s.Submitted.Unix(), subject)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// ReadLog reads the sent log, oldest first; a missing log is empty.
-func ReadLog(path string) ([]Sent, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []Sent
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.SplitN(sc.Text(), " ", 3)
-		if len(fields) < 2 {
-			continue
-		}
-		id, err1 := msgid.Parse(fields[0])
-		t, err2 := strconv.ParseInt(fields[1], 10, 64)
-		if err1 != nil || err2 != nil {
-			continue // a torn last line after a crash
-		}
-		s := Sent{ID: id, Submitted: time.Unix(t, 0)}
-		if len(fields) == 3 {
-			s.Subject = fields[2]
-		}
-		out = append(out, s)
-	}
-	return out, sc.Err()
-}

@@ -59,6 +59,7 @@ func (s *Store) Clean(now time.Time) error {
 		}))
 	}
 	keep(cleanDir(filepath.Join(s.Root, "rcpt"), now, danglingLink))
+	s.cleanKeyTmp(now)
 	lists, _ := os.ReadDir(filepath.Join(s.Root, "lists"))
 	for _, l := range lists {
 		days, _ := os.ReadDir(filepath.Join(s.Root, "lists", l.Name()))
@@ -81,9 +82,9 @@ func danglingLink(path string) bool {
 // cleanDir removes the entries of dir older than StaleAge that debris says
 // are debris.
 //
-// The directory is read a slice at a time: rcpt/ holds a link per
-// recipient of every archived message, and reading it whole took a
-// quarter of a GiB with a million of them.
+// The directory is read a slice at a time: rcpt/ held a link per
+// recipient of every archived message (old stores still may), and reading
+// it whole took a quarter of a GiB with a million of them.
 func cleanDir(dir string, now time.Time, debris func(path string) bool) error {
 	f, err := os.Open(dir)
 	if err != nil {

@@ -105,8 +105,8 @@ type Draft struct {
 }
 
 // NewDraft starts a message: it checks the envelope, gives the message and
-// each recipient and list a fresh identifier, and writes the envelope to a
-// temporary file.
+// each list a fresh identifier and each recipient one derived from the
+// message's (rid.go), and writes the envelope to a temporary file.
 func (a *Account) NewDraft(sub Submission, lim Limits) (*Draft, error) {
 	if len(sub.Recipients) == 0 && len(sub.Lists) == 0 {
 		return nil, ErrNoRecipients
@@ -124,8 +124,10 @@ func (a *Account) NewDraft(sub Submission, lim Limits) (*Draft, error) {
 		Submitted: time.Now().Truncate(time.Second),
 		Lifetime:  sub.Lifetime.Truncate(time.Second),
 	}
-	for _, r := range rcpts {
-		env.Recipients = append(env.Recipients, Recipient{ID: msgid.New(), Addr: r})
+	for i, r := range rcpts {
+		// Derived under the store's key, so that no file per
+		// recipient is needed to find the message (rid.go).
+		env.Recipients = append(env.Recipients, Recipient{ID: a.s.recipientID(env.ID, i), Addr: r})
 	}
 	lists := map[string]bool{}
 	for _, name := range sub.Lists {
@@ -212,8 +214,15 @@ func (d *Draft) entries() []entry {
 	msgFromRoot := filepath.Join("..", a.Name, "msg", env.ID.String())
 	es := []entry{{a.path("todo", env.ID), filepath.Join("..", "msg", env.ID.String())},
 		{a.expirePath(env), filepath.Join("..", "..", "msg", env.ID.String())}} // expire.go
-	for _, r := range env.Recipients {
-		es = append(es, entry{a.s.rcptPath(r.ID), msgFromRoot})
+	// One link for all the recipients: their ids lead to it (rid.go).
+	// An id not derived (none that NewDraft makes) needs its own.
+	if len(env.Recipients) > 0 {
+		es = append(es, entry{a.s.locatorPath(env.ID), msgFromRoot})
+	}
+	for i, r := range env.Recipients {
+		if !a.s.derived(env, i) {
+			es = append(es, entry{a.s.rcptPath(r.ID), msgFromRoot})
+		}
 	}
 	for _, l := range env.Lists {
 		es = append(es, entry{a.s.rcptPath(l.ID), msgFromRoot})

@@ -18,8 +18,10 @@ import (
 //
 //  1. under the message's flock (no status update in flight), mark it:
 //     reap/<id> -> ../msg/<id>, fsynced;
-//  2. remove its queue links, its recipient and list links and its list
-//     entries, and fsync their directories: from here no retrieval finds
+//  2. remove its queue links, its locator link (rid.go), the links of its
+//     list ids (and of recipient ids that have one, handed out before
+//     they were derived) and its list entries, and fsync their
+//     directories: from here no retrieval finds
 //     it and notifyd's next update of it finds it gone;
 //  3. remove its status snapshot, journals and read counters;
 //  4. remove msg/<id> under the quota counter's lock (usage.go);
@@ -91,8 +93,14 @@ func (a *Account) finish(m *Message) error {
 	keep(unlink(a.path("todo", id)))
 	keep(unlink(a.path("queue", id)))
 	keep(unlink(a.expirePath(env)))
-	for _, r := range env.Recipients {
-		keep(unlink(a.s.rcptPath(r.ID)))
+	// Its own: a commit never replaces another message's (rid.go).
+	if t, err := os.Readlink(a.s.locatorPath(id)); err == nil && t == filepath.Join("..", a.Name, "msg", id.String()) {
+		keep(unlink(a.s.locatorPath(id)))
+	}
+	for i, r := range env.Recipients {
+		if !a.s.derived(env, i) { // handed out with a link of its own
+			keep(unlink(a.s.rcptPath(r.ID)))
+		}
 	}
 	posted := int64(0)
 	if len(env.Lists) > 0 {

@@ -96,7 +96,7 @@ func TestReapInterrupted(t *testing.T) {
 			os.Mkdir(filepath.Join(a.dir, "reap"), 0o700)
 			os.Symlink("../msg/"+env.ID.String(), a.path("reap", env.ID))
 			if step >= 2 {
-				os.Remove(a.s.rcptPath(env.Recipients[0].ID)) // half of step 2
+				os.Remove(a.s.locatorPath(env.ID)) // half of step 2
 			}
 			if step >= 3 { // step 2 done, 3 as well
 				for _, tr := range traces(t, s, env) {

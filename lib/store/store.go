@@ -3,7 +3,9 @@
 // delivery status and its index entries. The layout and the commit protocol
 // are described in man/im2000-store.5; the reasons in DESIGN-NOTES.md.
 //
-//	<root>/rcpt/<rid>                    -> ../<account>/msg/<id>   (recipient and list ids)
+//	<root>/key                           32 random octets: recipient ids are made under it (rid.go)
+//	<root>/rcpt/<24 hex digits>          -> ../<account>/msg/<id>   (one per message: rid.go)
+//	<root>/rcpt/<lid>                    -> ../<account>/msg/<id>   (list ids; recipient ids of old)
 //	<root>/lists/<name>/<day>/<unix>.<lid> -> ../../../<account>/msg/<id>
 //	<root>/<account>/tmp/                writes in progress
 //	<root>/<account>/msg/<id>            envelope, blank line, message; immutable
@@ -18,6 +20,7 @@
 package store
 
 import (
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"os"
@@ -53,6 +56,7 @@ type Store struct {
 	// Warnings are what Open found wrong with the store's permissions,
 	// for the programs that serve it to log.
 	Warnings []string
+	block    cipher.Block // the store's key (rid.go)
 }
 
 // indexDirs are the store-wide index directories. Their entries are
@@ -62,8 +66,8 @@ var indexDirs = []string{"rcpt", "lists"}
 
 // Open opens the store at root, which must exist (a mistyped path must not
 // silently become a new store), and creates its shared index directories,
-// 0700. An index directory that an older version made readable by others
-// is tightened; a root readable by others is left as the admin made it,
+// 0700, and its key (rid.go), 0600. An index directory or key that an
+// older version made readable by others is tightened; a root readable by others is left as the admin made it,
 // with a warning (the index and the archives below it are closed anyway).
 func Open(root string) (*Store, error) {
 	fi, err := os.Stat(root)
@@ -83,6 +87,9 @@ func Open(root string) (*Store, error) {
 			return nil, err
 		}
 		s.Warnings = append(s.Warnings, tighten(path)...)
+	}
+	if err := s.loadKey(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -112,7 +119,7 @@ type Account struct {
 
 // CheckAccount accepts names that are safe as a directory name.
 func CheckAccount(name string) error {
-	if name == "" || len(name) > 64 || name[0] == '.' || name == "rcpt" || name == "lists" {
+	if name == "" || len(name) > 64 || name[0] == '.' || name == "rcpt" || name == "lists" || name == "key" {
 		return fmt.Errorf("%w: %q", ErrBadAccount, name)
 	}
 	for i := 0; i < len(name); i++ {

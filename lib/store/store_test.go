@@ -104,10 +104,18 @@ func TestCommitAndRead(t *testing.T) {
 	if len(todo) != 1 || todo[0] != env.ID {
 		t.Fatalf("todo = %v", todo)
 	}
-	for _, r := range env.Recipients {
-		if _, err := os.Stat(s.rcptPath(r.ID)); err != nil {
-			t.Errorf("recipient link: %v", err)
+	for i, r := range env.Recipients {
+		if _, err := os.Lstat(s.rcptPath(r.ID)); err == nil {
+			t.Errorf("recipient %d has a link of its own", i)
 		}
+		m, j, err := s.Lookup(r.ID, time.Now())
+		if err != nil || j != i || m.Env.ID != env.ID {
+			t.Fatalf("Lookup(recipient %d) = %d, %v", i, j, err)
+		}
+		m.Close()
+	}
+	if fi, err := os.Stat(s.locatorPath(env.ID)); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("locator link: %v", err)
 	}
 	l, err := s.ScanList("golang", env.Submitted, time.Now().Add(time.Minute))
 	if err != nil || len(l) != 1 || l[0].ID != env.Lists[0].ID {

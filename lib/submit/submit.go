@@ -36,6 +36,9 @@ type Request struct {
 	From       addr.Mailbox     // for a From field the message lacks
 	FullName   string
 	Password   string // for a remote store; empty: the password file
+	// NotRecorded logs a remote submission, committed at the store, that
+	// the sent log could not record; nil: logNotRecorded's warning.
+	NotRecorded func(id msgid.ID, sentlog string, err error)
 }
 
 // Submit commits the message and returns its identifier at the store.
@@ -114,7 +117,7 @@ func (r *Request) tooLarge(err error) error {
 }
 
 // submitRemote submits over MSOAP and records the submission in the sent
-// log for im2000-status.
+// log of the account (remote.SentLog), which its im2000-status lists.
 func submitRemote(r *Request) (msgid.ID, error) {
 	s := r.Settings
 	now := time.Now()
@@ -140,11 +143,18 @@ func submitRemote(r *Request) (msgid.ID, error) {
 		return msgid.ID{}, err
 	}
 	subject, _ := r.Msg.Header.Subject()
-	if log, err := remote.SentLog(r.Conf); err == nil {
-		if err := remote.Record(log, remote.Sent{ID: id, Submitted: now, Subject: subject}); err != nil {
-			// The message is committed at the store: only the local listing suffers.
-			fail.Warn("warning: %s is submitted, but not recorded in %s: %v", id, log, err)
+	// The message is committed at the store: a failure here costs only the
+	// listing (the id printed or answered still tracks and cancels it).
+	log, err := remote.SentLog(r.Conf, s.Account)
+	if err == nil {
+		err = remote.Record(log, remote.Sent{ID: id, Submitted: now, Account: s.Account, Subject: subject})
+	}
+	if err != nil {
+		notRecorded := r.NotRecorded
+		if notRecorded == nil {
+			notRecorded = logNotRecorded
 		}
+		notRecorded(id, log, err)
 	}
 	return id, nil
 }

@@ -1,0 +1,194 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"im2000/lib/addr"
+	"im2000/lib/msgid"
+)
+
+// TestRecipientIDs: derived ids open their message at their index through
+// one link for the message, and anything else is ErrNoSuch: a flipped
+// bit, an index past the envelope, an id made under another store's key,
+// and all of them once the message is gone.
+func TestRecipientIDs(t *testing.T) {
+	s, a := newAccount(t)
+	sub := submission(t, "l")
+	for i := 0; i < 100; i++ {
+		sub.Recipients = append(sub.Recipients, addr.Mailbox{Local: "u" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Domain: "example.net"})
+	}
+	env, err := inject(t, a, sub, "hello", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := inject(t, a, submission(t), "other", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	seen := map[msgid.ID]bool{}
+	for i, r := range env.Recipients {
+		if seen[r.ID] || r.ID == env.ID {
+			t.Fatalf("recipient %d's id %s repeats", i, r.ID)
+		}
+		seen[r.ID] = true
+		m, j, err := s.Lookup(r.ID, now)
+		if err != nil || j != i || m.Env.ID != env.ID {
+			t.Fatalf("Lookup(recipient %d) = %d, %v", i, j, err)
+		}
+		m.Close()
+	}
+	rcpt, _ := os.ReadDir(filepath.Join(s.Root, "rcpt"))
+	if len(rcpt) != 3 { // a locator link per message, one list id's link
+		t.Fatalf("rcpt/ holds %d entries for 2 messages and a list id", len(rcpt))
+	}
+	forged := []msgid.ID{env.ID, other.ID, s.recipientID(env.ID, len(env.Recipients)), s.recipientID(env.ID, -1)}
+	flipped := env.Recipients[3].ID
+	flipped[15] ^= 1
+	forged = append(forged, flipped)
+	// The id of this message's recipient 1 under another store's key.
+	s2, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged = append(forged, s2.recipientID(env.ID, 1))
+	for _, id := range forged {
+		if _, _, err := s.Lookup(id, now); !errors.Is(err, ErrNoSuch) {
+			t.Errorf("Lookup(%s) = %v, want ErrNoSuch", id, err)
+		}
+	}
+	if err := a.Cancel(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range env.Recipients {
+		if _, _, err := s.Lookup(r.ID, now); !errors.Is(err, ErrNoSuch) {
+			t.Fatalf("recipient %d after Cancel: %v", i, err)
+		}
+	}
+	if m, _, err := s.Lookup(other.Recipients[1].ID, now); err != nil {
+		t.Fatalf("the other message after the Cancel: %v", err)
+	} else {
+		m.Close()
+	}
+	if tr := traces(t, s, env); len(tr) != 0 {
+		t.Fatalf("after Cancel: %v", tr)
+	}
+}
+
+// TestOldRecipientIDs: a message committed before ids were derived (a
+// random id and a link rcpt/<rid> per recipient) still opens by them, and
+// a removal takes its links.
+func TestOldRecipientIDs(t *testing.T) {
+	s, a := newAccount(t)
+	d, err := a.NewDraft(submission(t), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The envelope as the old NewDraft wrote it.
+	for i := range d.env.Recipients {
+		d.env.Recipients[i].ID = msgid.New()
+	}
+	d.w.Reset(d.f)
+	d.f.Truncate(0)
+	d.f.Seek(0, io.SeekStart)
+	d.w.Write(d.env.Marshal())
+	io.WriteString(d, "old")
+	env, err := d.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range env.Recipients {
+		if _, err := os.Lstat(s.rcptPath(r.ID)); err != nil {
+			t.Fatalf("recipient %d: %v", i, err)
+		}
+		m, j, err := s.Lookup(r.ID, time.Now())
+		if err != nil || j != i {
+			t.Fatalf("Lookup(old recipient %d) = %d, %v", i, j, err)
+		}
+		if b, _ := io.ReadAll(m.Body()); string(b) != "old" {
+			t.Fatalf("body %q", b)
+		}
+		m.Close()
+	}
+	if err := a.Cancel(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	if tr := traces(t, s, env); len(tr) != 0 {
+		t.Fatalf("after Cancel: %v", tr)
+	}
+}
+
+// TestStoreKey: the key is made once, 0600, the same for every process
+// that opens a new store at once, kept across opens, and a damaged one
+// stops the store rather than being replaced.
+func TestStoreKey(t *testing.T) {
+	root := t.TempDir()
+	var wg sync.WaitGroup
+	ids := make([]msgid.ID, 8)
+	errs := make([]error, len(ids))
+	var probe msgid.ID
+	for i := range ids {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s, err := Open(root)
+			if err == nil {
+				ids[i] = s.recipientID(probe, 7)
+			}
+			errs[i] = err
+		}(i)
+	}
+	wg.Wait()
+	for i := range ids {
+		if errs[i] != nil || ids[i] != ids[0] {
+			t.Fatalf("opener %d: %v, %s vs %s", i, errs[i], ids[i], ids[0])
+		}
+	}
+	fi, err := os.Stat(filepath.Join(root, "key"))
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != keySize {
+		t.Fatalf("key: %v, %v", fi, err)
+	}
+	ents, _ := os.ReadDir(root)
+	for _, e := range ents {
+		if bytes.HasPrefix([]byte(e.Name()), []byte(".key-")) {
+			t.Errorf("temporary key file %s left", e.Name())
+		}
+	}
+	os.Chmod(filepath.Join(root, "key"), 0o644)
+	s, err := Open(root)
+	if err != nil || s.recipientID(probe, 7) != ids[0] {
+		t.Fatalf("reopened: %v", err)
+	}
+	if fi, _ := os.Stat(filepath.Join(root, "key")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("an open key left %04o", fi.Mode().Perm())
+	}
+	if err := CheckAccount("key"); err == nil {
+		t.Error("an account may be named key")
+	}
+	os.WriteFile(filepath.Join(root, "key"), []byte("short"), 0o600)
+	if _, err := Open(root); err == nil {
+		t.Fatal("a damaged key was accepted")
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "key")); string(b) != "short" {
+		t.Fatal("a damaged key was replaced")
+	}
+	// A crashed maker's temporary file goes with Clean once stale.
+	os.WriteFile(filepath.Join(root, "key"), bytes.Repeat([]byte{1}, keySize), 0o600)
+	tmp := filepath.Join(root, ".key-1-x")
+	os.WriteFile(tmp, []byte("half"), 0o600)
+	s, err = Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Clean(time.Now().Add(StaleAge + time.Minute))
+	if _, err := os.Stat(tmp); err == nil {
+		t.Error("Clean left a stale temporary key file")
+	}
+}

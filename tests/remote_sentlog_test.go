@@ -1,0 +1,171 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// remoteClient is a user's configuration on a host without the store:
+// remote inject and status as account, with its sentlog setting.
+func remoteClient(t *testing.T, h *storeHost, account, sentlog string) *env {
+	cl := newEnv(t, account)
+	os.Remove(cl.store)
+	cl.vars = append(cl.vars[:0:0], "IM2000_CONF="+cl.conf, "IM2000_ACCOUNT="+account, "PATH="+os.Getenv("PATH"), "HOME="+t.TempDir(), "TZ=UTC")
+	cl.setConf("remote", h.msoap)
+	cl.setConf("password", account+"pw")
+	cl.setConf("sentlog", sentlog)
+	return cl
+}
+
+// remoteSMTPD starts im2000-smtpd for the store at h, recording in sentlog.
+func remoteSMTPD(t *testing.T, h *storeHost, sentlog string) (host, port string, logs *syncBuffer) {
+	e := newEnv(t, "nobody")
+	os.Remove(e.store)
+	e.setConf("remote", h.msoap)
+	e.setConf("sentlog", sentlog)
+	port = strconv.Itoa(freePort(t))
+	_, logs = daemonEnv(t, e.vars, "127.0.0.1:"+port, filepath.Join(bin, "im2000-smtpd"), "-l", "127.0.0.1:"+port, "-c", "4")
+	return "127.0.0.1", port, logs
+}
+
+var storedAs = regexp.MustCompile(`250 2\.0\.0 OK: stored in your archive as ([0-9a-f]{32})`)
+
+// swaksAs submits one message with swaks, authenticated as account, and
+// returns the identifier smtpd answered.
+func swaksAs(t *testing.T, host, port, account, subject string) string {
+	t.Helper()
+	out, _ := exec.Command("swaks", "--server", host, "--port", port, "--auth", "PLAIN",
+		"--auth-user", account, "--auth-password", account+"pw", "--from", account+"@example.org",
+		"--to", "bob@example.net", "--h-Subject", subject).CombinedOutput()
+	m := storedAs.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("swaks as %s:\n%s", account, out)
+	}
+	return string(m[1])
+}
+
+// listed runs the remote im2000-status and returns the ids it lists.
+func listed(t *testing.T, cl *env) []string {
+	t.Helper()
+	r := cl.run("", "im2000-status")
+	if r.code != 0 {
+		t.Fatalf("im2000-status: exit %d, %s", r.code, r.stderr)
+	}
+	var ids []string
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		if id, _, ok := strings.Cut(l, "\t"); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// TestSentLogSMTPRemote (issue 17): a shared im2000-smtpd in remote mode
+// records what it stores for each account in that account's sent log
+// (sentlog with %a), so each user's remote im2000-status lists the
+// messages they sent over SMTP along with those they injected, and not
+// another's; --queue and --cancel work on them. An smtpd whose sentlog is
+// one file (one run as a user) writes every account's lines there, and
+// the owner's im2000-status lists only its own.
+func TestSentLogSMTPRemote(t *testing.T) {
+	if _, err := exec.LookPath("swaks"); err != nil {
+		t.Fatal("swaks is not installed: run tests/deps.sh")
+	}
+	h := newStoreHost(t, "tcpserver", nil)
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "%a")
+	host, port, logs := remoteSMTPD(t, h, shared)
+	alice := remoteClient(t, h, "alice", shared)
+	bob := remoteClient(t, h, "bob", shared)
+
+	aInjected := alice.inject("Subject: injected\n\nx\n", "carol@example.com")
+	aSMTP := swaksAs(t, host, port, "alice", "alice over smtp")
+	bSMTP := swaksAs(t, host, port, "bob", "bob over smtp")
+	for _, f := range []struct{ file, want string }{{"alice", "\talice\talice over smtp\n"}, {"bob", bSMTP + "\t"}} {
+		b, err := os.ReadFile(filepath.Join(dir, f.file))
+		if err != nil || !strings.Contains(string(b), f.want) {
+			t.Errorf("sent log %s: %v %q", f.file, err, b)
+		}
+	}
+	if got := listed(t, alice); strings.Join(got, " ") != aInjected+" "+aSMTP {
+		t.Errorf("alice's remote listing: %v, want %s %s", got, aInjected, aSMTP)
+	}
+	if got := listed(t, bob); strings.Join(got, " ") != bSMTP {
+		t.Errorf("bob's remote listing: %v, want %s", got, bSMTP)
+	}
+	r := alice.run("", "im2000-status", aSMTP)
+	if r.code != 0 || !strings.Contains(r.stdout, "bob@example.net\tunprocessed") {
+		t.Errorf("alice's view of her SMTP message: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if q := queueSummary(t, alice); q.Messages != 2 || q.Recipients != 2 || q.Oldest == nil || q.Oldest.ID != aInjected {
+		t.Errorf("alice's remote --queue: %+v", q)
+	}
+	if r := bob.run("", "im2000-status", "--cancel", aSMTP); r.code != 100 || !strings.Contains(r.stderr, "no such message") {
+		t.Errorf("bob cancels alice's message: exit %d %q", r.code, r.stderr)
+	}
+	if r := alice.run("", "im2000-status", "--cancel", aSMTP); r.code != 0 || r.stdout != "cancelled "+aSMTP+"\n" {
+		t.Fatalf("alice's remote --cancel of her SMTP message: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if got := listed(t, alice); strings.Join(got, " ") != aInjected {
+		t.Errorf("alice's listing after the cancel: %v", got)
+	}
+	if q := queueSummary(t, alice); q.Messages != 1 {
+		t.Errorf("alice's --queue after the cancel: %+v", q)
+	}
+	if q := queueSummary(t, bob); q.Messages != 1 || q.Oldest == nil || q.Oldest.ID != bSMTP {
+		t.Errorf("bob's remote --queue: %+v", q)
+	}
+
+	// One file for every account: the owner (alice) sees hers only.
+	one := filepath.Join(t.TempDir(), "sent")
+	host, port, _ = remoteSMTPD(t, h, one)
+	alice.setConf("sentlog", one)
+	a2, b2 := swaksAs(t, host, port, "alice", "one file"), swaksAs(t, host, port, "bob", "one file")
+	if got := listed(t, alice); strings.Join(got, " ") != a2 {
+		t.Errorf("alice's listing of the one file holding bob's %s too: %v, want %s", b2, got, a2)
+	}
+	// Track refuses bob's messages to alice anyway; what hides a line that
+	// is not hers is the account it names, even for an id she may track.
+	f, err := os.OpenFile(one, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(a2 + "\t1800000000\tbob\tbob's line\n")
+	f.Close()
+	if got := listed(t, alice); strings.Join(got, " ") != a2 {
+		t.Errorf("alice's listing with a line of bob's naming her %s: %v", a2, got)
+	}
+
+	// A log that cannot be written: the message is stored all the same,
+	// and the warning says so, in smtpd's log and inject's.
+	host, port, logs = remoteSMTPD(t, h, filepath.Join(dir, "missing", "%a"))
+	lost := swaksAs(t, host, port, "alice", "not recorded")
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "warning: not recorded: ") })
+	if l := logs.String(); !strings.Contains(l, "alice: "+lost+" is stored at the remote store") {
+		t.Errorf("smtpd's log: %s", l)
+	}
+	alice.setConf("sentlog", filepath.Join(dir, "missing", "%a"))
+	r = alice.run("Subject: x\n\nx\n", "im2000-inject", "bob@example.net")
+	if r.code != 0 || !strings.HasPrefix(r.stderr, "im2000-inject: warning: not recorded: ") {
+		t.Errorf("inject with a sent log it cannot write: exit %d %q", r.code, r.stderr)
+	}
+	if r := alice.run("", "im2000-status", lost); r.code != 0 {
+		t.Errorf("the unrecorded message by its id: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+	}
+}
