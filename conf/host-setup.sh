@@ -17,8 +17,9 @@
 #            records name them
 #   -c, -k   a PEM certificate chain and key (tlscert, tlskey), valid for
 #            DOMAIN (the name clients look up and verify) and HOST: the TLS
-#            forms of the four services are served and published too, and
-#            SMTP and POP3 offer STARTTLS/STLS and listen with TLS
+#            forms of the four services are served and published too, every
+#            notification names the store's TLS form (storessl is DOMAIN),
+#            and SMTP and POP3 offer STARTTLS/STLS and listen with TLS
 #   -A       CA certificates (PEM) to trust besides the system's (tlsca),
 #            for a private network's own CA
 #   -r       a DNS server (ip:port) to ask instead of /etc/resolv.conf
@@ -148,6 +149,9 @@ fi
 if [ -n "$cert" ]; then
 	echo "$cert" >"$c/tlscert"
 	echo "$key" >"$c/tlskey"
+	# Notifications then carry storessl beside storelocation: readers are
+	# told the store has a TLS form, and try _msraps._tcp.$domain first.
+	echo "$domain" >"$c/storessl"
 fi
 
 # service NAME ENV COMMAND...: a service directory with a logger.

@@ -21,11 +21,22 @@ sync "$dir/conf/passwords.tmp" 2>/dev/null || sync
 mv "$dir/conf/passwords.tmp" "$dir/conf/passwords"
 s=$dir/service/im2000-fetch-$name
 if [ -d "$s" ]; then
-	# Stop the loop and its logger before the directory goes.
-	if command -v svc >/dev/null 2>&1; then svc -dx "$s" "$s/log" 2>/dev/null || true; fi
-	if command -v sv >/dev/null 2>&1; then sv down "$s" "$s/log" 2>/dev/null || true; fi
-	if command -v s6-svc >/dev/null 2>&1; then s6-svc -dx "$s" 2>/dev/null || true; fi
-	rm -rf "$s"
+	# As daemontools removes a service: out of the scanner's sight first
+	# (svscan, runsvdir and s6-svscan skip names starting with a dot), then
+	# the loop and its logger stopped, and the directory removed once their
+	# supervisors have exited (one still writing its status made rm fail).
+	gone=$dir/service/.im2000-fetch-$name.removed
+	rm -rf "$gone"
+	mv "$s" "$gone"
+	if command -v svc >/dev/null 2>&1; then svc -dx "$gone" "$gone/log" 2>/dev/null || true; fi
+	if command -v sv >/dev/null 2>&1; then sv down "$gone" "$gone/log" 2>/dev/null || true; fi
+	if command -v s6-svc >/dev/null 2>&1; then s6-svc -dx "$gone" 2>/dev/null || true; fi
+	i=0
+	while [ $i -lt 50 ] && { svok "$gone" || svok "$gone/log"; } 2>/dev/null; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	rm -rf "$gone"
 fi
 rm -rf "$dir/agent/$name" "$dir/users/$name"
 echo "$name removed: no logins, the agent refuses its notifications; its archive ($dir/store/$name) and Maildir ($dir/mail/$name) are kept"

@@ -8,77 +8,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// lan is a network of namespaces joined by a bridge in this (the root)
-// namespace, each with a veth pair: hosts on one link, as on a LAN, with
-// the test's DNS server on the bridge's own address.
-type lan struct {
-	t      *testing.T
-	ip     string // the ip command
-	bridge string
-	net3   string // the first three octets of the /24
-	hosts  map[string]string
-	links  map[string]string // namespace: its veth's root side
-}
-
-// newLAN makes the bridge and names the /24 after the process id, so that
-// parallel runs do not meet; everything is removed when the test ends.
-func newLAN(t *testing.T) *lan {
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Fatal("ip (iproute2) is not installed: run tests/deps.sh")
-	}
-	pid := os.Getpid() % 100000
-	n := &lan{t: t, ip: ip, bridge: fmt.Sprintf("im2kb%d", pid), net3: fmt.Sprintf("10.232.%d", pid%250),
-		hosts: map[string]string{}, links: map[string]string{}}
-	t.Cleanup(func() { exec.Command(ip, "link", "del", n.bridge).Run() })
-	n.run("link", "add", n.bridge, "type", "bridge")
-	n.run("addr", "add", n.net3+".254/24", "dev", n.bridge)
-	n.run("link", "set", n.bridge, "up")
-	return n
-}
-
-func (n *lan) run(args ...string) {
-	n.t.Helper()
-	if out, err := exec.Command(n.ip, args...).CombinedOutput(); err != nil {
-		n.t.Fatalf("ip %s: %v: %s (the test needs root for network namespaces)", strings.Join(args, " "), err, out)
-	}
-}
-
-// host adds a namespace named after the test's process with the given
-// last octets as its addresses (the first is its link's), and returns the
-// namespace's name.
-func (n *lan) host(name string, octets ...int) string {
-	pid := os.Getpid() % 100000
-	ns := fmt.Sprintf("im2kf%s%d", name, pid)
-	root, inner := fmt.Sprintf("im2kr%s%d", name, pid), fmt.Sprintf("im2ki%s%d", name, pid)
-	n.t.Cleanup(func() {
-		exec.Command(n.ip, "link", "del", root).Run()
-		exec.Command(n.ip, "netns", "del", ns).Run()
-	})
-	n.run("netns", "add", ns)
-	n.run("link", "add", root, "type", "veth", "peer", "name", inner)
-	n.run("link", "set", inner, "netns", ns)
-	n.run("link", "set", root, "master", n.bridge)
-	n.run("link", "set", root, "up")
-	for _, o := range octets {
-		n.run("netns", "exec", ns, "ip", "addr", "add", fmt.Sprintf("%s.%d/24", n.net3, o), "dev", inner)
-	}
-	n.run("netns", "exec", ns, "ip", "link", "set", inner, "up")
-	n.run("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-	n.links[ns] = root
-	return ns
-}
-
-// cut takes a host off the network (its link on the bridge goes down),
-// and mend puts it back.
-func (n *lan) cut(ns string)  { n.run("link", "set", n.links[ns], "down") }
-func (n *lan) mend(ns string) { n.run("link", "set", n.links[ns], "up") }
 
 // fedHost is one deployment made by conf/host-setup.sh, run in a
 // namespace under svscan.
@@ -168,7 +101,12 @@ func (h *fedHost) start() {
 // the account's own configuration.
 func (h *fedHost) user(account, stdin, prog string, args ...string) result {
 	h.t.Helper()
-	u := filepath.Join(h.dir, "users", account)
+	return h.run(filepath.Join(h.dir, "users", account), account, stdin, prog, args...)
+}
+
+// run runs prog in the host's namespace with the configuration u.
+func (h *fedHost) run(u, account, stdin, prog string, args ...string) result {
+	h.t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, "env", "-i", "IM2000_CONF=" + u,
 		"IM2000_ACCOUNT=" + account, "HOME=" + u, "PATH=" + os.Getenv("PATH"), "TZ=UTC", filepath.Join(bin, prog)}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -218,129 +156,21 @@ func (h *fedHost) logs() string {
 	return b.String()
 }
 
-// nsdServer is nsd serving zones on addr:53 in this namespace, stopped
-// and started again as the test says.
-type nsdServer struct {
-	t    *testing.T
-	conf string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func newNSD(t *testing.T, addr string, zones map[string]string) *nsdServer {
-	bin, err := exec.LookPath("nsd")
-	if err != nil {
-		if _, err := os.Stat("/usr/sbin/nsd"); err != nil {
-			t.Fatal("nsd is not installed: run tests/deps.sh")
-		}
-		bin = "/usr/sbin/nsd"
-	}
-	dir := t.TempDir()
-	var b strings.Builder
-	fmt.Fprintf(&b, `server:
-	ip-address: %s@53
-	do-ip4: yes
-	do-ip6: no
-	username: ""
-	chroot: ""
-	zonesdir: %q
-	database: ""
-	zonelistfile: %q
-	xfrdfile: %q
-	xfrdir: %q
-	pidfile: %q
-	cookie-secret-file: %q
-	logfile: %q
-	server-count: 1
-	verbosity: 1
-remote-control:
-	control-enable: no
-`, addr, dir, dir+"/zone.list", dir+"/xfrd.state", dir, dir+"/nsd.pid", dir+"/cookiesecrets.txt", dir+"/nsd.log")
-	for origin, text := range zones {
-		if err := os.WriteFile(filepath.Join(dir, origin+".zone"), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "zone:\n\tname: %q\n\tzonefile: %q\n", origin, origin+".zone")
-	}
-	s := &nsdServer{t: t, conf: filepath.Join(dir, "nsd.conf")}
-	if err := os.WriteFile(s.conf, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.cmd = exec.Command(bin, "-d", "-c", s.conf)
-	s.start()
-	t.Cleanup(s.stop)
-	return s
-}
-
-// start runs nsd and waits until it says it serves.
-func (s *nsdServer) start() {
-	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	log := filepath.Join(filepath.Dir(s.conf), "nsd.log")
-	os.Remove(log)
-	cmd := exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	done := s.done
-	go func() { cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, _ := os.ReadFile(log)
-		if bytes.Contains(b, []byte("nsd started")) {
-			return
-		}
-		select {
-		case <-done:
-			s.t.Fatalf("nsd exited:\n%s\n%s", out.String(), b)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("nsd did not start within 10 s:\n%s\n%s", out.String(), b)
-		}
-	}
-}
-
-// stop ends nsd and the processes it forked (its process group).
-func (s *nsdServer) stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done == nil {
-		return
-	}
-	pid := s.cmd.Process.Pid
-	syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-	}
-	syscall.Kill(-pid, syscall.SIGKILL)
-	<-s.done
-	s.done = nil
-}
-
-// zone is a zone file for origin: its SOA and NS, and the records given.
-func zone(origin, nsAddr string, records ...string) string {
-	return fmt.Sprintf("$ORIGIN %s.\n$TTL 60\n@ IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 5\n@ IN NS ns.%s.\nns IN A %s\n%s",
-		origin, origin, origin, origin, nsAddr, strings.Join(records, ""))
-}
-
 // TestFederation is three mail domains on three hosts, each a deployment
 // made by conf/host-setup.sh in its own network namespace, run by svscan,
 // with accounts from conf/add-account.sh and their fetch loops; a real
 // authoritative DNS server (nsd) serves exactly the records host-setup.sh
 // printed, and nothing else tells a host where another is: no routes
-// files. Mail goes between every pair and to all three at once; a host is
-// cut off the network and put back (its mail arrives once); the DNS
-// server stops and starts again; the agent of one domain goes down and
-// the second agent its SRV records name takes the mail; and a domain
-// without IM2000 records is a temporary noservice, not baddomain.
+// files. Every host has a certificate for its domain from a private CA
+// that every host trusts (-c, -k, -A), so the TLS forms are published and
+// tried first. Mail goes between every pair and to all three at once, over
+// TLS (every host remembers the others' agents and stores as reached over
+// verified TLS), and notifications name the store's TLS form (storessl);
+// a host is cut off the network and put back (its mail arrives once); the
+// DNS server stops and starts again; the agent of one domain goes down and
+// the second agent its SRV records name takes the mail; a domain whose TLS
+// records go away is refused as a downgrade until they are back; and a
+// domain without IM2000 records is a temporary noservice, not baddomain.
 func TestFederation(t *testing.T) {
 	for _, p := range []string{"svscan", "svc", "svstat"} {
 		if _, err := exec.LookPath(p); err != nil {
@@ -352,34 +182,53 @@ func TestFederation(t *testing.T) {
 	dns := n.net3 + ".254"
 	settings := map[string]string{"retrybase": "1", "retrymax": "2", "resend": "3", "timeout": "5"}
 	base := t.TempDir()
+	ca := newFedCA(t)
 	setup := func(name, domain, host string, octet, port, prio int, accounts ...string) *fedHost {
 		ns := n.host(name, octet)
-		opts := []string{"-r", dns + ":53", "-i", "1", "-p", fmt.Sprint(port), "-P", fmt.Sprint(prio)}
+		opts := append([]string{"-r", dns + ":53", "-i", "1", "-p", fmt.Sprint(port), "-P", fmt.Sprint(prio)}, ca.opts(name, domain, host)...)
 		args := []string{domain, host, fmt.Sprintf("%s.%d", n.net3, octet)}
 		return hostSetup(t, ns, filepath.Join(base, name), settings, opts, args, accounts...)
 	}
 	a := setup("a", "a.test", "mx.a.test", 1, 4001, 10, "alice")
-	b := setup("b", "b.test", "mx.b.test", 2, 4001, 10, "bob")
+	// dave's fetch loop does not run: his spool shows a notification as
+	// the agent keeps it.
+	b := setup("b", "b.test", "mx.b.test", 2, 4001, 10, "bob", "dave")
+	if err := os.RemoveAll(filepath.Join(b.dir, "service", "im2000-fetch-dave")); err != nil {
+		t.Fatal(err)
+	}
 	c := setup("c", "c.test", "mx.c.test", 3, 4001, 10, "carol")
 	// c.test's second agent: another host, whose RNASP records have the
 	// higher priority number; its store is not published (each archive
-	// lives on one store), so only its _rnasp lines and address go in.
+	// lives on one store), so only its _rnasp and _rnasps lines and its
+	// address go in.
 	c2 := setup("d", "c.test", "mx2.c.test", 4, 4101, 20, "carol")
 	var c2records []string
 	for _, l := range strings.SplitAfter(c2.zone, "\n") {
-		if strings.HasPrefix(l, "_rnasp.") || strings.HasPrefix(l, "mx2.") {
+		if strings.HasPrefix(l, "_rnasp.") || strings.HasPrefix(l, "_rnasps.") || strings.HasPrefix(l, "mx2.") {
 			c2records = append(c2records, l)
 		}
 	}
-	if len(c2records) != 2 {
+	if len(c2records) != 3 {
 		t.Fatalf("host-setup.sh -P 20 printed:\n%s", c2.zone)
 	}
-	if !strings.Contains(a.zone, "_rnasp._tcp.a.test. 300 IN SRV 10 0 4003 mx.a.test.") || !strings.Contains(c2.zone, "SRV 20 0 4103 mx2.c.test.") {
+	for _, want := range []string{"_rnasp._tcp.a.test. 300 IN SRV 10 0 4003 mx.a.test.", "_msraps._tcp.a.test. 300 IN SRV 10 0 4006 mx.a.test.",
+		"_rnasps._tcp.a.test. 300 IN SRV 10 0 4007 mx.a.test."} {
+		if !strings.Contains(a.zone, want) {
+			t.Fatalf("a.test's zone has no %q:\n%s", want, a.zone)
+		}
+	}
+	if !strings.Contains(c2.zone, "SRV 20 0 4103 mx2.c.test.") || !strings.Contains(c2.zone, "_rnasps._tcp.c.test. 300 IN SRV 20 0 4107 mx2.c.test.") {
 		t.Fatalf("zones:\n%s\n%s", a.zone, c2.zone)
 	}
 	for _, h := range []*fedHost{a, b, c, c2} {
 		if loc, _ := os.ReadFile(filepath.Join(h.dir, "conf", "storelocation")); string(loc) != h.domain+"\n" {
 			t.Fatalf("%s: storelocation %q, want the domain", h.dir, loc)
+		}
+		if ssl, _ := os.ReadFile(filepath.Join(h.dir, "conf", "storessl")); string(ssl) != h.domain+"\n" {
+			t.Fatalf("%s: storessl %q, want the domain", h.dir, ssl)
+		}
+		if tlsca, _ := os.ReadFile(filepath.Join(h.dir, "users", "carol", "tlsca")); h.domain == "c.test" && string(tlsca) != ca.file+"\n" {
+			t.Fatalf("%s: carol's tlsca %q, want %s", h.dir, tlsca, ca.file)
 		}
 		if _, err := os.Stat(filepath.Join(h.dir, "conf", "routes")); err == nil {
 			t.Fatalf("%s has a routes file", h.dir)
@@ -410,8 +259,14 @@ func TestFederation(t *testing.T) {
 		if !waitQuiet(20*time.Second, func() bool { r = a.user("alice", "", "im2000-locate", "-t", "2", h.domain); return r.code == 0 }) {
 			fail("im2000-locate %s: exit %d\n%s%s", h.domain, r.code, r.stdout, r.stderr)
 		}
-		if !strings.Contains(r.stdout, "_rnasp._tcp."+h.domain+" (cleartext, from the DNS)") || !strings.Contains(r.stdout, "answers in RNASP") {
+		if !strings.Contains(r.stdout, "_rnasp._tcp."+h.domain+" (cleartext, from the DNS)") || !strings.Contains(r.stdout, "answers in RNASP") ||
+			strings.Count(r.stdout, "certificate verified for "+h.domain) < 4 {
 			t.Errorf("im2000-locate %s:\n%s", h.domain, r.stdout)
+		}
+		for _, s := range []string{"msoaps", "msraps", "rnasps", "rnaqps"} {
+			if !strings.Contains(r.stdout, "_"+s+"._tcp."+h.domain+" (TLS, from the DNS)") {
+				t.Errorf("im2000-locate %s: no %s:\n%s", h.domain, s, r.stdout)
+			}
 		}
 	}
 	t.Logf("three hosts up and located after %v", time.Since(began).Round(time.Millisecond))
@@ -445,6 +300,8 @@ func TestFederation(t *testing.T) {
 		arrives(who, "to all three", 30*time.Second)
 	}
 	t.Logf("6 messages between pairs and one to all three delivered in %v", time.Since(flow).Round(time.Millisecond))
+	checkSeenTLS(t, hosts)
+	checkStoreSSL(t, a, b, "dave", fail)
 
 	// b is cut off: alice's message waits, and arrives once b is back.
 	n.cut(b.ns)
@@ -466,19 +323,21 @@ func TestFederation(t *testing.T) {
 	nsd.start()
 	arrives("carol", "while dns down", 40*time.Second)
 
-	// c.test's first agent goes down: its SRV records' second agent
-	// (priority 20, on its own host) takes the notification, and carol's
-	// fetch loop there delivers it.
-	primary := filepath.Join(c.dir, "service", "im2000-agentd.1")
-	if out, err := exec.Command("svc", "-d", primary).CombinedOutput(); err != nil {
+	// c.test's first agent goes down (both forms): its SRV records'
+	// second agent (priority 20, on its own host) takes the notification
+	// over TLS, and carol's fetch loop there delivers it.
+	primary := []string{filepath.Join(c.dir, "service", "im2000-agentd.1"), filepath.Join(c.dir, "service", "im2000-agentd-tls.1")}
+	if out, err := exec.Command("svc", append([]string{"-d"}, primary...)...).CombinedOutput(); err != nil {
 		t.Fatalf("svc -d: %v %s", err, out)
 	}
-	waitQuiet(5*time.Second, func() bool { return supervisedPid(t, primary) == 0 })
+	waitQuiet(5*time.Second, func() bool { return supervisedPid(t, primary[0]) == 0 && supervisedPid(t, primary[1]) == 0 })
 	a.send("alice", "failover", "carol@c.test")
 	if !waitQuiet(30*time.Second, func() bool { return c2.count("carol", "failover") == 1 }) {
 		fail("the second agent of c.test did not take the mail")
 	}
-	exec.Command("svc", "-u", primary).Run()
+	exec.Command("svc", append([]string{"-u"}, primary...)...).Run()
+
+	checkDowngrade(t, nsd, zones, a, b, fail)
 
 	// plain.test exists but publishes no IM2000 service: noservice,
 	// temporary, never baddomain.

@@ -105,6 +105,10 @@ func TestHostSetup(t *testing.T) {
 	if setting("conf/storelocation") != "example.org" || setting("conf/me") != "example.org" || setting("conf/tlscert") != crt || setting("conf/tlsca") != caFile {
 		t.Errorf("settings: storelocation %q, me %q, tlscert %q, tlsca %q", setting("conf/storelocation"), setting("conf/me"), setting("conf/tlscert"), setting("conf/tlsca"))
 	}
+	// With a certificate every notification names the store's TLS form.
+	if setting("conf/storessl") != "example.org" {
+		t.Errorf("storessl %q with -c, want the domain", setting("conf/storessl"))
+	}
 	if code, out := runScript(t, "host-setup.sh", "-b", bin, dir, "example.org", "mx.example.org", "127.0.0.1"); code != 100 || !strings.Contains(out, "exists") {
 		t.Errorf("host-setup.sh over an existing deployment: exit %d %s", code, out)
 	}
@@ -362,6 +366,10 @@ func TestHostSetupFlavors(t *testing.T) {
 			if !strings.Contains(string(b), logger) {
 				t.Errorf("%s/log/run: %q, want %s", filepath.Dir(run), b, logger)
 			}
+		}
+		// Without a certificate no notification may name a TLS form.
+		if _, err := os.Stat(filepath.Join(dir, "conf", "storessl")); err == nil {
+			t.Errorf("%s: a storessl setting without -c", flavor)
 		}
 		v6, _ := os.ReadFile(filepath.Join(dir, "service", "im2000-agentd.2", "run"))
 		if !strings.Contains(string(v6), "im2000-agentd  -l [2001:db8::7]:4003") {
