@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -269,10 +270,17 @@ func (c *Certs) Config() *tls.Config {
 			return c.Certificate(), nil
 		},
 	}
-	r := &ticketRotor{certs: c, cfg: cfg}
+	// A client without TLS 1.3 is served by a copy whose ticket keys are
+	// random, made in this process: a TLS 1.2 ticket holds the session's
+	// master secret, which keys derived from the private key would hand to
+	// whoever takes the key later (tickets.go).
+	r := &ticketRotor{certs: c, cfg: cfg, tls12: cfg.Clone()}
 	r.rotate()
-	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		r.rotate() // a new day, or a pair loaded since: new keys
+		if !slices.Contains(hello.SupportedVersions, tls.VersionTLS13) {
+			return r.tls12, nil
+		}
 		return nil, nil
 	}
 	return cfg

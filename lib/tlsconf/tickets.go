@@ -2,6 +2,7 @@ package tlsconf
 
 import (
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,11 +21,18 @@ import (
 // others, and the keys rotate daily without any state on disk.
 //
 // Whoever holds the private key can decrypt the tickets, and so learn the
-// resumption secrets of sessions. That adds nothing to what the key
-// already gives: it can impersonate the server, and TLS 1.3 resumption as
-// crypto/tls makes it (psk_dhe_ke) still makes a fresh key exchange, so
-// recorded traffic stays secret. A new key (a renewal that changes it)
-// invalidates earlier tickets: the next session is a full handshake.
+// resumption secrets of TLS 1.3 sessions. That adds nothing to what the
+// key already gives: it can impersonate the server; a TLS 1.3 ticket's
+// secret is derived one way from the session's, so the session it came
+// from stays secret; and resumption as crypto/tls makes it (psk_dhe_ke)
+// makes a fresh key exchange, so recorded resumed traffic stays secret
+// too. A TLS 1.2 ticket is another matter: it holds the session's master
+// secret itself, sent where a recorder sees it, so keys derived from the
+// private key would let a later thief of the key read recorded sessions.
+// Clients without TLS 1.3 are therefore served with crypto/tls's random
+// keys (Certs.Config), and resume only within a process, as before. A new
+// key (a renewal that changes it) invalidates earlier tickets: the next
+// session is a full handshake.
 
 // ticketNow is the clock of the rotation; a variable so that a test can
 // move across days.
@@ -34,14 +42,19 @@ var ticketNow = time.Now
 func ticketDay(t time.Time) int64 { return t.Unix() / 86400 }
 
 // ticketRotor keeps one Config's ticket keys those of the pair in use
-// and of the day, checked at every ClientHello.
+// and of the day, checked at every ClientHello; and those of its copy for
+// TLS 1.2 clients random, of this process, rotated daily too (crypto/tls
+// takes the original Config's keys for a copy that has none of its own).
 type ticketRotor struct {
 	certs *Certs
 	cfg   *tls.Config
+	tls12 *tls.Config
 
-	mu   sync.Mutex
-	day  int64
-	cert *tls.Certificate // whose key the keys were derived from
+	mu      sync.Mutex
+	day     int64
+	cert    *tls.Certificate // whose key the keys were derived from
+	random  [32]byte         // tls12's key of the day
+	rotated bool             // tls12's keys set for day
 }
 
 // rotate sets the keys if the day or the pair changed since the last
@@ -55,13 +68,23 @@ func (r *ticketRotor) rotate() {
 	day := ticketDay(ticketNow())
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cert == nil || (cert == r.cert && day == r.day) {
-		return
+	if !r.rotated || day != r.day {
+		yesterday := r.random
+		rand.Read(r.random[:])
+		keys := [][32]byte{r.random}
+		if r.rotated && day == r.day+1 {
+			keys = append(keys, yesterday)
+		}
+		r.tls12.SetSessionTicketKeys(keys)
+		r.rotated = true
 	}
-	if keys, ok := ticketKeys(cert, day); ok {
-		r.cfg.SetSessionTicketKeys(keys)
+	if cert != nil && (cert != r.cert || day != r.day) {
+		if keys, ok := ticketKeys(cert, day); ok {
+			r.cfg.SetSessionTicketKeys(keys)
+		}
+		r.cert = cert
 	}
-	r.cert, r.day = cert, day
+	r.day = day
 }
 
 // ticketKeys are the keys for day from cert's private key: the day's

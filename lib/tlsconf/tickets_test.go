@@ -62,9 +62,10 @@ func TestTicketsAcrossProcesses(t *testing.T) {
 	t.Cleanup(func() { ticketNow = time.Now })
 
 	var cache tls.ClientSessionCache
+	var maxVersion uint16
 	dial := func(addr string) tls.ConnectionState {
 		t.Helper()
-		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "example.org", ClientSessionCache: cache}
+		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "example.org", ClientSessionCache: cache, MaxVersion: maxVersion}
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -98,6 +99,63 @@ func TestTicketsAcrossProcesses(t *testing.T) {
 	clock = day0.Add(24*time.Hour + 2*time.Minute) // two days on
 	if dial(addr).DidResume {
 		t.Fatal("a ticket two days old was taken")
+	}
+
+	// TLS 1.2: a ticket holds the master secret, so it is never under keys
+	// derived from the private key: another process does not take it.
+	fresh()
+	clock = day0
+	maxVersion = tls.VersionTLS12
+	if st := dial(addr); st.Version != tls.VersionTLS12 || st.DidResume {
+		t.Fatalf("TLS 1.2 client: version %x, resumed %v", st.Version, st.DidResume)
+	}
+	if dial(addr).DidResume {
+		t.Fatal("a TLS 1.2 ticket was taken by another process")
+	}
+}
+
+// TestTLS12ResumesInProcess: a TLS 1.2 client still resumes with the
+// process that issued its ticket (crypto/tls's random keys).
+func TestTLS12ResumesInProcess(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	dir := t.TempDir()
+	c := &Certs{CertFile: filepath.Join(dir, "crt"), KeyFile: filepath.Join(dir, "key")}
+	ca.WriteLeaf(t, c.CertFile, c.KeyFile, 1, "example.org")
+	if err := c.Reload(true); err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", c.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				conn.(*tls.Conn).Handshake()
+				conn.Write([]byte("x"))
+			}()
+		}
+	}()
+	cache := tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "example.org", ClientSessionCache: cache, MaxVersion: tls.VersionTLS12}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.Addr().String(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Read(make([]byte, 1))
+		st := conn.ConnectionState()
+		conn.Close()
+		if st.Version != tls.VersionTLS12 || st.DidResume != (i == 1) {
+			t.Fatalf("connection %d: version %x, resumed %v", i, st.Version, st.DidResume)
+		}
 	}
 }
 
