@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,9 +35,17 @@ import (
 // key (a renewal that changes it) invalidates earlier tickets: the next
 // session is a full handshake.
 
-// ticketNow is the clock of the rotation; a variable so that a test can
-// move across days.
-var ticketNow = time.Now
+// testClock, when not zero, is the rotation's clock in Unix nanoseconds,
+// for a test to move across days; atomic, since handshakes read it.
+var testClock atomic.Int64
+
+// ticketNow is the clock of the rotation.
+func ticketNow() time.Time {
+	if n := testClock.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Now()
+}
 
 // ticketDay is the rotation period's number at t.
 func ticketDay(t time.Time) int64 { return t.Unix() / 86400 }
@@ -58,16 +67,18 @@ type ticketRotor struct {
 }
 
 // rotate sets the keys if the day or the pair changed since the last
-// call. A key that cannot be marshalled (no key crypto/x509 knows) leaves
-// crypto/tls's own random keys: sessions then resume only within the
-// process.
+// call. The pair is checked first (Certificate: two stats), since rotate
+// runs before GetCertificate would notice a renewal: else the first
+// session after a renewal to a new key would get a ticket its next
+// connection cannot use. Both are read under the lock, so that two
+// ClientHellos across a reload or midnight cannot leave the older keys
+// set. A key that cannot be marshalled (none that tls.X509KeyPair gives)
+// leaves the keys as they were.
 func (r *ticketRotor) rotate() {
-	r.certs.mu.Lock()
-	cert := r.certs.cert
-	r.certs.mu.Unlock()
-	day := ticketDay(ticketNow())
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	cert := r.certs.Certificate()
+	day := ticketDay(ticketNow())
 	if !r.rotated || day != r.day {
 		yesterday := r.random
 		rand.Read(r.random[:])

@@ -57,9 +57,9 @@ func TestTicketsAcrossProcesses(t *testing.T) {
 	addr, other := serveProcesses(t, crt, key), serveProcesses(t, crt2, key2)
 
 	day0 := time.Date(2026, 12, 2, 23, 59, 0, 0, time.UTC)
-	clock := day0
-	ticketNow = func() time.Time { return clock }
-	t.Cleanup(func() { ticketNow = time.Now })
+	setClock := func(t time.Time) { testClock.Store(t.UnixNano()) }
+	setClock(day0)
+	t.Cleanup(func() { testClock.Store(0) })
 
 	var cache tls.ClientSessionCache
 	var maxVersion uint16
@@ -89,14 +89,14 @@ func TestTicketsAcrossProcesses(t *testing.T) {
 
 	fresh()
 	dial(addr)
-	clock = day0.Add(2 * time.Minute) // the next day
+	setClock(day0.Add(2 * time.Minute)) // the next day
 	if !dial(addr).DidResume {
 		t.Fatal("yesterday's ticket was not taken")
 	}
 	fresh()
-	clock = day0
+	setClock(day0)
 	dial(addr)
-	clock = day0.Add(24*time.Hour + 2*time.Minute) // two days on
+	setClock(day0.Add(24*time.Hour + 2*time.Minute)) // two days on
 	if dial(addr).DidResume {
 		t.Fatal("a ticket two days old was taken")
 	}
@@ -104,7 +104,7 @@ func TestTicketsAcrossProcesses(t *testing.T) {
 	// TLS 1.2: a ticket holds the master secret, so it is never under keys
 	// derived from the private key: another process does not take it.
 	fresh()
-	clock = day0
+	setClock(day0)
 	maxVersion = tls.VersionTLS12
 	if st := dial(addr); st.Version != tls.VersionTLS12 || st.DidResume {
 		t.Fatalf("TLS 1.2 client: version %x, resumed %v", st.Version, st.DidResume)
@@ -183,5 +183,66 @@ func TestTicketKeys(t *testing.T) {
 	}
 	if k3[0] == k1[0] || k3[1] == k1[1] {
 		t.Fatal("another key pair gives the same ticket keys")
+	}
+}
+
+// TestTicketsAfterRenewal: the first session after a renewal to a new key
+// gets a ticket under the new key's keys, so that its next connection
+// resumes (rotate checks the files before GetCertificate would).
+func TestTicketsAfterRenewal(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "crt"), filepath.Join(dir, "key")
+	ca.WriteLeaf(t, crt, key, 1, "example.org")
+	addr := serveProcesses(t, crt, key)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c := &Certs{CertFile: crt, KeyFile: key}
+	if err := c.Reload(true); err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.Config()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				tc := tls.Server(conn, cfg)
+				defer tc.Close()
+				tc.SetDeadline(time.Now().Add(5 * time.Second))
+				tc.Handshake()
+				tc.Write([]byte("x"))
+			}()
+		}
+	}()
+	var cache tls.ClientSessionCache
+	dial := func(addr string) tls.ConnectionState {
+		t.Helper()
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+			&tls.Config{RootCAs: ca.Pool(), ServerName: "example.org", ClientSessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Read(make([]byte, 1))
+		return conn.ConnectionState()
+	}
+	cache = tls.NewLRUClientSessionCache(4)
+	dial(l.Addr().String())
+	ca.WriteLeaf(t, crt, key, 2, "example.org") // a renewal with a new key
+	cache = tls.NewLRUClientSessionCache(4)     // a client new to the server
+	if st := dial(l.Addr().String()); st.DidResume || st.PeerCertificates[0].SerialNumber.Int64() != 2 {
+		t.Fatalf("after the renewal: resumed %v, serial %v", st.DidResume, st.PeerCertificates[0].SerialNumber)
+	}
+	if !dial(l.Addr().String()).DidResume {
+		t.Fatal("the session made just after the renewal did not resume: its ticket was under the old key's keys")
+	}
+	if !dial(addr).DidResume {
+		t.Fatal("another process serving the renewed pair did not take the ticket")
 	}
 }
