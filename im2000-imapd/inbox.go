@@ -8,9 +8,7 @@ package main
 // pending queue only once its store took the silence (update.go).
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -19,9 +17,6 @@ import (
 	"im2000/lib/agent"
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
-	"im2000/lib/locate"
-	"im2000/lib/session"
-	"im2000/lib/wire/rnaqp"
 )
 
 // mailbox is what a session needs of the user's lib/inbox.Inbox.
@@ -35,32 +30,10 @@ type mailbox interface {
 	Close()
 }
 
-// checkPassword asks the agent (RNAQP Authenticate) whether pass is user's
-// password, in a session of its own that touches nothing on disk here.
+// checkPassword asks the agent whether pass is user's password
+// (lib/inbox.CheckPassword).
 func (c *config) checkPassword(user, pass string) error {
-	loc, err := locate.FromConf(c.conf)
-	if err != nil {
-		return err
-	}
-	timeout, err := session.ClientTimeout(c.conf)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	s, err := session.DialWhere(ctx, loc, rnaqp.Protocol, c.rna, timeout)
-	if err != nil {
-		return fail.Temp(fmt.Errorf("agent %s: %w", c.rna, err))
-	}
-	defer s.Close()
-	if _, err := session.Expect[rnaqp.AuthenticateOK](s, &rnaqp.Authenticate{Account: user, Password: pass}); err != nil {
-		var se *session.StatusError
-		if errors.As(err, &se) && se.Status == rnaqp.ErrorNotAuthenticated {
-			return fail.Perm(fmt.Errorf("agent %s, account %s: %w", c.rna, user, inbox.ErrAuth))
-		}
-		return fail.Temp(fmt.Errorf("agent %s: %w", c.rna, err))
-	}
-	return nil
+	return inbox.CheckPassword(c.conf, c.rna, user, pass)
 }
 
 // openInbox opens the user's pending queue.

@@ -2,10 +2,7 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -14,34 +11,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"im2000/lib/auth"
-	"im2000/lib/fail"
 	"im2000/lib/inbox"
 	"im2000/lib/session"
-	"im2000/lib/store"
 )
-
-// admit takes a slot of the client's address (the setting sessionsperaddr;
-// counted in memory by a listener, in lock files under tcpserver, where
-// each session is a process), as im2000-pop3d does. Over the cap the
-// client gets a BYE and the connection is closed. A failure to count lets
-// the session in: the global cap and the session's lifetime still hold.
-func (c *config) admit(conn net.Conn, remote netip.Addr, peer string) (func(), bool) {
-	if c.slots == nil {
-		return func() {}, true
-	}
-	release, ok, err := c.slots.Acquire(remote)
-	switch {
-	case err != nil:
-		logNotCounted(peer, err)
-		return func() {}, true
-	case !ok:
-		logRefused(peer, c.limits.PerAddr)
-		conn.SetWriteDeadline(time.Now().Add(time.Second))
-		io.WriteString(conn, "* BYE [UNAVAILABLE] too many sessions from your address, try again later\r\n")
-		conn.Close()
-	}
-	return release, ok
-}
 
 // limitConn bounds every read and write of a session, whatever deadline
 // the IMAP library asks for (its own are fixed: 30 s for a command, 35
@@ -114,36 +86,9 @@ func (l *limitConn) Close() error {
 
 // checkLogin checks user's password, delayed per client address by this
 // server's own limiter (imapstate/.authfail; authdelay, authmaxdelay), as
-// im2000-pop3d does: the agent sees every check come from this server's
-// address, so the client must be slowed here. A name that is no account
-// name is refused unchecked and counted as a failure; an address too far
-// ahead is refused unchecked (auth.ErrThrottled) after a second.
+// im2000-pop3d does (lib/inbox.CheckLogin).
 func (c *config) checkLogin(peer, user, pass string) error {
-	remote := session.PeerAddr(peer)
-	lim := c.failures
-	var due time.Time
-	if lim != nil {
-		var err error
-		if due, err = lim.Ready(remote); err != nil {
-			time.Sleep(time.Second) // the client's own session: no spinning
-			return err
-		}
-	}
-	var err error
-	if store.CheckAccount(user) != nil {
-		err = fail.Perm(fmt.Errorf("not a valid account name: %w", inbox.ErrAuth))
-		user = ""
-	} else {
-		err = c.check(user, pass)
-	}
-	switch {
-	case lim == nil:
-	case err == nil:
-		lim.Succeed(remote, user)
-	case errors.Is(err, inbox.ErrAuth):
-		time.Sleep(lim.FailAt(remote, user, due))
-	}
-	return err
+	return inbox.CheckLogin(c.failures, session.PeerAddr(peer), user, pass, c.check)
 }
 
 // loginError is the IMAP answer to a failed login, logged.

@@ -8,6 +8,7 @@ import (
 
 	"im2000/lib/conf"
 	"im2000/lib/fail"
+	"im2000/lib/session"
 	"im2000/lib/trace"
 )
 
@@ -44,6 +45,13 @@ func logListening(a net.Addr, tls bool, conns int) {
 // tried again after a pause.
 func logAcceptFailed(err error) {
 	fail.Warning("accept failed: %v; trying again", err)
+}
+
+// textLog is how lib/session's RunText logs the listener and the
+// sessions per address: with the functions here.
+func textLog(d conf.Dir) session.TextLog {
+	return session.TextLog{Listening: logListening, Settings: func() { logSettings(d) }, ReloadFailed: logReloadFailed,
+		Stopping: logStopping, AcceptFailed: logAcceptFailed, NotCounted: logNotCounted, Refused: logRefused}
 }
 
 // logTLS takes lib/tlsconf's lines about the certificate ("tls: ..."),

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"im2000/lib/auth"
 	"im2000/lib/conf"
 	"im2000/lib/fail"
+	"im2000/lib/inbox"
 	"im2000/lib/session"
 	"im2000/lib/tlsconf"
 )
@@ -46,7 +46,6 @@ type config struct {
 	state    string
 	timeout  time.Duration
 	limits   session.Limits
-	slots    session.Slots
 	failures *auth.Limiter // nil: no delays (the fuzz test)
 	tls      *tls.Config
 	implicit bool
@@ -67,49 +66,34 @@ type config struct {
 
 func main() {
 	f := session.ParseTextFlags("im2000-imapd", usage, os.Args[1:], 1800*time.Second)
-	c, err := load(conf.FromEnv(), f.TLS)
+	d := conf.FromEnv()
+	c, err := load(d, f)
 	if err != nil {
 		logFatal(fail.Temp(err))
 	}
-	c.timeout = f.Timeout
-	c.slots = c.limits.SlotsFor(f.Listen != "")
-	if f.Listen == "" {
-		conn, err := session.StdioConn()
-		if err != nil {
-			logFatal(fail.Temp(err))
-		}
-		peer := session.StdioPeerName(conn)
-		release, ok := c.admit(conn, session.PeerAddr(peer), peer)
-		if !ok {
-			return
-		}
-		defer release()
-		c.serve(conn, peer)
-		return
+	// Each session keeps the configuration it began with; with -l, SIGHUP
+	// loads the settings again for the sessions to come, and settings that
+	// do not load leave those in force.
+	err = session.RunText(f, c, session.TextServer[*config]{
+		Busy:     "* BYE [UNAVAILABLE] too many sessions, try again later\r\n",
+		BusyAddr: "* BYE [UNAVAILABLE] too many sessions from your address, try again later\r\n",
+		Load:     func() (*config, error) { return load(d, f) },
+		Limits:   func(c *config) session.Limits { return c.limits },
+		Serve:    (*config).serve,
+		Log:      textLog(d),
+	})
+	if err != nil {
+		logFatal(fail.Temp(err))
 	}
-	listen(conf.FromEnv(), f, c)
 }
 
-// load reads the settings.
-func load(d conf.Dir, implicit bool) (*config, error) {
-	c := &config{conf: d, implicit: implicit}
+// load reads every setting imapd uses (at start, and on SIGHUP with -l),
+// the certificate among them.
+func load(d conf.Dir, f session.Flags) (*config, error) {
+	c := &config{conf: d, timeout: f.Timeout, implicit: f.TLS}
 	c.check, c.open, c.take = c.checkPassword, c.openInbox, c.takeNew
-	var err error
-	if c.rna, err = d.Str("rna"); err == nil && c.rna == "" {
-		err = fmt.Errorf("write where the agent's RNAQP server is (host:port, or a domain) to %s", d.Path("rna"))
-	}
-	if err == nil {
-		c.state, err = d.Str("imapstate")
-		if err == nil && c.state == "" {
-			err = fmt.Errorf("write a directory for the users' mailboxes to %s", d.Path("imapstate"))
-		}
-	}
-	if err == nil {
-		c.limits, err = session.ServerLimits(d, c.state, "imap")
-	}
-	if err == nil {
-		c.failures, err = auth.LimiterFromConf(d, filepath.Join(c.state, ".authfail"))
-	}
+	s, err := inbox.LoadServer(d, "imapstate", "the users' mailboxes", "imap")
+	c.rna, c.state, c.limits, c.failures = s.RNA, s.State, s.Limits, s.Failures
 	var poll, cache int64
 	if err == nil {
 		poll, err = d.Num("imappoll")
@@ -129,7 +113,7 @@ func load(d conf.Dir, implicit bool) (*config, error) {
 	}
 	if err == nil {
 		c.tls, err = tlsconf.ServerConfig(d, logTLS)
-		if errors.Is(err, tlsconf.ErrNoCert) && !implicit {
+		if errors.Is(err, tlsconf.ErrNoCert) && !f.TLS {
 			c.tls, err = nil, nil
 		}
 	}

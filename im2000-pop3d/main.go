@@ -7,12 +7,12 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,10 +26,8 @@ import (
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
-	"im2000/lib/locate"
 	"im2000/lib/session"
 	"im2000/lib/tlsconf"
-	"im2000/lib/wire/rnaqp"
 )
 
 const usage = `usage: im2000-pop3d [-l addr:port] [-c n] [-t seconds] [-tls]
@@ -49,7 +47,6 @@ type config struct {
 	state   string
 	timeout time.Duration
 	limits  session.Limits // sessions per address, lifetime, time to log in
-	slots   session.Slots
 	// failures delays failed logins per client address (limits.go); nil:
 	// not at all (the fuzz test).
 	failures *auth.Limiter
@@ -89,23 +86,20 @@ func main() {
 	if err != nil {
 		logFatal(fail.Temp(err))
 	}
-	if f.Listen == "" {
-		c.slots = c.limits.SlotsFor(false)
-		conn, err := session.StdioConn()
-		if err != nil {
-			logFatal(fail.Temp(err))
-		}
-		peer := session.StdioPeerName(conn)
-		release, ok := c.admit(conn, session.PeerAddr(peer), peer)
-		if !ok {
-			return
-		}
-		defer release()
-		c.serve(conn, peer)
-		return
+	// Each session keeps the configuration it began with; with -l, SIGHUP
+	// loads the settings again for the sessions to come, and settings that
+	// do not load leave those in force.
+	err = session.RunText(f, c, session.TextServer[*config]{
+		Busy:     "-ERR [SYS/TEMP] too many sessions, try again later\r\n",
+		BusyAddr: "-ERR [SYS/TEMP] too many sessions from your address, try again later\r\n",
+		Load:     func() (*config, error) { return load(d, f, tlsCfg) },
+		Limits:   func(c *config) session.Limits { return c.limits },
+		Serve:    func(c *config, conn net.Conn, peer string) { c.serve(conn, peer) },
+		Log:      textLog(d),
+	})
+	if err != nil {
+		logFatal(fail.Temp(err))
 	}
-	c.slots = c.limits.SlotsFor(true)
-	listen(d, f, c)
 }
 
 // load reads every setting pop3d uses (at start, and on SIGHUP with -l);
@@ -113,22 +107,8 @@ func main() {
 func load(d conf.Dir, f session.Flags, tlsCfg *tls.Config) (*config, error) {
 	c := &config{conf: d, timeout: f.Timeout, tls: tlsCfg, implicit: f.TLS}
 	c.check, c.open = c.checkPassword, c.openInbox
-	var err error
-	if c.rna, err = d.Str("rna"); err == nil && c.rna == "" {
-		err = fmt.Errorf("write where the agent's RNAQP server is (host:port, or a domain) to %s", d.Path("rna"))
-	}
-	if err == nil {
-		c.state, err = d.Str("pop3state")
-		if err == nil && c.state == "" {
-			err = fmt.Errorf("write a directory for the users' pending messages to %s", d.Path("pop3state"))
-		}
-	}
-	if err == nil {
-		c.limits, err = session.ServerLimits(d, c.state, "pop3")
-	}
-	if err == nil {
-		c.failures, err = auth.LimiterFromConf(d, filepath.Join(c.state, ".authfail"))
-	}
+	s, err := inbox.LoadServer(d, "pop3state", "the users' pending messages", "pop3")
+	c.rna, c.state, c.limits, c.failures = s.RNA, s.State, s.Limits, s.Failures
 	if err == nil {
 		c.clearAuth, err = tlsconf.ClearAuth(d)
 	}
@@ -323,32 +303,10 @@ func (p *pop) loginFailed(user string, err error) {
 	p.tempError(err)
 }
 
-// checkPassword asks the agent (RNAQP Authenticate) whether pass is user's
-// password, in a session of its own that touches nothing on disk here.
+// checkPassword asks the agent whether pass is user's password
+// (lib/inbox.CheckPassword).
 func (c *config) checkPassword(user, pass string) error {
-	loc, err := locate.FromConf(c.conf)
-	if err != nil {
-		return err
-	}
-	timeout, err := session.ClientTimeout(c.conf)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	s, err := session.DialWhere(ctx, loc, rnaqp.Protocol, c.rna, timeout)
-	if err != nil {
-		return fail.Temp(fmt.Errorf("agent %s: %w", c.rna, err))
-	}
-	defer s.Close()
-	if _, err := session.Expect[rnaqp.AuthenticateOK](s, &rnaqp.Authenticate{Account: user, Password: pass}); err != nil {
-		var se *session.StatusError
-		if errors.As(err, &se) && se.Status == rnaqp.ErrorNotAuthenticated {
-			return fail.Perm(fmt.Errorf("agent %s, account %s: %w", c.rna, user, inbox.ErrAuth))
-		}
-		return fail.Temp(fmt.Errorf("agent %s: %w", c.rna, err))
-	}
-	return nil
+	return inbox.CheckPassword(c.conf, c.rna, user, pass)
 }
 
 // openInbox takes the user's notifications from the agent into the

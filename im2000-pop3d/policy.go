@@ -10,34 +10,18 @@ package main
 
 import (
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"im2000/lib/addr"
 	"im2000/lib/agent"
-	"im2000/lib/fail"
 	"im2000/lib/inbox"
-	"im2000/lib/policy"
 	"im2000/lib/trace"
 	"im2000/lib/wire"
 	"im2000/lib/wire/msrap"
 )
-
-// policyPath is the user's policy: senderpolicy in the user's state
-// directory, else the site's senderpolicy setting.
-func (c *config) policyPath(dir string) string {
-	own := filepath.Join(dir, "senderpolicy")
-	if _, err := os.Lstat(own); errors.Is(err, fs.ErrNotExist) {
-		return c.conf.Path("senderpolicy")
-	}
-	return own
-}
 
 // maxNotices bounds the notices listed at one login: a flood of held
 // notifications costs a login at most this many notices and one more that
@@ -53,15 +37,7 @@ const maxNotices = 20
 // temporary error): listing everything instead would be the read receipt
 // the policy is written against.
 func (c *config) screen(ib *inbox.Inbox, dir, user string, entries []agent.Entry) ([]agent.Entry, *notices, error) {
-	path := c.policyPath(dir)
-	pol, err := policy.Load(path)
-	if err != nil {
-		return nil, nil, fail.Temp(fmt.Errorf("sender policy: %v (fix it: %s cannot read mail while it is broken)", err, user))
-	}
-	max, err := c.conf.Num("maxheld")
-	if err == nil && max < 1 {
-		err = fail.Temp(fmt.Errorf("maxheld is %d: want at least 1", max))
-	}
+	pol, path, max, err := inbox.UserPolicy(c.conf, dir, user)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -76,25 +52,8 @@ func (c *config) screen(ib *inbox.Inbox, dir, user string, entries []agent.Entry
 	if err != nil {
 		return nil, nil, err
 	}
-	var released, denied []agent.Entry
-	var still []inbox.HeldEntry
-	for _, h := range held {
-		e, n := h.Entry, h.N.Notification
-		switch m := pol.Decide(h.Sender); m.Verdict {
-		case policy.Fetch:
-			if err := ib.Release(e); err != nil {
-				return nil, nil, err
-			}
-			say("released %s from %s at %s: allowed by %s line %d", e.Name, n.Sender, n.StoreClear, path, m.Line)
-			released = append(released, e)
-		case policy.Deny:
-			denied = append(denied, e)
-			say("dropped held %s from %s at %s, not retrieved: denied by %s line %d", e.Name, n.Sender, n.StoreClear, path, m.Line)
-		default:
-			still = append(still, h)
-		}
-	}
-	if err := ib.DropHeld(denied); err != nil {
+	released, still, err := ib.ReleaseByPolicy(held, pol, path, say)
+	if err != nil {
 		return nil, nil, err
 	}
 	out = append(out, ib.Bound(released, ib.LogPrefix)...)

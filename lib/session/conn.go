@@ -2,7 +2,6 @@ package session
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -95,21 +94,11 @@ func (c *LimitedConn) Close() error {
 // still hold). authed starts the session as authenticated: for a server
 // without AUTH, where authtimeout does not apply.
 func Admit(c net.Conn, l Limits, slots Slots, refusal string, authed bool, log AdmitLog) (*LimitedConn, bool) {
-	release := func() {}
-	if slots != nil {
-		r, ok, err := slots.Acquire(IPOf(c.RemoteAddr()))
-		switch {
-		case err != nil:
-			log.NotCounted(c.RemoteAddr(), err)
-		case !ok:
-			log.Refused(c.RemoteAddr(), l.PerAddr)
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, refusal)
-			c.Close()
-			return nil, false
-		default:
-			release = r
-		}
+	release, ok := takeSlot(c, IPOf(c.RemoteAddr()), slots, refusal,
+		func(err error) { log.NotCounted(c.RemoteAddr(), err) },
+		func() { log.Refused(c.RemoteAddr(), l.PerAddr) })
+	if !ok {
+		return nil, false
 	}
 	return newLimitedConn(c, l, release, authed, log.Limit), true
 }
