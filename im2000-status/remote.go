@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
+	"time"
 
 	"im2000/lib/conf"
 	"im2000/lib/fail"
@@ -59,13 +61,7 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 		viaSMTP(c, v)
 		return p.recipients(v)
 	}
-	log, err := remote.SentLog(c, account)
-	if err != nil {
-		return err
-	}
-	// Only the account's own lines: a log an im2000-smtpd shared by many
-	// accounts writes holds theirs too (Track would refuse them anyway).
-	sent, err := remote.ReadLog(log, account)
+	sent, err := readSent(c, account)
 	if err != nil {
 		return err
 	}
@@ -89,14 +85,48 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 // sentRecord is what the sent log says of id (when it was submitted, its
 // subject), or the id alone: MSOAP Track does not tell the dates.
 func sentRecord(c conf.Dir, account string, id msgid.ID) remote.Sent {
-	if log, err := remote.SentLog(c, account); err == nil {
-		if sent, err := remote.ReadLog(log, account); err == nil {
-			for _, s := range sent {
-				if s.ID == id {
-					return s
-				}
+	if sent, err := readSent(c, account); err == nil {
+		for _, s := range sent {
+			if s.ID == id {
+				return s
 			}
 		}
 	}
 	return remote.Sent{ID: id}
+}
+
+// clockSlack is the day a line's time, the submitting host's clock, is
+// given beyond maxlifetime.
+const clockSlack = 24 * time.Hour
+
+// readSent reads account's lines of its sent log. Only the account's own
+// lines: a log an im2000-smtpd shared by many accounts writes holds theirs
+// too (Track would refuse them anyway). None older than maxlifetime (as
+// this host's configuration says it: the store's is not told over MSOAP)
+// and a day: no store keeps their messages, and each line left is one
+// MSOAP Track.
+func readSent(c conf.Dir, account string) ([]remote.Sent, error) {
+	log, err := remote.SentLog(c, account)
+	if err != nil {
+		return nil, err
+	}
+	life, err := c.Num("maxlifetime")
+	if err != nil {
+		return nil, err
+	}
+	since := time.Now().Add(-time.Duration(min(life, 100*365*86400))*time.Second - clockSlack)
+	sent, err := remote.ReadLog(log, account, since)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path is said once, below
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		// Exit 111, as for any setting that cannot be read: the admin
+		// mends it, and the same command then works.
+		return nil, fail.Temp(fmt.Errorf("sent log %s: %v: have the admin make it readable by you (sentlog in im2000-conf(5))", log, err))
+	}
+	if err != nil {
+		return nil, fail.Temp(fmt.Errorf("sent log %s: %w", log, err))
+	}
+	return sent, nil
 }

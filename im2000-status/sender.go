@@ -60,7 +60,9 @@ func act(p *printer, c conf.Dir, account, verb, idText string) error {
 		var r store.Resent
 		r, err = resend(id)
 		if errors.Is(err, store.ErrFinished) {
-			return fail.Perm(fmt.Errorf("%s: %v", idText, err))
+			// The store says only that nobody is left (a remote one
+			// answers Recipients 0): a post to lists alone had none.
+			return fail.Perm(fmt.Errorf("%s: nobody to notify: every recipient has silenced or failed for good, or the message went to lists only (read from the list, never notified)", idText))
 		}
 		if err == nil {
 			line := fmt.Sprintf("resending %s to %d recipients", id, r.Recipients)

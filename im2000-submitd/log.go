@@ -106,9 +106,10 @@ func logAborted(peer netip.AddrPort, account string, err error) {
 }
 
 // logResent: a message whose recipients its sender had notified again
-// (MSOAP Resend), how many, and how many of them only after resendfloor.
+// (MSOAP Resend), how many, how many of them it made due sooner, and how
+// many only after resendfloor; logged only when some moved.
 func logResent(peer netip.AddrPort, account string, id msgid.ID, r store.Resent) {
-	fail.Info("resent: %v: %s resent %s to %d recipients, %d held by resendfloor", peer, account, id, r.Recipients, r.Held)
+	fail.Info("resent: %v: %s resent %s to %d recipients, %d made due sooner, %d held by resendfloor", peer, account, id, r.Recipients, r.Moved, r.Held)
 }
 
 // logCancelled: a message cancelled by its sender.

@@ -337,7 +337,11 @@ func (h *handler) resend(s *session.Session, id msgid.ID) session.Reply {
 	if err != nil {
 		return h.lookupError(s, err)
 	}
-	logResent(s.Remote, s.Account, id, r)
+	if r.Moved > 0 {
+		// Only a resend that moved a due time: one repeated in a loop
+		// changes nothing after the first and logs nothing.
+		logResent(s.Remote, s.Account, id, r)
+	}
 	ok := &msoap.ResendOK{Recipients: uint64(r.Recipients), Held: uint64(r.Held)}
 	if r.Held > 0 {
 		ok.Until = uint64(r.Until.Unix())

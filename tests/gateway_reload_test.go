@@ -1,11 +1,17 @@
 package tests
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
+	"net"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -146,4 +152,98 @@ func startTLSSerial(t *testing.T, addr string, ca *tlstest.CA) int64 {
 	}
 	defer tc.Close()
 	return tc.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+// TestGatewayReloadKeepsPerAddr: the sessions an address holds count
+// against the cap after a SIGHUP that changes it (the review found that a
+// new generation began with empty counts: 5 sessions at once under a cap
+// of 3).
+func TestGatewayReloadKeepsPerAddr(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", func(e *env) { e.setConf("sessionsperaddr", "2") })
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cmd := exec.Command(filepath.Join(bin, "im2000-gatewayd"), "-l", addr, "-t", "10")
+	cmd.Env = append(append([]string{}, g.vars...), "IM2000_AGENT="+g.agent.spool)
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	await(t, 5*time.Second, "gatewayd's settings", func() bool { return strings.Contains(logs.String(), "info: settings:") })
+	// open holds a session open and says whether it was greeted.
+	open := func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.HasPrefix(l, "220")
+	}
+	held := 0
+	for range 4 {
+		if open() {
+			held++
+		}
+	}
+	if held != 2 {
+		t.Fatalf("%d sessions at once under a cap of 2", held)
+	}
+	g.setConf("sessionsperaddr", "3")
+	cmd.Process.Signal(syscall.SIGHUP)
+	await(t, 5*time.Second, "the reload", func() bool { return strings.Count(logs.String(), "info: settings:") == 2 })
+	for range 4 {
+		if open() {
+			held++
+		}
+	}
+	if held != 3 {
+		t.Errorf("%d sessions at once from one address after the cap became 3", held)
+	}
+}
+
+// TestGatewayStopUnderLoad: SIGTERM while connections pour in ends
+// gatewayd (the review found it spinning for ever when a connection came
+// between the closing of the servers and that of the listener).
+func TestGatewayStopUnderLoad(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", func(e *env) { e.setConf("sessionsperaddr", "0") })
+	for i := range 10 {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		cmd := exec.Command(filepath.Join(bin, "im2000-gatewayd"), "-l", addr, "-t", "10", "-c", "1000")
+		cmd.Env = append(append([]string{}, g.vars...), "IM2000_AGENT="+g.agent.spool)
+		logs := &syncBuffer{}
+		cmd.Stderr = logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		await(t, 5*time.Second, "gatewayd's settings", func() bool { return strings.Contains(logs.String(), "info: settings:") })
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stop.Load() {
+					if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+						c.Close()
+					}
+				}
+			}()
+		}
+		time.Sleep(150 * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("round %d: gatewayd still ran 5 s after SIGTERM under a stream of connections", i)
+		}
+		stop.Store(true)
+		wg.Wait()
+		checkLog(t, "im2000-gatewayd", logs.String())
+	}
 }

@@ -1,12 +1,15 @@
 package tests
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -141,6 +144,13 @@ func TestSentLogSMTPRemote(t *testing.T) {
 	if got := listed(t, alice); strings.Join(got, " ") != a2 {
 		t.Errorf("alice's listing with a line of bob's naming her %s: %v", a2, got)
 	}
+	// A forged line of hers with the same id: listed once, as first written.
+	f, _ = os.OpenFile(one, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(a2 + "	1800000000	alice	forged\n")
+	f.Close()
+	if r := alice.run("", "im2000-status"); r.code != 0 || strings.Count(r.stdout, a2) != 1 || strings.Contains(r.stdout, "forged") {
+		t.Errorf("alice's listing with her id twice: exit %d %q", r.code, r.stdout)
+	}
 
 	// A log that cannot be written: the message is stored all the same,
 	// and the warning says so, in smtpd's log and inject's.
@@ -167,5 +177,131 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out")
 		}
+	}
+}
+
+// TestSentLogRefused (review of issue 17): with the shared setup
+// (sentlog /home/%a/.im2000-sent) a user who makes her log a symbolic link
+// to a file smtpd may write gets nothing written there: the message is
+// stored and "warning: not recorded:" says why, in smtpd's log and
+// inject's; and a list post (nobody to notify) resent remotely says so.
+func TestSentLogRefused(t *testing.T) {
+	if _, err := exec.LookPath("swaks"); err != nil {
+		t.Fatal("swaks is not installed: run tests/deps.sh")
+	}
+	h := newStoreHost(t, "tcpserver", nil)
+	dir := t.TempDir()
+	profile := filepath.Join(dir, "profile")
+	os.WriteFile(profile, []byte("# smtpd's user's profile\n"), 0o644)
+	if err := os.Symlink(profile, filepath.Join(dir, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	host, port, logs := remoteSMTPD(t, h, filepath.Join(dir, "%a"))
+	id := swaksAs(t, host, port, "alice", "x ; echo PWNED")
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "warning: not recorded: ") })
+	if l := logs.String(); !strings.Contains(l, id) || !strings.Contains(l, "symbolic link") {
+		t.Errorf("smtpd's log: %s", l)
+	}
+	alice := remoteClient(t, h, "alice", filepath.Join(dir, "%a"))
+	r := alice.run("Subject: x ; echo PWNED\n\nx\n", "im2000-inject", "bob@example.net")
+	if r.code != 0 || !strings.HasPrefix(r.stderr, "im2000-inject: warning: not recorded: ") || !strings.Contains(r.stderr, "symbolic link") {
+		t.Errorf("inject with its sent log a symbolic link: exit %d %q", r.code, r.stderr)
+	}
+	if b, _ := os.ReadFile(profile); string(b) != "# smtpd's user's profile\n" {
+		t.Errorf("the link's target became %q", b)
+	}
+	if r := alice.run("", "im2000-status", id); r.code != 0 {
+		t.Errorf("the message by its id: exit %d %s", r.code, r.stderr)
+	}
+
+	// A post to a list only: nobody to notify, said as such.
+	alice.setConf("sentlog", filepath.Join(t.TempDir(), "sent"))
+	post := alice.inject("Subject: to the list\n\nnews\n", "-l", "news")
+	if r := alice.run("", "im2000-status", "--resend", post); r.code != 100 || !strings.Contains(r.stderr, "the message went to lists only") {
+		t.Errorf("remote --resend of a list post: exit %d %q", r.code, r.stderr)
+	}
+
+	// No HOME and no sentlog (daemontools): not ./.im2000-sent, a warning
+	// for inject, a clear failure for status.
+	os.Remove(filepath.Join(alice.conf, "sentlog"))
+	var noHome []string
+	for _, v := range alice.vars {
+		if !strings.HasPrefix(v, "HOME=") {
+			noHome = append(noHome, v)
+		}
+	}
+	alice.vars = noHome
+	r = alice.run("Subject: x\n\nx\n", "im2000-inject", "bob@example.net")
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: not recorded: ") || !strings.Contains(r.stderr, "set sentlog") {
+		t.Errorf("inject without HOME or sentlog: exit %d %q", r.code, r.stderr)
+	}
+	if r := alice.run("", "im2000-status"); r.code != 111 || !strings.Contains(r.stderr, "set sentlog") {
+		t.Errorf("status without HOME or sentlog: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestSentLogModes: a sent log of mode 620, owned by the user and
+// writable by the writer's group, is enough to append to (the writer may
+// not read it); a reader that may not read its log is told to have the
+// admin mend it. Needs root, to run the programs as another user.
+func TestSentLogModes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running a command as another user needs root (CI runs as root)")
+	}
+	const name = "im2000-other"
+	u, err := user.Lookup(name)
+	if err != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v: %s", err, out)
+		}
+		if u, err = user.Lookup(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	h := newStoreHost(t, "tcpserver", nil)
+	alice := remoteClient(t, h, "alice", "")
+	log := filepath.Join(t.TempDir(), "alice")
+	alice.setConf("sentlog", log)
+	if err := os.WriteFile(log, nil, 0o620); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(log, 0o620)
+	os.Chown(log, 0, gid) // the user's (root here), the writer's group
+	for _, p := range []string{alice.conf, filepath.Dir(log)} {
+		for d := p; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+			os.Chmod(d, 0o755)
+		}
+	}
+	os.Chmod(filepath.Join(alice.conf, "password"), 0o644)
+	os.Chmod(bin, 0o755) // the programs, built in a directory of mode 700
+	as := func(stdin, prog string, args ...string) (code int, stdout, stderr string) {
+		cmd := exec.Command(filepath.Join(bin, prog), args...)
+		cmd.Env = alice.vars
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			x, ok := err.(*exec.ExitError)
+			if !ok {
+				t.Fatalf("%s as %s: %v", prog, name, err)
+			}
+			code = x.ExitCode()
+		}
+		return code, out.String(), errb.String()
+	}
+	code, out, stderr := as("Subject: mode 620\n\nx\n", "im2000-inject", "bob@example.net")
+	id := strings.TrimSpace(out)
+	if code != 0 || stderr != "" {
+		t.Fatalf("inject appending to a log of mode 620: exit %d %q", code, stderr)
+	}
+	if b, _ := os.ReadFile(log); !strings.HasPrefix(string(b), id+"\t") || !strings.Contains(string(b), "\talice\tmode 620\n") {
+		t.Errorf("the log: %q", b)
+	}
+	code, _, stderr = as("", "im2000-status")
+	if code != 111 || !strings.Contains(stderr, "im2000-status: sent log "+log+": permission denied: have the admin make it readable by you") {
+		t.Errorf("status with a log it may not read: exit %d %q", code, stderr)
 	}
 }

@@ -172,6 +172,21 @@ func TestSenderToolsRemote(t *testing.T) {
 	if next := nextOf(t, a, mid, 0); next.After(time.Now()) {
 		t.Errorf("after a remote --resend, bob is due at %v; want now", next)
 	}
+	// Again at once: nothing moves, the answer is the same, submitd logs
+	// nothing (a loop of resends cannot fill its log).
+	waitFor(t, func() bool { return strings.Count(storeLogs(h), "info: resent: ") == 1 })
+	logins := strings.Count(storeLogs(h), "info: login: ")
+	if r := cl.run("", "im2000-status", "--resend", id1); r.code != 0 || r.stdout != "resending "+id1+" to 2 recipients\n" {
+		t.Errorf("remote --resend again: exit %d, %q %s", r.code, r.stdout, r.stderr)
+	}
+	// A session after it: once its login is logged, so is all the resend's.
+	if r := cl.run("", "im2000-status", "--cancel", msgid.New().String()); r.code != 100 {
+		t.Errorf("remote --cancel of an unknown id: exit %d", r.code)
+	}
+	waitFor(t, func() bool { return strings.Count(storeLogs(h), "info: login: ") == logins+2 })
+	if n := strings.Count(storeLogs(h), "info: resent: "); n != 1 {
+		t.Errorf("%d lines info: resent: for one resend that moved and one that did not", n)
+	}
 	if r := cl.run("", "im2000-status", "--resend", id2); r.code != 100 || !strings.Contains(r.stderr, "no such message") {
 		t.Errorf("remote --resend of a cancelled message: exit %d, %q", r.code, r.stderr)
 	}
@@ -235,4 +250,67 @@ func (profileStore) Handle(s *session.Session, cmd wire.Body) session.Reply {
 		return session.Reply{Body: msoap.CancelOK{}}
 	}
 	return session.Reply{Status: msoap.ErrorUnexpectedCommand, ForceAbort: true}
+}
+
+// hostileStore serves MSOAP as handler answers it, at an address for a
+// client's remote setting.
+func hostileStore(t *testing.T, proto *wire.Protocol, handler session.Handler) string {
+	srv := &session.Server{Proto: proto, Timeout: 10 * time.Second, MaxPDU: 1 << 16, MaxConns: 4,
+		NewHandler: func(*session.Session) session.Handler { return handler }}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeListener(l)
+	t.Cleanup(func() { l.Close(); srv.Shutdown() })
+	return l.Addr().String()
+}
+
+// resendStore answers Resend with its answer, as a hostile store may.
+type resendStore struct{ answer msoap.ResendOK }
+
+func (resendStore) Abort(*session.Session) {}
+func (r resendStore) Handle(s *session.Session, cmd wire.Body) session.Reply {
+	switch cmd.(type) {
+	case *msoap.Authenticate:
+		s.Account = "alice"
+		return session.Reply{Body: msoap.AuthenticateOK{}}
+	case *msoap.Resend:
+		a := r.answer
+		return session.Reply{Body: &a}
+	}
+	return session.Reply{Status: msoap.ErrorUnexpectedCommand, ForceAbort: true}
+}
+
+// TestResendBadAnswers (review of issue 17): a store's answer to Resend
+// that no store gives (year 1, year 36812, -1 recipients as printed
+// before) is a temporary failure naming the answer, not a line of
+// nonsense; a store with nobody to notify (0 recipients: all silenced, or
+// a post to lists only) is exit 100 saying both.
+func TestResendBadAnswers(t *testing.T) {
+	cl := newEnv(t, "alice")
+	os.Remove(cl.store)
+	cl.vars = append(cl.vars[:0:0], "IM2000_CONF="+cl.conf, "IM2000_ACCOUNT=alice", "PATH="+os.Getenv("PATH"), "HOME="+t.TempDir(), "TZ=UTC")
+	cl.setConf("password", "alicepw")
+	id := msgid.New().String()
+	soon := uint64(time.Now().Add(time.Hour).Unix())
+	for _, c := range []struct {
+		answer msoap.ResendOK
+		code   int
+		want   string
+	}{
+		{msoap.ResendOK{Recipients: 2, Held: 1, Until: soon}, 0, "resending " + id + " to 2 recipients; 1 of them not before " + time.Unix(int64(soon), 0).UTC().Format(time.RFC3339)},
+		{msoap.ResendOK{}, 100, "nobody to notify: every recipient has silenced or failed for good, or the message went to lists only"},
+		{msoap.ResendOK{Recipients: 1, Held: 1}, 111, "bad answer to MSOAP Resend (recipients 1, held 1, until 0)"},
+		{msoap.ResendOK{Recipients: 1, Held: 1, Until: 1<<40 - 1}, 111, "bad answer to MSOAP Resend"},
+		{msoap.ResendOK{Recipients: 1<<64 - 1, Held: 1<<64 - 1, Until: soon}, 111, "bad answer to MSOAP Resend"},
+		{msoap.ResendOK{Recipients: 1, Held: 2, Until: soon}, 111, "bad answer to MSOAP Resend"},
+		{msoap.ResendOK{Recipients: 1, Until: soon}, 111, "bad answer to MSOAP Resend"},
+	} {
+		cl.setConf("remote", hostileStore(t, msoap.Protocol, resendStore{c.answer}))
+		r := cl.run("", "im2000-status", "--resend", id)
+		if out := r.stdout + r.stderr; r.code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("answer %+v: exit %d, %q; want exit %d, %q", c.answer, r.code, out, c.code, c.want)
+		}
+	}
 }

@@ -79,7 +79,7 @@ var table = []Setting{
 	{"lists/", List, "", "inject submitd gatewayd", "lists/NAME: accounts that may post to list NAME hosted here (* for all; smtp lines for SMTP senders)"},
 	{"maildir", Text, "", "fetch", "the Maildir fetch delivers into (default $HOME/Maildir)"},
 	{"maxheld", Number, "1000", "fetch pop3d imapd", "the most notifications kept held for a user's decision"},
-	{"maxlifetime", Number, "31536000", "submitd fetch pop3d imapd", "the longest lifetime a submission gets; the longest a notification may keep failing"},
+	{"maxlifetime", Number, "31536000", "submitd fetch pop3d imapd status", "the longest lifetime a submission gets; the longest a notification may keep failing"},
 	{"maxrcpt", Number, "100", "inject submitd smtpd gatewayd", "the most distinct recipients of one message"},
 	{"me", Text, "", "every program", "this host's mail domain (default: the host name)"},
 	{"minlifetime", Number, "3600", "submitd", "the shortest lifetime a submission gets"},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -50,12 +51,23 @@ func (s Sent) Mine(account string) bool { return s.Account == "" || s.Account ==
 const AccountPlaceholder = "%a"
 
 // SentLog is where account's remote submissions are recorded: the sentlog
-// setting with each %a replaced by account, else $HOME/.im2000-sent.
+// setting with each %a replaced by account, else $HOME/.im2000-sent. With
+// neither (a daemon under daemontools runs without HOME) it is an error,
+// not a log in whatever directory the program runs in.
 func SentLog(d conf.Dir, account string) (string, error) {
-	home, _ := os.UserHomeDir()
-	p, err := d.String("sentlog", filepath.Join(home, ".im2000-sent"))
-	if err != nil || !strings.Contains(p, AccountPlaceholder) {
-		return p, err
+	def := ""
+	if home, err := os.UserHomeDir(); err == nil && filepath.IsAbs(home) {
+		def = filepath.Join(home, ".im2000-sent")
+	}
+	p, err := d.String("sentlog", def)
+	if err != nil {
+		return "", err
+	}
+	if p == "" {
+		return "", fail.Temp(errors.New("no sent log: HOME is not set and neither is sentlog: set sentlog (im2000-conf(5)) or HOME"))
+	}
+	if !strings.Contains(p, AccountPlaceholder) {
+		return p, nil
 	}
 	// The account becomes part of a path: only a name safe as one file's.
 	if err := store.CheckAccount(account); err != nil {
@@ -151,14 +163,16 @@ func Record(path string, s Sent) error {
 	if err != nil {
 		return err
 	}
-	f, created, err := openLog(path)
+	f, created, readable, err := openLog(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	// A crash may have left the last line without its LF: end it first,
-	// or this line would be glued to it and lost with it.
-	if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
+	// or this line would be glued to it and lost with it. A log its
+	// writer may only write (mode 620, owner and smtpd's group) skips
+	// this: a torn line then costs the next one too, never more.
+	if fi, err := f.Stat(); err == nil && fi.Size() > 0 && readable {
 		var last [1]byte
 		if _, err := f.ReadAt(last[:], fi.Size()-1); err == nil && last[0] != '\n' {
 			line = append([]byte{'\n'}, line...)
@@ -178,27 +192,81 @@ func Record(path string, s Sent) error {
 	return f.Close()
 }
 
-// openLog opens the log to append to it (and to read its last octet),
-// creating it mode 600 when missing; created says whether it did, so
-// that the directory is synced too.
-func openLog(path string) (*os.File, bool, error) {
+// errNotRegular refuses a sent log that is not a plain file of its own.
+// With a shared im2000-smtpd (sentlog /home/%a/.im2000-sent) the file is
+// its user's to replace, and smtpd may write files she may not: a
+// symbolic link (or a hard link) to one of them would have smtpd append
+// lines she chose to it, a FIFO would hang it.
+var errNotRegular = errors.New("not a regular file of one link (a symbolic link, a hard link, a FIFO or a device): refused; remove it, the next submission creates it")
+
+// logFlags: never follow a symbolic link, never block opening a FIFO.
+const logFlags = os.O_APPEND | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+
+// openLog opens the log to append to it (and, when it may, to read its
+// last octet), creating it mode 600 when missing; created says whether it
+// did, so that the directory is synced too.
+func openLog(path string) (f *os.File, created, readable bool, err error) {
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+		readable = true
+		f, err = os.OpenFile(path, os.O_RDWR|logFlags, 0)
+		if errors.Is(err, os.ErrPermission) {
+			readable = false // mode 620 is enough to append
+			f, err = os.OpenFile(path, os.O_WRONLY|logFlags, 0)
+		}
 		if !errors.Is(err, os.ErrNotExist) {
-			return f, false, err
+			break
 		}
-		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|logFlags, 0o600)
 		if !errors.Is(err, os.ErrExist) {
-			return f, err == nil, err
+			created = err == nil
+			break
 		}
-		// Another appender created it meanwhile: open that one.
+		// Another appender created it meanwhile (or it is a dangling
+		// symbolic link, which the next open refuses): open that one.
 	}
+	if errors.Is(err, syscall.ELOOP) {
+		err = errNotRegular // the caller names the log
+	}
+	if err != nil {
+		return nil, false, false, err
+	}
+	if err := checkRegular(f, true); err != nil {
+		f.Close()
+		return nil, false, false, err
+	}
+	return f, created, readable, nil
 }
 
-// ReadLog reads account's lines of the sent log (Mine), oldest first; a
-// missing log is empty.
-func ReadLog(path, account string) ([]Sent, error) {
-	f, err := os.Open(path)
+// checkRegular refuses f unless it is a regular file, and with oneLink,
+// one of a single name.
+func checkRegular(f *os.File, oneLink bool) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || oneLink && ok && st.Nlink != 1 {
+		return errNotRegular
+	}
+	return nil
+}
+
+// maxRead bounds what ReadLog reads: the last 4 MiB of the log, some
+// 30000 lines, for the log grows forever (nothing prunes it) and a shared
+// one may be filled by others.
+const maxRead = 4 << 20
+
+// maxSent bounds the lines ReadLog returns, the newest: each costs
+// im2000-status one MSOAP Track.
+const maxSent = 10000
+
+// ReadLog reads account's lines of the sent log (Mine), oldest first,
+// one per id (the first: a later line with the same id is another's
+// forgery or a repeat), none submitted before since (older than any
+// message the store still keeps), of the last maxRead octets and at most
+// the maxSent newest. A missing log is empty.
+func ReadLog(path, account string, since time.Time) ([]Sent, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -206,11 +274,33 @@ func ReadLog(path, account string) ([]Sent, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return readLog(bufio.NewReaderSize(f, maxLine), account)
+	// Reading follows a symbolic link, as the reader may read its target
+	// anyway; a FIFO or a device is no log.
+	if err := checkRegular(f, false); err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var r io.Reader = f
+	partial := fi.Size() > maxRead
+	if partial {
+		// From the octet before the last maxRead: if it ends a line, the
+		// line skipped as cut is empty.
+		if _, err := f.Seek(fi.Size()-maxRead-1, io.SeekStart); err != nil {
+			return nil, err
+		}
+		r = io.LimitReader(f, maxRead+1)
+	}
+	return readLog(bufio.NewReaderSize(r, maxLine), account, since, partial)
 }
 
-func readLog(r *bufio.Reader, account string) ([]Sent, error) {
+// readLog reads lines as ReadLog says; with partial, the first line is
+// cut and skipped.
+func readLog(r *bufio.Reader, account string, since time.Time, partial bool) ([]Sent, error) {
 	var out []Sent
+	seen := map[msgid.ID]bool{}
 	for {
 		b, err := r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -219,12 +309,20 @@ func readLog(r *bufio.Reader, account string) ([]Sent, error) {
 			}
 			b = nil
 		}
+		if partial {
+			b, partial = nil, false
+		}
 		if len(b) > 0 {
-			if s, ok := parseLine(strings.TrimSuffix(string(b), "\n")); ok && s.Mine(account) {
+			s, ok := parseLine(strings.TrimSuffix(string(b), "\n"))
+			if ok && s.Mine(account) && !s.Submitted.Before(since) && !seen[s.ID] {
+				seen[s.ID] = true
 				out = append(out, s)
 			}
 		}
 		if err == io.EOF {
+			if len(out) > maxSent {
+				out = out[len(out)-maxSent:]
+			}
 			return out, nil
 		}
 		if err != nil {

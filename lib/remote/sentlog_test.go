@@ -34,7 +34,7 @@ func TestSentLogAccounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	alice, err := ReadLog(log, "alice")
+	alice, err := ReadLog(log, "alice", time.Time{})
 	if err != nil || len(alice) != 3 {
 		t.Fatalf("alice's lines: %v %+v", err, alice)
 	}
@@ -47,11 +47,11 @@ func TestSentLogAccounts(t *testing.T) {
 	if s := alice[2].Subject; len(s) != 998 || !strings.HasSuffix(s, "é") {
 		t.Errorf("a long subject is kept as %d octets, %q at its end", len(s), s[len(s)-3:])
 	}
-	bob, _ := ReadLog(log, "bob")
+	bob, _ := ReadLog(log, "bob", time.Time{})
 	if len(bob) != 2 || bob[1].ID != b1 || bob[1].Account != "bob" {
 		t.Errorf("bob's lines: %+v", bob)
 	}
-	if carol, _ := ReadLog(log, "carol"); len(carol) != 1 {
+	if carol, _ := ReadLog(log, "carol", time.Time{}); len(carol) != 1 {
 		t.Errorf("carol's lines: %+v", carol)
 	}
 	if err := Record(log, Sent{ID: a1, Submitted: now, Account: "../x"}); err == nil {
@@ -75,10 +75,10 @@ func TestSentLogTorn(t *testing.T) {
 	if err := Record(log, Sent{ID: id, Submitted: time.Unix(1800000000, 0), Account: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := ReadLog(log, "alice"); err != nil || len(got) != 1 || got[0].ID != id {
+	if got, err := ReadLog(log, "alice", time.Time{}); err != nil || len(got) != 1 || got[0].ID != id {
 		t.Fatalf("after a torn line: %v %+v", err, got)
 	}
-	if got, err := ReadLog(filepath.Join(t.TempDir(), "none"), "alice"); err != nil || got != nil {
+	if got, err := ReadLog(filepath.Join(t.TempDir(), "none"), "alice", time.Time{}); err != nil || got != nil {
 		t.Errorf("a missing log: %v %+v", err, got)
 	}
 }
@@ -101,7 +101,7 @@ func TestSentLogConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	for w := range 8 {
-		if got, err := ReadLog(log, fmt.Sprintf("user%d", w)); err != nil || len(got) != 50 {
+		if got, err := ReadLog(log, fmt.Sprintf("user%d", w), time.Time{}); err != nil || len(got) != 50 {
 			t.Fatalf("user%d: %d lines, %v", w, len(got), err)
 		}
 	}
@@ -127,18 +127,26 @@ func TestSentLogPlaceholder(t *testing.T) {
 }
 
 // FuzzSentLog: whatever a sent log holds, reading it does not panic, keeps
-// only lines that are the reader's, and each line read writes back as one
+// only lines that are the reader's, each id once, and each line read writes back as one
 // line that reads the same.
 func FuzzSentLog(f *testing.F) {
 	id := msgid.New().String()
 	f.Add([]byte(id + " 1700000000 old form\n" + id + "\t1800000000\talice\tnew form\n"))
 	f.Add([]byte(id + "\t1800000000\tbob\tnot alice's\n" + id + "\t-1\talice\tx\n" + id + "\t1\talice"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := readLog(bufio.NewReaderSize(bytes.NewReader(b), maxLine), "alice")
+		got, err := readLog(bufio.NewReaderSize(bytes.NewReader(b), maxLine), "alice", time.Time{}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(got) > maxSent {
+			t.Fatalf("%d lines, more than %d", len(got), maxSent)
+		}
+		seen := map[msgid.ID]bool{}
 		for _, s := range got {
+			if seen[s.ID] {
+				t.Fatalf("%s read twice", s.ID)
+			}
+			seen[s.ID] = true
 			if !s.Mine("alice") {
 				t.Fatalf("%+v is not alice's", s)
 			}

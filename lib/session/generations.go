@@ -63,8 +63,8 @@ type generation[C any] struct {
 // which close every session. Each SIGHUP that loads makes a new generation
 // (a new server) for the sessions that begin from then on; the sessions
 // already begun finish with the server, and the settings, they began with.
-// A generation is dropped once it is not the current one and has no
-// session left.
+// A generation that is not the current one is closed at the first SIGHUP
+// that finds it without a session left.
 func ServeGenerations[C any](l net.Listener, c C, g Generations[C]) {
 	var (
 		mu   sync.Mutex
@@ -89,12 +89,15 @@ func ServeGenerations[C any](l net.Listener, c C, g Generations[C]) {
 		gens = append(kept, n)
 		mu.Unlock()
 	}
-	start(c, g.Limits(c).SlotsFor(true))
-	g.Settings()
-
+	// Signals are caught before the settings are logged: a supervisor that
+	// waits for that line and then sends SIGHUP must not kill the process
+	// with the signal's default action.
 	var stopping atomic.Bool
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	start(c, g.Limits(c).SlotsFor(true))
+	g.Settings()
+
 	go func() {
 		for s := range sig {
 			if s == syscall.SIGHUP {
@@ -104,8 +107,14 @@ func ServeGenerations[C any](l net.Listener, c C, g Generations[C]) {
 					g.Failed(err)
 					continue
 				}
-				slots := old.slots
-				if lim := g.Limits(nc); lim.PerAddr != g.Limits(old.cfg).PerAddr {
+				// The sessions per address carry over, under the new cap
+				// (as Server.Reconfigure does): new empty counts would
+				// let every address in again beside the sessions it holds.
+				slots, lim := old.slots, g.Limits(nc)
+				switch m, ok := slots.(*MemSlots); {
+				case ok && lim.PerAddr > 0 && lim.Slots == nil:
+					m.setN(lim.PerAddr)
+				default:
 					slots = lim.SlotsFor(true)
 				}
 				start(nc, slots)
@@ -151,6 +160,13 @@ func ServeGenerations[C any](l net.Listener, c C, g Generations[C]) {
 			owner = cur.Load()
 			owner.live.Add(1)
 			if owner.l.give(nc) {
+				break
+			}
+			if stopping.Load() {
+				// Closed by SIGTERM: no generation will ever take it, and
+				// the loop must get back to the closed listener to end.
+				// The release takes the count back.
+				nc.Close()
 				break
 			}
 			owner.live.Add(-1) // closed by a SIGHUP just now: the next one takes it

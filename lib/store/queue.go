@@ -119,6 +119,7 @@ type Resent struct {
 	Recipients int       // not silenced nor failed for good: all made due
 	Held       int       // of those, due only at their last attempt plus the floor
 	Until      time.Time // the latest such due time
+	Moved      int       // of those, the ones this resend made due sooner
 }
 
 // Resend makes every recipient of the message who has not silenced or
@@ -134,7 +135,6 @@ type Resent struct {
 // ErrNoSuch, as everywhere.
 func (a *Account) Resend(id msgid.ID, now time.Time, floor time.Duration) (Resent, error) {
 	var r Resent
-	moved := 0
 	now = now.Truncate(time.Second)
 	err := a.Update(id, func(env *Envelope, st *Status) error {
 		if now.After(env.Expires()) {
@@ -157,7 +157,7 @@ func (a *Account) Resend(id msgid.ID, now time.Time, floor time.Duration) (Resen
 				}
 			} else {
 				rc.Next = due
-				moved++
+				r.Moved++
 			}
 			if due.After(now) {
 				r.Held++
@@ -174,7 +174,7 @@ func (a *Account) Resend(id msgid.ID, now time.Time, floor time.Duration) (Resen
 	if err != nil {
 		return r, err
 	}
-	if moved == 0 && (linked(a.path("queue", id)) || linked(a.path("todo", id))) {
+	if r.Moved == 0 && (linked(a.path("queue", id)) || linked(a.path("todo", id))) {
 		return r, nil // on notifyd's queue with these due times already
 	}
 	todo := a.path("todo", id)
