@@ -151,9 +151,17 @@ func TestTarpitStoreStallsOnlyItsSession(t *testing.T) {
 	m.mu.Lock()
 	m.arrived = true
 	m.mu.Unlock()
+	// a asks the agent and the stores again only once its poll interval
+	// (1 ms) has passed since its last refresh: b's two commands can take
+	// less than that, and a NOOP within it would ask nothing.
+	time.Sleep(5 * time.Millisecond)
 	aDone := make(chan string, 1)
 	go func() { aDone <- a.cmd("a2", "NOOP") }()
-	<-m.asked // a is in the tarpit now
+	select {
+	case <-m.asked: // a is in the tarpit now
+	case <-time.After(20 * time.Second):
+		t.Fatal("the session polling every millisecond never asked the store for the new message's size")
+	}
 	bDone := make(chan string, 1)
 	go func() {
 		r := b.cmd("b3", "STORE 1 +FLAGS (\\Flagged)")
