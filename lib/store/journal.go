@@ -201,9 +201,16 @@ func (a *Account) loadStatus(id msgid.ID) (*sidecar, error) {
 		} else if err != nil {
 			return nil, err
 		}
+		if err := a.deriveIDs(id, st); err != nil {
+			return nil, err
+		}
 		recs, valid := parseJournal(j)
 		st.fold(recs)
-		return &sidecar{st: st, snapSize: len(snap), valid: int64(valid), size: int64(len(j))}, nil
+		// A snapshot of "rcpts" lines is short; the journal is compacted
+		// against what its recipients' lines would take, so that a
+		// message's first events do not rewrite it (record).
+		size := max(len(snap), snapLine*len(st.Recipients))
+		return &sidecar{st: st, snapSize: size, valid: int64(valid), size: int64(len(j))}, nil
 	}
 }
 
@@ -264,7 +271,7 @@ func (a *Account) record(id msgid.ID, sc *sidecar, old []RecipientStatus) (sync 
 func (a *Account) compact(id msgid.ID, st *Status) error {
 	old := st.gen
 	st.gen++
-	if err := durable.WriteFile(a.path("status", id), st.Marshal(), 0o600, filepath.Join(a.dir, "tmp")); err != nil {
+	if err := durable.WriteFile(a.path("status", id), a.marshalStatus(id, st), 0o600, filepath.Join(a.dir, "tmp")); err != nil {
 		st.gen = old
 		return err
 	}
@@ -302,6 +309,36 @@ func (a *Account) staleJournal(id msgid.ID, gen uint64) bool {
 	}
 	st, err := ParseStatus(b)
 	return err == nil && gen < st.gen
+}
+
+// snapLine is about what a recipient's line in a snapshot takes.
+const snapLine = 40
+
+// deriveIDs fills in the ids of the recipients a snapshot's "rcpts" lines
+// gave (status.go).
+func (a *Account) deriveIDs(id msgid.ID, st *Status) error {
+	if len(st.derive) == 0 {
+		return nil
+	}
+	if a.s == nil {
+		return errors.New("store: a status with derived recipient ids read without the store's key")
+	}
+	for _, run := range st.derive {
+		for i := run[0]; i < run[0]+run[1]; i++ {
+			st.Recipients[i].ID = a.s.recipientID(id, i)
+		}
+	}
+	st.derive = nil
+	return nil
+}
+
+// marshalStatus is the snapshot of message id's status, each run of
+// recipients in the same state with derived ids as one line.
+func (a *Account) marshalStatus(id msgid.ID, st *Status) []byte {
+	if a.s == nil {
+		return st.Marshal()
+	}
+	return st.marshal(func(i int) msgid.ID { return a.s.recipientID(id, i) })
 }
 
 // removeStatus removes a message's snapshot and journals.

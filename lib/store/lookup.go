@@ -57,7 +57,7 @@ func (s *Store) follow(link string) (*Message, error) {
 	if len(parts) != 4 || parts[0] != ".." || parts[2] != "msg" || CheckAccount(parts[1]) != nil {
 		return nil, ErrNoSuch
 	}
-	return openMessage(link, parts[1], filepath.Join(s.Root, parts[1]))
+	return openMessage(s, link, parts[1], filepath.Join(s.Root, parts[1]))
 }
 
 // Header returns the message's header section (mailmsg.HeaderSection).

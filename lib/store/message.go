@@ -18,6 +18,7 @@ import (
 type Message struct {
 	Env     *Envelope
 	Account string
+	s       *Store
 	dir     string // the account's directory
 	f       *os.File
 	off     int64 // where the message starts, after the envelope
@@ -33,7 +34,7 @@ func (m *Message) Body() *io.SectionReader { return io.NewSectionReader(m.f, m.o
 // Close releases the message.
 func (m *Message) Close() error { return m.f.Close() }
 
-func openMessage(path, account, dir string) (*Message, error) {
+func openMessage(s *Store, path, account, dir string) (*Message, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoSuch
@@ -58,7 +59,7 @@ func openMessage(path, account, dir string) (*Message, error) {
 			envelopes.put(key, env, off)
 		}
 	}
-	return &Message{Env: env, Account: account, dir: dir, f: f, off: off, size: fi.Size() - off}, nil
+	return &Message{Env: env, Account: account, s: s, dir: dir, f: f, off: off, size: fi.Size() - off}, nil
 }
 
 // envelopes keeps the last large envelope a process parsed: a message file
@@ -100,7 +101,7 @@ func (c *envelopeCache) put(k fileKey, env *Envelope, off int64) {
 
 // Open opens one of the account's messages by its message identifier.
 func (a *Account) Open(id msgid.ID) (*Message, error) {
-	m, err := openMessage(a.path("msg", id), a.Name, a.dir)
+	m, err := openMessage(a.s, a.path("msg", id), a.Name, a.dir)
 	if err == nil && m.Env.ID != id {
 		m.Close()
 		return nil, corrupt("message %s holds the envelope of %s", id, m.Env.ID)

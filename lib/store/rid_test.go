@@ -104,6 +104,12 @@ func TestOldRecipientIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if snap, _ := os.ReadFile(a.path("status", env.ID)); !bytes.HasPrefix(snap, []byte("im2000-status 1\nrcpt "+env.Recipients[0].ID.String())) {
+		t.Fatalf("snapshot of ids not derived:\n%s", snap)
+	}
+	if st, err := a.Status(env.ID); err != nil || st.Recipients[1].ID != env.Recipients[1].ID {
+		t.Fatalf("status: %v", err)
+	}
 	for i, r := range env.Recipients {
 		if _, err := os.Lstat(s.rcptPath(r.ID)); err != nil {
 			t.Fatalf("recipient %d: %v", i, err)
@@ -190,5 +196,79 @@ func TestStoreKey(t *testing.T) {
 	s.Clean(time.Now().Add(StaleAge + time.Minute))
 	if _, err := os.Stat(tmp); err == nil {
 		t.Error("Clean left a stale temporary key file")
+	}
+}
+
+// TestSnapshotRuns: the commit's snapshot is one "rcpts" line for every
+// recipient, whatever their number; a compaction writes runs of the same
+// state; and readers get every recipient's id, the envelope's.
+func TestSnapshotRuns(t *testing.T) {
+	_, a := newAccount(t)
+	env, err := inject(t, a, manyRecipients(t, 100), "x", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := os.ReadFile(a.path("status", env.ID))
+	if want := "im2000-status 2\nrcpts 100 unprocessed unread pinned 0 0 0\n"; string(snap) != want {
+		t.Fatalf("snapshot at commit:\n%s", snap)
+	}
+	check := func(when string, silenced int) {
+		t.Helper()
+		st, err := a.Status(env.ID)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		for i, r := range st.Recipients {
+			if r.ID != env.Recipients[i].ID || (r.Notification == Silenced) != (i == silenced) {
+				t.Fatalf("%s: recipient %d: %+v", when, i, r)
+			}
+		}
+	}
+	check("at commit", -1)
+	if err := a.Update(env.ID, func(_ *Envelope, st *Status) error {
+		st.Recipients[5].Notification = Silenced
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("after an update", 5)
+	if err := a.Compact(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ = os.ReadFile(a.path("status", env.ID))
+	if want := "im2000-status 2\njournal 1\nrcpts 5 unprocessed unread pinned 0 0 0\nrcpts 1 silenced unread pinned 0 0 0\nrcpts 94 unprocessed unread pinned 0 0 0\n"; string(snap) != want {
+		t.Fatalf("snapshot after a compaction:\n%s", snap)
+	}
+	check("after a compaction", 5)
+	// Another process's Update reads the snapshot afresh (no cache).
+	cached.Lock()
+	cached.hasState = false
+	cached.Unlock()
+	if err := a.Update(env.ID, func(e *Envelope, st *Status) error {
+		if st.Recipients[99].ID != e.Recipients[99].ID {
+			t.Errorf("Update sees recipient 99 as %s", st.Recipients[99].ID)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseStatusRuns(t *testing.T) {
+	for _, bad := range []string{
+		"im2000-status 1\nrcpts 2 unprocessed unread pinned 0 0 0\n", // not version 1's
+		"im2000-status 2\nrcpts 0 unprocessed unread pinned 0 0 0\n",
+		"im2000-status 2\nrcpts 1048577 unprocessed unread pinned 0 0 0\n",
+		"im2000-status 2\nrcpts 1048576 unprocessed unread pinned 0 0 0\nrcpts 1 unprocessed unread pinned 0 0 0\n",
+		"im2000-status 2\nrcpts 2 unprocessed unread pinned 0 0\n",
+		"im2000-status 2\nlist 0123456789abcdef0123456789abcdef 0\nrcpts 1 unprocessed unread pinned 0 0 0\n",
+	} {
+		if _, err := ParseStatus([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	st, err := ParseStatus([]byte("im2000-status 2\nrcpt 0123456789abcdef0123456789abcdef silenced readall unpinned 1 5 0\nrcpts 3 notifying unread pinned 2 7 9\n"))
+	if err != nil || len(st.Recipients) != 4 || len(st.derive) != 1 || st.derive[0] != [2]int{1, 3} || st.Recipients[3].Attempts != 2 {
+		t.Fatalf("%+v, %v", st, err)
 	}
 }

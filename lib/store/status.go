@@ -123,6 +123,10 @@ type Status struct {
 	// list entries by, so that a removal unlinks them by name (reap.go);
 	// 0: no lists, or a snapshot from before it was kept.
 	posted int64
+	// derive are the runs (first index, count) of recipients an "rcpts"
+	// line gave, whose ids the reader derives from the message id
+	// (loadStatus): a snapshot says nothing the envelope and the key do.
+	derive [][2]int
 }
 
 // initialStatus is the state of a message just submitted: nothing done yet,
@@ -138,7 +142,15 @@ func initialStatus(e *Envelope) *Status {
 	return s
 }
 
-const statusMagic = "im2000-status 1"
+const (
+	statusMagic = "im2000-status 1"
+	// statusMagic2 starts a snapshot with "rcpts" lines, which readers
+	// of version 1 do not know.
+	statusMagic2 = "im2000-status 2"
+	// maxStatusRecipients bounds what an "rcpts" line may make a reader
+	// allocate: the most recipients a message may have (MaxRcpt).
+	maxStatusRecipients = 1 << 20
+)
 
 func unixTime(t time.Time) int64 {
 	if t.IsZero() {
@@ -155,22 +167,41 @@ func fromUnix(n int64) time.Time {
 }
 
 // Marshal writes the sidecar's text form: one line per recipient and list.
-func (s *Status) Marshal() []byte {
+func (s *Status) Marshal() []byte { return s.marshal(nil) }
+
+// marshal writes the text form, and, given derive (the derived id of each
+// recipient: rid.go), one line "rcpts N state" for each run of recipients
+// with derived ids and the same state, without their ids. The snapshot a
+// commit writes is then one line, not ~70 octets a recipient (issue 17).
+func (s *Status) marshal(derive func(int) msgid.ID) []byte {
+	var lines bytes.Buffer
+	for i := 0; i < len(s.Recipients); {
+		r := &s.Recipients[i]
+		if derive == nil || r.ID != derive(i) {
+			fmt.Fprintf(&lines, "rcpt %s %s\n", r.ID, r.state())
+			i++
+			continue
+		}
+		j, st := i+1, r.state()
+		for j < len(s.Recipients) && s.Recipients[j].state() == st && s.Recipients[j].ID == derive(j) {
+			j++
+		}
+		fmt.Fprintf(&lines, "rcpts %d %s\n", j-i, st)
+		i = j
+	}
 	var b bytes.Buffer
-	b.WriteString(statusMagic + "\n")
+	if bytes.HasPrefix(lines.Bytes(), []byte("rcpts ")) || bytes.Contains(lines.Bytes(), []byte("\nrcpts ")) {
+		b.WriteString(statusMagic2 + "\n")
+	} else {
+		b.WriteString(statusMagic + "\n")
+	}
 	if s.gen > 0 {
 		fmt.Fprintf(&b, "journal %d\n", s.gen)
 	}
 	if s.posted > 0 {
 		fmt.Fprintf(&b, "posted %d\n", s.posted)
 	}
-	for _, r := range s.Recipients {
-		pin := "unpinned"
-		if r.Pinned {
-			pin = "pinned"
-		}
-		fmt.Fprintf(&b, "rcpt %s %s %s %s %d %d %d\n", r.ID, r.Notification, r.Read, pin, r.Attempts, unixTime(r.Last), unixTime(r.Next))
-	}
+	b.Write(lines.Bytes())
 	for _, l := range s.Lists {
 		fmt.Fprintf(&b, "list %s %d\n", l.ID, l.Retrievals)
 	}
@@ -180,9 +211,10 @@ func (s *Status) Marshal() []byte {
 // ParseStatus reads a sidecar.
 func ParseStatus(data []byte) (*Status, error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	if !sc.Scan() || sc.Text() != statusMagic {
-		return nil, corrupt("status does not start with %q", statusMagic)
+	if !sc.Scan() || sc.Text() != statusMagic && sc.Text() != statusMagic2 {
+		return nil, corrupt("status does not start with %q or %q", statusMagic, statusMagic2)
 	}
+	v2 := sc.Text() == statusMagic2
 	s := &Status{}
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), " ")
@@ -199,8 +231,25 @@ func ParseStatus(data []byte) (*Status, error) {
 			}
 		case f[0] == "rcpt" && len(f) == 8:
 			var r RecipientStatus
-			err = r.parse(f[1:])
+			if r.ID, err = msgid.Parse(f[1]); err == nil {
+				err = r.parse(f[2:])
+			}
 			s.Recipients = append(s.Recipients, r)
+		case f[0] == "rcpts" && len(f) == 8 && v2 && len(s.Lists) == 0:
+			var n int64
+			var r RecipientStatus
+			if n, err = parseUint(f[1]); err == nil && (n < 1 || n > maxStatusRecipients-int64(len(s.Recipients))) {
+				err = fmt.Errorf("%d recipients", n)
+			}
+			if err == nil {
+				err = r.parse(f[2:])
+			}
+			if err == nil {
+				s.derive = append(s.derive, [2]int{len(s.Recipients), int(n)})
+				for ; n > 0; n-- {
+					s.Recipients = append(s.Recipients, r)
+				}
+			}
 		case f[0] == "list" && len(f) == 3:
 			var l ListStatus
 			if l.ID, err = msgid.Parse(f[1]); err == nil {
@@ -217,25 +266,32 @@ func ParseStatus(data []byte) (*Status, error) {
 	return s, nil
 }
 
+// state is the text of a recipient's state, without its id.
+func (r *RecipientStatus) state() string {
+	pin := "unpinned"
+	if r.Pinned {
+		pin = "pinned"
+	}
+	return fmt.Sprintf("%s %s %s %d %d %d", r.Notification, r.Read, pin, r.Attempts, unixTime(r.Last), unixTime(r.Next))
+}
+
+// parse reads the six fields of state.
 func (r *RecipientStatus) parse(f []string) error {
 	var err error
-	if r.ID, err = msgid.Parse(f[0]); err != nil {
-		return err
-	}
-	n := lookup(notificationNames, f[1])
-	rd := lookup(readNames, f[2])
-	if n < 0 || rd < 0 || (f[3] != "pinned" && f[3] != "unpinned") {
+	n := lookup(notificationNames, f[0])
+	rd := lookup(readNames, f[1])
+	if n < 0 || rd < 0 || (f[2] != "pinned" && f[2] != "unpinned") {
 		return fmt.Errorf("unknown state")
 	}
-	r.Notification, r.Read, r.Pinned = Notification(n), Read(rd), f[3] == "pinned"
+	r.Notification, r.Read, r.Pinned = Notification(n), Read(rd), f[2] == "pinned"
 	var last, next int64
-	if r.Attempts, err = parseUint(f[4]); err != nil {
+	if r.Attempts, err = parseUint(f[3]); err != nil {
 		return err
 	}
-	if last, err = parseUint(f[5]); err != nil {
+	if last, err = parseUint(f[4]); err != nil {
 		return err
 	}
-	if next, err = parseUint(f[6]); err != nil {
+	if next, err = parseUint(f[5]); err != nil {
 		return err
 	}
 	r.Last, r.Next = fromUnix(last), fromUnix(next)

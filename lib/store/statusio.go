@@ -51,7 +51,7 @@ func (m *Message) Update(fn func(*Envelope, *Status) error) error {
 	if err := flock(m.f); err != nil {
 		return err
 	}
-	a := &Account{Name: m.Account, dir: m.dir}
+	a := &Account{s: m.s, Name: m.Account, dir: m.dir}
 	sc, err := a.loadLocked(m.Env.ID)
 	if err != nil {
 		return err

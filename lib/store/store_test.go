@@ -323,6 +323,7 @@ func FuzzReadEnvelope(f *testing.F) {
 func FuzzParseStatus(f *testing.F) {
 	f.Add([]byte("im2000-status 1\nrcpt 0123456789abcdef0123456789abcdef notifying readall pinned 3 100 200\nlist 0123456789abcdef0123456789abcdee 7\n"))
 	f.Add([]byte("im2000-status 1\n"))
+	f.Add([]byte("im2000-status 2\njournal 3\nrcpt 0123456789abcdef0123456789abcdef notifying readall pinned 3 100 200\nrcpts 4 silenced unread unpinned 1 2 3\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := ParseStatus(data)
 		if err != nil {
