@@ -54,7 +54,10 @@ type arFilter struct {
 // lines), the n-th of the header counting from 1, stays.
 func (a *arFilter) keep(f []byte) bool {
 	_, v, _ := bytes.Cut(f, []byte(":"))
-	id := AuthservID(string(v))
+	// Without the field's line end: an unterminated quoted authserv-id
+	// runs to the end of the value, and "ME.example\r\n" must still be
+	// read as this host's (found by FuzzStampWrite).
+	id := AuthservID(string(bytes.TrimRight(v, " \t\r\n")))
 	if a.gateway && a.fields == 3 && a.gwID == "" && len(a.names) == 2 &&
 		strings.EqualFold(a.names[0], "Return-Path") && strings.EqualFold(a.names[1], "Received") {
 		a.gwID = id
