@@ -61,16 +61,19 @@ type listView struct {
 }
 
 type messageView struct {
-	ID         string          `json:"id"`
-	Submitted  time.Time       `json:"submitted,omitzero"` // zero: unknown (a remote store's Track does not say)
-	Expires    time.Time       `json:"expires,omitzero"`
-	Sender     string          `json:"sender"`
-	Subject    string          `json:"subject"`
-	Size       int64           `json:"size"`
-	Recipients []recipientView `json:"recipients"`
-	Lists      []listView      `json:"lists"`
-	pending    bool
-	failed     bool
+	ID        string    `json:"id"`
+	Submitted time.Time `json:"submitted,omitzero"` // zero: unknown (a remote store's Track does not say)
+	Expires   time.Time `json:"expires,omitzero"`
+	// ExpiresAsked: Expires is the submitted time plus the lifetime asked
+	// of a remote store (the sent log's), which may have kept it for less.
+	ExpiresAsked bool            `json:"expires_asked,omitempty"`
+	Sender       string          `json:"sender"`
+	Subject      string          `json:"subject"`
+	Size         int64           `json:"size"`
+	Recipients   []recipientView `json:"recipients"`
+	Lists        []listView      `json:"lists"`
+	pending      bool
+	failed       bool
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -336,8 +339,8 @@ func (p *printer) messages(views []*messageView) error {
 		if p.tw != nil && len([]rune(subject)) > 40 {
 			subject = string([]rune(subject)[:39]) + "…"
 		}
-		t, exp := v.Submitted, v.Expires
-		p.row(v.ID, p.time(&t), subject, strconv.Itoa(len(v.Recipients)), v.summary(), p.timeOrNone(&exp))
+		t := v.Submitted
+		p.row(v.ID, p.time(&t), subject, strconv.Itoa(len(v.Recipients)), v.summary(), p.expiry(v.Expires, v.ExpiresAsked))
 	}
 	return nil
 }
@@ -363,8 +366,7 @@ func (p *printer) recipients(v *messageView) error {
 	for _, l := range v.Lists {
 		p.row("list:"+l.Name, "-", fmt.Sprintf("retrieved %d", l.Retrievals), "-", "-", "-", "-")
 	}
-	exp := v.Expires
-	p.row("expires", p.timeOrNone(&exp))
+	p.row("expires", p.expiry(v.Expires, v.ExpiresAsked))
 	return nil
 }
 

@@ -21,7 +21,11 @@ func remoteView(rs *remote.Store, sent remote.Sent) (*messageView, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The expiry is the sent log's: the lifetime asked, which the store
+	// may have cut to its maxlifetime (Track does not tell); unknown for
+	// a line written before lines held it.
 	v := &messageView{ID: sent.ID.String(), Submitted: sent.Submitted.UTC(), Subject: sent.Subject,
+		Expires: sent.Expires().UTC(), ExpiresAsked: !sent.Expires().IsZero(),
 		Recipients: []recipientView{}, Lists: []listView{}}
 	for _, r := range st {
 		a, err := r.Recipient.Addr()
@@ -82,8 +86,9 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 	return p.list(views, summary)
 }
 
-// sentRecord is what the sent log says of id (when it was submitted, its
-// subject), or the id alone: MSOAP Track does not tell the dates.
+// sentRecord is what the sent log says of id (when it was submitted, the
+// lifetime asked, its subject), or the id alone: MSOAP Track does not tell
+// the dates.
 func sentRecord(c conf.Dir, account string, id msgid.ID) remote.Sent {
 	if sent, err := readSent(c, account); err == nil {
 		for _, s := range sent {

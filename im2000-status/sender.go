@@ -116,7 +116,8 @@ type destView struct {
 type oldestView struct {
 	ID        string    `json:"id"`
 	Submitted time.Time `json:"submitted"`
-	Expires   time.Time `json:"expires"`
+	Expires   time.Time `json:"expires,omitzero"`
+	Asked     bool      `json:"expires_asked,omitempty"` // as messageView's ExpiresAsked
 }
 
 // add counts the recipients of v that the store still notifies.
@@ -130,7 +131,7 @@ func (q *queueView) add(v *messageView) {
 			counted = true
 			q.Messages++
 			if q.Oldest == nil || v.Submitted.Before(q.Oldest.Submitted) {
-				q.Oldest = &oldestView{ID: v.ID, Submitted: v.Submitted, Expires: v.Expires}
+				q.Oldest = &oldestView{ID: v.ID, Submitted: v.Submitted, Expires: v.Expires, Asked: v.ExpiresAsked}
 			}
 		}
 		q.Recipients++
@@ -187,8 +188,8 @@ func (p *printer) queue(q *queueView) error {
 		p.row("destination", d.Domain, strconv.Itoa(d.Recipients), "next", p.time(d.NextAttempt))
 	}
 	if q.Oldest != nil {
-		sub, exp := q.Oldest.Submitted, q.Oldest.Expires
-		p.row("oldest", q.Oldest.ID, "submitted", p.time(&sub), "expires", p.timeOrNone(&exp))
+		sub := q.Oldest.Submitted
+		p.row("oldest", q.Oldest.ID, "submitted", p.time(&sub), "expires", p.expiry(q.Oldest.Expires, q.Oldest.Asked))
 	}
 	p.row("next", p.time(q.NextAttempt))
 	return nil
@@ -200,6 +201,17 @@ func (p *printer) timeOrNone(t *time.Time) string {
 		return "-"
 	}
 	return p.time(t)
+}
+
+// expiry is an expiry for the text views: "-" when unknown, and with a
+// trailing "*" when it is the lifetime asked of a remote store, not one a
+// store reported (im2000-status(1)).
+func (p *printer) expiry(t time.Time, asked bool) string {
+	s := p.timeOrNone(&t)
+	if asked && !t.IsZero() {
+		s += "*"
+	}
+	return s
 }
 
 // isFinal reports whether a notification state, by name, will not change

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -213,8 +214,10 @@ func TestSilenceRecordsRead(t *testing.T) {
 
 // TestIndexNotListable: another local user (made by the test) can reach a
 // store whose root was made with a plain mkdir (0755), but cannot list
-// rcpt/ or lists/, nor open a message through a recipient link, and the
-// servers warn about the open root.
+// rcpt/ or lists/, nor open a message through its link there, nor read the
+// store's key (with it, every recipient id can be derived: the key is the
+// capability the links of old were), and the servers warn about the open
+// root.
 func TestIndexNotListable(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("running a command as another user needs root (CI runs as root)")
@@ -239,7 +242,16 @@ func TestIndexNotListable(t *testing.T) {
 	}
 	c := login(t, h, "alice")
 	id := submit(t, c, []byte(testMessage), 1<<16, &msoap.SubmitEnvelope{Recipients: []wire.MailBox{mb("bob", "example.net")}, Lists: [][]byte{[]byte("news")}, Lifetime: 86400})
-	rid := envelopeOf(t, h, id).Recipients[0].ID
+	// The message's one link, rcpt/<locator>: the first 12 octets of its
+	// id in hex (lib/store/rid.go). It and the key exist: a refusal below
+	// is the modes', not a missing file's.
+	link, key := filepath.Join(h.store, "rcpt", hex.EncodeToString(id[:12])), filepath.Join(h.store, "key")
+	if _, err := os.Lstat(link); err != nil {
+		t.Fatalf("the message's link: %v", err)
+	}
+	if fi, err := os.Stat(key); err != nil || fi.Size() == 0 {
+		t.Fatalf("the store's key: %v", err)
+	}
 	as := func(args ...string) (string, error) {
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
@@ -253,7 +265,8 @@ func TestIndexNotListable(t *testing.T) {
 		{"ls", filepath.Join(h.store, "rcpt")},
 		{"ls", filepath.Join(h.store, "lists")},
 		{"ls", filepath.Join(h.store, "lists", "news")},
-		{"cat", filepath.Join(h.store, "rcpt", rid.String())},
+		{"cat", link},
+		{"cat", key},
 		{"ls", filepath.Join(h.store, "alice", "msg")},
 	} {
 		if out, err := as(args...); err == nil || !strings.Contains(out, "Permission denied") {

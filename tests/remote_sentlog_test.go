@@ -2,6 +2,8 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -303,5 +305,85 @@ func TestSentLogModes(t *testing.T) {
 	code, _, stderr = as("", "im2000-status")
 	if code != 111 || !strings.Contains(stderr, "im2000-status: sent log "+log+": permission denied: have the admin make it readable by you") {
 		t.Errorf("status with a log it may not read: exit %d %q", code, stderr)
+	}
+}
+
+// TestSentLogExpiry (issue 17): MSOAP Track tells no expiry, so the sent
+// log records the lifetime asked (inject's and smtpd's lifetime setting)
+// and remote im2000-status shows submitted plus it, marked as asked ("*",
+// expires_asked): in the listing, the message's view and --queue's oldest.
+// Lines of both older forms show the expiry as unknown.
+func TestSentLogExpiry(t *testing.T) {
+	if _, err := exec.LookPath("swaks"); err != nil {
+		t.Fatal("swaks is not installed: run tests/deps.sh")
+	}
+	h := newStoreHost(t, "tcpserver", nil)
+	log := filepath.Join(t.TempDir(), "sent")
+	host, port, _ := remoteSMTPD(t, h, log) // lifetime: the default, 30 days
+	alice := remoteClient(t, h, "alice", log)
+	alice.setConf("lifetime", "864000") // 10 days
+	injected := alice.inject("Subject: injected\n\nx\n", "carol@example.com")
+	smtp := swaksAs(t, host, port, "alice", "over smtp")
+	life := map[string]time.Duration{injected: 10 * 24 * time.Hour, smtp: 30 * 24 * time.Hour}
+
+	type row struct {
+		ID, Subject        string
+		Submitted, Expires time.Time
+		ExpiresAsked       bool `json:"expires_asked"`
+	}
+	check := func(old map[string]bool) {
+		t.Helper()
+		var rows []row
+		if r := alice.run("", "im2000-status", "--json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &rows) != nil || len(rows) != len(life)+len(old) {
+			t.Fatalf("--json: exit %d %q %s", r.code, r.stdout, r.stderr)
+		}
+		text := alice.run("", "im2000-status").stdout
+		for _, m := range rows {
+			want, exp := "-", m.Submitted.Add(life[m.ID])
+			if !old[m.ID] {
+				want = exp.UTC().Format(time.RFC3339) + "*"
+				if !m.ExpiresAsked || !m.Expires.Equal(exp) {
+					t.Errorf("--json of %s (%s): %+v, want expires %v asked", m.ID, m.Subject, m, exp)
+				}
+			} else if m.ExpiresAsked || !m.Expires.IsZero() {
+				t.Errorf("--json of an older line %s: %+v", m.ID, m)
+			}
+			if i := strings.Index(text, m.ID+"\t"); i < 0 || !strings.HasSuffix(strings.SplitN(text[i:], "\n", 2)[0], "\t"+want) {
+				t.Errorf("listing of %s: want expires %s in %q", m.ID, want, text)
+			}
+			if r := alice.run("", "im2000-status", m.ID); !strings.HasSuffix(r.stdout, "expires\t"+want+"\n") {
+				t.Errorf("view of %s: %q, want expires %s", m.ID, r.stdout, want)
+			}
+		}
+	}
+	check(nil)
+	q := queueSummary(t, alice)
+	var sub time.Time
+	if r := alice.run("", "im2000-status", "--queue"); q.Oldest == nil || q.Oldest.ID != injected ||
+		!strings.Contains(r.stdout, "oldest\t"+injected+"\tsubmitted\t") {
+		t.Fatalf("--queue: %+v %q", q, r.stdout)
+	} else {
+		f := strings.Split(strings.Split(r.stdout[strings.Index(r.stdout, "oldest\t"):], "\n")[0], "\t")
+		sub, _ = time.Parse(time.RFC3339, f[3])
+		if exp := sub.Add(life[injected]); f[5] != exp.Format(time.RFC3339)+"*" || !q.Oldest.Expires.Equal(exp) {
+			t.Errorf("--queue's oldest expires %q (JSON %v), want %v asked", f[5], q.Oldest.Expires, exp)
+		}
+	}
+
+	// Older lines, earlier than both: the expiry unknown, in --queue too.
+	other := remoteClient(t, h, "alice", filepath.Join(t.TempDir(), "other"))
+	older, oldest := other.inject("Subject: a\n\na\n", "bob@example.net"), other.inject("Subject: b\n\nb\n", "bob@example.net")
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "%s\t%d\talice\tolder form\n%s %d oldest form\n", older, sub.Unix()-60, oldest, sub.Unix()-120)
+	f.Close()
+	check(map[string]bool{older: true, oldest: true})
+	if r := alice.run("", "im2000-status", "--queue"); !strings.Contains(r.stdout, "oldest\t"+oldest+"\tsubmitted\t") || !strings.Contains(r.stdout, "\texpires\t-\n") {
+		t.Errorf("--queue with an oldest-form line oldest: %q", r.stdout)
+	}
+	if q := queueSummary(t, alice); q.Oldest == nil || q.Oldest.ID != oldest || !q.Oldest.Expires.IsZero() {
+		t.Errorf("--queue --json with an oldest-form line oldest: %+v", q)
 	}
 }

@@ -26,19 +26,35 @@ import (
 // and im2000-status lists the lines of its own account, asking Track for
 // each. A line is
 //
-//	ID TAB UNIXTIME TAB ACCOUNT TAB SUBJECT LF
+//	ID TAB UNIXTIME+LIFETIME TAB ACCOUNT TAB SUBJECT LF
 //
-// The old form, "ID UNIXTIME SUBJECT" with single spaces, never held a tab
-// (Record made every control character of the subject a space), so a tab
-// tells the forms apart; a line of the old form names no account and is
-// the log owner's own.
+// LIFETIME is the seconds the submitter asked the store to keep the
+// message (MSOAP Track does not tell the expiry, and the store may have
+// cut it to its maxlifetime). It rides in the time field because a reader
+// of the form before it (UNIXTIME alone, digits only) then refuses the
+// line as one it did not write, whereas a field of its own would be read
+// by such a reader as the account (digits are an account name). That form
+// is still read, with the lifetime unknown. The oldest form, "ID UNIXTIME
+// SUBJECT" with single spaces, never held a tab (Record made every control
+// character of the subject a space), so a tab tells the forms apart; a
+// line of the oldest form names no account and is the log owner's own.
 
 // Sent is one line of the sent log.
 type Sent struct {
 	ID        msgid.ID
 	Submitted time.Time
-	Account   string // who submitted it; "" on a line of the old form
+	Account   string        // who submitted it; "" on a line of the oldest form
+	Lifetime  time.Duration // asked of the store, whole seconds; 0: unknown (an older line)
 	Subject   string
+}
+
+// Expires is when the message's asked lifetime ends, zero when unknown:
+// what was asked, for the store may have kept it for less.
+func (s Sent) Expires() time.Time {
+	if s.Lifetime <= 0 {
+		return time.Time{}
+	}
+	return s.Submitted.Add(s.Lifetime)
 }
 
 // Mine reports whether the line is account's: one that names it, or one
@@ -104,8 +120,12 @@ func cleanSubject(s string) string {
 }
 
 // maxUnix is the first second of the year 10000: a time past it cannot be
-// printed as RFC 3339 (im2000-status --json).
+// printed as RFC 3339 (im2000-status --json); nor can an expiry.
 const maxUnix = 253402300800
+
+// maxLifetime is the longest lifetime a line keeps, the store's own bound
+// (lib/store): no store keeps a message longer.
+const maxLifetime = 100 * 365 * 24 * time.Hour
 
 // line is s as the log holds it.
 func (s Sent) line() ([]byte, error) {
@@ -116,18 +136,42 @@ func (s Sent) line() ([]byte, error) {
 	if t < 0 || t >= maxUnix {
 		return nil, fmt.Errorf("submission time %v out of range", s.Submitted)
 	}
-	return fmt.Appendf(nil, "%s\t%d\t%s\t%s\n", s.ID, t, s.Account, cleanSubject(s.Subject)), nil
+	when := strconv.FormatInt(t, 10)
+	// A lifetime no store keeps, or one ending past maxUnix, is left out
+	// (the expiry shows as unknown) rather than costing the whole line.
+	if l := int64(s.Lifetime / time.Second); l > 0 && s.Lifetime <= maxLifetime && t+l < maxUnix {
+		when += "+" + strconv.FormatInt(l, 10)
+	}
+	return fmt.Appendf(nil, "%s\t%s\t%s\t%s\n", s.ID, when, s.Account, cleanSubject(s.Subject)), nil
+}
+
+// number reads a decimal of digits alone: ParseInt would take a sign
+// too, which Record never writes.
+func number(s string) (int64, bool) {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }
 
 // parseLine reads one line without its LF; false for anything Record did
 // not write (a line torn by a crash, a hand-edited one).
 func parseLine(l string) (Sent, bool) {
 	var f []string
+	var life int64 // seconds; 0: unknown
 	if strings.Contains(l, "\t") {
 		if f = strings.SplitN(l, "\t", 4); len(f) != 4 || store.CheckAccount(f[2]) != nil {
 			return Sent{}, false // a torn line lost its account's end: not anybody's
 		}
-		f[2], f[3] = f[3], f[2] // as the old form: id, time, subject, account
+		f[2], f[3] = f[3], f[2] // as the oldest form: id, time, subject, account
+		if when, lt, ok := strings.Cut(f[1], "+"); ok {
+			var good bool
+			if life, good = number(lt); !good || life <= 0 || life > int64(maxLifetime/time.Second) {
+				return Sent{}, false
+			}
+			f[1] = when
+		}
 	} else if f = strings.SplitN(l, " ", 3); len(f) < 2 {
 		return Sent{}, false
 	}
@@ -135,15 +179,11 @@ func parseLine(l string) (Sent, bool) {
 	if err != nil {
 		return Sent{}, false
 	}
-	// Digits only: ParseInt would take a sign too, which Record never writes.
-	if f[1] == "" || strings.Trim(f[1], "0123456789") != "" {
+	t, ok := number(f[1])
+	if !ok || t >= maxUnix || t+life >= maxUnix {
 		return Sent{}, false
 	}
-	t, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil || t >= maxUnix {
-		return Sent{}, false
-	}
-	s := Sent{ID: id, Submitted: time.Unix(t, 0)}
+	s := Sent{ID: id, Submitted: time.Unix(t, 0), Lifetime: time.Duration(life) * time.Second}
 	if len(f) > 2 {
 		s.Subject = cleanSubject(f[2])
 	}

@@ -126,13 +126,66 @@ func TestSentLogPlaceholder(t *testing.T) {
 	}
 }
 
+// TestSentLogLifetime: a line records the lifetime asked, in the time
+// field, where the reader of the form before it refuses it; lines of both
+// older forms read with the lifetime unknown; a lifetime no store keeps is
+// left out, not the line.
+func TestSentLogLifetime(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "sent")
+	oldest, older, asked, long := msgid.New(), msgid.New(), msgid.New(), msgid.New()
+	lines := oldest.String() + " 1700000000 oldest form\n" + older.String() + "\t1700000001\talice\tolder form\n"
+	if err := os.WriteFile(log, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1800000000, 0)
+	for _, s := range []Sent{
+		{ID: asked, Submitted: now, Account: "alice", Lifetime: 30 * 24 * time.Hour, Subject: "asked"},
+		{ID: long, Submitted: now, Account: "alice", Lifetime: 200 * 365 * 24 * time.Hour, Subject: "too long"},
+	} {
+		if err := Record(log, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(log)
+	if want := asked.String() + "\t1800000000+2592000\talice\tasked\n"; !strings.Contains(string(b), want) {
+		t.Errorf("log %q lacks %q", b, want)
+	}
+	got, err := ReadLog(log, "alice", time.Time{})
+	if err != nil || len(got) != 4 {
+		t.Fatalf("%v %+v", err, got)
+	}
+	for i, want := range []time.Duration{0, 0, 30 * 24 * time.Hour, 0} {
+		if got[i].Lifetime != want {
+			t.Errorf("line %d (%s): lifetime %v, want %v", i, got[i].Subject, got[i].Lifetime, want)
+		}
+	}
+	if exp := got[2].Expires(); !exp.Equal(now.Add(30 * 24 * time.Hour)) {
+		t.Errorf("expires %v", exp)
+	}
+	if exp := got[0].Expires(); !exp.IsZero() {
+		t.Errorf("an oldest-form line expires %v", exp)
+	}
+	// The reader of the form before: its time field was digits alone.
+	if f := strings.Split(strings.Split(string(b), "\n")[2], "\t"); strings.Trim(f[1], "0123456789") == "" {
+		t.Errorf("time field %q: the older reader would take it", f[1])
+	}
+	for _, bad := range []string{"\t1800000000+\talice\tx", "\t1800000000+0\talice\tx", "\t1800000000+-5\talice\tx",
+		"\t+5\talice\tx", "\t1800000000+5+5\talice\tx", "\t253402300000+1000\talice\tx", "\t1+3153600001\talice\tx"} {
+		if s, ok := parseLine(asked.String() + bad); ok {
+			t.Errorf("%q read as %+v", bad, s)
+		}
+	}
+}
+
 // FuzzSentLog: whatever a sent log holds, reading it does not panic, keeps
-// only lines that are the reader's, each id once, and each line read writes back as one
-// line that reads the same.
+// only lines that are the reader's, each id once, with a lifetime unknown
+// or of whole seconds that no store exceeds and an expiry RFC 3339 can
+// print, and each line read writes back as one line that reads the same.
 func FuzzSentLog(f *testing.F) {
 	id := msgid.New().String()
 	f.Add([]byte(id + " 1700000000 old form\n" + id + "\t1800000000\talice\tnew form\n"))
 	f.Add([]byte(id + "\t1800000000\tbob\tnot alice's\n" + id + "\t-1\talice\tx\n" + id + "\t1\talice"))
+	f.Add([]byte(id + "\t1800000000+2592000\talice\tlifetime\n" + id + " 1700000000+60 old form, no lifetime\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := readLog(bufio.NewReaderSize(bytes.NewReader(b), maxLine), "alice", time.Time{}, false)
 		if err != nil {
@@ -150,6 +203,12 @@ func FuzzSentLog(f *testing.F) {
 			if !s.Mine("alice") {
 				t.Fatalf("%+v is not alice's", s)
 			}
+			if s.Lifetime < 0 || s.Lifetime > maxLifetime || s.Lifetime%time.Second != 0 {
+				t.Fatalf("%+v: lifetime out of range", s)
+			}
+			if exp := s.Expires(); s.Lifetime > 0 && (exp.Unix() >= maxUnix || !exp.After(s.Submitted)) || s.Lifetime == 0 && !exp.IsZero() {
+				t.Fatalf("%+v expires %v", s, exp)
+			}
 			if s.Account == "" {
 				s.Account = "alice" // the owner's, written as Record would
 			}
@@ -158,7 +217,7 @@ func FuzzSentLog(f *testing.F) {
 				t.Fatalf("%+v writes as %q: %v", s, l, err)
 			}
 			again, ok := parseLine(string(l[:len(l)-1]))
-			if !ok || again.ID != s.ID || !again.Submitted.Equal(s.Submitted) || again.Account != s.Account || again.Subject != s.Subject {
+			if !ok || again.ID != s.ID || !again.Submitted.Equal(s.Submitted) || again.Account != s.Account || again.Subject != s.Subject || again.Lifetime != s.Lifetime {
 				t.Fatalf("%q reads back as %+v, not %+v", l, again, s)
 			}
 		}

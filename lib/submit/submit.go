@@ -147,7 +147,9 @@ func submitRemote(r *Request) (msgid.ID, error) {
 	// listing (the id printed or answered still tracks and cancels it).
 	log, err := remote.SentLog(r.Conf, s.Account)
 	if err == nil {
-		err = remote.Record(log, remote.Sent{ID: id, Submitted: now, Account: s.Account, Subject: subject})
+		// The lifetime asked: Track does not tell the expiry, and the store
+		// may have cut it to its maxlifetime (status marks it as asked).
+		err = remote.Record(log, remote.Sent{ID: id, Submitted: now, Account: s.Account, Lifetime: s.Lifetime, Subject: subject})
 	}
 	if err != nil {
 		notRecorded := r.NotRecorded
