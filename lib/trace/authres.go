@@ -31,7 +31,15 @@ func AuthservID(v string) string {
 		v = strings.TrimLeft(rest, " \t\r\n")
 	}
 	if q, ok := strings.CutPrefix(v, `"`); ok {
-		id, _, _ := strings.Cut(q, `"`)
+		id, _, closed := strings.Cut(q, `"`)
+		if !closed {
+			// Unterminated: read as a token, so that "ME.example\r\n
+			// claims this host as a lenient reader would take it (found
+			// by FuzzStampWrite: the line end made it nobody's).
+			if i := strings.IndexAny(id, "; \t\r\n("); i >= 0 {
+				id = id[:i]
+			}
+		}
 		return id
 	}
 	if i := strings.IndexAny(v, "; \t\r\n("); i >= 0 {
@@ -54,10 +62,7 @@ type arFilter struct {
 // lines), the n-th of the header counting from 1, stays.
 func (a *arFilter) keep(f []byte) bool {
 	_, v, _ := bytes.Cut(f, []byte(":"))
-	// Without the field's line end: an unterminated quoted authserv-id
-	// runs to the end of the value, and "ME.example\r\n" must still be
-	// read as this host's (found by FuzzStampWrite).
-	id := AuthservID(string(bytes.TrimRight(v, " \t\r\n")))
+	id := AuthservID(string(v))
 	if a.gateway && a.fields == 3 && a.gwID == "" && len(a.names) == 2 &&
 		strings.EqualFold(a.names[0], "Return-Path") && strings.EqualFold(a.names[1], "Received") {
 		a.gwID = id

@@ -188,3 +188,22 @@ func TestWriteManyFieldsMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthservID: the first word of an Authentication-Results value, as a
+// host that checks for its own name reads it; a line end is never part
+// of it, even after an unterminated quote.
+func TestAuthservID(t *testing.T) {
+	for v, want := range map[string]string{
+		" me.example; spf=pass":             "me.example",
+		" (comment) \"me.example\"; none":   "me.example",
+		"\"ME.eXAmple\r\n":                  "ME.eXAmple",
+		"\"me.example\r\n\t; spf=pass\r\n":  "me.example",
+		" me.example\r\n":                   "me.example",
+		" (unclosed comment me.example\r\n": "",
+		"":                                  "",
+	} {
+		if got := AuthservID(v); got != want {
+			t.Errorf("AuthservID(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
