@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -219,21 +218,7 @@ func TestSilenceRecordsRead(t *testing.T) {
 // capability the links of old were), and the servers warn about the open
 // root.
 func TestIndexNotListable(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running a command as another user needs root (CI runs as root)")
-	}
-	const name = "im2000-other"
-	u, err := user.Lookup(name)
-	if err != nil {
-		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-			t.Fatalf("useradd: %v: %s", err, out)
-		}
-		if u, err = user.Lookup(name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, gid := otherUser(t)
 	h := newStoreHost(t, "tcpserver", nil)
 	// The test's temporary directories are 0700: open the way down to the
 	// store, as a store under /var would be.
@@ -259,7 +244,7 @@ func TestIndexNotListable(t *testing.T) {
 		return string(out), err
 	}
 	if out, err := as("ls", h.store); err != nil || !strings.Contains(out, "rcpt") {
-		t.Fatalf("%s cannot even list the store root (the test proves nothing): %v: %s", name, err, out)
+		t.Fatalf("%s cannot even list the store root (the test proves nothing): %v: %s", otherName, err, out)
 	}
 	for _, args := range [][]string{
 		{"ls", filepath.Join(h.store, "rcpt")},
@@ -270,7 +255,7 @@ func TestIndexNotListable(t *testing.T) {
 		{"ls", filepath.Join(h.store, "alice", "msg")},
 	} {
 		if out, err := as(args...); err == nil || !strings.Contains(out, "Permission denied") {
-			t.Errorf("%s: %v as %s: %v: %s", strings.Join(args, " "), err, name, err, out)
+			t.Errorf("%s: %v as %s: %v: %s", strings.Join(args, " "), err, otherName, err, out)
 		}
 	}
 	if !regexp.MustCompile(`(?m)^im2000-submitd: warning: store: .* is open to other users \(mode 0755\)`).MatchString(storeLogs(h)) {

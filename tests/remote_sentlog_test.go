@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -247,21 +246,7 @@ func TestSentLogRefused(t *testing.T) {
 // not read it); a reader that may not read its log is told to have the
 // admin mend it. Needs root, to run the programs as another user.
 func TestSentLogModes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running a command as another user needs root (CI runs as root)")
-	}
-	const name = "im2000-other"
-	u, err := user.Lookup(name)
-	if err != nil {
-		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-			t.Fatalf("useradd: %v: %s", err, out)
-		}
-		if u, err = user.Lookup(name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, gid := otherUser(t)
 	h := newStoreHost(t, "tcpserver", nil)
 	alice := remoteClient(t, h, "alice", "")
 	log := filepath.Join(t.TempDir(), "alice")
@@ -288,7 +273,7 @@ func TestSentLogModes(t *testing.T) {
 		if err := cmd.Run(); err != nil {
 			x, ok := err.(*exec.ExitError)
 			if !ok {
-				t.Fatalf("%s as %s: %v", prog, name, err)
+				t.Fatalf("%s as %s: %v", prog, otherName, err)
 			}
 			code = x.ExitCode()
 		}
