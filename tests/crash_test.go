@@ -205,7 +205,7 @@ func TestDiskFull(t *testing.T) {
 mount -t tmpfs -o size=1m tmpfs "$D" || exit 99
 mkdir "$D/store"
 "$INJECT" bob@example.net < "$BIG" > /dev/null; echo "big $?"
-find "$D/store" ! -type d ! -path "$D/store/key" | sort | sed 's/^/left /'
+find "$D/store" ! -type d ! -path "$D/store/.key" | sort | sed 's/^/left /'
 echo small | "$INJECT" bob@example.net > /dev/null; echo "small $?"
 find "$D/store" ! -type d | sort | sed 's/^/after /'
 `

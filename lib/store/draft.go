@@ -257,7 +257,8 @@ func (d *Draft) commit() error {
 	if len(env.Lists) > 0 {
 		st.posted = d.posted.Unix()
 	}
-	if err := durable.WriteFile(a.path("status", env.ID), a.marshalStatus(env.ID, st), 0o600, filepath.Join(a.dir, "tmp")); err != nil {
+	snap := a.marshalStatus(env.ID, st)
+	if err := durable.WriteFile(a.path("status", env.ID), snap, 0o600, filepath.Join(a.dir, "tmp")); err != nil {
 		return err
 	}
 	dirs := map[string]bool{}

@@ -37,12 +37,15 @@ import (
 // appends. Unknown record kinds are skipped by their length: a later
 // version may add some.
 //
-// When the journal has grown past twice the snapshot (and past
-// compactMin), the writer folds it into a new snapshot with the next
-// generation, renames that into place, and only then removes the old
-// journal. (The event that made every recipient final compacted too, for
-// readers to read one file; it rewrote the whole snapshot, ~70 octets a
-// recipient, more than all the recipients' silences appended: issue 17.) A lock-free reader that read the old snapshot either opens the
+// When the journal has grown past twice the larger of the snapshot and
+// snapLine octets a recipient (a snapshot of derived ids is one line,
+// however many recipients: status.go), and past compactMin, the writer
+// folds it into a new snapshot with the next generation, renames that into
+// place, and only then removes the old journal. (The event that made every
+// recipient final compacted too, for readers to read one file; it rewrote
+// the whole snapshot, ~70 octets a recipient, more than all the
+// recipients' silences appended: issue 17.) A lock-free reader that read
+// the old snapshot either opens the
 // old journal (complete: nobody appends to an old generation) or finds it
 // gone and reads the snapshot again. The compaction's cost, spread over
 // the appends that made it necessary, is at most one and a half times
@@ -271,7 +274,8 @@ func (a *Account) record(id msgid.ID, sc *sidecar, old []RecipientStatus) (sync 
 func (a *Account) compact(id msgid.ID, st *Status) error {
 	old := st.gen
 	st.gen++
-	if err := durable.WriteFile(a.path("status", id), a.marshalStatus(id, st), 0o600, filepath.Join(a.dir, "tmp")); err != nil {
+	snap := a.marshalStatus(id, st)
+	if err := durable.WriteFile(a.path("status", id), snap, 0o600, filepath.Join(a.dir, "tmp")); err != nil {
 		st.gen = old
 		return err
 	}

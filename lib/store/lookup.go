@@ -33,17 +33,18 @@ func (s *Store) Lookup(rid msgid.ID, now time.Time) (*Message, int, error) {
 	if !errors.Is(err, ErrNoSuch) {
 		return nil, 0, err
 	}
-	link, loc, i := s.decrypt(rid)
+	link, loc, u := s.decrypt(rid)
 	m, err = s.follow(link)
 	if err != nil {
 		return nil, 0, err
 	}
 	env := m.Env
-	if !bytes.Equal(env.ID[:locatorSize], loc[:]) || i >= len(env.Recipients) || env.Recipients[i].ID != rid || now.After(env.Expires()) {
+	if !bytes.Equal(env.ID[:locatorSize], loc[:]) || uint64(u) >= uint64(len(env.Recipients)) ||
+		env.Recipients[u].ID != rid || now.After(env.Expires()) {
 		m.Close()
 		return nil, 0, ErrNoSuch
 	}
-	return m, i, nil
+	return m, int(u), nil
 }
 
 // follow opens the message an index link in rcpt/ leads to: ErrNoSuch if

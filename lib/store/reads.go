@@ -54,7 +54,8 @@ func parseReads(b []byte) readsCounter {
 	h := b[len(readsMagic):]
 	// Both fit in 63 bits in any file this code wrote; a damaged one
 	// counts from 0 rather than below it.
-	c := readsCounter{total: int64(binary.BigEndian.Uint64(h) & (1<<63 - 1)), day: int64(binary.BigEndian.Uint64(h[8:]) & (1<<63 - 1))}
+	c := readsCounter{total: int64(binary.BigEndian.Uint64(h) & (1<<63 - 1)),
+		day: int64(binary.BigEndian.Uint64(h[8:]) & (1<<63 - 1))}
 	n := binary.BigEndian.Uint64(h[16:])
 	if rest := uint64(len(b)-readsHeader) / 8; n > rest || n > MaxListReadsPerDay {
 		n = min(rest, MaxListReadsPerDay)

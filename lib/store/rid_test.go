@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -128,74 +127,6 @@ func TestOldRecipientIDs(t *testing.T) {
 	}
 	if tr := traces(t, s, env); len(tr) != 0 {
 		t.Fatalf("after Cancel: %v", tr)
-	}
-}
-
-// TestStoreKey: the key is made once, 0600, the same for every process
-// that opens a new store at once, kept across opens, and a damaged one
-// stops the store rather than being replaced.
-func TestStoreKey(t *testing.T) {
-	root := t.TempDir()
-	var wg sync.WaitGroup
-	ids := make([]msgid.ID, 8)
-	errs := make([]error, len(ids))
-	var probe msgid.ID
-	for i := range ids {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			s, err := Open(root)
-			if err == nil {
-				ids[i] = s.recipientID(probe, 7)
-			}
-			errs[i] = err
-		}(i)
-	}
-	wg.Wait()
-	for i := range ids {
-		if errs[i] != nil || ids[i] != ids[0] {
-			t.Fatalf("opener %d: %v, %s vs %s", i, errs[i], ids[i], ids[0])
-		}
-	}
-	fi, err := os.Stat(filepath.Join(root, "key"))
-	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != keySize {
-		t.Fatalf("key: %v, %v", fi, err)
-	}
-	ents, _ := os.ReadDir(root)
-	for _, e := range ents {
-		if bytes.HasPrefix([]byte(e.Name()), []byte(".key-")) {
-			t.Errorf("temporary key file %s left", e.Name())
-		}
-	}
-	os.Chmod(filepath.Join(root, "key"), 0o644)
-	s, err := Open(root)
-	if err != nil || s.recipientID(probe, 7) != ids[0] {
-		t.Fatalf("reopened: %v", err)
-	}
-	if fi, _ := os.Stat(filepath.Join(root, "key")); fi.Mode().Perm() != 0o600 {
-		t.Errorf("an open key left %04o", fi.Mode().Perm())
-	}
-	if err := CheckAccount("key"); err == nil {
-		t.Error("an account may be named key")
-	}
-	os.WriteFile(filepath.Join(root, "key"), []byte("short"), 0o600)
-	if _, err := Open(root); err == nil {
-		t.Fatal("a damaged key was accepted")
-	}
-	if b, _ := os.ReadFile(filepath.Join(root, "key")); string(b) != "short" {
-		t.Fatal("a damaged key was replaced")
-	}
-	// A crashed maker's temporary file goes with Clean once stale.
-	os.WriteFile(filepath.Join(root, "key"), bytes.Repeat([]byte{1}, keySize), 0o600)
-	tmp := filepath.Join(root, ".key-1-x")
-	os.WriteFile(tmp, []byte("half"), 0o600)
-	s, err = Open(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Clean(time.Now().Add(StaleAge + time.Minute))
-	if _, err := os.Stat(tmp); err == nil {
-		t.Error("Clean left a stale temporary key file")
 	}
 }
 

@@ -44,7 +44,8 @@ const (
 	LastNotification = SMTP
 )
 
-var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser", "notifying", "silenced", "refused", "tlsdowngrade", "tlsbadcert", "smtp"}
+var notificationNames = []string{"unprocessed", "baddomain", "noservice", "noserver", "protocolerror", "nouser",
+	"notifying", "silenced", "refused", "tlsdowngrade", "tlsbadcert", "smtp"}
 
 func (n Notification) String() string {
 	if int(n) < len(notificationNames) {

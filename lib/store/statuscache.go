@@ -103,7 +103,8 @@ func (a *Account) fromCache(id msgid.ID) (*sidecar, bool) {
 		return nil, false
 	}
 	jkey, ok := keyOf(jfi)
-	if !ok || (cached.off > 0 && (jkey.ino != cached.journal.ino || jkey.dev != cached.journal.dev)) || jfi.Size() < cached.off {
+	if !ok || (cached.off > 0 && (jkey.ino != cached.journal.ino || jkey.dev != cached.journal.dev)) ||
+		jfi.Size() < cached.off {
 		return nil, false
 	}
 	b := make([]byte, jfi.Size()-cached.off)

@@ -3,7 +3,7 @@
 // delivery status and its index entries. The layout and the commit protocol
 // are described in man/im2000-store.5; the reasons in DESIGN-NOTES.md.
 //
-//	<root>/key                           32 random octets: recipient ids are made under it (rid.go)
+//	<root>/.key                          32 random octets: recipient ids are made under it (key.go)
 //	<root>/rcpt/<24 hex digits>          -> ../<account>/msg/<id>   (one per message: rid.go)
 //	<root>/rcpt/<lid>                    -> ../<account>/msg/<id>   (list ids; recipient ids of old)
 //	<root>/lists/<name>/<day>/<unix>.<lid> -> ../../../<account>/msg/<id>
@@ -66,9 +66,10 @@ var indexDirs = []string{"rcpt", "lists"}
 
 // Open opens the store at root, which must exist (a mistyped path must not
 // silently become a new store), and creates its shared index directories,
-// 0700, and its key (rid.go), 0600. An index directory or key that an
-// older version made readable by others is tightened; a root readable by others is left as the admin made it,
-// with a warning (the index and the archives below it are closed anyway).
+// 0700, and its key (key.go), 0600, if it never had one. An index
+// directory or key that an older version made readable by others is
+// tightened; a root readable by others is left as the admin made it, with
+// a warning (the index and the archives below it are closed anyway).
 func Open(root string) (*Store, error) {
 	fi, err := os.Stat(root)
 	if err != nil {
@@ -79,7 +80,8 @@ func Open(root string) (*Store, error) {
 	}
 	s := &Store{Root: root}
 	if fi.Mode().Perm()&0o077 != 0 {
-		s.Warnings = append(s.Warnings, fmt.Sprintf("the store %s is open to other users (mode %04o): chmod 700 it", root, fi.Mode().Perm()))
+		s.Warnings = append(s.Warnings, fmt.Sprintf("the store %s is open to other users (mode %04o): chmod 700 it",
+			root, fi.Mode().Perm()))
 	}
 	for _, d := range indexDirs {
 		path := filepath.Join(root, d)
@@ -105,7 +107,8 @@ func tighten(path string) []string {
 		return nil
 	}
 	if err := os.Chmod(path, 0o700); err != nil {
-		return []string{fmt.Sprintf("%s is open to other users (mode %04o) and cannot be closed: %v; chmod 700 it", path, fi.Mode().Perm(), err)}
+		return []string{fmt.Sprintf("%s is open to other users (mode %04o) and cannot be closed: %v; chmod 700 it",
+			path, fi.Mode().Perm(), err)}
 	}
 	return nil
 }
@@ -117,9 +120,10 @@ type Account struct {
 	dir  string
 }
 
-// CheckAccount accepts names that are safe as a directory name.
+// CheckAccount accepts names that are safe as a directory name, and none
+// that starts with a dot, such as the store's key (key.go).
 func CheckAccount(name string) error {
-	if name == "" || len(name) > 64 || name[0] == '.' || name == "rcpt" || name == "lists" || name == "key" {
+	if name == "" || len(name) > 64 || name[0] == '.' || name == "rcpt" || name == "lists" {
 		return fmt.Errorf("%w: %q", ErrBadAccount, name)
 	}
 	for i := 0; i < len(name); i++ {

@@ -324,12 +324,24 @@ func FuzzParseStatus(f *testing.F) {
 	f.Add([]byte("im2000-status 1\nrcpt 0123456789abcdef0123456789abcdef notifying readall pinned 3 100 200\nlist 0123456789abcdef0123456789abcdee 7\n"))
 	f.Add([]byte("im2000-status 1\n"))
 	f.Add([]byte("im2000-status 2\njournal 3\nrcpt 0123456789abcdef0123456789abcdef notifying readall pinned 3 100 200\nrcpts 4 silenced unread unpinned 1 2 3\n"))
+	// Runs round-trip as runs (a zero id is what a parsed run's ids are
+	// until derived). The form with a line a recipient is checked up to
+	// 4096 recipients: "rcpts 1048576" spelled out is 90 MB, seconds an
+	// input, which stalled the fuzzer without finding anything.
+	zero := func(int) msgid.ID { return msgid.ID{} }
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := ParseStatus(data)
 		if err != nil {
 			return
 		}
-		again, err := ParseStatus(st.Marshal())
+		again, err := ParseStatus(st.marshal(zero))
+		if err != nil || !bytes.Equal(again.marshal(zero), st.marshal(zero)) {
+			t.Fatalf("accepted status does not round-trip in runs: %v\n%s", err, st.marshal(zero))
+		}
+		if len(st.Recipients) > 4096 {
+			return
+		}
+		again, err = ParseStatus(st.Marshal())
 		if err != nil || !bytes.Equal(again.Marshal(), st.Marshal()) {
 			t.Fatalf("accepted status does not round-trip: %v\n%s", err, st.Marshal())
 		}
