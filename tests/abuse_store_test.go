@@ -230,7 +230,7 @@ func TestIndexNotListable(t *testing.T) {
 	// The message's one link, rcpt/<locator>: the first 12 octets of its
 	// id in hex (lib/store/rid.go). It and the key exist: a refusal below
 	// is the modes', not a missing file's.
-	link, key := filepath.Join(h.store, "rcpt", hex.EncodeToString(id[:12])), filepath.Join(h.store, "key")
+	link, key := filepath.Join(h.store, "rcpt", hex.EncodeToString(id[:12])), filepath.Join(h.store, ".key")
 	if _, err := os.Lstat(link); err != nil {
 		t.Fatalf("the message's link: %v", err)
 	}
