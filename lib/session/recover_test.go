@@ -43,17 +43,18 @@ func (h *panicky) Abort(s *Session) {
 // TestPanicInHandler: a handler's panic ends its session with
 // errorinternalproblem and an alert; the server serves the next session.
 func TestPanicInHandler(t *testing.T) {
-	f := start(t, 5*time.Second, 4)
 	var mu sync.Mutex
 	var logs strings.Builder
-	f.srv.Log = func(format string, a ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(&logs, format+"\n", a...)
-	}
-	f.srv.NewHandler = func(*Session) Handler {
-		return &panicky{toy: toy{mu: &f.mu, committed: &f.committed, aborts: &f.aborts}}
-	}
+	f := start(t, 5*time.Second, 4, func(f *fixture) {
+		f.srv.Log = func(format string, a ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(&logs, format+"\n", a...)
+		}
+		f.srv.NewHandler = func(*Session) Handler {
+			return &panicky{toy: toy{mu: &f.mu, committed: &f.committed, aborts: &f.aborts}}
+		}
+	})
 	alerts := func() []string {
 		mu.Lock()
 		defer mu.Unlock()

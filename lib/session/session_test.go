@@ -79,11 +79,16 @@ type fixture struct {
 	aborts    int
 }
 
-func start(t *testing.T, timeout time.Duration, maxConns int) *fixture {
+func start(t *testing.T, timeout time.Duration, maxConns int, setup ...func(*fixture)) *fixture {
 	f := &fixture{}
 	f.srv = &Server{Proto: msoap.Protocol, Timeout: timeout, MaxPDU: 4096, MaxConns: maxConns,
 		NewHandler: func(*Session) Handler { return &toy{mu: &f.mu, committed: &f.committed, aborts: &f.aborts} },
 		Log:        func(format string, a ...any) { t.Logf(format, a...) }}
+	// Changes to the server before it serves: after, they would race with
+	// its sessions.
+	for _, s := range setup {
+		s(f)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
