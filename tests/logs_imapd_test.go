@@ -52,11 +52,8 @@ func TestIMAPSettingsSIGHUP(t *testing.T) {
 	if s := settingsLines("im2000-imapd", logs)[1]; !strings.Contains(s, " imappoll=9 ") || !strings.Contains(s, " sessionsperaddr=1 ") {
 		t.Errorf("imapd's settings line after SIGHUP: %s", s)
 	}
-	if _, g := greeting(); !strings.HasPrefix(g, "* OK") {
-		t.Fatalf("first greeting after SIGHUP: %q", g)
-	}
 	if _, g := greeting(); strings.HasPrefix(g, "* OK") {
-		t.Errorf("a second session from the address let in after sessionsperaddr became 1: %q", g)
+		t.Errorf("a second session from the address (one held) let in after sessionsperaddr became 1: %q", g)
 	}
 	await(t, 5*time.Second, "imapd's refused line", func() bool {
 		return strings.Contains(logs.String(), "im2000-imapd: warning: refused: 127.0.0.1:")

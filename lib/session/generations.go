@@ -29,7 +29,7 @@ type Generations[C any] struct {
 	// settings in force.
 	Load func() (C, error)
 	// Limits are C's session limits; the count of sessions per address
-	// carries over to the next generation while PerAddr stays.
+	// carries over to the next generation, under its cap.
 	Limits func(C) Limits
 	// NewServer makes the server of one generation, with C's settings.
 	NewServer func(C) GenServer

@@ -82,14 +82,16 @@ func (srv TextServer[C]) listen(f Flags, c C) error {
 	if err != nil {
 		return err
 	}
+	// Caught before the settings line: a supervisor that waits for it and
+	// then sends SIGHUP must not kill the process by the default action.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	srv.Log.Listening(l.Addr(), f.TLS, f.Conns)
 	srv.Log.Settings()
 	l = LimitListener(l, f.Conns, srv.Busy)
 	var cur atomic.Pointer[textState[C]]
 	lim := srv.Limits(c)
 	cur.Store(&textState[C]{c: c, lim: lim, slots: lim.SlotsFor(true)})
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		for s := range sig {
 			if s != syscall.SIGHUP {
@@ -131,7 +133,12 @@ func (srv TextServer[C]) reload(cur *atomic.Pointer[textState[C]]) {
 	}
 	st := &textState[C]{c: c, lim: srv.Limits(c), slots: old.slots}
 	if st.lim.PerAddr != old.lim.PerAddr {
-		st.slots = st.lim.SlotsFor(true)
+		// The sessions an address holds go on counting, under the new cap.
+		if m, ok := old.slots.(*MemSlots); ok && st.lim.PerAddr > 0 && st.lim.Slots == nil {
+			m.setN(st.lim.PerAddr)
+		} else {
+			st.slots = st.lim.SlotsFor(true)
+		}
 	}
 	cur.Store(st)
 	srv.Log.Settings()

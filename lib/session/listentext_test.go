@@ -33,8 +33,8 @@ func TestTextReloadSlots(t *testing.T) {
 	}
 	next = cfg{3}
 	srv.reload(&cur)
-	if cur.Load().slots == first || cur.Load().lim.PerAddr != 3 {
-		t.Fatalf("sessionsperaddr 2 to 3: the slots were kept, or the limits not taken")
+	if cur.Load().slots != first || first.(*MemSlots).n != 3 || cur.Load().lim.PerAddr != 3 {
+		t.Fatalf("sessionsperaddr 2 to 3: the counts were not carried over under the new cap, or the limits not taken")
 	}
 	kept := cur.Load()
 	loadErr = errors.New("broken")

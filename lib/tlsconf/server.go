@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -244,17 +245,31 @@ func (c *Certs) Certificate() *tls.Certificate {
 
 // ReloadOnSIGHUP reads the pair again on each SIGHUP, whether or not the
 // files look changed (a file rewritten in place within the same
-// timestamp tick, say).
+// timestamp tick, say). One per process: the Certs last asked for is the
+// one read. A program that loads its settings again on each SIGHUP makes
+// a new Certs each time (imapd); a goroutine for each would read the pair
+// and log it once more with every SIGHUP (the review counted 15 lines
+// after 5 SIGHUPs), and the older pairs serve only sessions begun before.
 func (c *Certs) ReloadOnSIGHUP() {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	go func() {
-		for range ch {
-			if err := c.Reload(true); err == nil {
-				c.logf("tls: SIGHUP: certificate of %s loaded", c.CertFile)
+	onSIGHUP.certs.Store(c)
+	onSIGHUP.once.Do(func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGHUP)
+		go func() {
+			for range ch {
+				c := onSIGHUP.certs.Load()
+				if err := c.Reload(true); err == nil {
+					c.logf("tls: SIGHUP: certificate of %s loaded", c.CertFile)
+				}
 			}
-		}
-	}()
+		}()
+	})
+}
+
+// onSIGHUP is the process's one SIGHUP reader of a pair (ReloadOnSIGHUP).
+var onSIGHUP struct {
+	once  sync.Once
+	certs atomic.Pointer[Certs]
 }
 
 // Config is the server configuration: TLS 1.2 at least, 1.3 preferred,

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -330,4 +331,46 @@ func leafSerial(t *testing.T, certPEM []byte) int64 {
 		t.Fatal(err)
 	}
 	return leaf.SerialNumber.Int64()
+}
+
+// TestReloadOnSIGHUPOnce: a program that makes a new pair on each SIGHUP
+// (imapd) and asks each to be read on SIGHUP gets one reading a SIGHUP,
+// of the newest pair, not one more for every SIGHUP before.
+func TestReloadOnSIGHUPOnce(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var lines []string
+	log := func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(format, a...))
+	}
+	var last *Certs
+	for i := range 3 {
+		c := &Certs{CertFile: filepath.Join(dir, fmt.Sprintf("crt%d", i)), KeyFile: filepath.Join(dir, fmt.Sprintf("key%d", i)), Log: log}
+		ca.WriteLeaf(t, c.CertFile, c.KeyFile, int64(i+1), "example.org")
+		if err := c.Reload(true); err != nil {
+			t.Fatal(err)
+		}
+		c.ReloadOnSIGHUP()
+		last = c
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(lines)
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // room for any second reading
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) != 1 || !strings.Contains(lines[0], last.CertFile) {
+		t.Fatalf("one SIGHUP after three pairs asked to be read: %q", lines)
+	}
 }
