@@ -268,9 +268,10 @@ func TestHostSetup(t *testing.T) {
 		t.Errorf("status of a message to a removed account:\n%s%s", r.stdout, r.stderr)
 	}
 	// Over MSOAP the dates the store does not tell are left out, not zero;
-	// when it was submitted comes from the sent log.
+	// when it was submitted, and the lifetime asked, come from the sent log.
 	r = alice.run("", "im2000-status", "--json", id)
-	if r.code != 0 || strings.Contains(r.stdout, "0001-01-01") || !strings.Contains(r.stdout, `"submitted": "20`) || strings.Contains(r.stdout, `"expires"`) {
+	if r.code != 0 || strings.Contains(r.stdout, "0001-01-01") || !strings.Contains(r.stdout, `"submitted": "20`) ||
+		!strings.Contains(r.stdout, `"expires_asked": true`) || strings.Contains(r.stdout, `"next_attempt"`) {
 		t.Errorf("remote status --json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -276,6 +276,15 @@ func (s *Spool) write(final string, b []byte, written func()) error {
 		err = cerr
 	}
 	if err == nil {
+		// List gives the oldest first by modification time, which the
+		// kernel takes from a clock of a few milliseconds' grain: the
+		// notifications of one batch, written in a row, would tie and come
+		// out in any order (imapd gave the later of two the lower UID).
+		// The nanosecond clock keeps the order they were written in.
+		now := time.Now()
+		err = os.Chtimes(tmp, now, now)
+	}
+	if err == nil {
 		err = os.Rename(tmp, final)
 	}
 	if err != nil {
@@ -309,7 +318,12 @@ func (s *Spool) List(account string, maxBytes int) ([]Entry, error) {
 			files = append(files, file{e.Name(), fi.ModTime()})
 		}
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].t.Before(files[j].t) })
+	sort.Slice(files, func(i, j int) bool {
+		if !files[i].t.Equal(files[j].t) {
+			return files[i].t.Before(files[j].t)
+		}
+		return files[i].name < files[j].name // a tie: one order every time
+	})
 	var out []Entry
 	size := 0
 	for _, f := range files {
