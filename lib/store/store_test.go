@@ -8,9 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -239,115 +237,6 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
-// TestConcurrentUpdaters runs updaters as separate processes, each adding
-// to the attempt counter under the store's lock; none may be lost.
-func TestConcurrentUpdaters(t *testing.T) {
-	if os.Getenv("IM2000_TEST_UPDATER") != "" {
-		return
-	}
-	s, a := newAccount(t)
-	env, err := inject(t, a, submission(t), "x", Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const procs, each = 8, 25
-	var cmds []*exec.Cmd
-	for i := 0; i < procs; i++ {
-		c := exec.Command(os.Args[0], "-test.run=^TestHelperUpdater$")
-		c.Env = append(os.Environ(), "IM2000_TEST_UPDATER=1", "STORE="+s.Root, "ID="+env.ID.String(), "N="+strconv.Itoa(each))
-		c.Stderr = os.Stderr
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, c)
-	}
-	for _, c := range cmds {
-		if err := c.Wait(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := a.Status(env.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range st.Recipients {
-		if r.Attempts != procs*each {
-			t.Fatalf("attempts = %d, want %d: updates were lost", r.Attempts, procs*each)
-		}
-	}
-}
-
-func TestHelperUpdater(t *testing.T) {
-	if os.Getenv("IM2000_TEST_UPDATER") == "" {
-		t.Skip("helper process for TestConcurrentUpdaters")
-	}
-	s, err := Open(os.Getenv("STORE"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _ := s.Account("alice")
-	id, _ := msgid.Parse(os.Getenv("ID"))
-	n, _ := strconv.Atoi(os.Getenv("N"))
-	for i := 0; i < n; i++ {
-		err := a.Update(id, func(_ *Envelope, st *Status) error {
-			for j := range st.Recipients {
-				st.Recipients[j].Attempts++
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func FuzzReadEnvelope(f *testing.F) {
-	f.Add([]byte("im2000-envelope 1\nid 0123456789abcdef0123456789abcdef\nsender a@b.c\nsubmitted 1\nlifetime 60\nrcpt 0123456789abcdef0123456789abcdee x@y\nlist 0123456789abcdef0123456789abcded l\n\nbody"))
-	f.Add([]byte("im2000-envelope 1\n\n"))
-	f.Add([]byte("im2000-envelope 1\nid x\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		env, n, err := ReadEnvelope(bufio.NewReader(bytes.NewReader(data)))
-		if err != nil {
-			return
-		}
-		if n > int64(len(data)) {
-			t.Fatalf("consumed %d of %d bytes", n, len(data))
-		}
-		again, _, err := ReadEnvelope(bufio.NewReader(bytes.NewReader(env.Marshal())))
-		if err != nil || !bytes.Equal(again.Marshal(), env.Marshal()) {
-			t.Fatalf("accepted envelope does not round-trip: %v\n%s", err, env.Marshal())
-		}
-	})
-}
-
-func FuzzParseStatus(f *testing.F) {
-	f.Add([]byte("im2000-status 1\nrcpt 0123456789abcdef0123456789abcdef notifying readall pinned 3 100 200\nlist 0123456789abcdef0123456789abcdee 7\n"))
-	f.Add([]byte("im2000-status 1\n"))
-	f.Add([]byte("im2000-status 2\njournal 3\nrcpt 0123456789abcdef0123456789abcdef notifying readall pinned 3 100 200\nrcpts 4 silenced unread unpinned 1 2 3\n"))
-	// Runs round-trip as runs (a zero id is what a parsed run's ids are
-	// until derived). The form with a line a recipient is checked up to
-	// 4096 recipients: "rcpts 1048576" spelled out is 90 MB, seconds an
-	// input, which stalled the fuzzer without finding anything.
-	zero := func(int) msgid.ID { return msgid.ID{} }
-	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := ParseStatus(data)
-		if err != nil {
-			return
-		}
-		again, err := ParseStatus(st.marshal(zero))
-		if err != nil || !bytes.Equal(again.marshal(zero), st.marshal(zero)) {
-			t.Fatalf("accepted status does not round-trip in runs: %v\n%s", err, st.marshal(zero))
-		}
-		if len(st.Recipients) > 4096 {
-			return
-		}
-		again, err = ParseStatus(st.Marshal())
-		if err != nil || !bytes.Equal(again.Marshal(), st.Marshal()) {
-			t.Fatalf("accepted status does not round-trip: %v\n%s", err, st.Marshal())
-		}
-	})
-}
-
 func TestLookupPartsCancel(t *testing.T) {
 	s, a := newAccount(t)
 	body := "From: alice@example.org\r\nX-Long: one\r\n two\r\nTo: bob@example.net\r\nSubject: hi\r\n  there\r\nReceived: x\r\n\r\nbody\r\n"
@@ -469,22 +358,4 @@ func TestCountRead(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(s.Root, "alice", "status")); len(ents) != 0 {
 		t.Fatalf("Cancel left %v", ents)
 	}
-}
-
-func FuzzReads(f *testing.F) {
-	c := readsCounter{total: 7, day: 20000, hashes: []byte("abcdefgh")}
-	f.Add(c.marshal())
-	f.Add([]byte{1, 1, 1})
-	f.Add([]byte(readsMagic + "\xff\xff\xff\xff\xff\xff\xff\xff"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c := parseReads(b)
-		if c.total < 0 || len(c.hashes)%8 != 0 || len(c.hashes) > 8*MaxListReadsPerDay {
-			t.Fatalf("%q parsed as %d, %d octets of hashes", b, c.total, len(c.hashes))
-		}
-		total := c.total
-		c.count(make([]byte, 8), c.day+1)
-		if back := parseReads(c.marshal()); back.total < total || back.total-total > 1 || len(back.hashes) != 8 {
-			t.Fatalf("a count after %q: %+v", b, back)
-		}
-	})
 }
