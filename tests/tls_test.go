@@ -185,10 +185,6 @@ func TestTLSCertReplaced(t *testing.T) {
 // authenticate (authtimeout, 2 s here; the idle timeouts are minutes), in
 // every kind of server.
 func TestTLSHandshakeStall(t *testing.T) {
-	e := limitsEnv(t)
-	withTLS(t, e)
-	e.setConf("rna", "127.0.0.1:1")
-	e.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
 	for _, s := range []struct{ mode, prog string }{
 		{"tcpserver", "im2000-submitd"}, {"listener", "im2000-queryd"},
 		{"listener", "im2000-smtpd"}, {"tcpserver", "im2000-smtpd"},
@@ -196,6 +192,14 @@ func TestTLSHandshakeStall(t *testing.T) {
 	} {
 		t.Run(s.prog+"/"+s.mode, func(t *testing.T) {
 			t.Parallel()
+			// A deployment each: under tcpserver the sessions per address
+			// are counted in files of the store, and the parallel
+			// subtests' stalled sessions, all from 127.0.0.1, would count
+			// against one another (one was refused at once, a reset).
+			e := limitsEnv(t)
+			withTLS(t, e)
+			e.setConf("rna", "127.0.0.1:1")
+			e.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
 			addr, logs := serve(t, e, s.mode, s.prog, "-tls")
 			conn, err := net.Dial("tcp", addr)
 			if err != nil {
