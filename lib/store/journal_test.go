@@ -3,7 +3,6 @@ package store
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -202,22 +201,12 @@ func TestSilencesFromProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cmds []*exec.Cmd
-	for p := 0; p < procs; p++ {
-		c := exec.Command(os.Args[0], "-test.run=^TestHelperSilencer$")
-		c.Env = append(os.Environ(), "IM2000_TEST_SILENCER=1", "STORE="+s.Root, "ID="+env.ID.String(),
-			"FROM="+strconv.Itoa(p), "STEP="+strconv.Itoa(procs))
-		c.Stderr = os.Stderr
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, c)
+	var envs [][]string
+	for p := range procs {
+		envs = append(envs, []string{"IM2000_TEST_SILENCER=1", "STORE=" + s.Root, "ID=" + env.ID.String(),
+			"FROM=" + strconv.Itoa(p), "STEP=" + strconv.Itoa(procs)})
 	}
-	for _, c := range cmds {
-		if err := c.Wait(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	runHelpers(t, "TestHelperSilencer", envs)
 	st, err := a.Status(env.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -21,21 +21,11 @@ func TestConcurrentUpdaters(t *testing.T) {
 		t.Fatal(err)
 	}
 	const procs, each = 8, 25
-	var cmds []*exec.Cmd
-	for i := 0; i < procs; i++ {
-		c := exec.Command(os.Args[0], "-test.run=^TestHelperUpdater$")
-		c.Env = append(os.Environ(), "IM2000_TEST_UPDATER=1", "STORE="+s.Root, "ID="+env.ID.String(), "N="+strconv.Itoa(each))
-		c.Stderr = os.Stderr
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, c)
+	var envs [][]string
+	for range procs {
+		envs = append(envs, []string{"IM2000_TEST_UPDATER=1", "STORE=" + s.Root, "ID=" + env.ID.String(), "N=" + strconv.Itoa(each)})
 	}
-	for _, c := range cmds {
-		if err := c.Wait(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	runHelpers(t, "TestHelperUpdater", envs)
 	st, err := a.Status(env.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +56,28 @@ func TestHelperUpdater(t *testing.T) {
 			return nil
 		})
 		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runHelpers runs the test named helper in a process of this test binary
+// for each of envs (added to this environment), all at once, and waits for
+// every one: updaters in separate processes, as notifyd and retrieved are.
+func runHelpers(t *testing.T, helper string, envs [][]string) {
+	t.Helper()
+	var cmds []*exec.Cmd
+	for _, e := range envs {
+		c := exec.Command(os.Args[0], "-test.run=^"+helper+"$")
+		c.Env = append(os.Environ(), e...)
+		c.Stderr = os.Stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	for _, c := range cmds {
+		if err := c.Wait(); err != nil {
 			t.Fatal(err)
 		}
 	}

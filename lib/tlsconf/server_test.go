@@ -164,29 +164,12 @@ func TestHandshake(t *testing.T) {
 	if err := c.Reload(true); err != nil {
 		t.Fatal(err)
 	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", c.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				conn.(*tls.Conn).Handshake()
-				conn.Write([]byte("x")) // so that the client gets its 1.3 ticket
-			}()
-		}
-	}()
+	srv := c.Config()
+	addr := serveTLS(t, func() *tls.Config { return srv })
 	cache := tls.NewLRUClientSessionCache(4)
 	dial := func(minV, maxV uint16) (tls.ConnectionState, error) {
 		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "example.org", MinVersion: minV, MaxVersion: maxV, ClientSessionCache: cache}
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.Addr().String(), cfg)
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
 		if err != nil {
 			return tls.ConnectionState{}, err
 		}

@@ -10,10 +10,11 @@ import (
 	"im2000/lib/tlsconf/tlstest"
 )
 
-// serveProcesses serves each TLS connection per Accept with a Config of its own
-// from the pair's files, as each process under tcpserver does, and
-// returns the address.
-func serveProcesses(t *testing.T, certFile, keyFile string) string {
+// serveTLS serves each connection of a listener it makes with the Config
+// cfg gives for it (nil: the connection is closed): a handshake, then one
+// octet, so that the client takes its TLS 1.3 ticket in. It returns the
+// address.
+func serveTLS(t *testing.T, cfg func() *tls.Config) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,21 +27,33 @@ func serveProcesses(t *testing.T, certFile, keyFile string) string {
 			if err != nil {
 				return
 			}
-			c := &Certs{CertFile: certFile, KeyFile: keyFile}
-			if err := c.Reload(true); err != nil {
+			c := cfg()
+			if c == nil {
 				conn.Close()
 				continue
 			}
 			go func() {
-				tc := tls.Server(conn, c.Config())
+				tc := tls.Server(conn, c)
 				defer tc.Close()
 				tc.SetDeadline(time.Now().Add(5 * time.Second))
 				tc.Handshake()
-				tc.Write([]byte("x")) // so that the client takes its 1.3 ticket in
+				tc.Write([]byte("x"))
 			}()
 		}
 	}()
 	return l.Addr().String()
+}
+
+// serveProcesses serves each TLS connection with a Config of its own from
+// the pair's files, as each process under tcpserver does.
+func serveProcesses(t *testing.T, certFile, keyFile string) string {
+	return serveTLS(t, func() *tls.Config {
+		c := &Certs{CertFile: certFile, KeyFile: keyFile}
+		if err := c.Reload(true); err != nil {
+			return nil
+		}
+		return c.Config()
+	})
 }
 
 // TestTicketsAcrossProcesses: a session made with one process resumes with
@@ -124,29 +137,12 @@ func TestTLS12ResumesInProcess(t *testing.T) {
 	if err := c.Reload(true); err != nil {
 		t.Fatal(err)
 	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", c.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				conn.(*tls.Conn).Handshake()
-				conn.Write([]byte("x"))
-			}()
-		}
-	}()
+	srv := c.Config()
+	addr := serveTLS(t, func() *tls.Config { return srv })
 	cache := tls.NewLRUClientSessionCache(4)
 	for i := range 2 {
 		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "example.org", ClientSessionCache: cache, MaxVersion: tls.VersionTLS12}
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.Addr().String(), cfg)
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,31 +191,12 @@ func TestTicketsAfterRenewal(t *testing.T) {
 	crt, key := filepath.Join(dir, "crt"), filepath.Join(dir, "key")
 	ca.WriteLeaf(t, crt, key, 1, "example.org")
 	addr := serveProcesses(t, crt, key)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	c := &Certs{CertFile: crt, KeyFile: key}
 	if err := c.Reload(true); err != nil {
 		t.Fatal(err)
 	}
-	cfg := c.Config()
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				tc := tls.Server(conn, cfg)
-				defer tc.Close()
-				tc.SetDeadline(time.Now().Add(5 * time.Second))
-				tc.Handshake()
-				tc.Write([]byte("x"))
-			}()
-		}
-	}()
+	srv := c.Config()
+	listener := serveTLS(t, func() *tls.Config { return srv })
 	var cache tls.ClientSessionCache
 	dial := func(addr string) tls.ConnectionState {
 		t.Helper()
@@ -233,13 +210,13 @@ func TestTicketsAfterRenewal(t *testing.T) {
 		return conn.ConnectionState()
 	}
 	cache = tls.NewLRUClientSessionCache(4)
-	dial(l.Addr().String())
+	dial(listener)
 	ca.WriteLeaf(t, crt, key, 2, "example.org") // a renewal with a new key
 	cache = tls.NewLRUClientSessionCache(4)     // a client new to the server
-	if st := dial(l.Addr().String()); st.DidResume || st.PeerCertificates[0].SerialNumber.Int64() != 2 {
+	if st := dial(listener); st.DidResume || st.PeerCertificates[0].SerialNumber.Int64() != 2 {
 		t.Fatalf("after the renewal: resumed %v, serial %v", st.DidResume, st.PeerCertificates[0].SerialNumber)
 	}
-	if !dial(l.Addr().String()).DidResume {
+	if !dial(listener).DidResume {
 		t.Fatal("the session made just after the renewal did not resume: its ticket was under the old key's keys")
 	}
 	if !dial(addr).DidResume {
