@@ -34,7 +34,6 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/locate"
 	"im2000/lib/session"
-	"im2000/lib/wire"
 	"im2000/lib/wire/rnaqp"
 )
 
@@ -123,30 +122,17 @@ func (b *Inbox) Close() {
 	}
 }
 
-func (b *Inbox) dial(p *wire.Protocol, where string) (*session.Client, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-	defer cancel()
-	return session.DialWhere(ctx, b.loc, p, where, b.timeout)
-}
-
 // ErrAuth is a refused account or password at the agent.
 var ErrAuth = errors.New("the agent refuses the account or password")
 
 // Take moves the account's notifications from its agent (RNAQP at where)
 // into the pending queue, and returns how many it took.
 func (b *Inbox) Take(where, account, password string) (int, error) {
-	c, err := b.dial(rnaqp.Protocol, where)
+	c, err := loginAgent(b.loc, b.timeout, where, account, password)
 	if err != nil {
-		return 0, fail.Temp(fmt.Errorf("agent %s: %w", where, err))
+		return 0, err
 	}
 	defer c.Close()
-	if _, err := session.Expect[rnaqp.AuthenticateOK](c, &rnaqp.Authenticate{Account: account, Password: password}); err != nil {
-		var se *session.StatusError
-		if errors.As(err, &se) && se.Status == rnaqp.ErrorNotAuthenticated {
-			return 0, fail.Perm(fmt.Errorf("agent %s, account %s: %w", where, account, ErrAuth))
-		}
-		return 0, fail.Temp(fmt.Errorf("agent %s: %w", where, err))
-	}
 	n := 0
 	for n < maxTake {
 		r, err := session.Expect[*rnaqp.RetrieveAndClearOK](c, rnaqp.RetrieveAndClear{})

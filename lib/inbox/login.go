@@ -70,21 +70,35 @@ func CheckPassword(d conf.Dir, rna, user, pass string) error {
 	if err != nil {
 		return err
 	}
+	c, err := loginAgent(loc, timeout, rna, user, pass)
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nil
+}
+
+// loginAgent opens an RNAQP session with the agent at rna and logs in as
+// user (Authenticate): the one login of CheckPassword and Inbox.Take. Only
+// the agent's "not authenticated" is a wrong password (permanent, wrapping
+// ErrAuth); anything else, the agent unreachable or refusing for now, is
+// temporary, or clients would drop a right password.
+func loginAgent(loc *locate.Locator, timeout time.Duration, rna, user, pass string) (*session.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	s, err := session.DialWhere(ctx, loc, rnaqp.Protocol, rna, timeout)
+	c, err := session.DialWhere(ctx, loc, rnaqp.Protocol, rna, timeout)
 	if err != nil {
-		return fail.Temp(fmt.Errorf("agent %s: %w", rna, err))
+		return nil, fail.Temp(fmt.Errorf("agent %s: %w", rna, err))
 	}
-	defer s.Close()
-	if _, err := session.Expect[rnaqp.AuthenticateOK](s, &rnaqp.Authenticate{Account: user, Password: pass}); err != nil {
+	if _, err := session.Expect[rnaqp.AuthenticateOK](c, &rnaqp.Authenticate{Account: user, Password: pass}); err != nil {
+		c.Close()
 		var se *session.StatusError
 		if errors.As(err, &se) && se.Status == rnaqp.ErrorNotAuthenticated {
-			return fail.Perm(fmt.Errorf("agent %s, account %s: %w", rna, user, ErrAuth))
+			return nil, fail.Perm(fmt.Errorf("agent %s, account %s: %w", rna, user, ErrAuth))
 		}
-		return fail.Temp(fmt.Errorf("agent %s: %w", rna, err))
+		return nil, fail.Temp(fmt.Errorf("agent %s: %w", rna, err))
 	}
-	return nil
+	return c, nil
 }
 
 // CheckLogin checks user's password with check (CheckPassword, or a fuzz
