@@ -12,7 +12,10 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"im2000/lib/locate"
@@ -48,33 +51,50 @@ func benchCert(confDir string, names ...string) *x509.CertPool {
 }
 
 // benchTLSClient (issue 16): the client dial (lib/locate: TLS form first,
-// verified) against im2000-retrieved listening twice on one store, in
-// cleartext and with -tls: round trips on one session, one-command
-// sessions (TLS with a full handshake each, and resumed from the
-// process's session cache), and the retrieval of a 10 MiB message.
+// verified) against im2000-retrieved on one store, in cleartext and with
+// -tls, both listening itself (-l) and under tcpserver as conf/setup.sh
+// runs it (a process a connection; resumption across processes rests on
+// ticket keys derived from the served key, lib/tlsconf/tickets.go): round
+// trips on one session, one-command sessions (TLS with a full handshake
+// each, and resumed), and the retrieval of a 10 MiB message.
 func benchTLSClient() {
 	tmp, _ := os.MkdirTemp("", "im2000-bench-tls-")
 	defer os.RemoveAll(tmp)
 	b, stop := startStore(tmp)
 	defer stop()
-	pool := benchCert(filepath.Join(tmp, "conf"), "tls.example.org")
+	confDir := filepath.Join(tmp, "conf")
+	pool := benchCert(confDir, "tls.example.org", "tcp-tls.example.org")
+	// The store file, as setup.sh names the store: its tcpserver services
+	// get IM2000_CONF alone.
+	must(os.WriteFile(filepath.Join(confDir, "store"), []byte(filepath.Join(tmp, "store")+"\n"), 0o644))
 	tlsAddr := "127.0.0.1:" + freePort()
 	bin, _ := filepath.Abs(*binDir)
-	stopTLS := serve(tlsAddr, filepath.Join(bin, "im2000-retrieved"), "-l", tlsAddr, "-c", "20", "-tls")
+	retrieved := filepath.Join(bin, "im2000-retrieved")
+	stopTLS := serve(tlsAddr, retrieved, "-l", tlsAddr, "-c", "20", "-tls")
 	defer stopTLS()
+	tcpClear, tcpTLS := "127.0.0.1:"+freePort(), "127.0.0.1:"+freePort()
+	stopTC := underTCPServer(tcpClear, confDir, retrieved)
+	defer stopTC()
+	stopTT := underTCPServer(tcpTLS, confDir, retrieved, "-tls")
+	defer stopTT()
 	msg10m := sized(10 << 20)
 	big, err := b.submitN(1, msg10m)
 	must(err)
 	rid := b.rid(big[0])
 
-	// clear.example.org has no TLS form (and no DNS: the TLS lookup fails
-	// at once), as a domain without TLS costs a client.
-	routes := map[string][]string{"_msraps._tcp.tls.example.org": {tlsAddr}, "_msrap._tcp.clear.example.org": {b.msrap}}
+	// clear.example.org and tcp-clear.example.org have no TLS form (and no
+	// DNS: the TLS lookup fails at once), as a domain without TLS costs a
+	// client.
+	routes := map[string][]string{
+		"_msraps._tcp.tls.example.org": {tlsAddr}, "_msrap._tcp.clear.example.org": {b.msrap},
+		"_msraps._tcp.tcp-tls.example.org": {tcpTLS}, "_msrap._tcp.tcp-clear.example.org": {tcpClear},
+	}
+	isTLS := map[string]bool{"tls.example.org": true, "tcp-tls.example.org": true}
 	shared := tlsconf.NewClient(pool, nil, nil)
 	dial := func(c *tlsconf.Client, domain string) (*session.Client, error) {
 		l := &locate.Locator{Routes: routes, Timeout: 5 * time.Second, TLS: c}
 		s, err := session.Connect(context.Background(), l, msrap.Protocol, domain, time.Minute)
-		if err == nil && (s.TLSState() != nil) != (domain == "tls.example.org") {
+		if err == nil && (s.TLSState() != nil) != isTLS[domain] {
 			s.Close()
 			return nil, fmt.Errorf("%s: TLS is %v", domain, s.TLSState() != nil)
 		}
@@ -134,7 +154,7 @@ func benchTLSClient() {
 				}
 				return nil
 			})
-			if domain == "tls.example.org" && (resumed == nsess) == fresh {
+			if isTLS[domain] && (resumed == nsess) == fresh {
 				return 0, fmt.Errorf("%d of %d sessions resumed, want %s", resumed, nsess, map[bool]string{true: "none", false: "all"}[fresh])
 			}
 			return rate, err
@@ -157,18 +177,61 @@ func benchTLSClient() {
 			})
 		}
 	}
-	rows := []*row{
-		{name: "MSRAP round trips (QuerySize), one session, cleartext", unit: "/s", f: roundTrips("clear.example.org")},
-		{name: "MSRAP round trips (QuerySize), one session, TLS", unit: "/s", f: roundTrips("tls.example.org")},
-		{name: "one-command sessions, cleartext", unit: "/s", f: sessions("clear.example.org", true)},
-		{name: "one-command sessions, TLS, full handshake each", unit: "/s", f: sessions("tls.example.org", true)},
-		{name: "one-command sessions, TLS, resumed", unit: "/s", f: sessions("tls.example.org", false)},
-		{name: "MSRAP retrieval of a 10 MiB message, cleartext", unit: "MB/s", f: retrieval("clear.example.org")},
-		{name: "MSRAP retrieval of a 10 MiB message, TLS", unit: "MB/s", f: retrieval("tls.example.org")},
+	var rows []*row
+	for _, m := range []struct{ clear, tls, suffix string }{
+		{"clear.example.org", "tls.example.org", ""},
+		{"tcp-clear.example.org", "tcp-tls.example.org", ", tcpserver"},
+	} {
+		rows = append(rows,
+			&row{name: "MSRAP round trips (QuerySize), one session, cleartext" + m.suffix, unit: "/s", f: roundTrips(m.clear)},
+			&row{name: "MSRAP round trips (QuerySize), one session, TLS" + m.suffix, unit: "/s", f: roundTrips(m.tls)},
+			&row{name: "one-command sessions, cleartext" + m.suffix, unit: "/s", f: sessions(m.clear, true)},
+			&row{name: "one-command sessions, TLS, full handshake each" + m.suffix, unit: "/s", f: sessions(m.tls, true)},
+			&row{name: "one-command sessions, TLS, resumed" + m.suffix, unit: "/s", f: sessions(m.tls, false)},
+			&row{name: "MSRAP retrieval of a 10 MiB message, cleartext" + m.suffix, unit: "MB/s", f: retrieval(m.clear)},
+			&row{name: "MSRAP retrieval of a 10 MiB message, TLS" + m.suffix, unit: "MB/s", f: retrieval(m.tls)},
+		)
 	}
-	measure(rows)
-	table("TLS against cleartext, through the client dial (lib/locate), im2000-retrieved -l on loopback", rows)
-	m := func(i int) float64 { return median(rows[i].rates) }
-	fmt.Printf("\nTLS / cleartext: round trips **%.2f×** (goal ≥ 0.8), resumed sessions **%.2f×** (goal ≥ 0.5), full-handshake sessions **%.2f×**, 10 MiB retrieval **%.2f×**\n",
-		m(1)/m(0), m(4)/m(2), m(3)/m(2), m(6)/m(5))
+	measure(rows) // both modes interleaved, so that drift touches both alike
+	table("TLS against cleartext, through the client dial (lib/locate), im2000-retrieved -l on loopback", rows[:7])
+	table("The same, im2000-retrieved under tcpserver -RHl0 -c 40 (a process a connection) on loopback", rows[7:])
+	fmt.Println()
+	for i, mode := range []string{"listener mode (-l)", "tcpserver"} {
+		m := func(j int) float64 { return median(rows[7*i+j].rates) }
+		fmt.Printf("TLS / cleartext, %s: round trips **%.2f×** (goal ≥ 0.8), resumed sessions **%.2f×** (goal ≥ 0.5), full-handshake sessions **%.2f×**, 10 MiB retrieval **%.2f×**\n",
+			mode, m(1)/m(0), m(4)/m(2), m(3)/m(2), m(6)/m(5))
+	}
+}
+
+// underTCPServer runs prog under tcpserver on addr as conf/setup.sh's
+// services do (env IM2000_CONF=conf tcpserver -RHl0 -c 40 host port prog
+// [flags]): no other IM2000_ variable, so the store comes from the
+// store file.
+func underTCPServer(addr, confDir, prog string, flags ...string) func() {
+	tcpserver, err := exec.LookPath("tcpserver")
+	if err != nil {
+		log("tcpserver not found: apt-get install ucspi-tcp")
+		os.Exit(111)
+	}
+	host, port, _ := cut(addr)
+	cmd := exec.Command(tcpserver, append([]string{"-RHl0", "-c", "40", host, port, prog}, flags...)...)
+	cmd.Env = []string{"IM2000_CONF=" + confDir}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "IM2000_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	must(cmd.Start())
+	for i := 0; ; i++ { // a bare connection: a TLS server has no cleartext greeting to check
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if i == 200 {
+			log("tcpserver on %s did not come up", addr)
+			os.Exit(111)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
 }
