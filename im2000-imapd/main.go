@@ -93,7 +93,7 @@ func load(d conf.Dir, f session.Flags) (*config, error) {
 	c := &config{conf: d, timeout: f.Timeout, implicit: f.TLS}
 	c.check, c.open, c.take = c.checkPassword, c.openInbox, c.takeNew
 	s, err := inbox.LoadServer(d, "imapstate", "the users' mailboxes", "imap")
-	c.rna, c.state, c.limits, c.failures = s.RNA, s.State, s.Limits, s.Failures
+	c.rna, c.state, c.limits, c.failures, c.clearAuth = s.RNA, s.State, s.Limits, s.Failures, s.ClearAuth
 	var poll, cache int64
 	if err == nil {
 		poll, err = d.Num("imappoll")
@@ -108,9 +108,6 @@ func load(d conf.Dir, f session.Flags) (*config, error) {
 		}
 	}
 	c.poll, c.cacheBytes = time.Duration(min(poll, 1<<20))*time.Second, cache
-	if err == nil {
-		c.clearAuth, err = tlsconf.ClearAuth(d)
-	}
 	if err == nil {
 		c.tls, err = tlsconf.ServerConfig(d, logTLS)
 		if errors.Is(err, tlsconf.ErrNoCert) && !f.TLS {

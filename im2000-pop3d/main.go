@@ -18,7 +18,6 @@ import (
 	"im2000/lib/fail"
 	"im2000/lib/inbox"
 	"im2000/lib/session"
-	"im2000/lib/tlsconf"
 )
 
 const usage = `usage: im2000-pop3d [-l addr:port] [-c n] [-t seconds] [-tls]
@@ -99,12 +98,9 @@ func load(d conf.Dir, f session.Flags, tlsCfg *tls.Config) (*config, error) {
 	c := &config{conf: d, timeout: f.Timeout, tls: tlsCfg, implicit: f.TLS}
 	c.check, c.open = c.checkPassword, c.openInbox
 	s, err := inbox.LoadServer(d, "pop3state", "the users' pending messages", "pop3")
-	c.rna, c.state, c.limits, c.failures = s.RNA, s.State, s.Limits, s.Failures
-	if err == nil {
-		c.clearAuth, err = tlsconf.ClearAuth(d)
-	}
 	if err != nil {
 		return nil, err
 	}
+	c.rna, c.state, c.limits, c.failures, c.clearAuth = s.RNA, s.State, s.Limits, s.Failures, s.ClearAuth
 	return c, nil
 }

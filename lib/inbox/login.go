@@ -20,6 +20,7 @@ import (
 	"im2000/lib/locate"
 	"im2000/lib/session"
 	mailstore "im2000/lib/store" // its account-name rule; lib/inbox has a store type of its own
+	"im2000/lib/tlsconf"
 	"im2000/lib/wire/rnaqp"
 )
 
@@ -31,6 +32,9 @@ type ServerSettings struct {
 	// Failures delays failed logins per client address (authdelay,
 	// authmaxdelay), counted in State/.authfail (CheckLogin).
 	Failures *auth.Limiter
+	// ClearAuth is cleartextauth: passwords in cleartext from anywhere,
+	// not only loopback (tlsconf.PasswordOK).
+	ClearAuth bool
 }
 
 // LoadServer reads ServerSettings: state names the setting of the
@@ -53,6 +57,9 @@ func LoadServer(d conf.Dir, state, holding, proto string) (ServerSettings, error
 	}
 	if err == nil {
 		s.Failures, err = auth.LimiterFromConf(d, filepath.Join(s.State, ".authfail"))
+	}
+	if err == nil {
+		s.ClearAuth, err = tlsconf.ClearAuth(d)
 	}
 	return s, err
 }
