@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
 
 	"im2000/lib/session"
@@ -28,28 +27,6 @@ var admitLog = session.AdmitLog{
 func admit(c net.Conn, l session.Limits, slots session.Slots) (*session.LimitedConn, bool) {
 	return session.Admit(c, l, slots, tooMany, true, admitLog)
 }
-
-// oneConn is a listener that yields the tcpserver socket once, then ends
-// the server when that session closes.
-type oneConn struct {
-	conn   *session.LimitedConn
-	given  bool
-	closed chan struct{}
-}
-
-var errDone = errors.New("session over")
-
-func (o *oneConn) Accept() (net.Conn, error) {
-	if !o.given {
-		o.given = true
-		return o.conn, nil
-	}
-	<-o.closed
-	return nil, errDone
-}
-
-func (o *oneConn) Close() error   { return nil }
-func (o *oneConn) Addr() net.Addr { return o.conn.LocalAddr() }
 
 // isTLS reports whether go-smtp's connection is TLS (after STARTTLS).
 func isTLS(c net.Conn) bool {

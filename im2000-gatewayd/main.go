@@ -16,13 +16,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -52,8 +49,9 @@ func main() {
 	if err != nil {
 		logFatal(fail.Temp(err))
 	}
+	g := generations(d, f, c)
 	if f.Listen != "" {
-		listen(d, f, c)
+		listen(f, c, g)
 		return
 	}
 	// Under tcpserver: one session, this process's; its settings are read
@@ -61,39 +59,20 @@ func main() {
 	if c.certs != nil {
 		c.certs.ReloadOnSIGHUP()
 	}
-	conn, err := net.FileConn(os.Stdin)
-	if err != nil {
-		logFatal(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
-	}
-	lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
-	if !ok {
-		return
-	}
-	one := &oneConn{conn: lc, closed: make(chan struct{})}
-	lc.OnRelease(func() { close(one.closed) })
-	srv := newServer(c, f.Timeout)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() { logStopping(<-sig); srv.Close() }()
-	if err := srv.Serve(one); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
-		logFatal(fail.Temp(err))
+	if err := session.ServeOneGeneration(c, g); err != nil {
+		logFatal(err)
 	}
 }
 
-// listen serves f.Listen (-l) in generations (lib/session): each SIGHUP
-// that loads the settings makes a new go-smtp server for the sessions to
-// come, as go-smtp reads its limits (databytes, maxrcpt, me) from its
-// Server while sessions run; the sessions already begun finish with the
-// settings they began with. SIGTERM and SIGINT close every session.
-func listen(d conf.Dir, f session.Flags, c *config) {
-	nl, err := net.Listen("tcp", f.Listen)
-	if err != nil {
-		logFatal(fail.Temp(err))
-	}
-	l := session.LimitListener(nl, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
-	logListening(l.Addr(), f.Conns, c.account)
+// generations is how sessions are served with c's settings, one on stdin
+// or a listener's (listen), through lib/session: each SIGHUP that loads
+// the settings makes a new go-smtp server for the sessions to come, as
+// go-smtp reads its limits (databytes, maxrcpt, me) from its Server while
+// sessions run; the sessions already begun finish with the settings they
+// began with. SIGTERM and SIGINT close every session.
+func generations(d conf.Dir, f session.Flags, c *config) session.Generations[*config] {
 	inForce := c // only the signal loop reads and sets it
-	session.ServeGenerations(l, c, session.Generations[*config]{
+	return session.Generations[*config]{
 		Load: func() (*config, error) {
 			nc, err := load(d, inForce)
 			if err == nil {
@@ -108,7 +87,18 @@ func listen(d conf.Dir, f session.Flags, c *config) {
 		Failed:       logReloadFailed,
 		Stopping:     logStopping,
 		AcceptFailed: logAcceptFailed,
-	})
+	}
+}
+
+// listen serves f.Listen (-l) with g.
+func listen(f session.Flags, c *config, g session.Generations[*config]) {
+	nl, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		logFatal(fail.Temp(err))
+	}
+	l := session.LimitListener(nl, f.Conns, "421 4.3.2 Too many sessions, try again later\r\n")
+	logListening(l.Addr(), f.Conns, c.account)
+	session.ServeGenerations(l, c, g)
 }
 
 // newServer is a go-smtp server whose sessions use c.

@@ -10,15 +10,12 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -71,28 +68,15 @@ func main() {
 	if err != nil {
 		logFatal(fail.Temp(err))
 	}
+	g := generations(d, f, c)
 	if f.Listen != "" {
-		listen(d, f, c)
+		listen(f, c, g)
 		return
 	}
 	// Under tcpserver: one session, this process's; its settings are read
 	// afresh by the next.
-	conn, err := net.FileConn(os.Stdin)
-	if err != nil {
-		logFatal(fail.Perm(fmt.Errorf("stdin is not a socket: run under tcpserver, or with -l")))
-	}
-	lc, ok := admit(conn, c.limits, c.limits.SlotsFor(false))
-	if !ok {
-		return
-	}
-	one := &oneConn{conn: lc, closed: make(chan struct{}), tls: implicitConfig(c, f.TLS)}
-	lc.OnRelease(func() { close(one.closed) })
-	srv := newServer(c, f.Timeout)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() { logStopping(<-sig); srv.Close() }()
-	if err := srv.Serve(one); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, errDone) {
-		logFatal(fail.Temp(err))
+	if err := session.ServeOneGeneration(c, g); err != nil {
+		logFatal(err)
 	}
 }
 
@@ -214,33 +198,6 @@ func shortStack(stack string) string {
 }
 
 func (logger) Println(v ...any) { logLibrary(fmt.Sprint(v...)) }
-
-// oneConn is a listener that yields the tcpserver socket once, then ends
-// the server when that session closes (closed, closed by the conn's
-// release).
-type oneConn struct {
-	tls    *tls.Config // -tls: the connection is TLS from its first byte
-	conn   *session.LimitedConn
-	given  bool
-	closed chan struct{}
-}
-
-var errDone = errors.New("session over")
-
-func (o *oneConn) Accept() (net.Conn, error) {
-	if !o.given {
-		o.given = true
-		if o.tls != nil {
-			return implicitTLS(o.conn, o.tls), nil
-		}
-		return o.conn, nil
-	}
-	<-o.closed
-	return nil, errDone
-}
-
-func (o *oneConn) Close() error   { return nil }
-func (o *oneConn) Addr() net.Addr { return o.conn.LocalAddr() }
 
 func netipOf(a net.Addr) netip.Addr {
 	if t, ok := a.(*net.TCPAddr); ok {

@@ -24,15 +24,6 @@ func loadTLS(d conf.Dir, implicit bool) (*tls.Config, error) {
 	return cfg, err
 }
 
-// implicitConfig is the configuration each connection begins with TLS
-// under (-tls), nil without -tls.
-func implicitConfig(c *config, implicit bool) *tls.Config {
-	if implicit {
-		return c.tls
-	}
-	return nil
-}
-
 // implicitTLS makes c a TLS server connection. go-smtp runs the handshake
 // itself before its greeting, within its read and write timeouts, which
 // the limitedConn beneath cuts short by the session limits (authtimeout,
