@@ -45,7 +45,7 @@ func startStore(tmp string) (*storeBench, func()) {
 	b := &storeBench{dir: tmp}
 	confDir, storeDir := filepath.Join(tmp, "conf"), filepath.Join(tmp, "store")
 	must(os.MkdirAll(confDir, 0o755))
-	must(os.MkdirAll(storeDir, 0o755))
+	must(os.MkdirAll(storeDir, 0o700))
 	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	must(os.WriteFile(filepath.Join(confDir, "passwords"), []byte("alice:"+string(h)+"\n"), 0o600))
 	must(os.WriteFile(filepath.Join(confDir, "me"), []byte("example.org\n"), 0o644))
