@@ -327,7 +327,7 @@ func copyMessage(w io.Writer, br *bufio.Reader, me string) error {
 		_, v, _ := strings.Cut(string(field), ":")
 		f := field
 		field = nil
-		if strings.EqualFold(trace.AuthservID(v), me) {
+		if trace.Claims(v, me) {
 			return nil
 		}
 		_, err := w.Write(f)

@@ -34,6 +34,14 @@ func TestCopyMessage(t *testing.T) {
 		{"Authentication-Results: (a comment) \"example.org\"; none\r\n\r\nb", "\r\nb"},
 		{"Authentication-Results:\r\n example.org; none\r\nTo: y\r\n\r\nb", "To: y\r\n\r\nb"},
 		{"", ""},
+		// The hostile review's (issue 20): comments nest and hold
+		// quoted-pairs; a final dot names the same host; a field whose
+		// authserv-id cannot be read claims this host too.
+		{"Authentication-Results: (checked (by) us) example.org; dkim=pass header.d=paypal.com\r\nSubject: x\r\n\r\nb", "Subject: x\r\n\r\nb"},
+		{"Authentication-Results: (\\)) example.org; spf=pass\r\nSubject: x\r\n\r\nb", "Subject: x\r\n\r\nb"},
+		{"Authentication-Results: EXAMPLE.org.; dkim=pass\r\nSubject: x\r\n\r\nb", "Subject: x\r\n\r\nb"},
+		{"Authentication-Results: (unclosed (x) other.example; none\r\nSubject: x\r\n\r\nb", "Subject: x\r\n\r\nb"},
+		{"Authentication-Results: (a (b) c) other.example; none\r\n\r\nb", "Authentication-Results: (a (b) c) other.example; none\r\n\r\nb"},
 	}
 	for _, c := range cases {
 		if got := copied(t, c.in, "example.org"); got != c.want {

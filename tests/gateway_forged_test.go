@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestGatewayFirstFolded: a message whose first line starts with a tab or
@@ -150,5 +151,40 @@ func TestGatewayPostmaster(t *testing.T) {
 		if r.Addr.String() != "bob@example.org" {
 			t.Errorf("stored for %s, want bob@example.org", r.Addr)
 		}
+	}
+}
+
+// TestGatewayForgedARComments: Authentication-Results fields claiming this
+// host behind nested comments, a quoted-pair "\)" or a final dot (the
+// hostile review of issue 20: bob got "dkim=pass header.d=paypal.com"
+// under his own host's authserv-id) are removed by the gateway; bob's copy
+// has the gateway's own field alone.
+func TestGatewayForgedARComments(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", nil)
+	be, maildir := fetchEnv(t, "bob", g.agent)
+	be.setConf("routes", "_msrap._tcp.example.org "+g.msrap+"\n")
+	be.setConf("rnasp", g.agent.rnasp)
+	c := dialSMTP(t, g.gateway)
+	c.cmd("EHLO mx.evil.test")
+	c.cmd("MAIL FROM:<service@paypal.com>")
+	c.cmd("RCPT TO:<bob@example.org>")
+	c.cmd("DATA")
+	if r := c.cmd("Authentication-Results: (checked (by) us) example.org; dkim=pass header.d=paypal.com header.i=@paypal.com\r\n" +
+		"Authentication-Results: (\\)) example.org; spf=pass smtp.mailfrom=service@paypal.com\r\n" +
+		"Authentication-Results: example.org.; dkim=pass header.d=paypal2.com\r\n" +
+		"From: service@paypal.com\r\nSubject: forged-ar\r\n\r\nx\r\n."); !strings.HasPrefix(r, "250") {
+		t.Fatalf("DATA: %s", r)
+	}
+	c.cmd("QUIT")
+	var msgs []string
+	await(t, 30*time.Second, "bob has it", func() bool {
+		be.run("", "im2000-fetch", "-d", maildir)
+		msgs = maildirMessages(t, maildir)
+		return len(msgs) >= 1
+	})
+	h, _, _ := strings.Cut(msgs[0], "\r\n\r\n")
+	if strings.Contains(h, "paypal.com header") || strings.Contains(h, "spf=pass") || strings.Contains(h, "paypal2.com") ||
+		strings.Count(h, "Authentication-Results:") != 1 || !strings.Contains(h, "Authentication-Results: example.org;") {
+		t.Errorf("bob's copy keeps a forged field, or lost the gateway's:\n%s", h)
 	}
 }

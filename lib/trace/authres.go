@@ -18,34 +18,95 @@ import (
 
 // AuthservID is the first word of an Authentication-Results value (RFC
 // 8601 section 2.2: the authserv-id, a token or a quoted string), after
-// any comments before it. It is read by hand, not with authres.Parse: a
-// field too broken to parse must still be recognised as claiming a host,
-// and the first word is all that is needed.
-func AuthservID(v string) string {
-	v = strings.TrimLeft(v, " \t\r\n")
-	for strings.HasPrefix(v, "(") {
-		_, rest, ok := strings.Cut(v, ")")
-		if !ok {
-			return ""
-		}
-		v = strings.TrimLeft(rest, " \t\r\n")
+// any comments before it (RFC 5322 CFWS: comments nest, and hold
+// quoted-pairs such as "\)"). It is read by hand, not with authres.Parse:
+// a field too broken to parse must still be recognised as claiming a host,
+// and the first word is all that is needed. ok is false when the value
+// cannot be read so (a comment or a quoted string not closed, no word at
+// all): Claims takes such a field as claiming every host, since another
+// reader may well read a name into it.
+func AuthservID(v string) (id string, ok bool) {
+	v, ok = skipCFWS(v)
+	if !ok {
+		return "", false
 	}
-	if q, ok := strings.CutPrefix(v, `"`); ok {
-		id, _, closed := strings.Cut(q, `"`)
-		if !closed {
-			// Unterminated: read as a token, so that "ME.example\r\n
-			// claims this host as a lenient reader would take it (found
-			// by FuzzStampWrite: the line end made it nobody's).
-			if i := strings.IndexAny(id, "; \t\r\n("); i >= 0 {
-				id = id[:i]
+	if q, quoted := strings.CutPrefix(v, `"`); quoted {
+		var b strings.Builder
+		for i := 0; i < len(q); i++ {
+			switch c := q[i]; c {
+			case '"':
+				return b.String(), b.Len() > 0
+			case '\\':
+				if i+1 == len(q) {
+					return b.String(), false
+				}
+				i++
+				b.WriteByte(q[i])
+			case '\r', '\n':
+				// A folding line end is not part of the quoted string.
+			default:
+				b.WriteByte(c)
 			}
 		}
-		return id
+		// Unterminated: read as a token, for what it names (found by
+		// FuzzStampWrite: "ME.example\r\n was nobody's); it claims
+		// every host anyway.
+		return token(q), false
 	}
-	if i := strings.IndexAny(v, "; \t\r\n("); i >= 0 {
-		v = v[:i]
+	id = token(v)
+	return id, id != ""
+}
+
+// tokenEnd are the octets that end a token (RFC 2045's tspecials, space
+// and controls): a reader that stops at any of them reads no longer a name
+// than this one does.
+const tokenEnd = "()<>@,;:\\\"/[]?= \t\r\n\x00"
+
+func token(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] < ' ' || v[i] == 127 || strings.IndexByte(tokenEnd, v[i]) >= 0 {
+			return v[:i]
+		}
 	}
 	return v
+}
+
+// skipCFWS skips white space, line ends and comments (nested, with
+// quoted-pairs) at the start of v; ok is false for a comment not closed.
+func skipCFWS(v string) (rest string, ok bool) {
+	for {
+		v = strings.TrimLeft(v, " \t\r\n\x00")
+		if !strings.HasPrefix(v, "(") {
+			return v, true
+		}
+		depth := 0
+		i := 0
+		for ; i < len(v); i++ {
+			switch v[i] {
+			case '\\':
+				i++ // a quoted-pair: the next octet is text
+			case '(':
+				depth++
+			case ')':
+				depth--
+			}
+			if depth == 0 {
+				break
+			}
+		}
+		if depth != 0 || i >= len(v) {
+			return "", false
+		}
+		v = v[i+1:]
+	}
+}
+
+// Claims says whether the Authentication-Results value v claims the
+// authserv-id host: its authserv-id is host, in any case and with or
+// without a final dot, or it has none that can be read.
+func Claims(v, host string) bool {
+	id, ok := AuthservID(v)
+	return !ok || strings.EqualFold(strings.TrimRight(id, "."), strings.TrimRight(host, "."))
 }
 
 // arFilter decides, a field at a time, which Authentication-Results
@@ -61,20 +122,17 @@ type arFilter struct {
 // keep says whether the whole field f (name, value and continuation
 // lines), the n-th of the header counting from 1, stays.
 func (a *arFilter) keep(f []byte) bool {
-	_, v, _ := bytes.Cut(f, []byte(":"))
-	id := AuthservID(string(v))
+	_, b, _ := bytes.Cut(f, []byte(":"))
+	v := string(b)
 	if a.gateway && a.fields == 3 && a.gwID == "" && len(a.names) == 2 &&
 		strings.EqualFold(a.names[0], "Return-Path") && strings.EqualFold(a.names[1], "Received") {
-		a.gwID = id
-		if id == "" {
-			a.gwID = "\x00" // nothing later can match it
+		a.gwID = "\x00" // unreadable: nothing later can match it
+		if id, ok := AuthservID(v); ok {
+			a.gwID = id
 		}
 		return true
 	}
-	if id == "" {
-		return true // claims no one
-	}
-	return !strings.EqualFold(id, a.me) && !strings.EqualFold(id, a.gwID)
+	return !Claims(v, a.me) && (a.gwID == "" || !Claims(v, a.gwID))
 }
 
 // field notes the start of a field named name; it says whether it is an

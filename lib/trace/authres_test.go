@@ -33,6 +33,17 @@ func TestStampAuthResults(t *testing.T) {
 		// Not the gateway's layout: nothing naming this host stays.
 		{"Return-Path: <carol@smtp.example>\r\nSubject: x\r\nAuthentication-Results: example.org; dkim=pass header.d=bank.example\r\n\r\nb\r\n", true, nil, []string{"bank.example"}},
 		{gwFields + "Authentication-Results: example.org; dkim=pass header.d=bank.example\r\n\r\nb\r\n", false, nil, []string{"bank.example"}},
+		// The hostile review's forgeries (issue 20): comments nest and hold
+		// quoted-pairs, a final dot names the same host, and a field that
+		// cannot be read claims this host; under a gateway's field too.
+		{gwFields + gwAR + "Authentication-Results: (a (b) c) example.org; dkim=pass header.d=bank.example\r\n" +
+			"Authentication-Results: (\\)) example.org; spf=pass smtp.mailfrom=ceo@bank2.example\r\n" +
+			"Authentication-Results: Example.Org.; dkim=pass header.d=bank3.example\r\n" +
+			"Authentication-Results: (checked (by) gw.example.org.; dkim=pass header.d=bank4.example\r\n" +
+			"Authentication-Results: (x) gw.example.org.; dkim=pass header.d=bank5.example\r\nSubject: x\r\n\r\nb\r\n", true,
+			[]string{gwAR, "Subject: x"}, []string{"bank.example", "bank2.example", "bank3.example", "bank4.example", "bank5.example"}},
+		{"Authentication-Results: (checked (by) us) example.org; dkim=pass header.d=bank.example\r\nAuthentication-Results: other.example (\\)) ; none\r\n\r\nb\r\n", false,
+			[]string{"other.example"}, []string{"bank.example"}},
 	}
 	for _, c := range cases {
 		st := stamp("store.example.org")

@@ -126,7 +126,7 @@ func oldWay(t *testing.T, st Stamp, msg []byte, headersOnly bool) []byte {
 	m.Header.Del("Return-Path")
 	for ar := m.Header.FieldsByKey("Authentication-Results"); ar.Next(); {
 		// A NUL is a space in what Write reads, as here.
-		if strings.EqualFold(AuthservID(strings.ReplaceAll(ar.Value(), "\x00", " ")), st.By) {
+		if Claims(strings.ReplaceAll(ar.Value(), "\x00", " "), st.By) {
 			ar.Del()
 		}
 	}
@@ -191,19 +191,59 @@ func TestWriteManyFieldsMemory(t *testing.T) {
 
 // TestAuthservID: the first word of an Authentication-Results value, as a
 // host that checks for its own name reads it; a line end is never part
-// of it, even after an unterminated quote.
+// of it, even after an unterminated quote. Comments before it nest and
+// hold quoted-pairs (RFC 5322): the hostile review's "(a (b) c)" and
+// "(\))" were read as claiming "c)" and ")". What cannot be read (a
+// comment or a quote not closed, no word) is not ok.
 func TestAuthservID(t *testing.T) {
-	for v, want := range map[string]string{
-		" me.example; spf=pass":             "me.example",
-		" (comment) \"me.example\"; none":   "me.example",
-		"\"ME.eXAmple\r\n":                  "ME.eXAmple",
-		"\"me.example\r\n\t; spf=pass\r\n":  "me.example",
-		" me.example\r\n":                   "me.example",
-		" (unclosed comment me.example\r\n": "",
-		"":                                  "",
+	type res struct {
+		id string
+		ok bool
+	}
+	for v, want := range map[string]res{
+		" me.example; spf=pass":               {"me.example", true},
+		" (comment) \"me.example\"; none":     {"me.example", true},
+		"\"ME.eXAmple\r\n":                    {"ME.eXAmple", false},
+		"\"me.example\r\n\t; spf=pass\r\n":    {"me.example", false},
+		" \"me\\.exa\r\n mple\"; none":        {"me.exa mple", true},
+		" me.example\r\n":                     {"me.example", true},
+		" (unclosed comment me.example\r\n":   {"", false},
+		" (a (b) c) me.example; dkim=pass":    {"me.example", true},
+		` (\)) me.example; spf=pass`:          {"me.example", true},
+		" (\\) me.example; spf=pass":          {"", false}, // one comment, not closed
+		` (\\\\) me.example; spf=pass`:        {"me.example", true},
+		" (a (b) me.example; spf=pass":        {"", false},
+		" (\\) me.example)":                   {"", false}, // one comment, then nothing
+		"(x)(y)\r\n (z (\\( w)) me.example.;": {"me.example.", true},
+		" me.example/other; none":             {"me.example", true},
+		" ; spf=pass":                         {"", false},
+		"":                                    {"", false},
 	} {
-		if got := AuthservID(v); got != want {
-			t.Errorf("AuthservID(%q) = %q, want %q", v, got, want)
+		if id, ok := AuthservID(v); id != want.id || ok != want.ok {
+			t.Errorf("AuthservID(%q) = %q, %v, want %q, %v", v, id, ok, want.id, want.ok)
+		}
+	}
+}
+
+// TestClaims: a value claims a host by its authserv-id in any case, with
+// or without a final dot, and claims every host when it cannot be read.
+func TestClaims(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		host string
+		want bool
+	}{
+		{" example.org.; dkim=pass", "example.org", true},
+		{" EXAMPLE.ORG; dkim=pass", "example.org.", true},
+		{" example.org.evil; dkim=pass", "example.org", false},
+		{" other.example; spf=pass", "example.org", false},
+		{" (checked (by) us) example.org; dkim=pass header.d=paypal.com", "example.org", true},
+		{` (\)) example.org; spf=pass smtp.mailfrom=ceo@paypal.com`, "example.org", true},
+		{" (unclosed (x) other.example; none", "example.org", true},
+		{" \"unclosed; none", "example.org", true},
+	} {
+		if got := Claims(c.v, c.host); got != c.want {
+			t.Errorf("Claims(%q, %q) = %v, want %v", c.v, c.host, got, c.want)
 		}
 	}
 }
