@@ -115,3 +115,9 @@ func logStored(peer net.Addr, sender, id string, rcpts, lists int, results strin
 func logNotStored(peer net.Addr, err error) {
 	fail.Warning("not stored: %v: %s", peer, trace.Escape(err.Error()))
 }
+
+// logPostSPFFail: a post by a member's right (smtp ADDRESS or smtp
+// @DOMAIN) whose envelope sender's SPF result is fail.
+func logPostSPFFail(peer net.Addr, list, sender string) {
+	fail.Warning("post refused: %v: to %s from <%s>: SPF fail", peer, trace.Escape(list), trace.Escape(sender))
+}

@@ -143,19 +143,28 @@ func (s *client) Data(r io.Reader) error {
 	if s.cfg.maxMessage > 0 && n > s.cfg.maxMessage {
 		return errTooLarge
 	}
+	spf := s.cfg.checkSPF(session.IPOf(s.peer), s.smtp.Hostname(), s.sender())
 	// The posting right is decided now: an error at DATA reaches the
-	// sender as their own MTA's bounce (the design notes' rule).
+	// sender as their own MTA's bounce (the design notes' rule). A right
+	// given to an address or a domain is a right of that sender, so a
+	// post whose envelope sender that domain's SPF record forbids (fail)
+	// is refused: readers remove the gateway's Authentication-Results
+	// from list posts, so the forgery would not show.
 	for _, l := range s.lists {
-		ok, err := s.cfg.mayPost(l, s.from, s.null)
+		right, err := s.cfg.mayPost(l, s.from, s.null)
 		if err != nil {
 			return s.temp(err)
 		}
-		if !ok {
+		switch {
+		case right == noRight:
 			logPostRefused(s.peer, l, s.sender())
 			return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "%s may not post to the list %s@%s", s.senderShown(), l, s.cfg.me)
+		case right == memberRight && spf.Value == authres.ResultFail:
+			logPostSPFFail(s.peer, l, s.sender())
+			return smtpErr(550, smtp.EnhancedCode{5, 7, 23}, "SPF of %s fails for your address %s: the list %s@%s takes posts from its members only from hosts their domain allows", s.from.Domain, session.IPOf(s.peer), l, s.cfg.me)
 		}
 	}
-	results := []authres.Result{s.cfg.checkSPF(session.IPOf(s.peer), s.smtp.Hostname(), s.sender())}
+	results := []authres.Result{spf}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return s.temp(err)
 	}
@@ -269,38 +278,6 @@ func (s *client) refused(err error) error {
 		return smtpErr(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients")
 	}
 	return s.temp(err)
-}
-
-// mayPost decides a post to a hosted list by its envelope sender: the
-// lines of lists/NAME that start with "smtp" are the SMTP posting rights:
-// "smtp *" (open), "smtp ADDRESS", "smtp @DOMAIN". The other lines (local
-// accounts, "*") are for authenticated accounts and grant nothing here.
-// The null sender never posts.
-func (c *config) mayPost(list string, from *addr.Mailbox, null bool) (bool, error) {
-	lines, err := c.conf.Lines(filepath.Join("lists", list))
-	if err != nil {
-		return false, err
-	}
-	for _, l := range lines {
-		f := strings.Fields(l)
-		if len(f) != 2 || f[0] != "smtp" {
-			continue
-		}
-		switch {
-		case f[1] == "*":
-			return !null, nil
-		case null:
-		case strings.HasPrefix(f[1], "@"):
-			if strings.EqualFold(f[1][1:], from.Domain) {
-				return true, nil
-			}
-		default:
-			if mb, err := addr.Parse(f[1]); err == nil && mb == *from {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
 }
 
 // errFirstFolded: the message's first line is a continuation line. It

@@ -188,3 +188,38 @@ func sign(t *testing.T, key ed25519.PrivateKey, msg string) string {
 	}
 	return b.String()
 }
+
+// TestGatewayListSPFFail: a stranger gives a member's envelope sender from
+// a host the member's domain's SPF record forbids (-all): the post by that
+// member's right is refused at DATA (550 5.7.23) and nothing is stored,
+// since readers remove the gateway's Authentication-Results from list
+// posts and would not see the forgery (hostile review, issue 20). The
+// same sender to an open list ("smtp *") is taken, its spf=fail recorded.
+func TestGatewayListSPFFail(t *testing.T) {
+	dns := startGatewayNSD(t, map[string]string{"sender.test": "@ IN TXT \"v=spf1 ip4:192.0.2.1 -all\"\n"})
+	g := newGatewayHost(t, dns, nil)
+	c := dialSMTP(t, g.gateway)
+	c.cmd("EHLO mx.evil.test")
+	c.cmd("MAIL FROM:<alice@sender.test>")
+	c.cmd("RCPT TO:<members@example.org>")
+	c.cmd("DATA")
+	if r := c.cmd("From: alice@sender.test\r\nSubject: wire the money\r\n\r\nx\r\n."); !strings.HasPrefix(r, "550 5.7.23") {
+		t.Errorf("a forged member's post: %s, want 550 5.7.23", r)
+	}
+	if n := len(gatewayArchive(t, g.store)); n != 0 {
+		t.Errorf("%d messages stored after the forged post, want none", n)
+	}
+	c.cmd("MAIL FROM:<alice@sender.test>")
+	c.cmd("RCPT TO:<open@example.org>")
+	c.cmd("DATA")
+	if r := c.cmd("From: alice@sender.test\r\nSubject: open\r\n\r\nx\r\n."); !strings.HasPrefix(r, "250") {
+		t.Errorf("a post to the open list: %s, want 250", r)
+	}
+	c.cmd("QUIT")
+	if envs := gatewayArchive(t, g.store); len(envs) != 1 || len(envs[0].Lists) != 1 {
+		t.Errorf("stored %+v, want the open list's post", envs)
+	}
+	if !strings.Contains(g.logs.String(), "SPF fail") {
+		t.Errorf("no log line for the refused post:\n%s", g.logs.String())
+	}
+}
