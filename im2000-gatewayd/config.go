@@ -43,6 +43,11 @@ func load(d conf.Dir, prev *config) (*config, error) {
 		return nil, err
 	}
 	c := &config{conf: d, me: local.Me, maxMessage: local.MaxMessage, quota: local.Quota, lifetime: local.Lifetime}
+	if c.maxMessage <= 0 {
+		// 0 is not "no limit" for every program (the readers would
+		// retrieve nothing), and the gateway bounds its spool by it.
+		return nil, fmt.Errorf("%s is %d: write the largest message the gateway takes, in octets (at least 1; default 16777216)", d.Path("databytes"), c.maxMessage)
+	}
 	if c.account, err = d.Str("gatewayaccount"); err != nil {
 		return nil, err
 	}

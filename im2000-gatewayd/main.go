@@ -107,11 +107,9 @@ func newServer(c *config, timeout time.Duration) *smtp.Server {
 		return &client{cfg: c, smtp: conn, peer: conn.Conn().RemoteAddr()}, nil
 	}))
 	srv.Domain = c.me
-	if c.maxMessage > 0 {
-		// One over: go-smtp refuses a DATA message of exactly its limit;
-		// Data enforces databytes exactly (session.go).
-		srv.MaxMessageBytes = c.maxMessage + 1
-	}
+	// One over: go-smtp refuses a DATA message of exactly its limit; Data
+	// enforces databytes exactly (session.go). load refuses databytes 0.
+	srv.MaxMessageBytes = c.maxMessage + 1
 	srv.MaxRecipients = c.maxRcpt
 	srv.MaxLineLength = 1000 // RFC 5321 4.5.3.1.6
 	srv.ReadTimeout = timeout

@@ -41,7 +41,7 @@ var errTooLarge = smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message too large")
 
 func (s *client) Mail(from string, opts *smtp.MailOptions) error {
 	s.Reset()
-	if opts != nil && s.cfg.maxMessage > 0 && opts.Size > s.cfg.maxMessage {
+	if opts != nil && opts.Size > s.cfg.maxMessage {
 		return errTooLarge // go-smtp's own check allows one octet more
 	}
 	if from == "" {
@@ -128,11 +128,7 @@ func (s *client) Data(r io.Reader) error {
 	// databytes is enforced here, exactly: go-smtp's MaxMessageBytes
 	// refuses a DATA message of exactly that size and a BDAT one only
 	// over it, so it is set one higher (main.go) as the outer bound.
-	in := r
-	if s.cfg.maxMessage > 0 {
-		in = io.LimitReader(r, s.cfg.maxMessage+1)
-	}
-	n, err := io.Copy(spool, in)
+	n, err := io.Copy(spool, io.LimitReader(r, s.cfg.maxMessage+1))
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -140,8 +136,13 @@ func (s *client) Data(r io.Reader) error {
 		}
 		return s.temp(err)
 	}
-	if s.cfg.maxMessage > 0 && n > s.cfg.maxMessage {
+	if n > s.cfg.maxMessage {
 		return errTooLarge
+	}
+	if n == 0 {
+		// "BDAT 0 LAST", or a DATA of "." alone: nothing to store.
+		logMessageRefused(s.peer, s.sender(), errEmpty)
+		return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: it is empty")
 	}
 	spf := s.cfg.checkSPF(session.IPOf(s.peer), s.smtp.Hostname(), s.sender())
 	// The posting right is decided now: an error at DATA reaches the
@@ -285,6 +286,9 @@ func (s *client) refused(err error) error {
 // field and so continue it: results of the sender's choosing under this
 // host's authserv-id. RFC 5322 has no header that starts folded.
 var errFirstFolded = errors.New("the header's first line is a continuation line")
+
+// errEmpty: a message of no octets at all.
+var errEmpty = errors.New("the message is empty")
 
 // copyMessage writes the message as it came, but for any
 // Authentication-Results field in its header that claims this host's

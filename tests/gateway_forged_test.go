@@ -188,3 +188,43 @@ func TestGatewayForgedARComments(t *testing.T) {
 		t.Errorf("bob's copy keeps a forged field, or lost the gateway's:\n%s", h)
 	}
 }
+
+// TestGatewayDatabytesZero: databytes 0 gave the store a limit of 8 KiB
+// (the gateway's own fields) and go-smtp none (hostile review, issue 20);
+// 0 is not "no limit" for the readers either, so the gateway refuses it at
+// start, saying which file to mend, and a listener's SIGHUP keeps the
+// settings in force.
+func TestGatewayDatabytesZero(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", nil)
+	g.setConf("databytes", "0")
+	e := &env{t: t, store: g.store, conf: g.conf, vars: append(append([]string{}, g.vars...), "IM2000_AGENT="+g.agent.spool)}
+	r := e.run("", "im2000-gatewayd")
+	if r.code != 111 || !strings.Contains(r.stderr, filepath.Join(g.conf, "databytes")) || !strings.Contains(r.stderr, "at least 1") {
+		t.Errorf("databytes 0: exit %d, %q; want 111 naming the file", r.code, r.stderr)
+	}
+}
+
+// TestGatewayEmpty: an empty message ("BDAT 0 LAST", or a DATA of "."
+// alone) is refused, 554 5.6.0, and nothing is stored (hostile review,
+// issue 20: BDAT 0 LAST stored one).
+func TestGatewayEmpty(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", nil)
+	c := dialSMTP(t, g.gateway)
+	c.cmd("EHLO mx.sender.test")
+	c.cmd("MAIL FROM:<a@sender.test>")
+	c.cmd("RCPT TO:<bob@example.org>")
+	fmt.Fprint(c.c, "BDAT 0 LAST\r\n")
+	if r := c.reply(); !strings.HasPrefix(r, "554 5.6.0") {
+		t.Errorf("BDAT 0 LAST: %s, want 554 5.6.0", r)
+	}
+	c.cmd("MAIL FROM:<a@sender.test>")
+	c.cmd("RCPT TO:<bob@example.org>")
+	c.cmd("DATA")
+	if r := c.cmd("."); !strings.HasPrefix(r, "554 5.6.0") {
+		t.Errorf("an empty DATA: %s, want 554 5.6.0", r)
+	}
+	c.cmd("QUIT")
+	if n := len(gatewayArchive(t, g.store)); n != 0 {
+		t.Errorf("%d messages stored, want none", n)
+	}
+}
