@@ -81,4 +81,6 @@ chmod 755 "$s/run" "$s/log/run"
 } >"$c/passwords.tmp"
 sync "$c/passwords.tmp" 2>/dev/null || sync
 mv "$c/passwords.tmp" "$c/passwords"
+# postmaster@DOMAIN (RFC 5321 4.5.1) goes to the first account added.
+[ -e "$c/postmaster" ] || echo "$name" >"$c/postmaster"
 echo "$name@$domain $pw"

@@ -140,6 +140,7 @@ echo "$dir/imap" >"$dir/conf/imapstate"
 # no password, as whoever could submit as it could make readers show any
 # envelope sender. The readers' gateways default, gatewayaccount@me, is it.
 echo "$gateway" >"$dir/conf/gatewayaccount"
+echo "$1" >"$dir/conf/postmaster" # postmaster@DOMAIN (RFC 5321 4.5.1) is the first account's
 mkdir -p "$dir/store/$gateway"
 if [ -n "$smarthost" ]; then
 	echo "$smarthost" >"$dir/conf/smarthost"

@@ -131,6 +131,9 @@ func TestHostSetup(t *testing.T) {
 			t.Errorf("add-account.sh %v: exit %d, want 100: %s", bad, code, out)
 		}
 	}
+	if pm := setting("conf/postmaster"); pm != "alice" {
+		t.Errorf("conf/postmaster %q, want the first account added, alice", pm)
+	}
 	if pw := setting("users/bob/password"); pw != passwords["bob"] {
 		t.Errorf("bob's password file %q, printed %q", pw, passwords["bob"])
 	}

@@ -221,7 +221,7 @@ func TestSetupFlavors(t *testing.T) {
 	if out, err := exec.Command("sh", "../conf/setup.sh", "-b", bin, "-S", "relay.example.net:587", "-U", "me", "-W", pwFile, dir, "carol").CombinedOutput(); err != nil {
 		t.Fatalf("setup.sh -S -U -W: %v\n%s", err, out)
 	}
-	for name, want := range map[string]string{"smarthost": "relay.example.net:587", "smarthostuser": "me", "smarthostpassword": "relay secret", "gatewayaccount": "smtp"} {
+	for name, want := range map[string]string{"smarthost": "relay.example.net:587", "smarthostuser": "me", "smarthostpassword": "relay secret", "gatewayaccount": "smtp", "postmaster": "carol"} {
 		if b, _ := os.ReadFile(filepath.Join(dir, "conf", name)); strings.TrimSpace(string(b)) != want {
 			t.Errorf("conf/%s is %q, want %q", name, b, want)
 		}
