@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -221,5 +222,72 @@ func TestGatewayListSPFFail(t *testing.T) {
 	}
 	if !strings.Contains(g.logs.String(), "SPF fail") {
 		t.Errorf("no log line for the refused post:\n%s", g.logs.String())
+	}
+}
+
+// gatewayHeaders reads the header of every message in the gateway
+// account's archive, as stored.
+func gatewayHeaders(t *testing.T, root string) []string {
+	s, _ := store.Open(root)
+	a, _ := s.Account("smtp")
+	ids, _ := a.Messages()
+	var out []string
+	for _, id := range ids {
+		m, err := a.Open(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(m.Body())
+		m.Close()
+		h, _, _ := strings.Cut(string(b), "\r\n\r\n")
+		out = append(out, strings.ReplaceAll(strings.ReplaceAll(h, "\r\n\t", " "), "\r\n ", " "))
+	}
+	return out
+}
+
+// TestGatewayDKIMFail: a message signed for sender.test whose body was
+// changed after signing is recorded dkim=fail for header.d=sender.test,
+// and the same message as signed dkim=pass: the verification is the
+// library's, and a bad signature is not taken for none.
+func TestGatewayDKIMFail(t *testing.T) {
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := startGatewayNSD(t, map[string]string{"sender.test": `@ IN TXT "v=spf1 ip4:127.0.0.1 -all"
+sel._domainkey IN TXT "v=DKIM1; k=ed25519; p=` + base64.StdEncoding.EncodeToString(pub) + `"
+`})
+	g := newGatewayHost(t, dns, nil)
+	signed := sign(t, key, "From: alice@sender.test\r\nTo: bob@example.org\r\nSubject: pay\r\n\r\nPay 10 EUR to alice.\r\n")
+	altered := strings.Replace(signed, "Pay 10 EUR to alice.", "Pay 10000 EUR to mallory.", 1)
+	c := dialSMTP(t, g.gateway)
+	c.cmd("EHLO mx.sender.test")
+	for _, m := range []string{altered, signed} {
+		c.cmd("MAIL FROM:<alice@sender.test>")
+		c.cmd("RCPT TO:<bob@example.org>")
+		c.cmd("DATA")
+		if r := c.cmd(m + "."); !strings.HasPrefix(r, "250") {
+			t.Fatalf("DATA: %s", r)
+		}
+	}
+	c.cmd("QUIT")
+	hs := gatewayHeaders(t, g.store)
+	if len(hs) != 2 {
+		t.Fatalf("%d messages stored, want 2", len(hs))
+	}
+	var fails, passes int
+	for _, h := range hs {
+		switch {
+		case strings.Contains(h, "dkim=fail") && strings.Contains(h, "header.d=sender.test") && !strings.Contains(h, "dkim=pass"):
+			fails++
+		case strings.Contains(h, "dkim=pass") && strings.Contains(h, "header.d=sender.test"):
+			passes++
+		}
+		if !strings.Contains(h, "spf=pass") {
+			t.Errorf("no spf=pass:\n%s", h)
+		}
+	}
+	if fails != 1 || passes != 1 {
+		t.Errorf("%d dkim=fail and %d dkim=pass, want one each:\n%s", fails, passes, strings.Join(hs, "\n---\n"))
 	}
 }
