@@ -28,6 +28,8 @@ type config struct {
 	maxMessage int64
 	maxRcpt    int
 	quota      int64
+	share      *agent.Rate // octets per client address (gatewayshare, share.go); nil: no limit
+	sharePct   int64
 	lifetime   time.Duration
 	limits     session.Limits
 	certs      *tlsconf.Certs // nil: no certificate, no STARTTLS
@@ -89,6 +91,9 @@ func load(d conf.Dir, prev *config) (*config, error) {
 		return nil, err
 	}
 	if c.maxRcpt, err = store.MaxRcpt(d); err != nil {
+		return nil, err
+	}
+	if err := c.loadShare(d); err != nil {
 		return nil, err
 	}
 	if c.limits, err = session.LimitsFromConf(d, sessionsDir(c.root)); err != nil {

@@ -121,3 +121,13 @@ func logNotStored(peer net.Addr, err error) {
 func logPostSPFFail(peer net.Addr, list, sender string) {
 	fail.Warning("post refused: %v: to %s from <%s>: SPF fail", peer, trace.Escape(list), trace.Escape(sender))
 }
+
+// logShareFull: a message over its client address's gatewayshare (452).
+func logShareFull(peer net.Addr, sender string, n, pct int64) {
+	fail.Warning("share full: %v: from <%s>: %d octets over this address's %d%% of the quota (gatewayshare)", peer, trace.Escape(sender), n, pct)
+}
+
+// logShareNotCounted: the share's bucket could not be used; let in.
+func logShareNotCounted(peer net.Addr, err error) {
+	fail.Warning("not counted: %v: this address's share of the quota (gatewayshare): %v; let in", peer, err)
+}

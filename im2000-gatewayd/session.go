@@ -165,6 +165,10 @@ func (s *client) Data(r io.Reader) error {
 			return smtpErr(550, smtp.EnhancedCode{5, 7, 23}, "SPF of %s fails for your address %s: the list %s@%s takes posts from its members only from hosts their domain allows", s.from.Domain, session.IPOf(s.peer), l, s.cfg.me)
 		}
 	}
+	if !s.cfg.takeShare(s.peer, n) {
+		logShareFull(s.peer, s.sender(), n, s.cfg.sharePct)
+		return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Too much mail from your address lately: one address may fill at most %d%% of this gateway's archive; try again later", s.cfg.sharePct)
+	}
 	results := []authres.Result{spf}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return s.temp(err)

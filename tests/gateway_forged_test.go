@@ -192,8 +192,7 @@ func TestGatewayForgedARComments(t *testing.T) {
 // TestGatewayDatabytesZero: databytes 0 gave the store a limit of 8 KiB
 // (the gateway's own fields) and go-smtp none (hostile review, issue 20);
 // 0 is not "no limit" for the readers either, so the gateway refuses it at
-// start, saying which file to mend, and a listener's SIGHUP keeps the
-// settings in force.
+// start, saying which file to mend; so is a gatewayshare over 100.
 func TestGatewayDatabytesZero(t *testing.T) {
 	g := newGatewayHost(t, "127.0.0.1:9", nil)
 	g.setConf("databytes", "0")
@@ -201,6 +200,11 @@ func TestGatewayDatabytesZero(t *testing.T) {
 	r := e.run("", "im2000-gatewayd")
 	if r.code != 111 || !strings.Contains(r.stderr, filepath.Join(g.conf, "databytes")) || !strings.Contains(r.stderr, "at least 1") {
 		t.Errorf("databytes 0: exit %d, %q; want 111 naming the file", r.code, r.stderr)
+	}
+	g.setConf("databytes", "1000")
+	g.setConf("gatewayshare", "101")
+	if r := e.run("", "im2000-gatewayd"); r.code != 111 || !strings.Contains(r.stderr, filepath.Join(g.conf, "gatewayshare")) {
+		t.Errorf("gatewayshare 101: exit %d, %q; want 111 naming the file", r.code, r.stderr)
 	}
 }
 

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -166,5 +167,53 @@ func TestGatewayHostile(t *testing.T) {
 	// As a listener, gatewayd logs the settings in force at start.
 	if s := settingsLines("im2000-gatewayd", g.logs); len(s) != 1 || !strings.Contains(s[0], " sessionlifetime=3 ") || !strings.Contains(s[0], " sessionsperaddr=4 ") {
 		t.Errorf("gatewayd's settings lines: %q", s)
+	}
+}
+
+// TestGatewayShare: one client address may fill at most gatewayshare
+// percent (default 10) of the gateway account's quota: with a quota of
+// 200,000 octets, a third message of 9,000 from one address is answered
+// 452 4.3.1, a smaller one that fits what is left is still taken (the
+// refusal spent nothing), and another address is not held back (hostile
+// review, issue 20: one stranger filled the quota for everyone).
+func TestGatewayShare(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", func(e *env) { e.setConf("quota", "200000") })
+	msg := func(n int) string {
+		return "Subject: filler\r\n\r\n" + strings.Repeat(strings.Repeat("z", 98)+"\r\n", (n-19)/100)
+	}
+	send := func(c *smtpConn, n int) string {
+		c.cmd("MAIL FROM:<m@evil.test>")
+		c.cmd("RCPT TO:<bob@example.org>")
+		c.cmd("DATA")
+		return c.cmd(msg(n) + ".")
+	}
+	c := dialSMTP(t, g.gateway)
+	c.cmd("EHLO mx.evil.test")
+	for i, step := range []struct {
+		n    int
+		want string
+	}{{9000, "250"}, {9000, "250"}, {9000, "452 4.3.1"}, {1000, "250"}, {9000, "452 4.3.1"}} {
+		if r := send(c, step.n); !strings.HasPrefix(r, step.want) {
+			t.Errorf("message %d of %d octets from 127.0.0.1: %s, want %s", i+1, step.n, r, step.want)
+		}
+	}
+	c.cmd("QUIT")
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	nc, err := d.Dial("tcp", g.gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := &smtpConn{t: t, c: nc, r: bufio.NewReader(nc)}
+	defer nc.Close()
+	c2.reply()
+	c2.cmd("EHLO mx.friend.test")
+	if r := send(c2, 9000); !strings.HasPrefix(r, "250") {
+		t.Errorf("another address after the first's share was spent: %s, want 250", r)
+	}
+	if n := len(gatewayArchive(t, g.store)); n != 4 {
+		t.Errorf("%d messages stored, want 4", n)
+	}
+	if !strings.Contains(g.logs.String(), "share full: 127.0.0.1:") {
+		t.Errorf("no share full line:\n%s", g.logs.String())
 	}
 }

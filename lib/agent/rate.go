@@ -38,6 +38,18 @@ const sweepEvery = 10 * time.Minute
 // (0 to n): the first that many notifications may be kept, the rest are
 // answered full.
 func (r *Rate) Take(a netip.Addr, n int64, now time.Time) (int64, error) {
+	return r.take(a, n, now, false)
+}
+
+// TakeAll takes n tokens for address a at now, or none when the bucket
+// holds fewer: for a caller that cannot use part of what it asks for
+// (im2000-gatewayd: a message's octets), so that a refusal spends nothing.
+func (r *Rate) TakeAll(a netip.Addr, n int64, now time.Time) (bool, error) {
+	got, err := r.take(a, n, now, true)
+	return err == nil && got == n, err
+}
+
+func (r *Rate) take(a netip.Addr, n int64, now time.Time, all bool) (int64, error) {
 	if r.PerMinute <= 0 || n <= 0 {
 		return n, nil
 	}
@@ -64,6 +76,9 @@ func (r *Rate) Take(a netip.Addr, n int64, now time.Time) (int64, error) {
 		tokens = min(t+elapsedTokens(elapsed, r.PerMinute), r.Burst*1000)
 	}
 	got := min(n, tokens/1000)
+	if all && got < n {
+		got = 0
+	}
 	tokens -= got * 1000
 	line := fmt.Sprintf("%d %d\n", tokens, last)
 	if _, err := f.WriteAt([]byte(line), 0); err != nil {

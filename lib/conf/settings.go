@@ -69,6 +69,7 @@ var table = []Setting{
 	{"domains", List, "", "agentd gatewayd", "the domains whose recipients this agent takes (default: me)"},
 	{"gatewayaccount", Text, "smtp", "gatewayd fetch pop3d imapd", "the account whose archive the SMTP gateway commits inbound mail into"},
 	{"gateways", List, "", "fetch pop3d imapd", "SMTP gateway accounts whose envelope sender a reader shows (default: gatewayaccount@me)"},
+	{"gatewayshare", Number, "10", "gatewayd", "percent of the gateway account's quota one client address (IPv6: a /64) may fill per lifetime (0: no limit)"},
 	{"imapcachebytes", Number, "67108864", "imapd", "octets of fetched messages kept per user, so a body is served by the store once"},
 	{"imappoll", Number, "10", "imapd", "seconds between asking the agent for new mail in IDLE and NOOP"},
 	{"imapstate", Text, "", "imapd", "the directory of the IMAP users' mailboxes (UIDs, flags, cache)"},
