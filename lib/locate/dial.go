@@ -3,6 +3,7 @@ package locate
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -51,6 +52,13 @@ func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, e
 	if routedClear || !routedTLS {
 		clearTargets, clearErr = l.targets(ctx, service, domain, tlsTargets == nil)
 	}
+	if errors.Is(clearErr, ErrNoService) && tlsErr != nil && !errors.Is(tlsErr, ErrNoService) {
+		// No service needs both forms shown absent: a TLS form whose
+		// question went unanswered (a dropped datagram) or whose targets
+		// have no address is not a domain without IM2000, and must not
+		// send its mail to a smarthost.
+		clearErr, tlsErr = fmt.Errorf("%w (and %v)", tlsErr, clearErr), nil
+	}
 	why, required := l.TLS.Required(service, domain)
 	switch {
 	case required && (certFailed || clearErr == nil):
@@ -65,8 +73,10 @@ func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, e
 		return nil, fmt.Errorf("%w for %s: %s", tlsconf.ErrBadCert, tlsName, strings.Join(errs, "; "))
 	case clearErr != nil && tlsTargets != nil:
 		return nil, fmt.Errorf("%w for %s: %s", ErrNoServer, tlsName, strings.Join(errs, "; "))
-	case clearErr != nil && required:
+	case clearErr != nil && required && tlsErr != nil:
 		return nil, fmt.Errorf("%w (%s, and %v)", clearErr, why, tlsErr)
+	case clearErr != nil && required:
+		return nil, fmt.Errorf("%w (%s)", clearErr, why)
 	case clearErr != nil:
 		return nil, clearErr
 	}

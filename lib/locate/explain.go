@@ -3,6 +3,7 @@ package locate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -32,7 +33,7 @@ type Found struct {
 // Explain locates service at domain as Targets does, and says how: from
 // the routes file or DNS, and for DNS each SRV record in RFC 2782 order
 // with its target's addresses (or why it has none). Its errors are
-// Targets' (ErrBadDomain, ErrNoService), except that targets without
+// Targets' (ErrBadDomain, ErrNoService, ErrNoAnswer), except that targets without
 // addresses are listed, not an error. It connects to nothing.
 func (l *Locator) Explain(ctx context.Context, service, domain string) (*Found, error) {
 	f := &Found{Name: SRVName(service, domain)}
@@ -48,8 +49,8 @@ func (l *Locator) Explain(ctx context.Context, service, domain string) (*Found, 
 		return nil, err // the kinds of failure, told as Targets tells them
 	}
 	_, answers, err := l.query(ctx, f.Name, dnsmessage.TypeSRV)
-	if err != nil {
-		return nil, err
+	if err != nil { // answered a moment ago, not now
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoAnswer, f.Name, err)
 	}
 	for _, s := range Order(srvRecords(answers)) {
 		sv := Server{Priority: s.Priority, Weight: s.Weight, Target: strings.TrimSuffix(s.Target.String(), "."), Port: s.Port}

@@ -3,8 +3,8 @@
 // smtproutes, else DNS SRV records (_msoap._tcp, _msrap._tcp, _rnasp._tcp,
 // _rnaqp._tcp) in RFC 2782 order. It tells permanent failures (the domain
 // does not exist) from temporary ones (no records, no answer, no server
-// reachable), as the IM2000 algorithm needs for baddomain, noservice and
-// noserver.
+// reachable, no DNS answer), as the IM2000 algorithm needs for baddomain,
+// noservice and noserver.
 //
 // It speaks DNS itself, with golang.org/x/net/dns/dnsmessage, because Go's
 // resolver reports a name that does not exist and a name without SRV
@@ -29,8 +29,18 @@ import (
 var (
 	// ErrBadDomain: the domain does not exist (NXDOMAIN). Permanent.
 	ErrBadDomain = errors.New("domain does not exist")
-	// ErrNoService: no route and no SRV records, or no DNS answer. Temporary.
+	// ErrNoService: no route, and DNS answered that the domain exists
+	// without SRV records (NXDOMAIN or no data for the SRV name, NOERROR
+	// for the domain). Temporary; the one failure that says the domain
+	// publishes no IM2000 service, so the one a caller may send elsewhere
+	// (notifyd's smarthost).
 	ErrNoService = errors.New("no service record")
+	// ErrNoAnswer: a question that decides the lookup got no answer (no
+	// reply, SERVFAIL, REFUSED, no resolvers): nothing is known about the
+	// service. Temporary, and never ErrNoService: whoever can drop a
+	// datagram could otherwise make a domain that publishes IM2000 look
+	// like one that does not.
+	ErrNoAnswer = errors.New("no DNS answer")
 	// ErrNoServer: no server of the service could be reached. Temporary.
 	ErrNoServer = errors.New("no server reachable")
 )
@@ -76,7 +86,7 @@ func (l *Locator) targets(ctx context.Context, service, domain string, exists bo
 	}
 	rcode, answers, err := l.query(ctx, name, dnsmessage.TypeSRV)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrNoService, name, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoAnswer, name, err)
 	}
 	if rcode == dnsmessage.RCodeNameError && !exists {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrNoService, name)
@@ -89,14 +99,14 @@ func (l *Locator) targets(ctx context.Context, service, domain string, exists bo
 		exists, err := l.exists(ctx, dom)
 		switch {
 		case err != nil:
-			return nil, fmt.Errorf("%w: %s does not exist, and whether %s does is unknown: %v", ErrNoService, name, dom, err)
+			return nil, fmt.Errorf("%w: %s does not exist, and whether %s does is unknown: %v", ErrNoAnswer, name, dom, err)
 		case !exists:
 			return nil, fmt.Errorf("%w: %s", ErrBadDomain, dom)
 		}
 		return nil, fmt.Errorf("%w: %s exists but has no %s", ErrNoService, dom, name)
 	}
 	srvs := srvRecords(answers)
-	if len(srvs) == 0 {
+	if len(srvs) == 0 { // NOERROR for a name under the domain: it exists
 		return nil, fmt.Errorf("%w: %s has no SRV records", ErrNoService, name)
 	}
 	var out, why []string

@@ -210,7 +210,7 @@ nosrv IN A 127.0.0.1
 		{"nosrv.im2000.test", ErrNoService, "a name with an address and no SRV record"},
 		{"plain.test", ErrNoService, "a zone without the SRV record"},
 		{"nosuch.im2000.test", ErrBadDomain, "a name that does not exist"},
-		{"elsewhere.example", ErrNoService, "a zone the server refuses"},
+		{"elsewhere.example", ErrNoAnswer, "a zone the server refuses (REFUSED is no answer)"},
 	} {
 		// Each lookup loses its first datagram too.
 		lossy := locatetest.StartRelay(t, addr, 1)

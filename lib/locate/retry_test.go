@@ -92,7 +92,7 @@ func TestRetransmit(t *testing.T) {
 	}
 	d.DropUDP(3)
 	start := time.Now()
-	if _, err := l.Targets(t.Context(), "rnasp", "good.test"); !errors.Is(err, ErrNoService) {
+	if _, err := l.Targets(t.Context(), "rnasp", "good.test"); !errors.Is(err, ErrNoAnswer) {
 		t.Fatalf("every try lost: %v", err)
 	} else {
 		t.Logf("every try lost: %v", err)
@@ -140,7 +140,7 @@ func TestRotate(t *testing.T) {
 	// Every resolver SERVFAIL: no long wait, a temporary failure.
 	l = &Locator{Resolvers: []string{sick.Addr}, Timeout: 5 * time.Second}
 	start := time.Now()
-	if _, err := l.Targets(t.Context(), "rnasp", "good.test"); !errors.Is(err, ErrNoService) || time.Since(start) > time.Second {
+	if _, err := l.Targets(t.Context(), "rnasp", "good.test"); !errors.Is(err, ErrNoAnswer) || time.Since(start) > time.Second {
 		t.Errorf("SERVFAIL: %v after %v", err, time.Since(start))
 	}
 }
@@ -159,7 +159,7 @@ func TestNoSuchName(t *testing.T) {
 		{"hollow.test", ErrNoService}, // an empty non-terminal exists too
 		{"PLAIN.test.", ErrNoService},
 		{"nosuch.test", ErrBadDomain},
-		{"flaky.test", ErrNoService}, // cannot tell: temporary
+		{"flaky.test", ErrNoAnswer}, // cannot tell: temporary, and not "no service"
 		{"good.test", nil},
 	} {
 		_, err := l.Targets(t.Context(), "rnasp", tc.domain)
@@ -186,7 +186,7 @@ func TestBounded(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := l.Targets(ctx, "rnasp", "good.test")
-	if !errors.Is(err, ErrNoService) {
+	if !errors.Is(err, ErrNoAnswer) {
 		t.Errorf("no answer: %v", err)
 	}
 	if took := time.Since(start); took > time.Second {

@@ -26,7 +26,8 @@ type Server struct {
 	mu       sync.Mutex
 	drop     int             // UDP queries still to be lost
 	servfail map[string]bool // names answered SERVFAIL
-	udp, tcp int             // queries seen, lost ones included
+	ignore   map[ignored]bool
+	udp, tcp int // queries seen, lost ones included
 }
 
 // RR makes a resource record.
@@ -63,6 +64,24 @@ func (d *Server) ServFail(name string) {
 	d.mu.Unlock()
 }
 
+// ignored is a name (lowercase, with the final dot) and a type.
+type ignored struct {
+	name string
+	t    dnsmessage.Type
+}
+
+// Ignore makes the server leave every question of type t for name
+// (lowercase, with the final dot) unanswered, over UDP and TCP, as a
+// resolver that times out or a path that drops them does.
+func (d *Server) Ignore(name string, t dnsmessage.Type) {
+	d.mu.Lock()
+	if d.ignore == nil {
+		d.ignore = map[ignored]bool{}
+	}
+	d.ignore[ignored{name, t}] = true
+	d.mu.Unlock()
+}
+
 // Queries tells how many queries came over UDP (lost ones included) and
 // over TCP.
 func (d *Server) Queries() (udp, tcp int) {
@@ -92,8 +111,11 @@ func (d *Server) answer(q []byte, udp bool) []byte {
 	name := strings.ToLower(question.Name.String())
 	resp := dnsmessage.Message{Header: dnsmessage.Header{ID: m.ID, Response: true, Authoritative: true}, Questions: m.Questions}
 	d.mu.Lock()
-	fail := d.servfail[name]
+	fail, ignore := d.servfail[name], d.ignore[ignored{name, question.Type}]
 	d.mu.Unlock()
+	if ignore {
+		return nil
+	}
 	if fail {
 		resp.RCode, resp.Authoritative = dnsmessage.RCodeServerFailure, false
 		b, _ := resp.Pack()
@@ -210,7 +232,31 @@ type Relay struct {
 
 	mu               sync.Mutex
 	drop             int
+	lose             func(dnsmessage.Question) bool
 	dropped, relayed int
+}
+
+// Lose makes the relay lose, from now on, every client datagram whose
+// question matches (nil: none), as an on-path attacker who drops one kind
+// of question does; TCP still passes.
+func (r *Relay) Lose(match func(dnsmessage.Question) bool) {
+	r.mu.Lock()
+	r.lose = match
+	r.mu.Unlock()
+}
+
+// matches tells whether a client datagram holds a question that match
+// picks out.
+func matches(b []byte, match func(dnsmessage.Question) bool) bool {
+	if match == nil {
+		return false
+	}
+	var p dnsmessage.Parser
+	if _, err := p.Start(b); err != nil {
+		return false
+	}
+	q, err := p.Question()
+	return err == nil && match(q)
 }
 
 // StartRelay relays to upstream (ip:port), losing the first drop datagrams
@@ -241,9 +287,9 @@ func StartRelay(t testing.TB, upstream string, drop int) *Relay {
 				return
 			}
 			r.mu.Lock()
-			lose := r.drop > 0
+			lose := r.drop > 0 || matches(buf[:n], r.lose)
 			if lose {
-				r.drop--
+				r.drop = max(r.drop-1, 0)
 				r.dropped++
 			} else {
 				r.relayed++
