@@ -178,6 +178,13 @@ func notify(cfg *config, domain string, batch []*entry) ([]outcome, string) {
 			return cfg.smarthost.handOff(cfg, domain, batch)
 		}
 		return all(store.NoService), domain
+	case errors.Is(err, locate.ErrNoAnswer):
+		// DNS did not answer: noservice (DESIGN.md section 3), retried,
+		// and never the smarthost, which takes only a domain shown to
+		// publish no IM2000 service: an outage, or whoever drops a
+		// datagram, would otherwise send private mail over SMTP.
+		logUnreachable(domain, err)
+		return all(store.NoService), domain
 	case errors.Is(err, tlsconf.ErrDowngrade):
 		logTLSRefused(domain, err)
 		return all(store.TLSDowngrade), domain
