@@ -19,7 +19,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"im2000/lib/durable"
 )
@@ -29,6 +32,27 @@ type cache struct {
 	max     int64
 	total   int64 // an estimate: this session's writes since the last scan
 	scanned bool
+	// structs holds the BODYSTRUCTUREs this session computed from whole
+	// messages (a message's content never changes), at most maxStructs.
+	structs map[string]imap.BodyStructure
+	mu      sync.Mutex // structs: an expunge seen in IDLE removes
+}
+
+const maxStructs = 1000
+
+func (c *cache) structure(name string) imap.BodyStructure {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.structs[name]
+}
+
+func (c *cache) keepStructure(name string, bs imap.BodyStructure) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.structs == nil || len(c.structs) >= maxStructs {
+		c.structs = map[string]imap.BodyStructure{}
+	}
+	c.structs[name] = bs
 }
 
 func newCache(dir string, max int64) *cache { return &cache{dir: dir, max: max} }
@@ -92,6 +116,9 @@ func (c *cache) put(name, kind string, fill func(w io.Writer) (int64, error)) (*
 
 // remove drops a message's files.
 func (c *cache) remove(name string) {
+	c.mu.Lock()
+	delete(c.structs, name)
+	c.mu.Unlock()
 	for _, kind := range []string{"all", "hdr"} {
 		os.Remove(c.path(name, kind))
 	}

@@ -180,6 +180,9 @@ func needs(o *imap.FetchOptions) (header, full, seen bool) {
 
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
 	wantHeader, wantFull, setsSeen := needs(o)
+	if tooDeep(o) {
+		return imapErr(imap.ResponseCodeCannot, fmt.Sprintf("parts nested deeper than %d are not told apart (BODYSTRUCTURE shows them as one)", maxNesting))
+	}
 	setsSeen = setsSeen && !s.readOnly // EXAMINE
 	var seen []*viewMsg
 	failed := 0
@@ -187,7 +190,11 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 		var data []byte // the whole message, or the header and a blank line
 		var file *os.File
 		isHeader := false
-		if wantHeader || wantFull {
+		// The structure computed from the whole message before: no need
+		// to read the message again when nothing else wants it.
+		bs := s.cache.structure(m.name)
+		onlyStructure := bs != nil && !wantFull && !o.Envelope && len(o.BodySection) == 0
+		if (wantHeader || wantFull) && !onlyStructure {
 			f, hdr, err := s.content(m, wantFull)
 			if errors.Is(err, errStore) {
 				failed++
@@ -256,7 +263,13 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 			r.WriteEnvelope(imapserver.ExtractEnvelope(h))
 		}
 		if o.BodyStructure != nil {
-			r.WriteBodyStructure(bodyStructure(data))
+			if bs == nil {
+				bs = bodyStructure(data)
+				if !isHeader {
+					s.cache.keepStructure(m.name, bs)
+				}
+			}
+			r.WriteBodyStructure(bs)
 		}
 		for _, sec := range o.BodySection {
 			b := imapserver.ExtractBodySection(bytes.NewReader(data), sec)
@@ -300,48 +313,23 @@ func hasFlag(flags []imap.Flag, f imap.Flag) bool {
 	return false
 }
 
-// complete reports whether a structure has every multipart's parts.
-func complete(bs imap.BodyStructure) bool {
-	switch b := bs.(type) {
-	case *imap.BodyStructureMultiPart:
-		if len(b.Children) == 0 {
-			return false
-		}
-		for _, c := range b.Children {
-			if !complete(c) {
-				return false
-			}
-		}
-	case *imap.BodyStructureSinglePart:
-		if b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil {
-			return complete(b.MessageRFC822.BodyStructure)
+// tooDeep reports a section deeper than BODYSTRUCTURE describes parts:
+// each level of a section is one more scan of what it holds.
+func tooDeep(o *imap.FetchOptions) bool {
+	for _, sec := range o.BodySection {
+		if len(sec.Part) > maxNesting+1 {
+			return true
 		}
 	}
-	return true
-}
-
-// bodyStructure is the message's structure, with a multipart that has no
-// parts (a boundary that never comes: the library would panic writing it)
-// described as the opaque single part it is.
-func bodyStructure(data []byte) imap.BodyStructure {
-	return mend(imapserver.ExtractBodyStructure(bytes.NewReader(data)))
-}
-
-func mend(bs imap.BodyStructure) imap.BodyStructure {
-	switch b := bs.(type) {
-	case *imap.BodyStructureMultiPart:
-		if len(b.Children) == 0 {
-			return &imap.BodyStructureSinglePart{Type: "application", Subtype: "octet-stream", Encoding: "7bit"}
+	for _, sec := range o.BinarySection {
+		if len(sec.Part) > maxNesting+1 {
+			return true
 		}
-		for i, c := range b.Children {
-			b.Children[i] = mend(c)
-		}
-	case *imap.BodyStructureSinglePart:
-		if b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil {
-			b.MessageRFC822.BodyStructure = mend(b.MessageRFC822.BodyStructure)
-		}
-	case nil:
-		return &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Encoding: "7bit"}
 	}
-	return bs
+	for _, sec := range o.BinarySectionSize {
+		if len(sec.Part) > maxNesting+1 {
+			return true
+		}
+	}
+	return false
 }

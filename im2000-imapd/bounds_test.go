@@ -1,0 +1,137 @@
+package main
+
+// Regression tests for the second hostile review (issue 19): the costs a
+// message or a command can make a session pay are bounded, asserted by
+// allocations and outcomes, never by time.
+
+import (
+	"bytes"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// nestedRFC822 is a multipart message whose one part is message/rfc822
+// nested depth times: about 32 octets a level.
+func nestedRFC822(depth int) string {
+	var b strings.Builder
+	b.WriteString("Subject: nest\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n")
+	for i := 0; i < depth; i++ {
+		b.WriteString("Content-Type: message/rfc822\r\n\r\n")
+	}
+	b.WriteString("Subject: x\r\n\r\nhello\r\n--zz--\r\n")
+	return b.String()
+}
+
+// nestedMultipart is a multipart nested depth times.
+func nestedMultipart(depth int) string {
+	var b strings.Builder
+	b.WriteString("Subject: nest\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n")
+	for i := 0; i < depth; i++ {
+		b.WriteString("--b" + strconv.Itoa(i) + "\r\nContent-Type: multipart/mixed; boundary=b" + strconv.Itoa(i+1) + "\r\n\r\n")
+	}
+	b.WriteString("--b" + strconv.Itoa(depth) + "\r\n\r\nhello\r\n")
+	return b.String()
+}
+
+// withMessages serves msgs as the mailbox for the test's length.
+func withMessages(t *testing.T, msgs []string) {
+	old := messages
+	t.Cleanup(func() { messages = old })
+	messages = msgs
+}
+
+// allocated returns what f allocated in the whole process (the session
+// runs in this process).
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// FETCH BODYSTRUCTURE of nested message/rfc822 parts: the library's
+// walker copied the rest of the message at every level (a 128 KB message
+// cost about 350 MiB); now a few times the message, and nothing more the
+// second time.
+func TestNestedBodyStructureBounded(t *testing.T) {
+	durableWrites = false
+	withMessages(t, []string{nestedRFC822(4000)})
+	size := uint64(len(messages[0]))
+	cl := dialSession(t, testConfig(t.TempDir(), newMemory(), time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	var r string
+	first := allocated(func() { r = cl.cmd("c", "FETCH 1 (BODYSTRUCTURE)") })
+	if !strings.Contains(r, "c OK") {
+		t.Fatalf("FETCH BODYSTRUCTURE: %q", r[max(0, len(r)-200):])
+	}
+	if !strings.Contains(strings.ToUpper(r), `"APPLICATION" "OCTET-STREAM"`) {
+		t.Errorf("the message/rfc822 past %d levels is not one opaque part", maxNesting)
+	}
+	if n := strings.Count(strings.ToUpper(r), `"MESSAGE" "RFC822"`); n > maxNesting {
+		t.Errorf("%d levels of message/rfc822 described, want at most %d", n, maxNesting)
+	}
+	if first > 16*size+4<<20 {
+		t.Errorf("FETCH BODYSTRUCTURE of a %d-octet message allocated %d octets", size, first)
+	}
+	again := allocated(func() { r = cl.cmd("d", "FETCH 1 (BODYSTRUCTURE)") })
+	if !strings.Contains(r, "d OK") || again > size {
+		t.Errorf("FETCH BODYSTRUCTURE again allocated %d octets (message %d): %q", again, size, r[max(0, len(r)-80):])
+	}
+	t.Logf("message %d octets: first FETCH allocated %d KiB, the second %d KiB", size, first>>10, again>>10)
+}
+
+// Nested multiparts: each level scanned all it holds again; the
+// structure stops at maxNesting.
+func TestNestedMultipartBounded(t *testing.T) {
+	durableWrites = false
+	withMessages(t, []string{nestedMultipart(1000)})
+	size := uint64(len(messages[0]))
+	cl := dialSession(t, testConfig(t.TempDir(), newMemory(), time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	var r string
+	n := allocated(func() { r = cl.cmd("c", "FETCH 1 (BODYSTRUCTURE)") })
+	if !strings.Contains(r, "c OK") {
+		t.Fatalf("FETCH BODYSTRUCTURE: %q", r[max(0, len(r)-200):])
+	}
+	if d := strings.Count(strings.ToUpper(r), `"MIXED"`); d > maxNesting {
+		t.Errorf("%d levels of multipart described, want at most %d", d, maxNesting)
+	}
+	if n > 16*size+4<<20 {
+		t.Errorf("FETCH BODYSTRUCTURE of a %d-octet message allocated %d octets", size, n)
+	}
+	r = cl.cmd("d", "FETCH 1 (BODY.PEEK[1"+strings.Repeat(".1", 100)+"])")
+	if !strings.Contains(r, "d NO [CANNOT]") {
+		t.Errorf("a section 101 parts deep: %q", r)
+	}
+}
+
+// The bounded walker describes ordinary messages as the library does.
+func TestBodyStructureAsLibrary(t *testing.T) {
+	msgs := []string{
+		"Subject: one\r\nFrom: a@example.org\r\n\r\nbody one\r\n",
+		"Subject: three\nContent-Type: multipart/mixed; boundary=x\n\n--x\n\npart\n--x--\n",
+		"Content-Type: multipart/mixed; boundary=\"o\"\r\nContent-Language: en, de\r\n\r\npre\r\n--o\r\n" +
+			"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nhi=\r\nthere\r\n--o\r\n" +
+			"Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=f.eml\r\n\r\n" +
+			"Subject: inner\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--i--\r\n" +
+			"\r\n--o\r\nContent-Type: image/png; name=a.png\r\nContent-Id: <a@b>\r\nContent-Description: pic\r\nContent-Location: here\r\n\r\niVBORw0K\r\n--o--\r\nepilogue\r\n",
+		"Content-Type: message/rfc822\r\n\r\nSubject: bare\r\n\r\nx\r\n",
+		"Content-Type: multipart/mixed; boundary=never\r\n\r\nno parts at all\r\n",
+		"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n",
+	}
+	for i, m := range msgs {
+		want := mend(imapserver.ExtractBodyStructure(bytes.NewReader([]byte(m))))
+		if got := bodyStructure([]byte(m)); !reflect.DeepEqual(got, want) {
+			t.Errorf("message %d: structure\n%#v\nwant the library's\n%#v", i, got, want)
+		}
+	}
+}
