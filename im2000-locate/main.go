@@ -232,6 +232,8 @@ func kindOf(err error) string {
 		return "noservice (temporary): " + err.Error()
 	case errors.Is(err, locate.ErrNoServer):
 		return "noserver (temporary): " + err.Error()
+	case errors.Is(err, locate.ErrNoAnswer):
+		return "noservice (temporary, DNS did not answer): " + err.Error()
 	}
 	return "temporary: " + err.Error()
 }

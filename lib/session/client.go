@@ -137,8 +137,8 @@ func (c *Client) RemoteAddr() string { return c.conn.RemoteAddr().String() }
 
 // Connect finds the server of protocol p's service for domain (routes
 // file, else DNS SRV) and starts a session with the first that answers.
-// Its errors wrap locate.ErrBadDomain (permanent), locate.ErrNoService or
-// locate.ErrNoServer (temporary).
+// Its errors wrap locate.ErrBadDomain (permanent), locate.ErrNoService,
+// locate.ErrNoAnswer (DNS did not answer) or locate.ErrNoServer (temporary).
 func Connect(ctx context.Context, l *locate.Locator, p *wire.Protocol, domain string, timeout time.Duration) (*Client, error) {
 	conn, err := l.Dial(ctx, strings.ToLower(p.Name), domain)
 	if err != nil {
