@@ -123,15 +123,24 @@ func currentStamp(dir string) stamp {
 // is written whatever change says: the UIDVALIDITY must be on disk before
 // any client sees a UID under it.
 func lockedUpdate(dir string, change func(s *mboxState) (bool, error)) (*mboxState, stamp, error) {
+	s, _, after, err := lockedChange(dir, change)
+	return s, after, err
+}
+
+// lockedChange is lockedUpdate that also returns the stamp of the state
+// as read under the lock, before the change: a session compares it with
+// the version its view follows (update.go: followed), so that another
+// session's change made just before its own is not taken for its own.
+func lockedChange(dir string, change func(s *mboxState) (bool, error)) (_ *mboxState, before, after stamp, _ error) {
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, stamp{}, fail.Temp(err)
+		return nil, stamp{}, stamp{}, fail.Temp(err)
 	}
 	defer lock.Close()
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return nil, stamp{}, fail.Temp(err)
+		return nil, stamp{}, stamp{}, fail.Temp(err)
 	}
-	s, _, err := readState(dir)
+	s, before, err := readState(dir)
 	var bad errCorrupt
 	fresh := false
 	switch {
@@ -139,11 +148,11 @@ func lockedUpdate(dir string, change func(s *mboxState) (bool, error)) (*mboxSta
 		logStateRestarted(bad.error)
 		s, fresh = &mboxState{UIDNext: 1}, true
 	case err != nil:
-		return nil, stamp{}, err
+		return nil, stamp{}, stamp{}, err
 	}
 	if s.UIDValidity == 0 {
 		if s.UIDValidity, err = newUIDValidity(dir); err != nil {
-			return nil, stamp{}, fail.Temp(err)
+			return nil, stamp{}, stamp{}, fail.Temp(err)
 		}
 		fresh = true
 		s.Msgs = nil
@@ -151,18 +160,18 @@ func lockedUpdate(dir string, change func(s *mboxState) (bool, error)) (*mboxSta
 	}
 	changed, err := change(s)
 	if err != nil {
-		return nil, stamp{}, err
+		return nil, stamp{}, stamp{}, err
 	}
 	if changed || fresh {
 		raw, err := json.Marshal(s)
 		if err != nil {
-			return nil, stamp{}, err
+			return nil, stamp{}, stamp{}, err
 		}
 		if err := writeFile(filepath.Join(dir, stateFile), raw, dir); err != nil {
-			return nil, stamp{}, fail.Temp(err)
+			return nil, stamp{}, stamp{}, fail.Temp(err)
 		}
 	}
-	return s, currentStamp(dir), nil
+	return s, before, currentStamp(dir), nil
 }
 
 // validityFile keeps the last UIDVALIDITY handed out, apart from the

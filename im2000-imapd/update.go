@@ -26,22 +26,51 @@ func dateOf(unix int64) time.Time { return time.Unix(unix, 0).UTC() }
 // A record is the view's message only with the same UID and entry name,
 // under the same UIDVALIDITY (a state begun again reuses UIDs).
 func (s *imapSession) storeFlags(ms []*viewMsg, op imap.StoreFlagsOp, flags []imap.Flag) error {
-	_, st, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+	_, err := s.changeFlags(ms, op, flags)
+	return err
+}
+
+// changeFlags is storeFlags returning each message's flags as recorded
+// after the change (other sessions' flags merged in), nil for a message
+// no longer in the state (expunged elsewhere: sync tells the client).
+func (s *imapSession) changeFlags(ms []*viewMsg, op imap.StoreFlagsOp, flags []imap.Flag) ([][]imap.Flag, error) {
+	out := make([][]imap.Flag, len(ms))
+	_, before, after, err := lockedChange(s.dir, func(state *mboxState) (bool, error) {
 		if s.stale(state) {
 			return false, errStale
 		}
 		changed := false
-		for _, m := range ms {
-			if r := state.record(m); r != nil && r.apply(op, flags) {
+		for i, m := range ms {
+			r := state.record(m)
+			if r == nil {
+				continue
+			}
+			if r.apply(op, flags) {
 				changed = true
 			}
+			out[i] = r.flags()
 		}
 		return changed, nil
 	})
-	if err == nil {
-		s.seen = st // this session's own change: nothing to tell its client
+	if err != nil {
+		return nil, err
 	}
-	return err
+	s.followed(before, after)
+	return out, nil
+}
+
+// followed records that the view follows the state written by this
+// session's own change, but only when the state it changed was the one
+// the view followed: had another session changed it in between (B set a
+// flag, or expunged, just before A's STORE), taking the new version as
+// followed would keep B's change from A's client for good. Otherwise the
+// view's version stays, and sync (the Poll after the command) tells the
+// client what the others did, this session's own change being in its
+// view already.
+func (s *imapSession) followed(before, after stamp) {
+	if before == s.seen {
+		s.seen = after
+	}
 }
 
 // errStale ends a session whose mailbox began again (update.go: stale).
@@ -92,15 +121,17 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 		ms = append(ms, m)
 		return nil
 	})
-	if err := s.storeFlags(ms, flags.Op, flags.Flags); errors.Is(err, errStale) {
+	recorded, err := s.changeFlags(ms, flags.Op, flags.Flags)
+	if errors.Is(err, errStale) {
 		return errStale
 	} else if err != nil {
 		return tempError(s.peer, err)
 	}
-	for _, h := range hits {
-		r := record{Flags: flagStrings(h.m.flags)}
-		r.apply(flags.Op, flags.Flags)
-		h.m.flags = r.flags()
+	for i, h := range hits {
+		if recorded[i] == nil {
+			continue // expunged by another session: sync tells the client
+		}
+		h.m.flags = recorded[i]
 		if flags.Silent {
 			continue
 		}
@@ -114,14 +145,6 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 		}
 	}
 	return nil
-}
-
-func flagStrings(flags []imap.Flag) []string {
-	out := make([]string, len(flags))
-	for i, f := range flags {
-		out[i] = string(f)
-	}
-	return out
 }
 
 // silence silences the messages at their stores (one session per store,
@@ -165,7 +188,7 @@ func (s *imapSession) silence(ms []*viewMsg) (map[string]bool, int) {
 		}
 	}
 	if len(done) > 0 {
-		_, st, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+		_, before, after, err := lockedChange(s.dir, func(state *mboxState) (bool, error) {
 			kept := state.Msgs[:0]
 			for _, r := range state.Msgs {
 				if !done[r.Name] {
@@ -179,7 +202,7 @@ func (s *imapSession) silence(ms []*viewMsg) (map[string]bool, int) {
 		if err != nil {
 			logStateFailed(s.peer, s.user, err)
 		} else {
-			s.seen = st
+			s.followed(before, after)
 		}
 		for name := range done {
 			s.cache.remove(name)
@@ -327,6 +350,7 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 		r := state.record(m)
 		if r == nil {
 			m.gone = true
+			s.cache.remove(m.name) // this session's FETCH may have cached it meanwhile
 			continue
 		}
 		m.size, m.exact = r.Size, r.Exact // another session's first whole fetch
