@@ -142,7 +142,7 @@ func (c *config) serve(conn net.Conn, peer string) {
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(ic *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			s.imapConn = ic
-			return s, nil, nil
+			return &serialSession{s: s}, nil, nil // serial.go: one goroutine at a time
 		},
 		Caps:         caps,
 		Logger:       logger{peer, c.alert},

@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -38,8 +37,7 @@ type imapSession struct {
 	uidNext  imap.UID
 	validity uint32
 
-	idleMu sync.Mutex // held by Idle (update.go)
-	closed bool       // under idleMu
+	closed bool // Close was called (serial.go: Idle polls no more)
 }
 
 // viewMsg is a message as this session's client knows it.
@@ -53,8 +51,6 @@ type viewMsg struct {
 	gone  bool // expunged elsewhere; the client not told yet
 }
 
-var _ imapserver.SessionIMAP4rev2 = (*imapSession)(nil)
-
 const inboxName = "INBOX"
 
 func isInbox(name string) bool { return strings.EqualFold(name, inboxName) }
@@ -67,8 +63,6 @@ func noMailbox(name string) error {
 }
 
 func (s *imapSession) Close() error {
-	s.idleMu.Lock()
-	defer s.idleMu.Unlock()
 	s.closed = true
 	if s.mb != nil {
 		s.mb.Close()

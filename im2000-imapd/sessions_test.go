@@ -1,8 +1,10 @@
 package main
 
-// Several sessions of one user: regression tests for a hostile review
-// (issue 19) that found a session's own write hiding another session's
-// change from its client for good.
+// Several sessions of one user, and one session's goroutines: regression
+// tests for a hostile review (issue 19) that found a session's own write
+// hiding another session's change from its client for good, and IDLE
+// ended by a line other than DONE leaving Idle's poll running next to the
+// following command.
 
 import (
 	"io"
@@ -11,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,4 +119,64 @@ func (m *retrievals) of(name string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.by[name]
+}
+
+// atOnce counts the calls inside it at once, and the most there were.
+type atOnce struct{ in, most atomic.Int32 }
+
+func (c *atOnce) enter() {
+	n := c.in.Add(1)
+	for {
+		m := c.most.Load()
+		if n <= m || c.most.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+func (c *atOnce) leave() { c.in.Add(-1) }
+
+// IDLE ended by a line other than DONE: the library answers BAD and reads
+// the next command without waiting for Idle. Idle's poll must not run
+// next to that command (go test -race found storeFlags and Store racing
+// sync before the session was serialised).
+func TestIdleNotDoneSerial(t *testing.T) {
+	durableWrites = false
+	c := testConfig(t.TempDir(), newMemory(), time.Millisecond) // the agent asked at every poll
+	var agent atOnce
+	c.take = func(mailbox, string, string) error { // outside the user's lock (inbox.go: refresh)
+		agent.enter()
+		defer agent.leave()
+		time.Sleep(20 * time.Millisecond) // the agent's answer
+		return nil
+	}
+	cl := dialSession(t, c)
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	for i := 0; i < 20; i++ {
+		cl.c.Write([]byte("i IDLE\r\n"))
+		if l := cl.line(); !strings.HasPrefix(l, "+") {
+			t.Fatalf("IDLE: %q", l)
+		}
+		time.Sleep(time.Duration(i%7) * 3 * time.Millisecond)
+		cl.c.Write([]byte("NOTDONE\r\n"))
+		for l := cl.line(); !strings.HasPrefix(l, "i "); l = cl.line() {
+			if l == "" {
+				t.Fatal("the session ended")
+			}
+		}
+		cl.cmd("f", `STORE 1 +FLAGS (\Flagged)`)
+		cl.cmd("g", `STORE 1 -FLAGS (\Flagged)`)
+		cl.cmd("h", "FETCH 1:* (BODY.PEEK[HEADER])")
+	}
+	if n := agent.most.Load(); n > 1 {
+		t.Errorf("one session ran in %d goroutines at once", n)
+	}
+	// The session still works, and IDLE ended by DONE still works.
+	cl.c.Write([]byte("j IDLE\r\n"))
+	cl.line()
+	cl.c.Write([]byte("DONE\r\n"))
+	if r := cl.cmd("k", "NOOP"); !strings.Contains(r, "j OK") {
+		t.Errorf("IDLE ... DONE: %q", r)
+	}
 }

@@ -301,32 +301,6 @@ func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	return s.sync(w, allowExpunge)
 }
 
-// Idle checks the state file every second (other sessions' changes) and
-// asks the agent every imappoll seconds, until the client ends the IDLE.
-//
-// The library runs Idle in a goroutine of its own and, when the client
-// goes away in IDLE, closes the session without waiting for it: idleMu
-// makes Close wait for Idle to end, and Idle not start after Close.
-func (s *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	s.idleMu.Lock()
-	defer s.idleMu.Unlock()
-	if s.closed {
-		return nil
-	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		if err := s.Poll(w, true); err != nil {
-			return err
-		}
-		select {
-		case <-stop:
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
 // sync brings the view up to the state file, if it changed.
 func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if !s.selected {
