@@ -345,9 +345,10 @@ func (a *Account) marshalStatus(id msgid.ID, st *Status) []byte {
 	return st.marshal(func(i int) msgid.ID { return a.s.recipientID(id, i) })
 }
 
-// removeStatus removes a message's snapshot and journals.
+// removeStatus removes a message's snapshot, journals and hand-off record.
 func (a *Account) removeStatus(id msgid.ID) {
 	os.Remove(a.path("status", id))
+	os.Remove(a.handOffPath(id)) // handoff.go
 	journals, _ := filepath.Glob(a.path("status", id) + ".*.journal")
 	for _, j := range journals {
 		os.Remove(j)
