@@ -57,6 +57,22 @@ if [ -n "$smuser$smpwfile" ] && { [ -z "$smarthost" ] || [ -z "$smuser" ] || [ -
 	exit 100
 fi
 case $smarthost in *[!A-Za-z0-9.:\[\]-]*) echo "setup.sh: -S: \"$smarthost\" is not a host or host:port" >&2; exit 100 ;; esac
+# The port, when there is one, as im2000-notifyd checks it: a number from 1 to 65535.
+case $smarthost in
+*\]) smport= ;;
+*\]:*) smport=${smarthost##*\]:} ;;
+*:*:*) smport= ;;
+*:*) smport=${smarthost##*:} ;;
+*) smport= ;;
+esac
+case $smarthost in
+*:) echo "setup.sh: -S: \"$smarthost\" names no port: write host or host:port" >&2; exit 100 ;;
+esac
+case $smport in
+'') ;;
+*[!0-9]* | 0* | ??????*) echo "setup.sh: -S: \"$smarthost\": the port must be a number from 1 to 65535" >&2; exit 100 ;;
+*) [ "$smport" -le 65535 ] || { echo "setup.sh: -S: \"$smarthost\": the port must be a number from 1 to 65535" >&2; exit 100; } ;;
+esac
 [ -z "$smpwfile" ] || [ -r "$smpwfile" ] || { echo "setup.sh: cannot read $smpwfile" >&2; exit 100; }
 if [ -n "$cert$key" ] && { [ -z "$cert" ] || [ -z "$key" ]; }; then
 	echo "setup.sh: give both -c (certificate chain) and -k (its key), or neither for a private CA" >&2

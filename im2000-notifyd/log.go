@@ -7,6 +7,7 @@ import (
 	"im2000/lib/conf"
 	"im2000/lib/fail"
 	"im2000/lib/msgid"
+	"im2000/lib/store"
 	"im2000/lib/wire"
 )
 
@@ -126,6 +127,20 @@ func logBadResults(domain, agent string, got, want int) {
 // the relay.
 func logSmarthostFailed(where, what string) {
 	fail.Warning("smarthost failed: %s: %s", where, what)
+}
+
+// logHandedOff: the smarthost answered the final dot with 250; the
+// recipients it took are recorded smtp, with its reply (escaped), which
+// normally names its queue identifier.
+func logHandedOff(where, reply string) {
+	fail.Info("handed off: %s: %s", where, reply)
+}
+
+// logSmarthostPutBack: a session with the smarthost failed; the batch's
+// other messages to the domain are not tried now, but on the queue's
+// schedule, so that a tarpit costs one timeout per batch.
+func logSmarthostPutBack(domain, relay string, n int, st store.Notification) {
+	fail.Warning("smarthost put back: %d messages to %s not tried: the session with %s failed (%s, tried again on the queue's schedule)", n, domain, relay, st)
 }
 
 // logTLSNotRemembered: the smarthost was reached over TLS, but the

@@ -138,7 +138,8 @@ func snapshot(d conf.Dir) map[string]string {
 // concurrency at once, at most half of them for slow destinations), hands
 // what the workers report to the recorders and files their entries again,
 // takes new messages from the intake, and handles signals. SIGTERM lets
-// the batches in flight finish and record.
+// the batches in flight finish and record (a batch of hand-offs to the
+// smarthost, after the message in progress).
 func run(d conf.Dir, st *store.Store, cfg *config) error {
 	wake, err := listen(st)
 	if err != nil {
@@ -245,6 +246,7 @@ func run(d conf.Dir, st *store.Store, cfg *config) error {
 					close(stopIntake)
 				}
 				stopping = true
+				smarthostStop.Store(true) // smarthost.go: the batch out stops after its session
 			}
 		}
 	}

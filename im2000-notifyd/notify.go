@@ -22,13 +22,19 @@ import (
 // to the recorders (record.go), which write the sidecars.
 
 // Outcomes beyond the sidecar states: full leaves the state as it was and
-// defers (the agent is there but cannot take it now).
+// defers (the agent is there but cannot take it now); untried is not an
+// attempt at all (a batch of hand-offs cut short by SIGTERM: smarthost.go),
+// and nothing is written.
 type outcome struct {
-	state store.Notification
-	full  bool
+	state   store.Notification
+	full    bool
+	untried bool
 }
 
 func (o outcome) String() string {
+	if o.untried {
+		return "untried"
+	}
 	if o.full {
 		return "full"
 	}

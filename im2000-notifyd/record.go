@@ -96,6 +96,19 @@ func recordMessage(cfg *config, m *message, rs []result) (kept []result, dropped
 			}
 		}
 	}()
+	// Untried (smarthost.go, at SIGTERM): as it was, due again later.
+	var tried []result
+	for _, r := range rs {
+		if r.out.untried {
+			r.e.due = r.end.Add(cfg.retryBase).UnixNano()
+			kept = append(kept, r)
+		} else {
+			tried = append(tried, r)
+		}
+	}
+	if rs = tried; len(rs) == 0 {
+		return kept, nil
+	}
 	type change struct {
 		state store.Notification
 		due   int64
@@ -137,7 +150,7 @@ func recordMessage(cfg *config, m *message, rs []result) (kept []result, dropped
 		for _, r := range rs {
 			dropped = append(dropped, r.e)
 		}
-		return nil, dropped
+		return kept, dropped
 	case err != nil:
 		// Not written (a full disk, a broken sidecar): nothing changes on
 		// disk, so the recipients are tried again, backing off.
@@ -146,7 +159,7 @@ func recordMessage(cfg *config, m *message, rs []result) (kept []result, dropped
 		for _, r := range rs {
 			r.e.due = due
 		}
-		return rs, nil
+		return append(kept, rs...), nil
 	}
 	m.trouble.Store(0)
 	for i, r := range rs {

@@ -82,12 +82,12 @@ func TestSmarthostDowngrade(t *testing.T) {
 	cfg := testConfig()
 	cfg.loc = &locate.Locator{TLS: tlsconf.NewClient(nil, []string{"smarthost.example"}, nil)}
 	s := &smarthost{addr: relay, host: "smarthost.example", me: "example.org"}
-	c, err := s.dial(context.Background(), cfg)
+	c, _, err := s.dial(context.Background(), cfg)
 	if err == nil {
 		c.Close()
 	}
-	if !errors.Is(err, tlsconf.ErrDowngrade) || classify(err) != store.TLSDowngrade {
-		t.Fatalf("dial: %v (%v), want a TLS downgrade refused", err, classify(err))
+	if !errors.Is(err, tlsconf.ErrDowngrade) || sessionState(err) != store.TLSDowngrade {
+		t.Fatalf("dial: %v (%v), want a TLS downgrade refused", err, sessionState(err))
 	}
 	for len(saw) > 0 {
 		if l := <-saw; !strings.HasPrefix(l, "EHLO") {
@@ -95,7 +95,7 @@ func TestSmarthostDowngrade(t *testing.T) {
 		}
 	}
 	s.host = "other.example"
-	c, err = s.dial(context.Background(), cfg)
+	c, _, err = s.dial(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("a relay not required to use TLS: %v", err)
 	}
@@ -120,8 +120,8 @@ func TestSmarthostFlood(t *testing.T) {
 	s := &smarthost{addr: relay, host: "127.0.0.1", me: "example.org"}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := s.dial(ctx, cfg)
-	if !errors.Is(err, errRelayFlood) || classify(err) != store.NoServer {
+	_, _, err := s.dial(ctx, cfg)
+	if !errors.Is(err, errRelayFlood) || sessionState(err) != store.NoServer {
 		t.Fatalf("dial: %v, want %v (noserver)", err, errRelayFlood)
 	}
 }
@@ -137,12 +137,12 @@ func TestSmarthostDeadline(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.dial(ctx, cfg)
+		_, _, err := s.dial(ctx, cfg)
 		done <- err
 	}()
 	select {
 	case err := <-done:
-		if err == nil || classify(err) != store.NoServer {
+		if err == nil || sessionState(err) != store.NoServer {
 			t.Fatalf("dial: %v, want a timeout (noserver)", err)
 		}
 	case <-time.After(45 * time.Second):
@@ -160,7 +160,7 @@ func TestSmarthostQuotedRcpt(t *testing.T) {
 	cfg := testConfig()
 	cfg.timeout = 10 * time.Second
 	s := &smarthost{addr: relay, host: "127.0.0.1", me: "example.org"}
-	if st := s.send(cfg, "example.net", l.entries); st[0] != store.SMTP {
+	if st, _ := s.send(cfg, "example.net", l.entries); st[0] != store.SMTP {
 		t.Fatalf("state %v", st[0])
 	}
 	want := `RCPT TO:<"x> ORCPT=rfc822;evil@x.test NOTIFY=NEVER"@example.net>`

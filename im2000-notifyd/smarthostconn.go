@@ -1,9 +1,19 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"im2000/lib/tlsconf"
 )
 
 // maxRelayRead bounds what a smarthost may send in one session: its
@@ -25,6 +35,11 @@ type relayConn struct {
 	net.Conn
 	deadline time.Time // the session's; zero: none
 	read     int
+	// hello is the name to greet with: go-smtp's STARTTLS constructor
+	// sends "EHLO localhost" before TLS, and takes no name; its first
+	// write, that EHLO, is rewritten with this one.
+	hello   string
+	written bool
 }
 
 func (c *relayConn) Read(p []byte) (int, error) {
@@ -37,6 +52,19 @@ func (c *relayConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.read += n
 	return n, err
+}
+
+func (c *relayConn) Write(p []byte) (int, error) {
+	if !c.written {
+		c.written = true
+		if c.hello != "" && string(p) == "EHLO localhost\r\n" {
+			if _, err := c.Conn.Write([]byte("EHLO " + c.hello + "\r\n")); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *relayConn) clamp(t time.Time) time.Time {
@@ -54,4 +82,86 @@ func (c *relayConn) SetReadDeadline(t time.Time) error {
 
 func (c *relayConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(c.clamp(t))
+}
+
+// dial opens a session with the relay, greeting it with me (the me
+// setting) before and inside TLS: STARTTLS when it offers it, else
+// cleartext on a second connection, then AUTH PLAIN when smarthostuser is
+// set, never over cleartext but to a loopback address. Every read of the
+// session is bounded (relayConn) and no deadline go-smtp sets outlasts the
+// session's. Any error is the session's (sessionState): nothing of it
+// concerns the message or its recipients.
+//
+// TLS is remembered as for the agents (DESIGN-NOTES.md, "TLS: clients"),
+// once the handshake is over and the certificate verified (tls.Client
+// shakes hands at the first command inside TLS, the EHLO): a smarthost
+// once reached over verified TLS, or named in tlsrequire, that offers no
+// STARTTLS is refused as a downgrade (tlsconf.ErrDowngrade, recorded as
+// tlsdowngrade) instead of being given the mail in clear.
+func (s *smarthost) dial(ctx context.Context, cfg *config) (*smtp.Client, *relayConn, error) {
+	var dialer net.Dialer
+	deadline, _ := ctx.Deadline()
+	connect := func() (*relayConn, error) {
+		conn, err := dialer.DialContext(ctx, "tcp", s.addr)
+		if err != nil {
+			return nil, err
+		}
+		conn.SetDeadline(deadline)
+		return &relayConn{Conn: conn, deadline: deadline, hello: s.me}, nil
+	}
+	rc, err := connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	var tc *tls.Config
+	var tcl *tlsconf.Client
+	if cfg.loc != nil && cfg.loc.TLS != nil {
+		tcl = cfg.loc.TLS
+		tc = tcl.Config(s.host)
+	} else {
+		tc = &tls.Config{ServerName: s.host, MinVersion: tls.VersionTLS12}
+	}
+	secure := true
+	c, err := smtp.NewClientStartTLS(rc, tc)
+	if err != nil && strings.Contains(err.Error(), "support STARTTLS") {
+		if why, required := tcl.Required("smtp", s.host); required {
+			return nil, nil, fmt.Errorf("%w: %s offers no STARTTLS (%s)", tlsconf.ErrDowngrade, s.host, why)
+		}
+		secure = false
+		if rc, err = connect(); err != nil {
+			return nil, nil, err
+		}
+		c = smtp.NewClient(rc)
+	}
+	if err != nil && secure {
+		return nil, nil, err
+	}
+	c.CommandTimeout, c.SubmissionTimeout = cfg.timeout, time.Until(deadline)
+	// After STARTTLS go-smtp has not greeted: this EHLO is the first
+	// command inside TLS, and drives the handshake.
+	if err := c.Hello(s.me); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	if secure {
+		if st, ok := c.TLSConnectionState(); !ok || !st.HandshakeComplete {
+			c.Close()
+			return nil, nil, errors.New("the TLS handshake with the smarthost did not complete")
+		}
+		if err := tcl.Reached("smtp", s.host); err != nil {
+			logTLSNotRemembered(s.host, err)
+		}
+	}
+	if s.user == "" {
+		return c, rc, nil
+	}
+	if ip, err := netip.ParseAddr(s.host); !secure && (err != nil || !ip.IsLoopback()) && s.host != "localhost" {
+		c.Close()
+		return nil, nil, errNoTLS
+	}
+	if err := c.Auth(sasl.NewPlainClient("", s.user, s.pass)); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, rc, nil
 }
