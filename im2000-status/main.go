@@ -52,7 +52,8 @@ type recipientView struct {
 	Attempts     *int64     `json:"attempts,omitempty"` // unknown for a remote store
 	Last         *time.Time `json:"last,omitempty"`
 	Next         *time.Time `json:"next,omitempty"`
-	Via          string     `json:"via,omitempty"` // state smtp: the smarthost in force (smtp.go)
+	Via          string     `json:"via,omitempty"`       // state smtp: the relay (host:port) that took it (smtp.go)
+	ViaReply     string     `json:"via_reply,omitempty"` // and its reply to the message's final dot
 }
 
 type listView struct {
@@ -109,6 +110,7 @@ func view(a *store.Account, id msgid.ID) (*messageView, error) {
 		v.pending = v.pending || !r.Notification.Final()
 		v.failed = v.failed || r.Notification.Failed()
 	}
+	viaSMTP(a, m.Env, st, v)
 	for i, l := range st.Lists {
 		if i < len(m.Env.Lists) {
 			v.Lists = append(v.Lists, listView{Name: m.Env.Lists[i].Name, Retrievals: l.Retrievals})
@@ -295,7 +297,6 @@ func run(p *printer, idText string, f filter, summary bool) error {
 		if err != nil {
 			return err
 		}
-		viaSMTP(c, v)
 		return p.recipients(v)
 	}
 	ids, err := a.Messages()
@@ -312,7 +313,6 @@ func run(p *printer, idText string, f filter, summary bool) error {
 			return err
 		}
 		if f.keep(v) {
-			viaSMTP(c, v)
 			views = append(views, v)
 		}
 	}

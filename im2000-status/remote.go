@@ -62,7 +62,6 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 		if err != nil {
 			return err
 		}
-		viaSMTP(c, v)
 		return p.recipients(v)
 	}
 	sent, err := readSent(c, account)
@@ -79,7 +78,6 @@ func runRemote(p *printer, c conf.Dir, account, idText string, f filter, summary
 			return err
 		}
 		if f.keep(v) {
-			viaSMTP(c, v)
 			views = append(views, v)
 		}
 	}

@@ -1,33 +1,38 @@
 package main
 
 import (
-	"im2000/lib/conf"
 	"im2000/lib/store"
+	"im2000/lib/trace"
 )
 
 // viaSMTP fills in, for each recipient im2000-notifyd handed to SMTP, the
-// relay it went to. The status record keeps only the state smtp, not the
-// host, so the host is the smarthost setting in force now (see
-// im2000-status(1)); an unreadable or empty setting leaves it unknown.
-func viaSMTP(c conf.Dir, v *messageView) {
-	smtp := store.SMTP.String()
-	var host string
+// relay that took it and the relay's reply (which normally names its
+// queue identifier), from the hand-off record notifyd wrote at the time
+// (store.HandOff): never the smarthost setting in force now, which may
+// have changed since. A hand-off from before the records were kept has
+// none: the status then says only "handed to SMTP". A remote store's
+// MSOAP Track has no such field (it says silenced for a hand-off), so a
+// remote status shows the state Track gives, and this is for local stores
+// only.
+func viaSMTP(a *store.Account, env *store.Envelope, st *store.Status, v *messageView) {
+	var hs []store.HandOff
 	looked := false
 	for i := range v.Recipients {
-		r := &v.Recipients[i]
-		if r.Notification != smtp {
+		if i >= len(st.Recipients) || i >= len(env.Recipients) || st.Recipients[i].Notification != store.SMTP {
 			continue
 		}
 		if !looked {
-			host, _ = c.Str("smarthost")
+			hs, _ = a.HandOffs(env.ID) // unreadable: shown as without a record
 			looked = true
 		}
-		r.Via = host
+		if h, ok := store.HandOffOf(hs, env.Recipients[i].Addr.Domain, st.Recipients[i].Last); ok {
+			v.Recipients[i].Via, v.Recipients[i].ViaReply = h.Relay, h.Reply
+		}
 	}
 }
 
 // notification is the NOTIFICATION column: the state, or for a hand-off
-// to SMTP where it went.
+// to SMTP where it went and what the relay said.
 func (r recipientView) notification() string {
 	if r.Notification != store.SMTP.String() {
 		return r.Notification
@@ -35,5 +40,5 @@ func (r recipientView) notification() string {
 	if r.Via == "" {
 		return "handed to SMTP"
 	}
-	return "handed to SMTP via " + r.Via
+	return "handed to SMTP via " + r.Via + " (" + trace.Escape(r.ViaReply) + ")"
 }
