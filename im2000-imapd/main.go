@@ -139,15 +139,22 @@ func (c *config) serve(conn net.Conn, peer string) {
 		nc = tls.Server(lc, c.tls)
 	}
 	s := &imapSession{config: c, peer: peer, start: start, conn: lc}
+	// The literal guard reads the cleartext: above the TLS of -tls, below
+	// the library's STARTTLS (literal.go).
+	guard := &literalGuard{Conn: nc}
+	guard.tls = func() bool { return s.imapConn != nil && s.imapConn.NetConn() != net.Conn(guard) }
+	nc = guard
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(ic *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			s.imapConn = ic
 			return &serialSession{s: s}, nil, nil // serial.go: one goroutine at a time
 		},
-		Caps:         caps,
-		Logger:       logger{peer, c.alert},
-		TLSConfig:    c.startTLS(),
-		InsecureAuth: tlsconf.PasswordOK(false, session.PeerAddr(peer), session.LocalUser(conn), c.clearAuth),
+		Caps:      caps,
+		Logger:    logger{peer, c.alert},
+		TLSConfig: c.startTLS(),
+		// Under -tls the library sees the guard, not its *tls.Conn: the
+		// connection is TLS all the same.
+		InsecureAuth: tlsconf.PasswordOK(c.implicit, session.PeerAddr(peer), session.LocalUser(conn), c.clearAuth),
 	})
 	srv.Serve(&oneListener{conn: nc, done: lc.closed})
 }

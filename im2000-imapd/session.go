@@ -248,15 +248,17 @@ func (s *imapSession) Status(name string, options *imap.StatusOptions) (*imap.St
 		data.Size = &size
 	}
 	if options.AppendLimit {
-		zero := uint32(0)
-		data.AppendLimit = &zero
+		limit := uint32(maxLiteral)
+		data.AppendLimit = &limit
 	}
 	return data, nil
 }
 
-// AppendLimit is 0: the library refuses every APPEND with a literal
-// before reading it (NO [TOOBIG]); an empty one reaches Append.
-func (s *imapSession) AppendLimit() uint32 { return 0 }
+// AppendLimit is LITERAL-'s bound, not 0: the library refuses a literal
+// over it without reading it, and a non-synchronizing one's octets would
+// then be read as commands (literal.go). One within it is read, and
+// Append refuses it; a synchronizing one over it is never sent.
+func (s *imapSession) AppendLimit() uint32 { return maxLiteral }
 
 func (s *imapSession) Append(string, imap.LiteralReader, *imap.AppendOptions) (*imap.AppendData, error) {
 	return nil, imapErr(imap.ResponseCodeCannot, "APPEND is not possible here: IM2000 mail comes from its senders' stores")

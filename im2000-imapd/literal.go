@@ -1,0 +1,210 @@
+package main
+
+// Literals. A non-synchronizing one ({n+}, LITERAL-, which the library
+// offers with IMAP4rev1 and cannot leave out) comes without waiting for
+// the server's "+", and the library refuses some without reading them
+// (over 4096 octets, over APPENDLIMIT in APPEND, after a syntax error
+// earlier in the command) and then reads their octets as commands: a
+// message a client saved to Sent with header lines "X-A: UID STORE 1:*
+// +FLAGS (\Deleted)" and "X-B: EXPUNGE" expunged the whole INBOX (issue
+// 19 review). literalGuard, between the connection and the library,
+// follows the literals and sees the library's answers:
+//   - a literal the library takes is passed on unscanned;
+//   - a non-synchronizing literal the library answered (a tagged NO or
+//     BAD: it writes nothing when it takes one) before reading on is
+//     read and discarded here;
+//   - one over maxLiteral (which the library never takes, and a LITERAL-
+//     client never sends) ends the input: the library answers its
+//     command and closes the session.
+// APPENDLIMIT is maxLiteral as well, so the library itself reads (and
+// APPEND refuses) every literal a LITERAL- client may send with APPEND.
+//
+// The guard sees the session's cleartext: under -tls it is above the
+// TLS. After STARTTLS the library's TLS is above it and it only passes
+// octets on; there APPENDLIMIT alone protects a LITERAL- client.
+
+import (
+	"bytes"
+	"io"
+	"math"
+	"net"
+	"strconv"
+	"sync"
+)
+
+// maxLiteral is LITERAL-'s bound (RFC 7888), the largest literal the
+// library takes in a command, and APPENDLIMIT.
+const maxLiteral = 4096
+
+type literalGuard struct {
+	net.Conn
+	// tls reports whether the library has put its STARTTLS above the
+	// guard (nil before the session exists).
+	tls func() bool
+
+	mu       sync.Mutex // Write runs in IDLE's goroutine as well
+	tail     []byte     // the end of the line being read, outside literals
+	skip     int64      // octets of a literal the library takes, to pass on
+	drop     int64      // octets of a refused literal, to discard
+	dropLine bool       // discarding the rest of a refused command's line
+	held     []byte     // what came after a literal's announcement
+	waiting  bool       // a literal announced, until the library reads on or answers
+	size     int64      // the waiting literal's
+	nonSync  bool       // the waiting literal is non-synchronizing
+	answer   bool       // the library answered a command while one was waiting
+	cut      bool       // a literal over maxLiteral was announced: the input has ended
+}
+
+// tailLen is how much of a line's end is kept: "{" and a size the
+// library can parse, "+}", a space and CR.
+const tailLen = 32
+
+func (g *literalGuard) Write(b []byte) (int, error) {
+	g.mu.Lock()
+	if g.waiting && len(b) > 0 {
+		// A synchronizing literal is taken when the library asks for it
+		// ("+"); a non-synchronizing one when it reads on without a word.
+		if !g.nonSync && b[0] == '+' {
+			g.skip, g.waiting = g.size, false
+		} else if tagged(b) {
+			g.answer = true
+		}
+	}
+	g.mu.Unlock()
+	return g.Conn.Write(b)
+}
+
+func (g *literalGuard) Read(b []byte) (int, error) {
+	if g.tls != nil && g.tls() {
+		return g.Conn.Read(b)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.waiting {
+		// The library reads on: a non-synchronizing literal it answered
+		// is refused, the rest of its command with it.
+		switch {
+		case g.nonSync && g.answer:
+			g.drop, g.dropLine = g.size, true
+		case g.nonSync:
+			g.skip = g.size
+		}
+		g.waiting, g.answer = false, false
+	}
+	for !g.cut {
+		var n int
+		var err error
+		if len(g.held) > 0 {
+			n = copy(b, g.held)
+			g.held = g.held[n:]
+		} else {
+			g.mu.Unlock()
+			n, err = g.Conn.Read(b)
+			g.mu.Lock()
+		}
+		if n = g.scan(b[:n]); n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return 0, io.EOF
+}
+
+// scan follows lines and literals in b, removes the octets to discard,
+// and returns how many the library gets now: those up to a literal's
+// announcement, the rest held until it is known whether the library
+// takes the literal.
+func (g *literalGuard) scan(b []byte) int {
+	out := 0
+	keep := func(p []byte) { out += copy(b[out:], p) }
+	for i := 0; i < len(b); i++ {
+		if g.skip > 0 || g.drop > 0 {
+			k := int(min(g.skip+g.drop, int64(len(b)-i)))
+			if g.skip > 0 {
+				keep(b[i : i+k])
+				g.skip -= int64(k)
+			} else {
+				g.drop -= int64(k)
+			}
+			i += k - 1
+			continue
+		}
+		c := b[i]
+		if c != '\n' {
+			if len(g.tail) == tailLen {
+				copy(g.tail, g.tail[1:])
+				g.tail = g.tail[:tailLen-1]
+			}
+			g.tail = append(g.tail, c)
+			if !g.dropLine {
+				keep(b[i : i+1])
+			}
+			continue
+		}
+		size, nonSync, ok := literalHeader(g.tail)
+		g.tail = g.tail[:0]
+		if ok && nonSync && size > maxLiteral {
+			g.cut = true
+			if !g.dropLine {
+				keep(b[i : i+1])
+			}
+			return out
+		}
+		if g.dropLine { // the refused command goes on after a literal+
+			if ok && nonSync {
+				g.drop = size
+			} else {
+				g.dropLine = false
+			}
+			continue
+		}
+		keep(b[i : i+1])
+		if ok {
+			g.held = append(g.held[:0:0], b[i+1:]...)
+			g.waiting, g.size, g.nonSync, g.answer = true, size, nonSync, false
+			return out
+		}
+	}
+	return out
+}
+
+// tagged reports whether a write holds a tagged response (an answer to
+// the command), not only untagged ones ("*") and continuations ("+").
+func tagged(b []byte) bool {
+	for len(b) > 0 {
+		if b[0] != '*' && b[0] != '+' {
+			return true
+		}
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break
+		}
+		b = b[i+1:]
+	}
+	return false
+}
+
+// literalHeader parses the end of a line as the library does: "{n}" or
+// "{n+}", then an optional space and CR before the LF. A size too long
+// for the tail kept, or for an int64, counts as too large.
+func literalHeader(line []byte) (size int64, nonSync, ok bool) {
+	full := len(line) == tailLen
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	line = bytes.TrimSuffix(line, []byte(" "))
+	if !bytes.HasSuffix(line, []byte("}")) {
+		return 0, false, false
+	}
+	open := bytes.LastIndexByte(line, '{')
+	if open < 0 && !full {
+		return 0, false, false
+	}
+	num := line[open+1 : len(line)-1]
+	num, nonSync = bytes.CutSuffix(num, []byte("+"))
+	if len(num) == 0 || bytes.IndexFunc(num, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+		return 0, false, false
+	}
+	size, err := strconv.ParseInt(string(num), 10, 64)
+	if err != nil || open < 0 {
+		size = math.MaxInt64
+	}
+	return size, nonSync, true
+}
