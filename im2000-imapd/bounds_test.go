@@ -135,3 +135,65 @@ func TestBodyStructureAsLibrary(t *testing.T) {
 		}
 	}
 }
+
+// SEARCH with thousands of HEADER keys: each key of each message reopened
+// its cached header and read 256 KiB (825 MiB a message for 3,300 keys);
+// now each message's header is read once a SEARCH.
+func TestSearchHeaderReadOnce(t *testing.T) {
+	durableWrites = false
+	var msgs []string
+	for i := 0; i < 3; i++ {
+		msgs = append(msgs, "Subject: s"+strconv.Itoa(i)+"\r\nFrom: a@example.org\r\n\r\nbody\r\n")
+	}
+	withMessages(t, msgs)
+	cl := dialSession(t, testConfig(t.TempDir(), newMemory(), time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	cl.cmd("c", "FETCH 1:* (BODY.PEEK[HEADER])")
+	q := strings.Repeat("NOT HEADER X y ", 3300)
+	var r string
+	n := allocated(func() { r = cl.cmd("d", "SEARCH "+q+"HEADER subject S1") })
+	if !strings.Contains(r, "* SEARCH 2\r\n") || !strings.Contains(r, "d OK") {
+		t.Errorf("SEARCH: %q", r[max(0, len(r)-100):])
+	}
+	if n > 32<<20 {
+		t.Errorf("a SEARCH of 3,300 keys in 3 messages allocated %d MiB", n>>20)
+	}
+}
+
+// keys x messages is bounded: past it, a clear NO.
+func TestSearchWorkBounded(t *testing.T) {
+	durableWrites = false
+	var msgs []string
+	for i := 0; i < 700; i++ {
+		msgs = append(msgs, "Subject: s\r\n\r\nb\r\n")
+	}
+	withMessages(t, msgs)
+	cl := dialSession(t, testConfig(t.TempDir(), newMemory(), time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	r := cl.cmd("c", "SEARCH "+strings.Repeat("NOT FLAGGED ", 4000)+"ALL")
+	if !strings.Contains(r, "c NO [LIMIT]") {
+		t.Errorf("SEARCH of 4,000 keys in 700 messages: %q", r[max(0, len(r)-200):])
+	}
+	if r := cl.cmd("d", "SEARCH UNFLAGGED"); !strings.Contains(r, "d OK") {
+		t.Errorf("SEARCH UNFLAGGED: %q", r[max(0, len(r)-200):])
+	}
+}
+
+// SEARCH HEADER matches header fields, not body lines that look like
+// them, once the whole message is cached.
+func TestSearchHeaderNotBody(t *testing.T) {
+	durableWrites = false
+	withMessages(t, []string{"Subject: hi\r\nX-Folded: one\r\n two\r\n\r\nX-Secret: yes\r\n"})
+	cl := dialSession(t, testConfig(t.TempDir(), newMemory(), time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	cl.cmd("c", "FETCH 1 (BODY.PEEK[])")
+	if r := cl.cmd("d", "SEARCH HEADER X-Secret yes"); strings.Contains(r, "* SEARCH 1") {
+		t.Errorf("SEARCH HEADER X-Secret matched a body line: %q", r)
+	}
+	if r := cl.cmd("e", "SEARCH HEADER subject HI HEADER X-Folded \"one two\""); !strings.Contains(r, "* SEARCH 1") {
+		t.Errorf("SEARCH HEADER of the header's fields: %q", r)
+	}
+}

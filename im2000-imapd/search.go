@@ -3,11 +3,15 @@ package main
 // SEARCH, from the state and, for header fields, the header.
 
 import (
+	"bufio"
+	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
 )
 
 // Search matches flags, sequence numbers, UIDs, sizes and dates from the
@@ -20,6 +24,10 @@ func (s *imapSession) Search(kind imapserver.NumKind, c *imap.SearchCriteria, _ 
 	if needsBody(c) {
 		return nil, imapErr(imap.ResponseCodeCannot, "SEARCH BODY and TEXT are not offered: every message would be fetched from its sender's store")
 	}
+	lowerHeaders(c)
+	if work := searchWork(c) * len(s.view); work > maxSearchWork {
+		return nil, imapErr(imap.ResponseCodeLimit, fmt.Sprintf("this SEARCH would test %d keys against %d messages: at most %d tests, search fewer messages or with fewer keys", searchWork(c), len(s.view), maxSearchWork))
+	}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	data := &imap.SearchData{}
@@ -27,7 +35,7 @@ func (s *imapSession) Search(kind imapserver.NumKind, c *imap.SearchCriteria, _ 
 		if m.gone {
 			continue
 		}
-		ok, err := s.match(uint32(i+1), m, c)
+		ok, err := s.match(uint32(i+1), m, c, &msgHeader{s: s, m: m})
 		if err != nil {
 			return nil, err
 		}
@@ -72,7 +80,75 @@ func needsBody(c *imap.SearchCriteria) bool {
 	return false
 }
 
-func (s *imapSession) match(seq uint32, m *viewMsg, c *imap.SearchCriteria) (bool, error) {
+// maxSearchWork bounds the keys times the messages one SEARCH tests:
+// within the 50 KiB of a command, thousands of keys (NOT HEADER X y ...)
+// against every message would take one session's CPU for minutes.
+const maxSearchWork = 1 << 21
+
+// maxHeaderRead bounds what is read of a cached message for its header.
+const maxHeaderRead = 256 << 10
+
+// searchWork counts the keys of a search, nested ones included.
+func searchWork(c *imap.SearchCriteria) int {
+	n := 1 + len(c.SeqNum) + len(c.UID) + len(c.Header) + len(c.Flag) + len(c.NotFlag)
+	for i := range c.Not {
+		n += searchWork(&c.Not[i])
+	}
+	for i := range c.Or {
+		n += searchWork(&c.Or[i][0]) + searchWork(&c.Or[i][1])
+	}
+	return n
+}
+
+// lowerHeaders puts the HEADER keys' names and values in lower case,
+// once for all the messages they test.
+func lowerHeaders(c *imap.SearchCriteria) {
+	for i := range c.Header {
+		c.Header[i].Key, c.Header[i].Value = strings.ToLower(c.Header[i].Key), strings.ToLower(c.Header[i].Value)
+	}
+	for i := range c.Not {
+		lowerHeaders(&c.Not[i])
+	}
+	for i := range c.Or {
+		lowerHeaders(&c.Or[i][0])
+		lowerHeaders(&c.Or[i][1])
+	}
+}
+
+// msgHeader is one message's header fields, read from the cache once per
+// SEARCH however many HEADER keys test it: the field names and values in
+// lower case, values unfolded.
+type msgHeader struct {
+	s      *imapSession
+	m      *viewMsg
+	fields map[string][]string
+	err    error
+}
+
+func (h *msgHeader) get() (map[string][]string, error) {
+	if h.fields != nil || h.err != nil {
+		return h.fields, h.err
+	}
+	f := h.s.cache.open(h.m.name, "all")
+	if f == nil {
+		f = h.s.cache.open(h.m.name, "hdr")
+	}
+	if f == nil {
+		h.err = imapErr(imap.ResponseCodeCannot, "SEARCH HEADER covers only messages whose header was fetched (FETCH ENVELOPE or BODY.PEEK[HEADER] first): a search must not tell their senders they were read")
+		return nil, h.err
+	}
+	defer f.Close()
+	// The header ends at its blank line: the body's lines are no fields.
+	head, _ := textproto.ReadHeader(bufio.NewReader(io.LimitReader(f, maxHeaderRead)))
+	h.fields = map[string][]string{}
+	for fs := head.Fields(); fs.Next(); {
+		k := strings.ToLower(fs.Key())
+		h.fields[k] = append(h.fields[k], strings.ToLower(fs.Value()))
+	}
+	return h.fields, nil
+}
+
+func (s *imapSession) match(seq uint32, m *viewMsg, c *imap.SearchCriteria, h *msgHeader) (bool, error) {
 	for _, set := range c.SeqNum {
 		for i := range set {
 			static(&set[i].Start, &set[i].Stop, uint32(len(s.view)))
@@ -114,35 +190,28 @@ func (s *imapSession) match(seq uint32, m *viewMsg, c *imap.SearchCriteria) (boo
 		}
 	}
 	if len(c.Header) > 0 {
-		f := s.cache.open(m.name, "all")
-		if f == nil {
-			f = s.cache.open(m.name, "hdr")
+		fields, err := h.get()
+		if err != nil {
+			return false, err
 		}
-		if f == nil {
-			return false, imapErr(imap.ResponseCodeCannot, "SEARCH HEADER covers only messages whose header was fetched (FETCH ENVELOPE or BODY.PEEK[HEADER] first): a search must not tell their senders they were read")
-		}
-		raw := make([]byte, 256<<10)
-		n, _ := f.Read(raw)
-		f.Close()
-		head := strings.ToLower(string(raw[:n]))
-		for _, h := range c.Header {
-			if !headerMatch(head, strings.ToLower(h.Key), strings.ToLower(h.Value)) {
+		for _, k := range c.Header {
+			if !headerMatch(fields[k.Key], k.Value) {
 				return false, nil
 			}
 		}
 	}
 	for i := range c.Not {
-		ok, err := s.match(seq, m, &c.Not[i])
+		ok, err := s.match(seq, m, &c.Not[i], h)
 		if err != nil || ok {
 			return false, err
 		}
 	}
 	for i := range c.Or {
-		a, err := s.match(seq, m, &c.Or[i][0])
+		a, err := s.match(seq, m, &c.Or[i][0], h)
 		if err != nil {
 			return false, err
 		}
-		b, err := s.match(seq, m, &c.Or[i][1])
+		b, err := s.match(seq, m, &c.Or[i][1], h)
 		if err != nil {
 			return false, err
 		}
@@ -162,12 +231,12 @@ func hasFlagFold(flags []imap.Flag, f imap.Flag) bool {
 	return false
 }
 
-// headerMatch reports whether a field named key contains value (both
-// lower case), unfolded lines ignored: a simple substring test of each
-// "key:" line, as RFC 9051 allows.
-func headerMatch(head, key, value string) bool {
-	for _, line := range strings.Split(head, "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key && strings.Contains(v, value) {
+// headerMatch reports whether one of a field's values contains value
+// (both lower case), as RFC 9051 asks; an empty value matches a field
+// that is there.
+func headerMatch(values []string, value string) bool {
+	for _, v := range values {
+		if strings.Contains(v, value) {
 			return true
 		}
 	}
