@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -195,5 +196,48 @@ func TestSearchHeaderNotBody(t *testing.T) {
 	}
 	if r := cl.cmd("e", "SEARCH HEADER subject HI HEADER X-Folded \"one two\""); !strings.Contains(r, "* SEARCH 1") {
 		t.Errorf("SEARCH HEADER of the header's fields: %q", r)
+	}
+}
+
+// imapcachebytes holds across the sessions of one user: each counted only
+// its own writes after its first count of the files (8 sessions left 4.5
+// times the bound).
+func TestCacheBoundAcrossSessions(t *testing.T) {
+	durableWrites = false
+	var msgs []string
+	for i := 0; i < 60; i++ {
+		msgs = append(msgs, "Subject: s"+strconv.Itoa(i)+"\r\n\r\n"+strings.Repeat("x", 1000)+"\r\n")
+	}
+	withMessages(t, msgs)
+	dir := t.TempDir()
+	m := newMemory()
+	var cls []*client
+	for i := 0; i < 8; i++ {
+		c := testConfig(dir, m, time.Hour)
+		c.cacheBytes = 10000
+		cl := dialSession(t, c)
+		cl.cmd("a", "LOGIN bob pw")
+		cl.cmd("b", "SELECT INBOX")
+		cl.cmd("c", "FETCH "+strconv.Itoa(i+1)+" (BODY.PEEK[])")
+		cls = append(cls, cl)
+	}
+	next := 9
+	for i, cl := range cls {
+		for k := 0; k < 8-i; k++ {
+			if r := cl.cmd("d", "FETCH "+strconv.Itoa(next)+" (BODY.PEEK[])"); !strings.Contains(r, "d OK") {
+				t.Fatalf("FETCH %d: %q", next, r)
+			}
+			next++
+		}
+	}
+	var total int64
+	ents, _ := os.ReadDir(dir + "/bob/cache")
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && !strings.HasPrefix(e.Name(), ".") {
+			total += fi.Size()
+		}
+	}
+	if total > 10000+1100 { // the bound, and the message just fetched
+		t.Errorf("imapcachebytes 10000, 8 sessions: the cache holds %d octets", total)
 	}
 }

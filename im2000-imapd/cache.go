@@ -7,9 +7,11 @@ package main
 // the body again in another session) does not make the store serve it
 // again. A file is written to a temporary name, fsynced and renamed: a
 // crash leaves a whole file or none (temporary files are swept at the next
-// scan; a name lost with an unsynced directory means one more fetch). The cache is bounded by imapcachebytes per user: past it, the
-// files least recently written go first; a message expunged takes its
-// files along. The files are the store's octets with the reader's trace
+// scan; a name lost with an unsynced directory means one more fetch).
+// The cache is bounded by imapcachebytes per user, across all the user's
+// sessions and processes (a count kept under the cache's lock, put):
+// past it, the files least recently written go first; a message expunged
+// takes its files along. The files are the store's octets with the reader's trace
 // fields, as RetrieveTo writes them, and nothing more is kept about them.
 
 import (
@@ -18,11 +20,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"golang.org/x/sys/unix"
 
 	"im2000/lib/durable"
 )
@@ -30,8 +35,7 @@ import (
 type cache struct {
 	dir     string
 	max     int64
-	total   int64 // an estimate: this session's writes since the last scan
-	scanned bool
+	scanned bool // this session counted the files once (a crash may have lost a count)
 	// structs holds the BODYSTRUCTUREs this session computed from whole
 	// messages (a message's content never changes), at most maxStructs.
 	structs map[string]imap.BodyStructure
@@ -97,9 +101,23 @@ func (c *cache) put(name, kind string, fill func(w io.Writer) (int64, error)) (*
 	// a torn file; the directory is not: a crash may lose the name of a
 	// file just written, and the message is fetched again (one fsync a
 	// message, not two, in mbsync's pull of a whole mailbox).
-	if err == nil {
-		err = os.Rename(tmp.Name(), c.path(name, kind))
+	if err != nil {
+		return nil, err
 	}
+	// The bound holds for all the user's sessions and processes: the
+	// cache's size is counted in its lock file, under its flock, by every
+	// writer; past the bound (or unknown), the files are counted again
+	// and the oldest go.
+	lock, total := c.lock()
+	err = os.Rename(tmp.Name(), c.path(name, kind))
+	if err == nil {
+		if total < 0 || !c.scanned || total+n > c.max {
+			total = c.evict(name)
+		} else {
+			total += n
+		}
+	}
+	c.unlock(lock, total)
 	if err != nil {
 		return nil, err
 	}
@@ -107,11 +125,43 @@ func (c *cache) put(name, kind string, fill func(w io.Writer) (int64, error)) (*
 		return nil, err
 	}
 	done = true
-	c.total += n
-	if !c.scanned || c.total > c.max {
-		c.evict(name)
-	}
 	return tmp, nil
+}
+
+// lockName is the cache's lock file, which holds the octets of the files
+// in the cache: an upper bound (a file replaced or removed is counted
+// until the next count of the files).
+const lockName = ".lock"
+
+// lock takes the cache's lock and returns it with the count it holds (-1:
+// none, or no lock: the files are counted).
+func (c *cache) lock() (*os.File, int64) {
+	f, err := os.OpenFile(filepath.Join(c.dir, lockName), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, -1
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX) != nil {
+		f.Close()
+		return nil, -1
+	}
+	var buf [24]byte
+	n, _ := f.ReadAt(buf[:], 0)
+	total, err := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
+	if err != nil || total < 0 {
+		total = -1
+	}
+	return f, total
+}
+
+// unlock writes the count and releases the lock (closing the file does).
+func (c *cache) unlock(f *os.File, total int64) {
+	if f == nil {
+		return
+	}
+	if f.Truncate(0) == nil {
+		f.WriteAt([]byte(strconv.FormatInt(total, 10)+"\n"), 0)
+	}
+	f.Close()
 }
 
 // remove drops a message's files.
@@ -127,10 +177,10 @@ func (c *cache) remove(name string) {
 // evict counts the cache's files and removes the oldest until the rest
 // fit in max, keeping keep's (just written: the client is about to read
 // it). Temporary files older than an hour are debris of a crash.
-func (c *cache) evict(keep string) {
+func (c *cache) evict(keep string) int64 {
 	ents, err := os.ReadDir(c.dir)
 	if err != nil {
-		return
+		return -1
 	}
 	type file struct {
 		name string
@@ -144,10 +194,10 @@ func (c *cache) evict(keep string) {
 		if err != nil {
 			continue
 		}
-		if strings.HasPrefix(e.Name(), ".tmp.") {
-			if time.Since(fi.ModTime()) > time.Hour {
-				os.Remove(filepath.Join(c.dir, e.Name()))
-			}
+		if strings.HasPrefix(e.Name(), ".tmp.") && time.Since(fi.ModTime()) > time.Hour {
+			os.Remove(filepath.Join(c.dir, e.Name()))
+		}
+		if strings.HasPrefix(e.Name(), ".") { // the lock, files being written
 			continue
 		}
 		files = append(files, file{e.Name(), fi.Size(), fi.ModTime()})
@@ -165,5 +215,6 @@ func (c *cache) evict(keep string) {
 			total -= f.size
 		}
 	}
-	c.total, c.scanned = total, true
+	c.scanned = true
+	return total
 }
