@@ -31,6 +31,12 @@ type limitConn struct {
 	once   sync.Once
 	mu     sync.Mutex
 	why    string // the limit of the current read deadline, "" for the idle timeout
+	// readSet and writeSet: a deadline was set. The first Read or Write
+	// sets one if the library has not: under -tls its first act is the
+	// greeting's Write, whose handshake reads the ClientHello before it
+	// sets any deadline, and a client that never sent one held the
+	// session for good (tests/imap_limits_test.go).
+	readSet, writeSet atomic.Bool
 }
 
 // writeGrace is how long past the lifetime the last reply may take.
@@ -44,6 +50,7 @@ func (l *limitConn) SetReadDeadline(t time.Time) error {
 	l.mu.Lock()
 	l.why = why
 	l.mu.Unlock()
+	l.readSet.Store(true)
 	return l.Conn.SetReadDeadline(d)
 }
 
@@ -57,6 +64,7 @@ func (l *limitConn) SetWriteDeadline(t time.Time) error {
 	if !t.IsZero() && t.Before(d) {
 		d = t
 	}
+	l.writeSet.Store(true)
 	return l.Conn.SetWriteDeadline(d)
 }
 
@@ -66,6 +74,9 @@ func (l *limitConn) SetDeadline(t time.Time) error {
 
 // Read logs a session ended by its lifetime or by the time it has to log in.
 func (l *limitConn) Read(b []byte) (int, error) {
+	if !l.readSet.Load() {
+		l.SetReadDeadline(time.Time{})
+	}
 	n, err := l.Conn.Read(b)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		l.mu.Lock()
@@ -76,6 +87,13 @@ func (l *limitConn) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+func (l *limitConn) Write(b []byte) (int, error) {
+	if !l.writeSet.Load() {
+		l.SetWriteDeadline(time.Time{})
+	}
+	return l.Conn.Write(b)
 }
 
 func (l *limitConn) Close() error {
