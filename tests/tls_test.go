@@ -189,6 +189,7 @@ func TestTLSHandshakeStall(t *testing.T) {
 		{"tcpserver", "im2000-submitd"}, {"listener", "im2000-queryd"},
 		{"listener", "im2000-smtpd"}, {"tcpserver", "im2000-smtpd"},
 		{"listener", "im2000-pop3d"}, {"tcpserver", "im2000-pop3d"},
+		{"listener", "im2000-imapd"}, {"tcpserver", "im2000-imapd"},
 	} {
 		t.Run(s.prog+"/"+s.mode, func(t *testing.T) {
 			t.Parallel()
@@ -200,6 +201,7 @@ func TestTLSHandshakeStall(t *testing.T) {
 			withTLS(t, e)
 			e.setConf("rna", "127.0.0.1:1")
 			e.setConf("pop3state", filepath.Join(t.TempDir(), "pop3"))
+			e.setConf("imapstate", filepath.Join(t.TempDir(), "imap"))
 			addr, logs := serve(t, e, s.mode, s.prog, "-tls")
 			conn, err := net.Dial("tcp", addr)
 			if err != nil {
