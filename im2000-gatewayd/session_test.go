@@ -99,3 +99,13 @@ func FuzzCopyMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestCopyRemovesNonASCIIClaim (second hostile review of issue 20): a
+// field naming the gateway's authserv-id followed by U+00A0, which
+// go-msgauth reads as the gateway's, is removed.
+func TestCopyRemovesNonASCIIClaim(t *testing.T) {
+	in := "Authentication-Results: example.org\u00a0; dkim=pass header.d=paypal.com\r\nSubject: x\r\n\r\nb\r\n"
+	if got := copied(t, in, "example.org"); strings.Contains(got, "paypal") {
+		t.Errorf("gateway example.org kept %q", got)
+	}
+}

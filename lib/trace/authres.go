@@ -23,8 +23,9 @@ import (
 // a field too broken to parse must still be recognised as claiming a host,
 // and the first word is all that is needed. ok is false when the value
 // cannot be read so (a comment or a quoted string not closed, no word at
-// all): Claims takes such a field as claiming every host, since another
-// reader may well read a name into it.
+// all, or a non-ASCII octet in it or right after it: see nonASCII):
+// Claims takes such a field as claiming every host, since another reader
+// may well read a name into it.
 func AuthservID(v string) (id string, ok bool) {
 	v, ok = skipCFWS(v)
 	if !ok {
@@ -35,7 +36,7 @@ func AuthservID(v string) (id string, ok bool) {
 		for i := 0; i < len(q); i++ {
 			switch c := q[i]; c {
 			case '"':
-				return b.String(), b.Len() > 0
+				return b.String(), b.Len() > 0 && !nonASCII(b.String(), q[i+1:])
 			case '\\':
 				if i+1 == len(q) {
 					return b.String(), false
@@ -54,7 +55,23 @@ func AuthservID(v string) (id string, ok bool) {
 		return token(q), false
 	}
 	id = token(v)
-	return id, id != ""
+	return id, id != "" && !nonASCII(id, v[len(id):])
+}
+
+// nonASCII says whether the id, or the octet right after it, is not
+// ASCII. A Unicode-aware reader takes U+00A0, U+2003, U+3000 and the other
+// non-ASCII spaces for white space that ends the id (go-msgauth's
+// authres.Parse reads "example.org\u00a0; dkim=pass" as example.org's), so
+// such an id is not read as a name at all: a field so spelt claims every
+// host and is removed (second hostile review of issue 20). A name in UTF-8
+// is lost with it; authserv-ids are host names, in practice ASCII.
+func nonASCII(id, after string) bool {
+	for i := 0; i < len(id); i++ {
+		if id[i] >= 0x80 {
+			return true
+		}
+	}
+	return after != "" && after[0] >= 0x80
 }
 
 // tokenEnd are the octets that end a token (RFC 2045's tspecials, space

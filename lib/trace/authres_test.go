@@ -3,6 +3,10 @@ package trace
 import (
 	"strings"
 	"testing"
+	"time"
+	"unicode"
+
+	"github.com/emersion/go-msgauth/authres"
 )
 
 // TestStampAuthResults: a reader removes every Authentication-Results
@@ -62,5 +66,46 @@ func TestStampAuthResults(t *testing.T) {
 				t.Errorf("%q: kept %q:\n%s", c.msg, g, out)
 			}
 		}
+	}
+}
+
+// TestClaimsUnicodeSpace (second hostile review of issue 20): an
+// authserv-id ended by a non-ASCII space is this host's to go-msgauth's
+// authres.Parse and any Unicode-aware reader, so Claims must say so: all
+// 19 Unicode spaces above U+007F, right after the id or with more after
+// them. The reader removes such a field.
+func TestClaimsUnicodeSpace(t *testing.T) {
+	const host = "example.org"
+	spaces := 0
+	for r := rune(0x80); r <= 0x3000; r++ {
+		if !unicode.IsSpace(r) {
+			continue
+		}
+		spaces++
+		for _, v := range []string{
+			" " + host + string(r) + "; dkim=pass header.d=paypal.com",
+			" " + host + string(r) + "1; dkim=pass header.d=paypal.com",
+			" \"" + host + "\"" + string(r) + "; dkim=pass header.d=paypal.com",
+			" " + string(r) + host + "; dkim=pass header.d=paypal.com",
+		} {
+			if !Claims(v, host) {
+				id, _, err := authres.Parse(v)
+				t.Errorf("U+%04X: Claims(%q) is false; authres.Parse reads id %q (%v)", r, v, id, err)
+			}
+		}
+	}
+	if spaces != 19 {
+		t.Errorf("%d non-ASCII spaces, want 19", spaces)
+	}
+	if !Claims(" other.example; none", "other.example") || Claims(" other.example; none", host) {
+		t.Error("an ASCII id is read wrongly")
+	}
+	msg := "Authentication-Results: example.org\u00a0; dkim=pass header.d=paypal.com\r\nSubject: x\r\n\r\nb\r\n"
+	out, err := Stamp{By: host, Prog: "im2000-fetch", At: time.Now()}.Apply([]byte(msg), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "paypal.com") {
+		t.Errorf("reader %s kept the forged field: %q", host, out)
 	}
 }
