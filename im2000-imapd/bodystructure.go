@@ -59,6 +59,19 @@ func (c *counter) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// endReader ends a part at any error reading it, as the library's
+// walker does (it reads each part whole and ignores the error): a part
+// whose multipart never closes ends at the message's end, not in error.
+type endReader struct{ r io.Reader }
+
+func (e endReader) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if err != nil {
+		err = io.EOF
+	}
+	return n, err
+}
+
 // part describes one part of header rawHeader and body r, nested depth
 // levels deep, reading r to its end.
 func (w *walker) part(rawHeader textproto.Header, r io.Reader, depth int) imap.BodyStructure {
@@ -92,7 +105,7 @@ func (w *walker) part(rawHeader textproto.Header, r io.Reader, depth int) imap.B
 	if opaque && (primaryType == "multipart" || mediaType == "message/rfc822" || mediaType == "message/global") {
 		primaryType, subType, mediaType, typeParams = "application", "octet-stream", "application/octet-stream", nil
 	}
-	c := &counter{r: r}
+	c := &counter{r: endReader{r}}
 	bs := &imap.BodyStructureSinglePart{
 		Type:        primaryType,
 		Subtype:     subType,
@@ -169,7 +182,10 @@ func mend(bs imap.BodyStructure) imap.BodyStructure {
 	switch b := bs.(type) {
 	case *imap.BodyStructureMultiPart:
 		if len(b.Children) == 0 {
-			return &imap.BodyStructureSinglePart{Type: "application", Subtype: "octet-stream", Encoding: "7bit"}
+			// Extended: BODYSTRUCTURE asks for it (the library panics
+			// writing a structure without it).
+			return &imap.BodyStructureSinglePart{Type: "application", Subtype: "octet-stream", Encoding: "7bit",
+				Extended: &imap.BodyStructureSinglePartExt{}}
 		}
 		for i, c := range b.Children {
 			b.Children[i] = mend(c)
@@ -179,7 +195,8 @@ func mend(bs imap.BodyStructure) imap.BodyStructure {
 			b.MessageRFC822.BodyStructure = mend(b.MessageRFC822.BodyStructure)
 		}
 	case nil:
-		return &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Encoding: "7bit"}
+		return &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Encoding: "7bit",
+			Extended: &imap.BodyStructureSinglePartExt{}}
 	}
 	return bs
 }

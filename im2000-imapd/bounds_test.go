@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 )
 
@@ -240,4 +241,55 @@ func TestCacheBoundAcrossSessions(t *testing.T) {
 	if total > 10000+1100 { // the bound, and the message just fetched
 		t.Errorf("imapcachebytes 10000, 8 sessions: the cache holds %d octets", total)
 	}
+}
+
+// FuzzBodyStructure checks the bounded walker against the library's
+// ExtractBodyStructure on messages within the walker's bounds (the
+// library's cost on small inputs is no matter), and that it never
+// describes deeper than maxNesting.
+func FuzzBodyStructure(f *testing.F) {
+	f.Add(nestedRFC822(3))
+	f.Add(nestedMultipart(3))
+	f.Add(nestedRFC822(maxNesting + 2))
+	f.Add("Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\nContent-Type: text/html; charset=x\r\nContent-Language: en, de\r\n\r\n<p>\r\n--i--\r\n--o\r\nContent-Disposition: attachment; filename=a\r\n\r\nz\r\n--o--\r\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		got := bodyStructure([]byte(msg))
+		if d := depth(got); d > maxNesting+1 {
+			t.Fatalf("described %d levels deep", d)
+		}
+		want := mend(imapserver.ExtractBodyStructure(strings.NewReader(msg)))
+		if depth(want) <= maxNesting && parts(want) <= maxParts && !reflect.DeepEqual(got, want) {
+			t.Fatalf("structure\n%#v\nwant the library's\n%#v", got, want)
+		}
+	})
+}
+
+func depth(bs imap.BodyStructure) int {
+	d := 0
+	switch b := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		for _, c := range b.Children {
+			d = max(d, depth(c))
+		}
+	case *imap.BodyStructureSinglePart:
+		if b.MessageRFC822 != nil {
+			d = depth(b.MessageRFC822.BodyStructure)
+		}
+	}
+	return d + 1
+}
+
+func parts(bs imap.BodyStructure) int {
+	n := 1
+	switch b := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		for _, c := range b.Children {
+			n += parts(c)
+		}
+	case *imap.BodyStructureSinglePart:
+		if b.MessageRFC822 != nil {
+			n += parts(b.MessageRFC822.BodyStructure)
+		}
+	}
+	return n
 }
