@@ -165,10 +165,6 @@ func (s *client) Data(r io.Reader) error {
 			return smtpErr(550, smtp.EnhancedCode{5, 7, 23}, "SPF of %s fails for your address %s: the list %s@%s takes posts from its members only from hosts their domain allows", s.from.Domain, session.IPOf(s.peer), l, s.cfg.me)
 		}
 	}
-	if !s.cfg.takeShare(s.peer, n) {
-		logShareFull(s.peer, s.sender(), n, s.cfg.sharePct)
-		return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Too much mail from your address lately: one address may fill at most %d%% of this gateway's archive; try again later", s.cfg.sharePct)
-	}
 	results := []authres.Result{spf}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return s.temp(err)
@@ -194,6 +190,16 @@ func (s *client) Data(r io.Reader) error {
 			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: its header starts with a continuation line")
 		}
 		return s.refused(err)
+	}
+	// The share is charged what the quota will be: the message file,
+	// the envelope and the gateway's own fields included, which grow with
+	// the envelope sender (charging the client's octets only let 3-octet
+	// messages with a 250-octet MAIL FROM fill the archive from one
+	// address: second hostile review of issue 20).
+	if stored := storedSize(d); !s.cfg.takeShare(s.peer, stored) {
+		d.Abort()
+		logShareFull(s.peer, s.sender(), stored, s.cfg.sharePct)
+		return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Too much mail from your address lately: one address may fill at most %d%% of this gateway's archive; try again later", s.cfg.sharePct)
 	}
 	if _, err := d.Commit(); err != nil {
 		return s.refused(err)

@@ -4,18 +4,20 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"time"
 
 	"im2000/lib/agent"
 	"im2000/lib/conf"
 	"im2000/lib/session"
+	"im2000/lib/store"
 )
 
 // Every message the gateway takes goes into one archive, the gateway
 // account's, under one quota: one stranger sending enough would fill it
 // and have every other sender's mail refused (452) for a whole lifetime.
-// So one client address (session.AddrKey: an IPv6 address by its /64) may
+// So one client address (shareKey: IPv4 by address, IPv6 by its /48) may
 // fill at most gatewayshare percent of the quota: a token bucket of
 // octets per address (lib/agent's Rate, the flock'd files agentd's
 // agentrate uses, shared by tcpserver's processes), holding that share
@@ -54,7 +56,7 @@ func (c *config) takeShare(peer net.Addr, n int64) bool {
 	if c.share == nil {
 		return true
 	}
-	ok, err := c.share.TakeAll(session.IPOf(peer), min(n, c.share.Burst), time.Now())
+	ok, err := c.share.TakeAll(shareKey(session.IPOf(peer)), min(n, c.share.Burst), time.Now())
 	if err != nil {
 		logShareNotCounted(peer, err)
 		return true
@@ -64,3 +66,30 @@ func (c *config) takeShare(peer net.Addr, n int64) bool {
 
 // shareDir holds the per-address buckets.
 func shareDir(root string) string { return filepath.Join(root, ".gatewayshare") }
+
+// shareKey is the address a share is counted by: an IPv4 address whole,
+// an IPv6 address by its /48 (Rate then names the file by AddrKey of the
+// /48's first address). Not the /64 of sessionsperaddr: a customer is
+// delegated a /48 to a /56, 256 to 65536 /64s, and by /64 one host took a
+// full share with each of 11 /64s of its /56 (second hostile review of
+// issue 20). The share is about one sender's hold on the archive, not
+// about how many sessions one host may open, so the wider prefix is right
+// here; sharing it with a /48's neighbours costs them only a slower pace.
+func shareKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if !a.Is6() {
+		return a
+	}
+	p, err := a.WithZone("").Prefix(48)
+	if err != nil {
+		return a
+	}
+	return p.Addr()
+}
+
+// storedSize is what the draft will add to the quota once committed: the
+// message file, that is the envelope and every octet written (lib/store's
+// usage counts the files in msg/).
+func storedSize(d *store.Draft) int64 {
+	return int64(len(d.Envelope().Marshal())) + d.Size()
+}
