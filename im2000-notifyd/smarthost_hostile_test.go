@@ -4,8 +4,10 @@ package main
 // failed on the code before it.
 
 import (
+	"bufio"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -217,7 +219,9 @@ func TestSmarthostSeenAfterVerify(t *testing.T) {
 
 // TestSmarthostSizeAnd8bit: SIZE= and BODY=8BITMIME when the relay offers
 // them; a message over its SIZE, or 8-bit to a relay without 8BITMIME, is
-// refused without being sent.
+// not sent: refused when the relay said so inside verified TLS, noserver
+// (tried again) when its EHLO came in cleartext, where anyone on the path
+// may have written "250-SIZE 1000" or struck 8BITMIME (third review).
 func TestSmarthostSizeAnd8bit(t *testing.T) {
 	cfg := relayConfig(5 * time.Second)
 	a, _ := queued(t, 1)
@@ -233,8 +237,8 @@ func TestSmarthostSizeAnd8bit(t *testing.T) {
 	}
 	relay, saw := scriptedRelay(t, relayScript{ehlo: "250-SIZE 1000\r\n250-8BITMIME\r\n"})
 	s := &smarthost{addr: relay, host: "127.0.0.1", me: "example.org"}
-	if st, _ := s.send(cfg, "example.net", draftMsg(t, a, body, 1).entries); st[0] != store.Refused || mailLine(saw) != "" {
-		t.Errorf("over SIZE 1000: %v, MAIL %q", st[0], mailLine(saw))
+	if st, _ := s.send(cfg, "example.net", draftMsg(t, a, body, 1).entries); st[0] != store.NoServer || mailLine(saw) != "" {
+		t.Errorf("over SIZE 1000, cleartext: %v, MAIL %q", st[0], mailLine(saw))
 	}
 	relay, saw = scriptedRelay(t, relayScript{ehlo: "250-SIZE 100000\r\n250-8BITMIME\r\n"})
 	s = &smarthost{addr: relay, host: "127.0.0.1", me: "example.org"}
@@ -245,8 +249,122 @@ func TestSmarthostSizeAnd8bit(t *testing.T) {
 	}
 	relay, saw = scriptedRelay(t, relayScript{})
 	s = &smarthost{addr: relay, host: "127.0.0.1", me: "example.org"}
-	if st, _ := s.send(cfg, "example.net", draftMsg(t, a, body, 1).entries); st[0] != store.Refused || mailLine(saw) != "" {
-		t.Errorf("8-bit, no 8BITMIME: %v, MAIL %q", st[0], mailLine(saw))
+	if st, _ := s.send(cfg, "example.net", draftMsg(t, a, body, 1).entries); st[0] != store.NoServer || mailLine(saw) != "" {
+		t.Errorf("8-bit, no 8BITMIME, cleartext: %v, MAIL %q", st[0], mailLine(saw))
+	}
+	cert, pool := selfSigned(t, "relay.test")
+	tcfg := relayConfig(5 * time.Second)
+	tcfg.loc = &locate.Locator{TLS: tlsconf.NewClient(pool, nil, nil)}
+	for name, ehlo := range map[string]string{"over SIZE 1000": "250-STARTTLS\r\n250-SIZE 1000\r\n250-8BITMIME\r\n", "8-bit, no 8BITMIME": "250-STARTTLS\r\n"} {
+		relay, saw = scriptedRelay(t, relayScript{cert: &cert, ehlo: ehlo})
+		s = &smarthost{addr: relay, host: "relay.test", me: "example.org"}
+		if st, _ := s.send(tcfg, "example.net", draftMsg(t, a, body, 1).entries); st[0] != store.Refused || mailLine(saw) != "" {
+			t.Errorf("%s, verified TLS: %v, MAIL %q", name, st[0], mailLine(saw))
+		}
+	}
+}
+
+// TestSmarthostEHLO502 (third review of issue 20): a relay that answers
+// EHLO with 502 is greeted "HELO me", never go-smtp's "HELO localhost",
+// and an 8-bit message it therefore cannot take over cleartext waits
+// (noserver) instead of being refused for good.
+func TestSmarthostEHLO502(t *testing.T) {
+	relay, saw := fakeRelay(t, func(c net.Conn, r *bufio.Reader, saw chan<- string) {
+		c.Write([]byte("220 relay\r\n"))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			saw <- strings.TrimRight(line, "\r\n")
+			switch {
+			case strings.HasPrefix(line, "EHLO"):
+				c.Write([]byte("502 5.5.2 EHLO not implemented\r\n"))
+			case strings.HasPrefix(line, "DATA"):
+				c.Write([]byte("354 go on\r\n"))
+				for {
+					if l, err := r.ReadString('\n'); err != nil || l == ".\r\n" {
+						break
+					}
+				}
+				c.Write([]byte("250 ok\r\n"))
+			case strings.HasPrefix(line, "QUIT"):
+				c.Write([]byte("221 bye\r\n"))
+				return
+			default:
+				c.Write([]byte("250 ok\r\n"))
+			}
+		}
+	})
+	a, l := queued(t, 1)
+	s := &smarthost{addr: relay, host: "127.0.0.1", me: "mail.example.org"}
+	if st, _ := s.send(relayConfig(5*time.Second), "example.net", l.entries); st[0] != store.SMTP {
+		t.Errorf("7-bit message, relay without EHLO: %v", st[0])
+	}
+	l8 := draftMsg(t, a, "Subject: caf\xc3\xa9\r\n\r\nd\xc3\xa9j\xc3\xa0 vu\r\n", 1)
+	if st, _ := s.send(relayConfig(5*time.Second), "example.net", l8.entries); st[0] != store.NoServer {
+		t.Errorf("8-bit message, 502 to EHLO over cleartext: %v, want noserver", st[0])
+	}
+	helos := 0
+	for len(saw) > 0 {
+		if x := <-saw; strings.HasPrefix(x, "HELO") || strings.HasPrefix(x, "EHLO") {
+			helos++
+			if x != "EHLO mail.example.org" && x != "HELO mail.example.org" {
+				t.Errorf("relay was greeted %q", x)
+			}
+		}
+	}
+	if helos < 4 {
+		t.Errorf("%d greetings seen, want an EHLO and a HELO per connection", helos)
+	}
+}
+
+// TestSmarthostMAILAuthNeeded (third review of issue 20): a relay that
+// answers MAIL with 530 5.7.0 (authentication required), or with any
+// 5.7.x when no smarthostuser is set, refuses the session, not the
+// message: noserver, and the rest of the batch waits. Another 5xx to MAIL
+// still refuses the message.
+func TestSmarthostMAILAuthNeeded(t *testing.T) {
+	mailRelay := func(reply string) string {
+		relay, _ := fakeRelay(t, func(c net.Conn, r *bufio.Reader, _ chan<- string) {
+			c.Write([]byte("220 relay\r\n"))
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				switch {
+				case strings.HasPrefix(line, "EHLO"):
+					c.Write([]byte("250-relay\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"))
+				case strings.HasPrefix(line, "AUTH"):
+					c.Write([]byte("235 2.7.0 ok\r\n"))
+				case strings.HasPrefix(line, "MAIL"):
+					c.Write([]byte(reply))
+				default:
+					c.Write([]byte("250 ok\r\n"))
+				}
+			}
+		})
+		return relay
+	}
+	for _, c := range []struct {
+		reply   string
+		user    string
+		want    store.Notification
+		session bool
+	}{
+		{"530 5.7.0 Authentication required\r\n", "", store.NoServer, true},
+		{"530 Authentication required\r\n", "u", store.NoServer, true},
+		{"550 5.7.1 Relaying denied\r\n", "", store.NoServer, true},
+		{"550 5.7.1 Sender refused\r\n", "u", store.Refused, false},
+		{"553 5.1.8 Sender domain does not exist\r\n", "", store.Refused, false},
+	} {
+		_, l := queued(t, 1)
+		s := &smarthost{addr: mailRelay(c.reply), host: "127.0.0.1", me: "example.org", user: c.user, pass: "p"}
+		st, session := s.send(relayConfig(5*time.Second), "example.net", l.entries)
+		if st[0] != c.want || session != c.session {
+			t.Errorf("MAIL %q (smarthostuser %q): %v, session %v; want %v, %v", strings.TrimSpace(c.reply), c.user, st[0], session, c.want, c.session)
+		}
 	}
 }
 

@@ -37,9 +37,28 @@ type relayConn struct {
 	read     int
 	// hello is the name to greet with: go-smtp's STARTTLS constructor
 	// sends "EHLO localhost" before TLS, and takes no name; its first
-	// write, that EHLO, is rewritten with this one.
-	hello   string
-	written bool
+	// write, that EHLO, is rewritten with this one, and so is the second
+	// when it is the "HELO localhost" go-smtp falls back to after a 500 or
+	// 502 to the EHLO (second hostile review of issue 20). go-smtp
+	// v0.25 has no exported StartTLS to call after Hello(me), so the
+	// constructor and this rewrite stay; after STARTTLS every write is TLS
+	// records, and Hello(me) greets inside TLS.
+	hello  string
+	writes int // the writes so far, up to 2
+}
+
+// greeting is go-smtp's greeting with its own name at write n (1: the
+// EHLO; 2: the HELO after an EHLO refused), and what it becomes.
+func (c *relayConn) greeting(p []byte, n int) ([]byte, bool) {
+	switch {
+	case c.hello == "":
+		return nil, false
+	case n == 1 && string(p) == "EHLO localhost\r\n":
+		return []byte("EHLO " + c.hello + "\r\n"), true
+	case n == 2 && string(p) == "HELO localhost\r\n":
+		return []byte("HELO " + c.hello + "\r\n"), true
+	}
+	return nil, false
 }
 
 func (c *relayConn) Read(p []byte) (int, error) {
@@ -55,14 +74,15 @@ func (c *relayConn) Read(p []byte) (int, error) {
 }
 
 func (c *relayConn) Write(p []byte) (int, error) {
-	if !c.written {
-		c.written = true
-		if c.hello != "" && string(p) == "EHLO localhost\r\n" {
-			if _, err := c.Conn.Write([]byte("EHLO " + c.hello + "\r\n")); err != nil {
+	if c.writes < 2 {
+		c.writes++
+		if q, ok := c.greeting(p, c.writes); ok {
+			if _, err := c.Conn.Write(q); err != nil {
 				return 0, err
 			}
 			return len(p), nil
 		}
+		c.writes = 2 // anything else first: no greeting of go-smtp's follows
 	}
 	return c.Conn.Write(p)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -51,13 +52,21 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) (states []store
 	}
 	defer c.Close()
 	defer c.Quit() // after the state is recorded: the relay's reply to QUIT changes nothing
-	if why := s.refuse(c, msg); why != "" {
+	if why, final := s.refuse(c, msg); why != "" {
+		if !final {
+			logSmarthostFailed(where, why+"; tried again: the relay's EHLO came over no verified TLS")
+			return set(store.NoServer), false
+		}
 		logSmarthostFailed(where, why)
 		return set(store.Refused), false
 	}
 	// SIZE= when the relay offers SIZE (go-smtp adds it then), and
 	// BODY=8BITMIME when it offers 8BITMIME (go-smtp adds it always then).
 	if err := c.Mail(m.sender, &smtp.MailOptions{Size: msg.Size()}); err != nil {
+		if authNeeded(err, s.user != "") {
+			logSmarthostFailed(where, "MAIL: "+trace.Escape(err.Error())+"; the relay wants AUTH or does not let this host relay: set smarthostuser and smarthostpassword, or let this host relay")
+			return set(store.NoServer), true
+		}
 		logSmarthostFailed(where, "MAIL: "+trace.Escape(err.Error()))
 		st, _ := replyState(err)
 		// A 4xx to MAIL is the relay's word on the session (a rate
@@ -100,18 +109,38 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) (states []store
 
 // refuse says why the message is not even offered to this relay: larger
 // than the SIZE it announced (RFC 1870), or 8-bit octets to a relay that
-// does not offer 8BITMIME (RFC 6152: it may not be sent). Both refused:
-// permanent, since the relay has said what it takes, and retrying until
-// the message expires would only hide it from the sender (the log says
-// which, for the administrator).
-func (s *smarthost) refuse(c *smtp.Client, msg *store.Message) string {
+// does not offer 8BITMIME (RFC 6152: it may not be sent). final says the
+// refusal is for good: the relay's EHLO answer came inside verified TLS
+// (dial checks the handshake), so the relay itself said what it takes,
+// and retrying until the message expires would only hide the refusal
+// from the sender (the log says which, for the administrator). Over
+// cleartext it is temporary (noserver, retried until the message's
+// lifetime): one 502 to EHLO, a stripped 8BITMIME or an injected
+// "250-SIZE 1" from whoever sits on the path would otherwise refuse the
+// message for good (second hostile review of issue 20).
+func (s *smarthost) refuse(c *smtp.Client, msg *store.Message) (why string, final bool) {
+	_, final = c.TLSConnectionState()
 	if limit, ok := c.MaxMessageSize(); ok && limit > 0 && msg.Size() > int64(limit) {
-		return fmt.Sprintf("the message's %d octets are over the relay's SIZE %d", msg.Size(), limit)
+		return fmt.Sprintf("the message's %d octets are over the relay's SIZE %d", msg.Size(), limit), final
 	}
 	if ok, _ := c.Extension("8BITMIME"); !ok && has8bit(msg.Body()) {
-		return "the message has 8-bit octets and the relay offers no 8BITMIME"
+		return "the message has 8-bit octets and the relay offers no 8BITMIME", final
 	}
-	return ""
+	return "", false
+}
+
+// authNeeded says whether a refusal of MAIL is about the session, not
+// the message: 530 or 5.7.0 (RFC 4954: authentication required), or any
+// 5.7.x when no smarthostuser is set (the relay does not let this host
+// send without AUTH). Refused, every message would fail for good until
+// the setting is fixed; as noserver they wait for it, and the log says so.
+func authNeeded(err error, authConfigured bool) bool {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code < 500 || se.Code > 599 {
+		return false
+	}
+	e := se.EnhancedCode
+	return se.Code == 530 || e == smtp.EnhancedCode{5, 7, 0} || (!authConfigured && e[0] == 5 && e[1] == 7)
 }
 
 func has8bit(r io.Reader) bool {
