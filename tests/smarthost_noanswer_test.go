@@ -1,12 +1,10 @@
 package tests
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,78 +14,6 @@ import (
 	"im2000/lib/msgid"
 	"im2000/lib/store"
 )
-
-// smtpSink is an SMTP relay that takes every message: it counts the
-// connections it gets and keeps each DATA.
-type smtpSink struct {
-	mu    sync.Mutex
-	conns int
-	datas []string
-}
-
-func startSMTPSink(t *testing.T) (string, *smtpSink) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	s := &smtpSink{}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns++
-			s.mu.Unlock()
-			go s.serve(c)
-		}
-	}()
-	return l.Addr().String(), s
-}
-
-func (s *smtpSink) serve(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(c)
-	c.Write([]byte("220 sink\r\n"))
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		switch up := strings.ToUpper(line); {
-		case strings.HasPrefix(up, "EHLO"):
-			c.Write([]byte("250-sink\r\n250 8BITMIME\r\n"))
-		case strings.HasPrefix(up, "DATA"):
-			c.Write([]byte("354 go\r\n"))
-			var raw strings.Builder
-			for {
-				l, err := r.ReadString('\n')
-				raw.WriteString(l)
-				if err != nil || l == ".\r\n" {
-					break
-				}
-			}
-			s.mu.Lock()
-			s.datas = append(s.datas, raw.String())
-			s.mu.Unlock()
-			c.Write([]byte("250 2.0.0 queued\r\n"))
-		case strings.HasPrefix(up, "QUIT"):
-			c.Write([]byte("221 bye\r\n"))
-			return
-		default:
-			c.Write([]byte("250 ok\r\n"))
-		}
-	}
-}
-
-func (s *smtpSink) counts() (conns, messages int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.conns, len(s.datas)
-}
 
 // recipientAttempts is how many attempts each recipient of alice's
 // message id has had.
@@ -141,7 +67,7 @@ func TestSmarthostNoDNSAnswer(t *testing.T) {
 	})
 	relay := locatetest.StartRelay(t, dns, 0)
 	relay.Lose(func(q dnsmessage.Question) bool { return q.Type == dnsmessage.TypeSRV })
-	sink, sunk := startSMTPSink(t)
+	sink, sunk := startHandOffSink(t, false)
 	h := newStoreHost(t, "listener", func(e *env) {
 		e.setConf("resolvers", relay.Addr)
 		e.setConf("smarthost", sink)
@@ -164,8 +90,8 @@ func TestSmarthostNoDNSAnswer(t *testing.T) {
 	attempts := func(id, rcpt string) int { return recipientAttempts(t, h.store, id)[rcpt] }
 	noSink := func(phase string) {
 		t.Helper()
-		if conns, n := sunk.counts(); conns != 0 || n != 0 {
-			t.Fatalf("%s: the smarthost got %d connections, %d messages; bob %s, carol %s", phase, conns, n,
+		if datas, conns := sunk.got(); conns != 0 || len(datas) != 0 {
+			t.Fatalf("%s: the smarthost got %d connections, %d messages; bob %s, carol %s", phase, conns, len(datas),
 				state(bobID, "bob@bob.test"), state(carolID, "carol@carol.test"))
 		}
 	}
@@ -209,12 +135,11 @@ func TestSmarthostNoDNSAnswer(t *testing.T) {
 	// 3. Nothing lost: carol.test is shown to publish no IM2000 service.
 	relay.Lose(nil)
 	await(t, 60*time.Second, "carol handed to the smarthost", func() bool { return state(carolID, "carol@carol.test") == "smtp/unread" })
-	if _, n := sunk.counts(); n != 1 {
-		t.Errorf("the smarthost got %d messages, want carol's one", n)
+	datas, _ := sunk.got()
+	if len(datas) != 1 {
+		t.Errorf("the smarthost got %d messages, want carol's one", len(datas))
 	}
-	sunk.mu.Lock()
-	data := strings.Join(sunk.datas, "")
-	sunk.mu.Unlock()
+	data := strings.Join(datas, "")
 	if !strings.Contains(data, "hello carol") || strings.Contains(data, "for bob's IM2000 agent only") {
 		t.Errorf("the smarthost got:\n%s", data)
 	}
