@@ -26,7 +26,11 @@ func viaSMTP(a *store.Account, env *store.Envelope, st *store.Status, v *message
 			looked = true
 		}
 		if h, ok := store.HandOffOf(hs, env.Recipients[i].Addr.Domain, st.Recipients[i].Last); ok {
-			v.Recipients[i].Via, v.Recipients[i].ViaReply = h.Relay, h.Reply
+			// Escaped here, once, for the table and --json alike: the
+			// reply is the relay's, and a hostile relay's C1 controls
+			// (U+009B, a CSI to a terminal) or bidi overrides would reach
+			// whatever prints the JSON raw (third review of issue 20).
+			v.Recipients[i].Via, v.Recipients[i].ViaReply = trace.Escape(h.Relay), trace.Escape(h.Reply)
 		}
 	}
 }
@@ -40,5 +44,5 @@ func (r recipientView) notification() string {
 	if r.Via == "" {
 		return "handed to SMTP"
 	}
-	return "handed to SMTP via " + r.Via + " (" + trace.Escape(r.ViaReply) + ")"
+	return "handed to SMTP via " + r.Via + " (" + r.ViaReply + ")" // escaped by viaSMTP
 }
