@@ -10,9 +10,18 @@ package main
 // 19 review). literalGuard, between the connection and the library,
 // follows the literals and sees the library's answers:
 //   - a literal the library takes is passed on unscanned;
-//   - a non-synchronizing literal the library answered (a tagged NO or
-//     BAD: it writes nothing when it takes one) before reading on is
-//     read and discarded here;
+//   - a non-synchronizing literal whose command the library answered (a
+//     tagged NO or BAD: it writes nothing when it takes one) before
+//     reading on is read and discarded here. Only the answer with the
+//     tag of the literal's command counts: with "c1 NOOP" pipelined
+//     before it, "c1 OK" made the guard discard a literal the library
+//     took, and the library then read the next command as the literal;
+//     the next message saved to Sent ran as commands (issue 19, third
+//     review). The guard keeps the tags of the commands the library has
+//     not answered and follows the output's lines and literals (a body
+//     may hold "c2 NO" at a line's start); a literal whose command's
+//     tag it cannot tell apart (another open command has it, or it is
+//     over maxTag) ends the input, as does a "+" it did not expect;
 //   - one over maxLiteral (which the library never takes, and a LITERAL-
 //     client never sends) ends the input: the library answers its
 //     command and closes the session.
@@ -51,28 +60,65 @@ type literalGuard struct {
 	waiting  bool       // a literal announced, until the library reads on or answers
 	size     int64      // the waiting literal's
 	nonSync  bool       // the waiting literal is non-synchronizing
-	answer   bool       // the library answered a command while one was waiting
-	cut      bool       // a literal over maxLiteral was announced: the input has ended
+	answer   bool       // the library answered the waiting literal's command
+	cut      bool       // the input has ended (a literal over maxLiteral, or doubt)
+
+	// The commands, to tell the answer to the waiting literal's command
+	// from that of one pipelined before it (issue 19, third review).
+	open   [][]byte // tags of the commands given to the library and not answered, oldest first
+	tag    []byte   // the tag of the command being read: its first line up to a space
+	tagEnd bool     // a space ended tag
+	cont   bool     // the line being read goes on with a command after a literal
+	doubt  bool     // the library wrote what the guard cannot place: end the input
+
+	out outFollow // the library's output, line by line
 }
 
 // tailLen is how much of a line's end is kept: "{" and a size the
 // library can parse, "+}", a space and CR.
 const tailLen = 32
 
+// maxTag is the longest tag the guard follows; a longer one with a
+// literal ends the session (no client uses one).
+const maxTag = 64
+
 func (g *literalGuard) Write(b []byte) (int, error) {
 	g.mu.Lock()
-	if g.waiting && len(b) > 0 {
-		// A synchronizing literal is taken when the library asks for it
-		// ("+"); a non-synchronizing one when it reads on without a word.
-		if !g.nonSync && b[0] == '+' {
-			g.skip, g.waiting = g.size, false
-		} else if tagged(b) {
-			g.answer = true
-		}
-	}
+	g.out.follow(b, g.answered)
 	g.mu.Unlock()
 	return g.Conn.Write(b)
 }
+
+// answered takes a line the library wrote outside its literals (head is
+// its start): a tagged one answers the oldest open command of its tag
+// (the library runs commands one after another, so the ones before it
+// were answered too); "+" asks for the waiting synchronizing literal.
+func (g *literalGuard) answered(head []byte) {
+	switch {
+	case len(head) == 0 || head[0] == '*':
+	case head[0] == '+':
+		if g.waiting && !g.nonSync && string(head) == contReq {
+			g.skip, g.waiting = g.size, false
+		} else if g.waiting {
+			g.doubt = true
+		}
+	default:
+		tag, _, _ := bytes.Cut(head, []byte(" "))
+		for i, t := range g.open {
+			if bytes.Equal(t, tag) {
+				if g.waiting && i == len(g.open)-1 {
+					g.answer = true
+				}
+				g.open = g.open[i+1:]
+				break
+			}
+		}
+	}
+}
+
+// contReq is the library's request for a synchronizing literal, up to
+// its CR.
+const contReq = "+ Ready for literal data\r"
 
 func (g *literalGuard) Read(b []byte) (int, error) {
 	if g.tls != nil && g.tls() {
@@ -84,6 +130,8 @@ func (g *literalGuard) Read(b []byte) (int, error) {
 		// The library reads on: a non-synchronizing literal it answered
 		// is refused, the rest of its command with it.
 		switch {
+		case g.doubt:
+			g.cut = true
 		case g.nonSync && g.answer:
 			g.drop, g.dropLine = g.size, true
 		case g.nonSync:
@@ -135,6 +183,13 @@ func (g *literalGuard) scan(b []byte) int {
 				g.tail = g.tail[:tailLen-1]
 			}
 			g.tail = append(g.tail, c)
+			if !g.cont && !g.tagEnd {
+				if c == ' ' {
+					g.tagEnd = true
+				} else if len(g.tag) <= maxTag {
+					g.tag = append(g.tag, c)
+				}
+			}
 			if !g.dropLine {
 				keep(b[i : i+1])
 			}
@@ -153,34 +208,45 @@ func (g *literalGuard) scan(b []byte) int {
 			if ok && nonSync {
 				g.drop = size
 			} else {
-				g.dropLine = false
+				g.dropLine, g.cont = false, false
 			}
 			continue
 		}
 		keep(b[i : i+1])
+		if !g.cont { // a command's first line: the library will answer it
+			g.open = append(g.open, bytes.TrimSuffix(g.tag, []byte("\r")))
+			g.tag, g.tagEnd = nil, false
+		}
+		g.cont = ok
 		if ok {
+			if !g.placed() {
+				g.cut = true
+				return out
+			}
 			g.held = append(g.held[:0:0], b[i+1:]...)
-			g.waiting, g.size, g.nonSync, g.answer = true, size, nonSync, false
+			g.waiting, g.size, g.nonSync, g.answer, g.doubt = true, size, nonSync, false, false
 			return out
 		}
 	}
 	return out
 }
 
-// tagged reports whether a write holds a tagged response (an answer to
-// the command), not only untagged ones ("*") and continuations ("+").
-func tagged(b []byte) bool {
-	for len(b) > 0 {
-		if b[0] != '*' && b[0] != '+' {
-			return true
-		}
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			break
-		}
-		b = b[i+1:]
+// placed reports whether the library's answer to the command announcing
+// a literal (the newest open) can be told from the others': its tag is
+// one no other open command has, no longer than maxTag, and no response
+// starts with it.
+func (g *literalGuard) placed() bool {
+	n := len(g.open)
+	tag := g.open[n-1]
+	if len(tag) == 0 || len(tag) > maxTag || tag[0] == '+' || tag[0] == '*' {
+		return false
 	}
-	return false
+	for _, t := range g.open[:n-1] {
+		if bytes.Equal(t, tag) {
+			return false
+		}
+	}
+	return true
 }
 
 // literalHeader parses the end of a line as the library does: "{n}" or

@@ -128,3 +128,67 @@ func TestOversizeLiteralEndsSession(t *testing.T) {
 		untouched(t, m, cl, false)
 	}
 }
+
+// A command pipelined before one with a literal+ (issue 19, third
+// review): the guard took "c1 OK" for the answer to c2, discarded c2's
+// literal the library took, and the library read the next command as
+// the literal; the next message saved to Sent ran as commands.
+func TestPipelinedLiteral(t *testing.T) {
+	durableWrites = false
+	m := newMemory()
+	cl := dialSession(t, testConfig(t.TempDir(), m, time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	cl.c.Write([]byte("c1 NOOP\r\nc2 SELECT {5+}\r\nINBOX\r\nc3 NOOP\r\n"))
+	if r := readUntil(cl, "c3 "); !strings.Contains(r, "c2 OK") || !strings.Contains(r, "c3 OK") {
+		t.Errorf("a literal+ after a pipelined command: %q", r)
+	}
+	cl.c.Write([]byte("c4 NOOP\r\nc5 SEARCH SUBJECT {40+}\r\n" + strings.Repeat("x", 40) + "\r\n"))
+	if r := readUntil(cl, "c5 "); !strings.Contains(r, "c5 NO [CANNOT] SEARCH HEADER") {
+		t.Errorf("SEARCH with a literal+ after a pipelined command: %q", r)
+	}
+	msg := "Subject: re\r\nX1 UID STORE 1:* +FLAGS (\\Deleted)\r\nX2 EXPUNGE\r\n\r\nhello\r\n"
+	cl.c.Write([]byte("d APPEND Sent {" + strconv.Itoa(len(msg)) + "+}\r\n" + msg + "\r\n"))
+	if r := readUntil(cl, "d "); !strings.HasPrefix(r, "d NO [CANNOT]") {
+		t.Errorf("APPEND with a literal+: %q", r)
+	}
+	untouched(t, m, cl, true)
+	// Pipelined after DONE ends IDLE.
+	cl.c.Write([]byte("i IDLE\r\n"))
+	readUntil(cl, "+")
+	cl.c.Write([]byte("DONE\r\nc6 STATUS {5+}\r\nINBOX (MESSAGES)\r\nc7 NOOP\r\n"))
+	if r := readUntil(cl, "c7 "); !strings.Contains(r, "c6 OK") || !strings.Contains(r, "c7 OK") {
+		t.Errorf("a literal+ after DONE: %q", r)
+	}
+}
+
+// Two open commands with one tag, the second with a literal+: the guard
+// cannot tell their answers apart and ends the session rather than guess.
+func TestLiteralTagInDoubt(t *testing.T) {
+	durableWrites = false
+	m := newMemory()
+	cl := dialSession(t, testConfig(t.TempDir(), m, time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	lit := "f UID STORE 1:* +FLAGS (\\Deleted)\r\ng EXPUNGE\r\n"
+	cl.c.Write([]byte("c NOOP\r\nc SEARCH TEXT {" + strconv.Itoa(len(lit)) + "+}\r\n" + lit + "\r\n"))
+	if r := drain(cl); strings.Contains(r, "f OK") || strings.Contains(r, "g OK") {
+		t.Errorf("one tag twice with a literal+: %q", r)
+	}
+	untouched(t, m, cl, false)
+}
+
+// The guard follows the output's literals: a body holding its reader's
+// next tag and "+ Ready for literal data" at a line's start is no answer.
+func TestOutFollowSkipsLiterals(t *testing.T) {
+	var lines []string
+	var o outFollow
+	w := "* 1 FETCH (BODY[] {35}\r\nc2 NO x\r\n+ Ready for literal data\r\n)\r\nc1 OK do"
+	for _, p := range []string{w[:10], w[10:30], w[30:], "ne\r\n"} {
+		o.follow([]byte(p), func(h []byte) { lines = append(lines, string(h)) })
+	}
+	want := []string{"* 1 FETCH (BODY[] {35}\r", ")\r", "c1 OK done\r"}
+	if strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Errorf("lines %q, want %q", lines, want)
+	}
+}
