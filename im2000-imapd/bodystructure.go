@@ -200,3 +200,57 @@ func mend(bs imap.BodyStructure) imap.BodyStructure {
 	}
 	return bs
 }
+
+// headerGivesStructure reports whether a header alone gives its
+// message's structure: not for a multipart or an encapsulated message,
+// whose parts are in the body. Only the header is read (the library's
+// ExtractBodyStructure here read whatever a store sent after it).
+func headerGivesStructure(raw []byte) bool {
+	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	header := gomessage.Header{Header: h}
+	mediaType, _, _ := header.ContentType()
+	primary, sub, _ := strings.Cut(mediaType, "/")
+	return primary != "multipart" && !(primary == "message" && (sub == "rfc822" || sub == "global"))
+}
+
+// headerCut passes on a header up to (not including) the blank line
+// that ends it and discards the rest; n counts the octets passed on.
+type headerCut struct {
+	w     io.Writer
+	n     int64
+	start bool // at a line's start
+	cr    bool // a CR at a line's start, held
+	done  bool
+}
+
+func (h *headerCut) Write(b []byte) (int, error) {
+	if h.done {
+		return len(b), nil
+	}
+	out := make([]byte, 0, len(b)+1)
+	for _, c := range b {
+		if h.cr {
+			h.cr = false
+			if c == '\n' {
+				h.done = true
+				break
+			}
+			out, h.start = append(out, '\r'), false
+		}
+		if h.start && (c == '\r' || c == '\n') {
+			if h.done = c == '\n'; h.done {
+				break
+			}
+			h.cr = true
+			continue
+		}
+		out = append(out, c)
+		h.start = c == '\n'
+	}
+	n, err := h.w.Write(out)
+	h.n += int64(n)
+	if err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}

@@ -100,7 +100,17 @@ func (s *imapSession) content(m *viewMsg, full bool) (f *os.File, header bool, e
 	if full {
 		kind, name = msrap.All, "all"
 	}
-	f, err = s.cache.put(m.name, name, func(w io.Writer) (int64, error) { return s.mb.RetrieveTo(e, kind, w) })
+	f, err = s.cache.put(m.name, name, func(w io.Writer) (int64, error) {
+		if full {
+			return s.mb.RetrieveTo(e, kind, w)
+		}
+		// A store's headersonly answer is kept up to the header's end:
+		// what a hostile one sends after it (a body of nested parts)
+		// never reaches the cache, a section or a structure.
+		hc := &headerCut{w: w, start: true}
+		_, err := s.mb.RetrieveTo(e, kind, hc)
+		return hc.n, err
+	})
 	switch {
 	case err == nil:
 		return f, !full, nil
@@ -220,7 +230,7 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *im
 			data = raw
 			// A multipart message's structure is in its body: the header
 			// alone cannot give it, so BODYSTRUCTURE fetches the whole.
-			if o.BodyStructure != nil && hdr && !complete(imapserver.ExtractBodyStructure(bytes.NewReader(data))) {
+			if o.BodyStructure != nil && hdr && !headerGivesStructure(data) {
 				f.Close()
 				f, _, err := s.content(m, true)
 				if err != nil {
