@@ -181,6 +181,20 @@ func TestSearchWorkBounded(t *testing.T) {
 	if r := cl.cmd("d", "SEARCH UNFLAGGED"); !strings.Contains(r, "d OK") {
 		t.Errorf("SEARCH UNFLAGGED: %q", r[max(0, len(r)-200):])
 	}
+	// A set's ranges are tested one by one: each counts (issue 19, third
+	// review: 8,926 ranges were one key).
+	var set []string
+	for i := 0; i < 4000; i++ {
+		set = append(set, strconv.Itoa(2*i+1))
+	}
+	for _, key := range []string{"", "UID "} {
+		if r := cl.cmd("e", "SEARCH "+key+strings.Join(set, ",")); !strings.Contains(r, "e NO [LIMIT]") {
+			t.Errorf("SEARCH %sof 4,000 ranges in 700 messages: %q", key, r[max(0, len(r)-200):])
+		}
+	}
+	if r := cl.cmd("f", "SEARCH "+strings.Join(set[:100], ",")); !strings.Contains(r, "f OK") {
+		t.Errorf("SEARCH of 100 ranges in 700 messages: %q", r[max(0, len(r)-200):])
+	}
 }
 
 // SEARCH HEADER matches header fields, not body lines that look like

@@ -88,9 +88,18 @@ const maxSearchWork = 1 << 21
 // maxHeaderRead bounds what is read of a cached message for its header.
 const maxHeaderRead = 256 << 10
 
-// searchWork counts the keys of a search, nested ones included.
+// searchWork counts the keys of a search, nested ones included, and
+// each range of a sequence or UID set as one: a set is tested range by
+// range (8,926 ranges in one key cost 80 times the bound; issue 19,
+// third review).
 func searchWork(c *imap.SearchCriteria) int {
-	n := 1 + len(c.SeqNum) + len(c.UID) + len(c.Header) + len(c.Flag) + len(c.NotFlag)
+	n := 1 + len(c.Header) + len(c.Flag) + len(c.NotFlag)
+	for _, set := range c.SeqNum {
+		n += max(1, len(set))
+	}
+	for _, set := range c.UID {
+		n += max(1, len(set))
+	}
 	for i := range c.Not {
 		n += searchWork(&c.Not[i])
 	}
