@@ -190,8 +190,12 @@ func needs(o *imap.FetchOptions) (header, full, seen bool) {
 
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
 	wantHeader, wantFull, setsSeen := needs(o)
-	if tooDeep(o) {
+	deepest, levels := sectionLevels(o)
+	if deepest > maxNesting+1 {
 		return imapErr(imap.ResponseCodeCannot, fmt.Sprintf("parts nested deeper than %d are not told apart (BODYSTRUCTURE shows them as one)", maxNesting))
+	}
+	if levels > maxSectionLevels {
+		return imapErr(imap.ResponseCodeLimit, fmt.Sprintf("these sections have %d levels in all (each a scan of the message): at most %d in one FETCH, ask in several", levels, maxSectionLevels))
 	}
 	setsSeen = setsSeen && !s.readOnly // EXAMINE
 	var seen []*viewMsg
@@ -323,23 +327,28 @@ func hasFlag(flags []imap.Flag, f imap.Flag) bool {
 	return false
 }
 
-// tooDeep reports a section deeper than BODYSTRUCTURE describes parts:
-// each level of a section is one more scan of what it holds.
-func tooDeep(o *imap.FetchOptions) bool {
+// sectionLevels returns the deepest section's levels and the levels of
+// all sections (one for a section of the whole message): each section is
+// cut from the whole message, one more scan of it per level.
+func sectionLevels(o *imap.FetchOptions) (deepest, total int) {
+	add := func(part []int) {
+		deepest, total = max(deepest, len(part)), total+len(part)+1
+	}
 	for _, sec := range o.BodySection {
-		if len(sec.Part) > maxNesting+1 {
-			return true
-		}
+		add(sec.Part)
 	}
 	for _, sec := range o.BinarySection {
-		if len(sec.Part) > maxNesting+1 {
-			return true
-		}
+		add(sec.Part)
 	}
 	for _, sec := range o.BinarySectionSize {
-		if len(sec.Part) > maxNesting+1 {
-			return true
-		}
+		add(sec.Part)
 	}
-	return false
+	return deepest, total
 }
+
+// maxSectionLevels bounds the levels of the sections of one FETCH: 780
+// BINARY.SIZE sections 25 levels deep walked a 1 MiB message 19,500
+// times over, four seconds a command (issue 19, third review). A client
+// asks for a part or a few, and their MIME headers, at a time; 256
+// levels of a 16 MiB message (databytes' default) take under a second.
+const maxSectionLevels = 256

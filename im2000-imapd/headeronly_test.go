@@ -72,3 +72,28 @@ func TestHostileHeadersOnly(t *testing.T) {
 		t.Errorf("a header with the body a store sent after it: %q", r)
 	}
 }
+
+// One FETCH of many deep sections walked the whole message once per
+// section per level (780 BINARY.SIZE sections 25 deep: 4 s for 1 MiB;
+// issue 19, third review): their levels are bounded, and a section
+// deeper than BODYSTRUCTURE tells is refused.
+func TestManyDeepSections(t *testing.T) {
+	durableWrites = false
+	withMessages(t, []string{nestedMultipart(maxNesting)})
+	cl := dialSession(t, testConfig(t.TempDir(), newMemory(), time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	deep := strings.TrimSuffix(strings.Repeat("1.", maxNesting+1), ".")
+	for items, want := range map[string]string{
+		strings.Repeat("BINARY.SIZE["+deep+"] ", 780) + "UID":  "c NO [LIMIT]",
+		strings.Repeat("BODY.PEEK[1.MIME] ", 130) + "UID":      "c NO [LIMIT]",
+		strings.Repeat("BODY.PEEK[1.MIME] ", 120) + "UID":      "c OK",
+		"BINARY.SIZE[" + deep + "] BODY.PEEK[" + deep + "]":    "c OK",
+		"BODY.PEEK[1.MIME] BODY.PEEK[1] BODY.PEEK[HEADER] UID": "c OK",
+		"BODY.PEEK[" + deep + ".1]":                            "c NO [CANNOT]",
+	} {
+		if r := cl.cmd("c", "FETCH 1 ("+items+")"); !strings.Contains(r, want) {
+			t.Errorf("FETCH of %.60q...: %q, want %q", items, r[max(0, len(r)-200):], want)
+		}
+	}
+}
