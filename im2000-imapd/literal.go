@@ -136,6 +136,8 @@ func (g *literalGuard) Read(b []byte) (int, error) {
 			g.drop, g.dropLine = g.size, true
 		case g.nonSync:
 			g.skip = g.size
+		default: // a synchronizing literal not asked for: the client sends the next command
+			g.cont = false
 		}
 		g.waiting, g.answer = false, false
 	}
@@ -237,6 +239,9 @@ func (g *literalGuard) scan(b []byte) int {
 // starts with it.
 func (g *literalGuard) placed() bool {
 	n := len(g.open)
+	if n == 0 { // its command was answered: the guard has lost its place
+		return false
+	}
 	tag := g.open[n-1]
 	if len(tag) == 0 || len(tag) > maxTag || tag[0] == '+' || tag[0] == '*' {
 		return false

@@ -192,3 +192,22 @@ func TestOutFollowSkipsLiterals(t *testing.T) {
 		t.Errorf("lines %q, want %q", lines, want)
 	}
 }
+
+// A synchronizing literal the library refuses (no "+"): the client's
+// next line is a command of its own, with its own tag (the fuzzer's
+// "0 LOGIN{0}\n{0}\n" lost the guard its place).
+func TestRefusedSyncLiteralThenLiteralPlus(t *testing.T) {
+	durableWrites = false
+	m := newMemory()
+	cl := dialSession(t, testConfig(t.TempDir(), m, time.Hour))
+	cl.cmd("a", "LOGIN bob pw")
+	cl.cmd("b", "SELECT INBOX")
+	cl.c.Write([]byte("c STORE x {5}\r\n"))
+	if r := readUntil(cl, "c "); !strings.HasPrefix(r, "c ") || strings.HasPrefix(r, "c OK") {
+		t.Errorf("a synchronizing literal after a syntax error: %q", r)
+	}
+	cl.c.Write([]byte("d SELECT {5+}\r\nINBOX\r\ne NOOP\r\n"))
+	if r := readUntil(cl, "e "); !strings.Contains(r, "d OK") || !strings.Contains(r, "e OK") {
+		t.Errorf("a literal+ after a refused synchronizing literal: %q", r)
+	}
+}
