@@ -196,12 +196,17 @@ func (s *client) Data(r io.Reader) error {
 	// the envelope sender (charging the client's octets only let 3-octet
 	// messages with a 250-octet MAIL FROM fill the archive from one
 	// address: second hostile review of issue 20).
-	if stored := storedSize(d); !s.cfg.takeShare(s.peer, stored) {
+	stored := storedSize(d)
+	charged, ok := s.cfg.takeShare(s.peer, stored)
+	if !ok {
 		d.Abort()
 		logShareFull(s.peer, s.sender(), stored, s.cfg.sharePct)
 		return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Too much mail from your address lately: one address may fill at most %d%% of this gateway's archive; try again later", s.cfg.sharePct)
 	}
+	// Commit leaves nothing of the message on error (lib/store), so the
+	// share is given back whole.
 	if _, err := d.Commit(); err != nil {
+		charged.refund()
 		return s.refused(err)
 	}
 	logStored(s.peer, s.sender(), env.ID.String(), len(env.Recipients), len(env.Lists), summary(results))

@@ -43,25 +43,57 @@ func (c *config) loadShare(d conf.Dir) error {
 	// quota/100*pct, without overflow; Rate keeps tokens in thousandths.
 	burst := min(c.quota/100*pct+c.quota%100*pct/100, math.MaxInt64/1000)
 	burst = max(burst, 1)
-	minutes := max(int64(c.lifetime/time.Minute), 1)
-	c.share = &agent.Rate{Dir: shareDir(c.root), Burst: burst, PerMinute: max(burst/minutes, 1)}
+	// Refilled burst per lifetime exactly (Rate's Refill): a whole
+	// number of octets a minute, at least 1, refilled a share under
+	// 43200 octets (30 days) faster than one share per lifetime.
+	c.share = &agent.Rate{Dir: shareDir(c.root), Burst: burst, Refill: max(c.lifetime, time.Minute)}
 	c.sharePct = pct
 	return nil
 }
 
-// takeShare charges n octets to peer's share; false: over it. A bucket
-// that cannot be used is logged and the message let in, as a session
-// slot that cannot be counted is.
-func (c *config) takeShare(peer net.Addr, n int64) bool {
+// takeShare charges n octets to peer's share; ok false: over it. A
+// bucket that cannot be used is logged and the message let in, as a
+// session slot that cannot be counted is. The charge is given back with
+// refund when what it paid for is not stored.
+func (c *config) takeShare(peer net.Addr, n int64) (ch *charge, ok bool) {
 	if c.share == nil {
-		return true
+		return &charge{}, true
 	}
-	ok, err := c.share.TakeAll(shareKey(session.IPOf(peer)), min(n, c.share.Burst), time.Now())
+	ch = &charge{c: c, peer: peer, n: min(n, c.share.Burst)}
+	ok, err := c.share.TakeAll(shareKey(session.IPOf(peer)), ch.n, time.Now())
 	if err != nil {
 		logShareNotCounted(peer, err)
-		return true
+		return &charge{}, true
 	}
-	return ok
+	if !ok {
+		return &charge{}, false
+	}
+	return ch, true
+}
+
+// A charge is octets taken from one address's share, to be given back
+// (refund) when the message is not stored after all: the store refused
+// it at commit (the archive full of others' mail, an I/O error). Kept,
+// an honest MTA retrying while the archive is full spends its share on
+// nothing and is still refused once room frees (third hostile review of
+// issue 20). A charge is given back at most once.
+type charge struct {
+	c    *config
+	peer net.Addr
+	n    int64
+}
+
+// refund gives the charge back; a second call does nothing.
+func (ch *charge) refund() {
+	if ch.c == nil || ch.n <= 0 {
+		return
+	}
+	n := ch.n
+	ch.n = 0
+	// A bucket that cannot be written now was logged when charged or
+	// will be at the next charge; the octets are then lost to the
+	// address, as before refunds.
+	ch.c.share.Give(shareKey(session.IPOf(ch.peer)), n, time.Now())
 }
 
 // shareDir holds the per-address buckets.

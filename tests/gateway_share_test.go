@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"im2000/lib/store"
 )
 
 // TestGatewayShareCharged (second hostile review of issue 20): the share
@@ -60,5 +62,64 @@ func TestGatewayShareCharged(t *testing.T) {
 	c2.cmd("DATA")
 	if r := c2.cmd("Subject: hi\r\n\r\n" + strings.Repeat(strings.Repeat("y", 98)+"\r\n", 20) + "."); !strings.HasPrefix(r, "250") {
 		t.Errorf("another address, 2 KB message: %s, want 250", r)
+	}
+}
+
+// TestGatewayShareRefundedOnRefusal (third hostile review of issue 20): a
+// message the store refuses at commit (the archive full of others' mail)
+// costs its sender no share. Charged and kept, two 15000-octet tries
+// while the archive was full spent the address's 20000 share on nothing,
+// and once room freed its 5000-octet message was still refused 452.
+func TestGatewayShareRefundedOnRefusal(t *testing.T) {
+	g := newGatewayHost(t, "127.0.0.1:9", func(e *env) { e.setConf("quota", "200000") })
+	send := func(ip byte, size int) string {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, ip)}}
+		nc, err := d.Dial("tcp", g.gateway)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		c := &smtpConn{t: t, c: nc, r: bufio.NewReader(nc)}
+		c.reply()
+		c.cmd("EHLO x.test")
+		c.cmd("MAIL FROM:<f@friend.test>")
+		c.cmd("RCPT TO:<bob@example.org>")
+		c.cmd("DATA")
+		r := c.cmd("Subject: s\r\n\r\n" + strings.Repeat(strings.Repeat("y", 98)+"\r\n", size/100) + ".")
+		c.cmd("QUIT")
+		return r
+	}
+	for ip := byte(10); ip < 20; ip++ {
+		if r := send(ip, 18000); !strings.HasPrefix(r, "250") {
+			t.Fatalf("filler from 127.0.0.%d: %s", ip, r)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if r := send(2, 15000); !strings.HasPrefix(r, "452") {
+			t.Fatalf("15000 octets into a full archive, try %d: %s, want 452", i, r)
+		}
+	}
+	// Room comes back (two messages expire).
+	s, err := store.Open(g.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Account("smtp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(g.store, "smtp", "msg"))
+	for _, e := range ents[:2] {
+		os.Remove(filepath.Join(g.store, "smtp", "msg", e.Name()))
+	}
+	if err := a.RebuildUsage(); err != nil {
+		t.Fatal(err)
+	}
+	if r := send(2, 5000); !strings.HasPrefix(r, "250") {
+		t.Errorf("an address that stored nothing, 5000 octets once room freed: %s, want 250", r)
+	}
+	left, _ := os.ReadDir(filepath.Join(g.store, "smtp", "tmp"))
+	for _, e := range left {
+		t.Errorf("left in smtp/tmp after refusals: %s", e.Name())
 	}
 }
