@@ -25,11 +25,12 @@ import (
 // notifications; MSOAP Track says silenced), with one record of the relay
 // and its reply for the transaction (store.HandOff). What the relay says
 // to the session (greeting, EHLO, STARTTLS, AUTH, a 4xx to MAIL, a 530 or
-// 5.7.x to MAIL asking for AUTH: authNeeded) or a relay that cannot be
+// authentication code to MAIL: authNeeded) or a relay that cannot be
 // reached is noserver, retried on the queue's schedule, and puts the rest
 // of the batch back untried; only its 5xx to a recipient's RCPT (that
 // recipient) or to MAIL or DATA (that message) is refused, and SIZE or
-// 8BITMIME only when its EHLO came inside verified TLS (refuse).
+// 8BITMIME only when its EHLO came inside verified TLS or from a loopback
+// address (refuse).
 // Still no bounces: the sender reads the status. go-smtp's client carries
 // the protocol (STARTTLS, AUTH, PIPELINING, dot-stuffing), as its server
 // does for im2000-smtpd and im2000-gatewayd.

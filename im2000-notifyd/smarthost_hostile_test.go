@@ -219,9 +219,10 @@ func TestSmarthostSeenAfterVerify(t *testing.T) {
 
 // TestSmarthostSizeAnd8bit: SIZE= and BODY=8BITMIME when the relay offers
 // them; a message over its SIZE, or 8-bit to a relay without 8BITMIME, is
-// not sent: refused when the relay said so inside verified TLS, noserver
-// (tried again) when its EHLO came in cleartext, where anyone on the path
-// may have written "250-SIZE 1000" or struck 8BITMIME (third review).
+// not sent: refused when the relay said so inside verified TLS or from a
+// loopback address, noserver (tried again) when its EHLO came in cleartext
+// from another host, where anyone on the path may have written
+// "250-SIZE 1000" or struck 8BITMIME (third review).
 func TestSmarthostSizeAnd8bit(t *testing.T) {
 	cfg := relayConfig(5 * time.Second)
 	a, _ := queued(t, 1)
@@ -235,6 +236,15 @@ func TestSmarthostSizeAnd8bit(t *testing.T) {
 		}
 		return ""
 	}
+	// The admin's own MTA on loopback: no one on the path, its word holds.
+	for name, ehlo := range map[string]string{"over SIZE 1000": "250-SIZE 1000\r\n250-8BITMIME\r\n", "8-bit, no 8BITMIME": ""} {
+		relay, saw := scriptedRelay(t, relayScript{ehlo: ehlo})
+		s := &smarthost{addr: relay, host: "localhost", me: "example.org"}
+		if st, _ := s.send(cfg, "example.net", draftMsg(t, a, body, 1).entries); st[0] != store.Refused || mailLine(saw) != "" {
+			t.Errorf("%s, cleartext on loopback: %v, MAIL %q; want refused", name, st[0], mailLine(saw))
+		}
+	}
+	asRemote(t)
 	relay, saw := scriptedRelay(t, relayScript{ehlo: "250-SIZE 1000\r\n250-8BITMIME\r\n"})
 	s := &smarthost{addr: relay, host: "127.0.0.1", me: "example.org"}
 	if st, _ := s.send(cfg, "example.net", draftMsg(t, a, body, 1).entries); st[0] != store.NoServer || mailLine(saw) != "" {
@@ -266,9 +276,10 @@ func TestSmarthostSizeAnd8bit(t *testing.T) {
 
 // TestSmarthostEHLO502 (third review of issue 20): a relay that answers
 // EHLO with 502 is greeted "HELO me", never go-smtp's "HELO localhost",
-// and an 8-bit message it therefore cannot take over cleartext waits
-// (noserver) instead of being refused for good.
+// and an 8-bit message it therefore cannot take over cleartext from
+// another host waits (noserver) instead of being refused for good.
 func TestSmarthostEHLO502(t *testing.T) {
+	asRemote(t)
 	relay, saw := fakeRelay(t, func(c net.Conn, r *bufio.Reader, saw chan<- string) {
 		c.Write([]byte("220 relay\r\n"))
 		for {
@@ -320,10 +331,11 @@ func TestSmarthostEHLO502(t *testing.T) {
 }
 
 // TestSmarthostMAILAuthNeeded (third review of issue 20): a relay that
-// answers MAIL with 530 5.7.0 (authentication required), or with any
-// 5.7.x when no smarthostuser is set, refuses the session, not the
-// message: noserver, and the rest of the batch waits. Another 5xx to MAIL
-// still refuses the message.
+// answers MAIL with 530 or an authentication code (5.7.0, 5.7.8-5.7.11)
+// refuses the session, not the message: noserver, and the rest of the
+// batch waits. Another 5xx to MAIL refuses the message, 5.7.1 included
+// with or without smarthostuser (fourth review: "Sender address
+// rejected" is one sender's).
 func TestSmarthostMAILAuthNeeded(t *testing.T) {
 	mailRelay := func(reply string) string {
 		relay, _ := fakeRelay(t, func(c net.Conn, r *bufio.Reader, _ chan<- string) {
@@ -355,7 +367,9 @@ func TestSmarthostMAILAuthNeeded(t *testing.T) {
 	}{
 		{"530 5.7.0 Authentication required\r\n", "", store.NoServer, true},
 		{"530 Authentication required\r\n", "u", store.NoServer, true},
-		{"550 5.7.1 Relaying denied\r\n", "", store.NoServer, true},
+		{"530 5.7.1 Client was not authenticated\r\n", "", store.NoServer, true},
+		{"554 5.7.8 Authentication credentials invalid\r\n", "", store.NoServer, true},
+		{"550 5.7.1 Sender address rejected: Access denied\r\n", "", store.Refused, false},
 		{"550 5.7.1 Sender refused\r\n", "u", store.Refused, false},
 		{"553 5.1.8 Sender domain does not exist\r\n", "", store.Refused, false},
 	} {

@@ -174,3 +174,11 @@ func TestSmarthostQuotedRcpt(t *testing.T) {
 	}
 	t.Fatal("no RCPT sent")
 }
+
+// asRemote makes the test's loopback relays count as another host's,
+// reached over a path someone may sit on, for the rest of the test.
+func asRemote(t *testing.T) {
+	saved := isLoopback
+	isLoopback = func(net.IP) bool { return false }
+	t.Cleanup(func() { isLoopback = saved })
+}

@@ -52,7 +52,7 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) (states []store
 	}
 	defer c.Close()
 	defer c.Quit() // after the state is recorded: the relay's reply to QUIT changes nothing
-	if why, final := s.refuse(c, msg); why != "" {
+	if why, final := s.refuse(c, rc, msg); why != "" {
 		if !final {
 			logSmarthostFailed(where, why+"; tried again: the relay's EHLO came over no verified TLS")
 			return set(store.NoServer), false
@@ -63,7 +63,7 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) (states []store
 	// SIZE= when the relay offers SIZE (go-smtp adds it then), and
 	// BODY=8BITMIME when it offers 8BITMIME (go-smtp adds it always then).
 	if err := c.Mail(m.sender, &smtp.MailOptions{Size: msg.Size()}); err != nil {
-		if authNeeded(err, s.user != "") {
+		if authNeeded(err) {
 			logSmarthostFailed(where, "MAIL: "+trace.Escape(err.Error())+"; the relay wants AUTH or does not let this host relay: set smarthostuser and smarthostpassword, or let this host relay")
 			return set(store.NoServer), true
 		}
@@ -111,15 +111,18 @@ func (s *smarthost) send(cfg *config, domain string, g []*entry) (states []store
 // than the SIZE it announced (RFC 1870), or 8-bit octets to a relay that
 // does not offer 8BITMIME (RFC 6152: it may not be sent). final says the
 // refusal is for good: the relay's EHLO answer came inside verified TLS
-// (dial checks the handshake), so the relay itself said what it takes,
-// and retrying until the message expires would only hide the refusal
-// from the sender (the log says which, for the administrator). Over
-// cleartext it is temporary (noserver, retried until the message's
-// lifetime): one 502 to EHLO, a stripped 8BITMIME or an injected
-// "250-SIZE 1" from whoever sits on the path would otherwise refuse the
-// message for good (second hostile review of issue 20).
-func (s *smarthost) refuse(c *smtp.Client, msg *store.Message) (why string, final bool) {
+// (dial checks the handshake) or from a loopback address (the admin's own
+// MTA on this host, where no one sits on the path), so the relay itself
+// said what it takes, and retrying until the message expires would only
+// hide the refusal from the sender (the log says which, for the
+// administrator). Over cleartext to another host it is temporary
+// (noserver, retried until the message's lifetime): one 502 to EHLO, a
+// stripped 8BITMIME or an injected "250-SIZE 1" from whoever sits on the
+// path would otherwise refuse the message for good (second hostile review
+// of issue 20).
+func (s *smarthost) refuse(c *smtp.Client, rc *relayConn, msg *store.Message) (why string, final bool) {
 	_, final = c.TLSConnectionState()
+	final = final || onLoopback(rc)
 	if limit, ok := c.MaxMessageSize(); ok && limit > 0 && msg.Size() > int64(limit) {
 		return fmt.Sprintf("the message's %d octets are over the relay's SIZE %d", msg.Size(), limit), final
 	}
@@ -130,17 +133,30 @@ func (s *smarthost) refuse(c *smtp.Client, msg *store.Message) (why string, fina
 }
 
 // authNeeded says whether a refusal of MAIL is about the session, not
-// the message: 530 or 5.7.0 (RFC 4954: authentication required), or any
-// 5.7.x when no smarthostuser is set (the relay does not let this host
-// send without AUTH). Refused, every message would fail for good until
-// the setting is fixed; as noserver they wait for it, and the log says so.
-func authNeeded(err error, authConfigured bool) bool {
+// the message: 530 or 5.7.0 (RFC 4954: authentication required, also
+// postfix's "must issue a STARTTLS command first"), or the codes RFC 4954
+// and RFC 5248 give authentication itself: 5.7.8 (credentials invalid),
+// 5.7.9 (mechanism too weak), 5.7.10 and 5.7.11 (encryption needed).
+// Refused, every message would fail for good until the setting is fixed;
+// as noserver they wait for it, and the log says so. Any other 5xx, 5.7.1
+// included, is the relay's word on this message (RFC 3463: 5.7.1 is
+// "delivery not authorized, message refused": postfix's "Sender address
+// rejected" for one sender): that message is refused, the batch goes on.
+// Taking every 5.7.x for the session when no smarthostuser was set put
+// the whole batch back at each round for one refused sender, and other
+// users' messages to that domain never went (fourth hostile review of
+// issue 20).
+func authNeeded(err error) bool {
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code < 500 || se.Code > 599 {
 		return false
 	}
-	e := se.EnhancedCode
-	return se.Code == 530 || e == smtp.EnhancedCode{5, 7, 0} || (!authConfigured && e[0] == 5 && e[1] == 7)
+	switch se.EnhancedCode {
+	case smtp.EnhancedCode{5, 7, 0}, smtp.EnhancedCode{5, 7, 8}, smtp.EnhancedCode{5, 7, 9},
+		smtp.EnhancedCode{5, 7, 10}, smtp.EnhancedCode{5, 7, 11}:
+		return true
+	}
+	return se.Code == 530
 }
 
 func has8bit(r io.Reader) bool {
