@@ -133,9 +133,31 @@ func (s *imapSession) content(m *viewMsg, full bool) (f *os.File, header bool, e
 // RFC822.SIZE, for every session and for good: the notification's size
 // lacks the reader's trace fields (and the line ends it makes CRLF), and a
 // later retrieval (the cache evicted) must not change the size a client
-// was told (RFC 9051 2.3.4). The first recorded wins.
+// was told (RFC 9051 2.3.4). The first recorded wins. It goes to the
+// sizes journal (sizes.go), O(1); only when the state changed since the
+// view's version (or the journal is full) is the state rewritten.
 func (s *imapSession) recordSize(m *viewMsg, n int64) {
-	_, _, err := lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
+	lock, err := lockUser(s.dir)
+	if err != nil {
+		logStateFailed(s.peer, s.user, err)
+		return
+	}
+	size, mine, from, to, err := appendSize(s.dir, s.validity, m, n, s.seen)
+	lock.Close()
+	switch {
+	case err == nil:
+		m.size, m.exact = size, true
+		if mine && from == s.seen.jsize {
+			// No one appended since the view's version: the view has
+			// every line, this one included.
+			s.seen.jsize = to
+		}
+		return
+	case !errors.Is(err, errFold):
+		logStateFailed(s.peer, s.user, err)
+		return
+	}
+	_, _, err = lockedUpdate(s.dir, func(state *mboxState) (bool, error) {
 		r := state.record(m)
 		if r == nil || state.UIDValidity != s.validity {
 			return false, nil

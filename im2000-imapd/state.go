@@ -8,7 +8,8 @@ package main
 // perhaps a process of its own under tcpserver) change it one at a time,
 // and a crash leaves the old state or the new, never a mix. Readers read
 // it without the lock: a rename is atomic. A session sees the others'
-// changes by the file's identity (inode, size, mtime) changing.
+// changes by the file's identity (inode, size, mtime) or the size of its
+// sizes journal (sizes.go: exact sizes, appended in O(1)) changing.
 
 import (
 	"encoding/json"
@@ -55,8 +56,15 @@ type mboxState struct {
 	Msgs        []record `json:"msgs"`
 }
 
-// stamp identifies one version of the state file.
+// stamp identifies one version of the state: the state file's and the
+// size of its sizes journal (sizes.go).
 type stamp struct {
+	file  fileStamp
+	jsize int64
+}
+
+// fileStamp identifies one version of the state file.
+type fileStamp struct {
 	ino, size uint64
 	mtime     int64
 }
@@ -64,8 +72,28 @@ type stamp struct {
 // readState reads the user's state; a missing file is an empty mailbox
 // with no UIDVALIDITY yet (0: lockedUpdate makes one). A file that does
 // not parse (it cannot be half written: it is renamed into place) is
-// reported; lockedUpdate starts a new UIDVALIDITY over it.
+// reported; lockedUpdate starts a new UIDVALIDITY over it. The sizes
+// journal is merged in (read after the file: a fold in between gives a
+// stamp that is no longer current, so the next sync reads again).
 func readState(dir string) (*mboxState, stamp, error) {
+	s, st, err := readStateFile(dir)
+	if err != nil {
+		return s, st, err
+	}
+	if s.UIDValidity == 0 { // no state: a journal left is of none
+		st.jsize = journalSize(dir)
+		return s, st, nil
+	}
+	lines, jsize, err := readSizes(dir, 0)
+	if err != nil {
+		return nil, stamp{}, fail.Temp(err)
+	}
+	s.mergeSizes(lines)
+	st.jsize = jsize
+	return s, st, nil
+}
+
+func readStateFile(dir string) (*mboxState, stamp, error) {
 	f, err := os.Open(filepath.Join(dir, stateFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return &mboxState{UIDNext: 1}, stamp{}, nil
@@ -74,10 +102,11 @@ func readState(dir string) (*mboxState, stamp, error) {
 		return nil, stamp{}, fail.Temp(err)
 	}
 	defer f.Close()
-	st, err := statOf(f)
+	fst, err := statOf(f)
 	if err != nil {
 		return nil, stamp{}, fail.Temp(err)
 	}
+	st := stamp{file: fst}
 	raw, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
 	if err != nil {
 		return nil, stamp{}, fail.Temp(err)
@@ -94,27 +123,27 @@ func readState(dir string) (*mboxState, stamp, error) {
 
 type errCorrupt struct{ error }
 
-func statOf(f *os.File) (stamp, error) {
+func statOf(f *os.File) (fileStamp, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return stamp{}, err
+		return fileStamp{}, err
 	}
 	sys, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return stamp{size: uint64(fi.Size()), mtime: fi.ModTime().UnixNano()}, nil
+		return fileStamp{size: uint64(fi.Size()), mtime: fi.ModTime().UnixNano()}, nil
 	}
-	return stamp{ino: sys.Ino, size: uint64(fi.Size()), mtime: fi.ModTime().UnixNano()}, nil
+	return fileStamp{ino: sys.Ino, size: uint64(fi.Size()), mtime: fi.ModTime().UnixNano()}, nil
 }
 
-// currentStamp is the state file's stamp now, without reading it.
+// currentStamp is the state's stamp now, without reading it.
 func currentStamp(dir string) stamp {
 	f, err := os.Open(filepath.Join(dir, stateFile))
 	if err != nil {
-		return stamp{}
+		return stamp{jsize: journalSize(dir)}
 	}
 	defer f.Close()
 	st, _ := statOf(f)
-	return st
+	return stamp{file: st, jsize: journalSize(dir)}
 }
 
 // lockedUpdate runs change on the state under the user's lock and writes
@@ -132,14 +161,11 @@ func lockedUpdate(dir string, change func(s *mboxState) (bool, error)) (*mboxSta
 // the version its view follows (update.go: followed), so that another
 // session's change made just before its own is not taken for its own.
 func lockedChange(dir string, change func(s *mboxState) (bool, error)) (_ *mboxState, before, after stamp, _ error) {
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	lock, err := lockUser(dir)
 	if err != nil {
-		return nil, stamp{}, stamp{}, fail.Temp(err)
+		return nil, stamp{}, stamp{}, err
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return nil, stamp{}, stamp{}, fail.Temp(err)
-	}
 	s, before, err := readState(dir)
 	var bad errCorrupt
 	fresh := false
@@ -170,9 +196,15 @@ func lockedChange(dir string, change func(s *mboxState) (bool, error)) (_ *mboxS
 		if err := writeFile(filepath.Join(dir, stateFile), raw, dir); err != nil {
 			return nil, stamp{}, stamp{}, fail.Temp(err)
 		}
+		// The state holds the journal's sizes now (readState merged them).
+		if err := truncateSizes(dir); err != nil {
+			return nil, stamp{}, stamp{}, fail.Temp(err)
+		}
 	}
 	return s, before, currentStamp(dir), nil
 }
+
+func flock(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_EX) }
 
 // validityFile keeps the last UIDVALIDITY handed out, apart from the
 // state file, so that a state lost or unreadable is not the only record

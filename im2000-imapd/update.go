@@ -306,7 +306,19 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	if !s.selected {
 		return nil
 	}
-	if currentStamp(s.dir) == s.seen {
+	cur := currentStamp(s.dir)
+	if cur.file == s.seen.file && cur.jsize > s.seen.jsize {
+		// Only sizes were recorded (sizes.go): read the new lines alone.
+		// The state file unchanged after the read means the journal
+		// was not folded (truncated) under it: the offset was a line's.
+		lines, to, err := readSizes(s.dir, s.seen.jsize)
+		if err == nil && currentStamp(s.dir).file == s.seen.file {
+			s.viewSizes(lines)
+			s.seen.jsize = to
+			cur = s.seen
+		}
+	}
+	if cur == s.seen {
 		if !allowExpunge {
 			return nil
 		}
