@@ -16,6 +16,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -27,13 +28,16 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"golang.org/x/sys/unix"
+
 	"im2000/lib/fail"
 )
 
 const sizesFile = "sizes"
 
-// maxSizesFile bounds the journal: past it, a size is recorded by
-// rewriting the state (which empties the journal) instead.
+// maxSizesFile bounds the journal: a line that would take it past this
+// is recorded by rewriting the state (which empties the journal) instead,
+// so that a read of maxSizesFile octets reads every line.
 const maxSizesFile = 16 << 20
 
 // sizeLine is one line of the journal.
@@ -76,7 +80,7 @@ func parseSizes(raw []byte) ([]sizeLine, int64) {
 // next read's start. A torn line keeps the stamp's jsize past it, so
 // every sync reads that line's few octets again until an append cuts it.
 func readSizes(dir string, offset int64) ([]sizeLine, int64, error) {
-	f, err := os.Open(filepath.Join(dir, sizesFile))
+	f, err := openSizes(dir, os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, nil
 	}
@@ -107,9 +111,32 @@ func (s *mboxState) mergeSizes(lines []sizeLine) {
 	}
 }
 
+// openSizes opens the journal itself: never a file a symbolic link left
+// in its place names (the journal is truncated and written), nor a FIFO
+// or device (O_NONBLOCK: the open does not wait on one; a regular file
+// ignores it). Such a thing is refused, for the administrator to remove.
+func openSizes(dir string, flag int) (*os.File, error) {
+	path := filepath.Join(dir, sizesFile)
+	f, err := os.OpenFile(path, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link, not the sizes journal: remove it", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file, not the sizes journal: remove it", path)
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
 // journalSize is the journal's size now (0 if there is none).
 func journalSize(dir string) int64 {
-	fi, err := os.Stat(filepath.Join(dir, sizesFile))
+	fi, err := os.Lstat(filepath.Join(dir, sizesFile))
 	if err != nil {
 		return 0
 	}
@@ -119,11 +146,15 @@ func journalSize(dir string) int64 {
 // truncateSizes empties the journal once the state holds its sizes. Not
 // fsynced: lines that come back after a crash are folded already.
 func truncateSizes(dir string) error {
-	err := os.Truncate(filepath.Join(dir, sizesFile), 0)
+	f, err := openSizes(dir, os.O_WRONLY)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Truncate(0)
 }
 
 // appendSize records size n for message m under validity, unless a size
@@ -133,10 +164,13 @@ func truncateSizes(dir string) error {
 // holds the user's lock. seen is the stamp the session's view follows:
 // when the state file is the same, only the lines after seen.jsize are
 // read (the view has the others), so the cost does not grow with the
-// mailbox.
+// mailbox. That is sound because seen was taken under the lock (shared
+// or exclusive: readState, sync, lockedChange), when the journal was the
+// state's: the journal is emptied only with a new state file, so the
+// same state file now means the same journal, grown only by appends.
 func appendSize(dir string, validity uint32, m *viewMsg, n int64, seen stamp) (size int64, mine bool, from, to int64, err error) {
 	cur := currentStamp(dir)
-	if cur.file != seen.file || cur.jsize < seen.jsize || cur.jsize > maxSizesFile {
+	if cur.file != seen.file || cur.jsize < seen.jsize {
 		return 0, false, 0, 0, errFold
 	}
 	lines, _, err := readSizes(dir, seen.jsize)
@@ -148,9 +182,8 @@ func appendSize(dir string, validity uint32, m *viewMsg, n int64, seen stamp) (s
 			return l.size, false, 0, 0, nil
 		}
 	}
-	path := filepath.Join(dir, sizesFile)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	_, statErr := os.Lstat(filepath.Join(dir, sizesFile))
+	f, err := openSizes(dir, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return 0, false, 0, 0, err
 	}
@@ -161,6 +194,9 @@ func appendSize(dir string, validity uint32, m *viewMsg, n int64, seen stamp) (s
 	line := strconv.FormatUint(uint64(validity), 10) + " " + strconv.FormatUint(uint64(m.uid), 10) + " " + m.name + " " + strconv.FormatInt(n, 10) + "\n"
 	if from, err = f.Seek(0, io.SeekEnd); err != nil {
 		return 0, false, 0, 0, err
+	}
+	if from+int64(len(line)) > maxSizesFile { // a read would cut it
+		return 0, false, 0, 0, errFold
 	}
 	if _, err := f.WriteString(line); err != nil {
 		return 0, false, 0, 0, err
@@ -228,13 +264,35 @@ func (s *imapSession) viewSizes(lines []sizeLine) {
 	}
 }
 
-// lockUser takes the user's lock; closing the file gives it back.
+// lockUser takes the user's lock, exclusive, for a change of the state
+// or the journal; closing the file gives it back.
 func lockUser(dir string) (*os.File, error) {
+	return takeLock(dir, unix.LOCK_EX)
+}
+
+// lockShared takes the user's lock shared, for a read of the state and
+// the journal that must see both as one version. No directory (no user
+// state yet) is no lock and nothing to read: nil.
+func lockShared(dir string) (*os.File, error) {
+	lock, err := takeLock(dir, unix.LOCK_SH)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return lock, err
+}
+
+func closeLock(lock *os.File) {
+	if lock != nil {
+		lock.Close()
+	}
+}
+
+func takeLock(dir string, how int) (*os.File, error) {
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fail.Temp(err)
 	}
-	if err := flock(lock); err != nil {
+	if err := unix.Flock(int(lock.Fd()), how); err != nil {
 		lock.Close()
 		return nil, fail.Temp(err)
 	}

@@ -7,9 +7,12 @@ package main
 // flock on imapstate/USER/lock, so that several sessions of one user (each
 // perhaps a process of its own under tcpserver) change it one at a time,
 // and a crash leaves the old state or the new, never a mix. Readers read
-// it without the lock: a rename is atomic. A session sees the others'
-// changes by the file's identity (inode, size, mtime) or the size of its
-// sizes journal (sizes.go: exact sizes, appended in O(1)) changing.
+// it under a shared flock of the same file: the state and its sizes
+// journal (sizes.go: exact sizes, appended in O(1)) change together (a
+// rewrite renames the state, then empties the journal), and a reader
+// between the two would pair the new state with the old journal's
+// length. A session sees the others' changes by the file's identity
+// (inode, size, mtime) or the size of the journal changing.
 
 import (
 	"encoding/json"
@@ -27,7 +30,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"golang.org/x/sys/unix"
 
 	"im2000/lib/durable"
 	"im2000/lib/fail"
@@ -73,9 +75,19 @@ type fileStamp struct {
 // with no UIDVALIDITY yet (0: lockedUpdate makes one). A file that does
 // not parse (it cannot be half written: it is renamed into place) is
 // reported; lockedUpdate starts a new UIDVALIDITY over it. The sizes
-// journal is merged in (read after the file: a fold in between gives a
-// stamp that is no longer current, so the next sync reads again).
+// journal is merged in. It takes the shared lock; lockedChange, holding
+// the exclusive one, calls readStateLocked.
 func readState(dir string) (*mboxState, stamp, error) {
+	lock, err := lockShared(dir)
+	if err != nil {
+		return nil, stamp{}, err
+	}
+	defer closeLock(lock)
+	return readStateLocked(dir)
+}
+
+// readStateLocked is readState for a caller holding the user's lock.
+func readStateLocked(dir string) (*mboxState, stamp, error) {
 	s, st, err := readStateFile(dir)
 	if err != nil {
 		return s, st, err
@@ -166,7 +178,7 @@ func lockedChange(dir string, change func(s *mboxState) (bool, error)) (_ *mboxS
 		return nil, stamp{}, stamp{}, err
 	}
 	defer lock.Close()
-	s, before, err := readState(dir)
+	s, before, err := readStateLocked(dir)
 	var bad errCorrupt
 	fresh := false
 	switch {
@@ -200,11 +212,12 @@ func lockedChange(dir string, change func(s *mboxState) (bool, error)) (_ *mboxS
 		if err := truncateSizes(dir); err != nil {
 			return nil, stamp{}, stamp{}, fail.Temp(err)
 		}
+		return s, before, currentStamp(dir), nil
 	}
-	return s, before, currentStamp(dir), nil
+	// Unchanged: before, whose journal length ends a whole line (the
+	// file's own length may take in a torn line, not in the view).
+	return s, before, before, nil
 }
-
-func flock(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_EX) }
 
 // validityFile keeps the last UIDVALIDITY handed out, apart from the
 // state file, so that a state lost or unreadable is not the only record

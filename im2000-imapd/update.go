@@ -306,18 +306,22 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	if !s.selected {
 		return nil
 	}
+	// Under the shared lock (state.go): the same state file then means
+	// the journal the view's offset is in, grown only by appends.
+	lock, err := lockShared(s.dir)
+	if err != nil {
+		return nil // the next command tries again
+	}
 	cur := currentStamp(s.dir)
 	if cur.file == s.seen.file && cur.jsize > s.seen.jsize {
 		// Only sizes were recorded (sizes.go): read the new lines alone.
-		// The state file unchanged after the read means the journal
-		// was not folded (truncated) under it: the offset was a line's.
-		lines, to, err := readSizes(s.dir, s.seen.jsize)
-		if err == nil && currentStamp(s.dir).file == s.seen.file {
+		if lines, to, err := readSizes(s.dir, s.seen.jsize); err == nil {
 			s.viewSizes(lines)
 			s.seen.jsize = to
 			cur = s.seen
 		}
 	}
+	closeLock(lock)
 	if cur == s.seen {
 		if !allowExpunge {
 			return nil
