@@ -4,10 +4,8 @@ package main
 // failed on the code before it.
 
 import (
-	"bufio"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -280,33 +278,7 @@ func TestSmarthostSizeAnd8bit(t *testing.T) {
 // another host waits (noserver) instead of being refused for good.
 func TestSmarthostEHLO502(t *testing.T) {
 	asRemote(t)
-	relay, saw := fakeRelay(t, func(c net.Conn, r *bufio.Reader, saw chan<- string) {
-		c.Write([]byte("220 relay\r\n"))
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			saw <- strings.TrimRight(line, "\r\n")
-			switch {
-			case strings.HasPrefix(line, "EHLO"):
-				c.Write([]byte("502 5.5.2 EHLO not implemented\r\n"))
-			case strings.HasPrefix(line, "DATA"):
-				c.Write([]byte("354 go on\r\n"))
-				for {
-					if l, err := r.ReadString('\n'); err != nil || l == ".\r\n" {
-						break
-					}
-				}
-				c.Write([]byte("250 ok\r\n"))
-			case strings.HasPrefix(line, "QUIT"):
-				c.Write([]byte("221 bye\r\n"))
-				return
-			default:
-				c.Write([]byte("250 ok\r\n"))
-			}
-		}
-	})
+	relay, saw := scriptedRelay(t, relayScript{ehloReply: "502 5.5.2 EHLO not implemented\r\n"})
 	a, l := queued(t, 1)
 	s := &smarthost{addr: relay, host: "127.0.0.1", me: "mail.example.org"}
 	if st, _ := s.send(relayConfig(5*time.Second), "example.net", l.entries); st[0] != store.SMTP {
@@ -317,8 +289,9 @@ func TestSmarthostEHLO502(t *testing.T) {
 		t.Errorf("8-bit message, 502 to EHLO over cleartext: %v, want noserver", st[0])
 	}
 	helos := 0
-	for len(saw) > 0 {
-		if x := <-saw; strings.HasPrefix(x, "HELO") || strings.HasPrefix(x, "EHLO") {
+	lines, _, _ := saw.get()
+	for _, x := range lines {
+		if strings.HasPrefix(x, "HELO") || strings.HasPrefix(x, "EHLO") {
 			helos++
 			if x != "EHLO mail.example.org" && x != "HELO mail.example.org" {
 				t.Errorf("relay was greeted %q", x)
@@ -338,25 +311,8 @@ func TestSmarthostEHLO502(t *testing.T) {
 // rejected" is one sender's).
 func TestSmarthostMAILAuthNeeded(t *testing.T) {
 	mailRelay := func(reply string) string {
-		relay, _ := fakeRelay(t, func(c net.Conn, r *bufio.Reader, _ chan<- string) {
-			c.Write([]byte("220 relay\r\n"))
-			for {
-				line, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				switch {
-				case strings.HasPrefix(line, "EHLO"):
-					c.Write([]byte("250-relay\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"))
-				case strings.HasPrefix(line, "AUTH"):
-					c.Write([]byte("235 2.7.0 ok\r\n"))
-				case strings.HasPrefix(line, "MAIL"):
-					c.Write([]byte(reply))
-				default:
-					c.Write([]byte("250 ok\r\n"))
-				}
-			}
-		})
+		relay, _ := scriptedRelay(t, relayScript{ehlo: "250-AUTH PLAIN\r\n250-8BITMIME\r\n", auth: "235 2.7.0 ok\r\n",
+			mail: func(string) string { return reply }})
 		return relay
 	}
 	for _, c := range []struct {

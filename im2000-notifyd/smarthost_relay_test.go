@@ -27,6 +27,8 @@ import (
 type relayScript struct {
 	cert       *tls.Certificate
 	ehlo       string                   // extension lines after the first
+	ehloReply  string                   // the whole reply to EHLO instead (e.g. 502)
+	mail       func(line string) string // reply to MAIL; nil or "": 250
 	greet      string                   // "": 220
 	auth       string                   // reply to AUTH
 	rcpt       func(line string) string // reply to RCPT; nil: 250
@@ -76,8 +78,12 @@ func scriptedRelay(t *testing.T, b relayScript) (string, *relaySaw) {
 			saw.mu.Unlock()
 			up := strings.ToUpper(line)
 			switch {
+			case strings.HasPrefix(up, "EHLO") && b.ehloReply != "":
+				c.Write([]byte(b.ehloReply))
 			case strings.HasPrefix(up, "EHLO"):
 				c.Write([]byte("250-relay\r\n" + b.ehlo + "250 HELP\r\n"))
+			case strings.HasPrefix(up, "MAIL") && b.mail != nil && b.mail(line) != "":
+				c.Write([]byte(b.mail(line)))
 			case strings.HasPrefix(up, "STARTTLS"):
 				c.Write([]byte("220 go ahead\r\n"))
 				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{*b.cert}})

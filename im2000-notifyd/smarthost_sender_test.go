@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -18,35 +16,12 @@ import (
 // Taken for "AUTH needed" it put the whole batch back at every round, and
 // alice's message, which the relay would take, never went.
 func TestSmarthostSenderRefused(t *testing.T) {
-	relay, saw := fakeRelay(t, func(c net.Conn, r *bufio.Reader, saw chan<- string) {
-		c.Write([]byte("220 relay\r\n"))
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			saw <- strings.TrimRight(line, "\r\n")
-			switch {
-			case strings.HasPrefix(line, "EHLO"):
-				c.Write([]byte("250-relay\r\n250 8BITMIME\r\n"))
-			case strings.HasPrefix(line, "MAIL") && strings.Contains(line, "mallory"):
-				c.Write([]byte("554 5.7.1 <mallory@example.org>: Sender address rejected: Access denied\r\n"))
-			case strings.HasPrefix(line, "DATA"):
-				c.Write([]byte("354 go on\r\n"))
-				for {
-					if l, err := r.ReadString('\n'); err != nil || l == ".\r\n" {
-						break
-					}
-				}
-				c.Write([]byte("250 2.0.0 Ok: queued\r\n"))
-			case strings.HasPrefix(line, "QUIT"):
-				c.Write([]byte("221 bye\r\n"))
-				return
-			default:
-				c.Write([]byte("250 ok\r\n"))
-			}
+	relay, saw := scriptedRelay(t, relayScript{ehlo: "250-8BITMIME\r\n", mail: func(line string) string {
+		if strings.Contains(line, "mallory") {
+			return "554 5.7.1 <mallory@example.org>: Sender address rejected: Access denied\r\n"
 		}
-	})
+		return ""
+	}})
 	a, _ := queued(t, 1)
 	mk := func(sender string) loaded {
 		from, err := addr.Parse(sender)
@@ -81,13 +56,7 @@ func TestSmarthostSenderRefused(t *testing.T) {
 	if out[1].state != store.SMTP {
 		t.Errorf("alice's message after mallory's was refused: %v, want handed off", out[1].state)
 	}
-	datas := 0
-	for len(saw) > 0 {
-		if x := <-saw; x == "DATA" {
-			datas++
-		}
-	}
-	if datas != 1 {
-		t.Errorf("the relay saw %d DATA, want 1 (alice's)", datas)
+	if _, datas, _ := saw.get(); len(datas) != 1 {
+		t.Errorf("the relay saw %d DATA, want 1 (alice's)", len(datas))
 	}
 }
