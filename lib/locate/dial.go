@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"im2000/lib/tlsconf"
@@ -29,10 +30,24 @@ func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, e
 	// resolver nor lets DNS add a server the admin did not name.
 	_, routedTLS := l.Routes[tlsName]
 	_, routedClear := l.Routes[clearName]
-	var tlsTargets []string
-	tlsErr := fmt.Errorf("%w: %s is routed without its TLS form %s", ErrNoService, clearName, tlsName)
-	if routedTLS || !routedClear {
-		tlsTargets, tlsErr = l.targets(ctx, service+"s", domain, false)
+	// Both forms are asked at once, each with its own tries and budget, so
+	// that a TLS question nobody answers does not spend the caller's time
+	// before the cleartext one is even sent; the answers are then taken
+	// exactly as if asked in turn: the TLS form's first.
+	qctx, cancel := context.WithCancel(ctx)
+	tlsAns := l.ask(qctx, service+"s", domain, routedTLS || !routedClear,
+		fmt.Errorf("%w: %s is routed without its TLS form %s", ErrNoService, clearName, tlsName))
+	clearCh := l.ask(qctx, service, domain, routedClear || !routedTLS,
+		fmt.Errorf("%w: %s is routed without its cleartext form %s", ErrNoService, tlsName, clearName))
+	clearAns := sync.OnceValue(func() srvAnswer { return <-clearCh })
+	defer func() {
+		cancel()
+		clearAns() // no question outlives the dial
+	}()
+	ta := <-tlsAns
+	tlsTargets, tlsErr := ta.targets, ta.err
+	if ta.nx { // "no TLS form": the domain's existence is the cleartext form's question
+		tlsErr = fmt.Errorf("%w: %s does not exist", ErrNoService, tlsName)
 	}
 	var errs []string
 	certFailed := false
@@ -47,10 +62,15 @@ func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, e
 		certFailed = certFailed || tlsconf.CertError(err)
 		errs = append(errs, err.Error())
 	}
-	var clearTargets []string
-	clearErr := fmt.Errorf("%w: %s is routed without its cleartext form %s", ErrNoService, tlsName, clearName)
-	if routedClear || !routedTLS {
-		clearTargets, clearErr = l.targets(ctx, service, domain, tlsTargets == nil)
+	ca := clearAns()
+	clearTargets, clearErr := ca.targets, ca.err
+	switch {
+	case ca.nx && tlsTargets == nil:
+		// Neither form has targets: only now is the domain asked whether
+		// it exists, so a domain without TLS costs no more questions.
+		clearErr = l.absent(ctx, service, domain)
+	case ca.nx:
+		clearErr = fmt.Errorf("%w: %s does not exist", ErrNoService, clearName)
 	}
 	if errors.Is(clearErr, ErrNoService) && tlsErr != nil && !errors.Is(tlsErr, ErrNoService) {
 		// No service needs both forms shown absent: a TLS form whose
@@ -89,6 +109,29 @@ func (l *Locator) Dial(ctx context.Context, service, domain string) (net.Conn, e
 		errs = append(errs, err.Error())
 	}
 	return nil, fmt.Errorf("%w for %s: %s", ErrNoServer, clearName, strings.Join(errs, "; "))
+}
+
+// srvAnswer is what one SRV form's question came to (srvTargets).
+type srvAnswer struct {
+	targets []string
+	nx      bool
+	err     error
+}
+
+// ask starts the question of service at domain and answers on the channel
+// it returns; when not asked (the other form alone is routed), notAsked is
+// the answer at once.
+func (l *Locator) ask(ctx context.Context, service, domain string, asked bool, notAsked error) <-chan srvAnswer {
+	ch := make(chan srvAnswer, 1)
+	if !asked {
+		ch <- srvAnswer{err: notAsked}
+		return ch
+	}
+	go func() {
+		t, nx, err := l.srvTargets(ctx, service, domain)
+		ch <- srvAnswer{t, nx, err}
+	}()
+	return ch
 }
 
 // DialTLS connects to addr (host:port) over TLS, and verifies that its

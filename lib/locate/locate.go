@@ -71,43 +71,51 @@ func SRVName(service, domain string) string {
 
 // Targets returns the addresses to try for service at domain, in order.
 func (l *Locator) Targets(ctx context.Context, service, domain string) ([]string, error) {
-	return l.targets(ctx, service, domain, true)
+	out, nx, err := l.srvTargets(ctx, service, domain)
+	if nx {
+		return nil, l.absent(ctx, service, domain)
+	}
+	return out, err
 }
 
-// targets is Targets; without exists, NXDOMAIN for the SRV name is
-// ErrNoService at once (a TLS form's absence needs no further question).
-func (l *Locator) targets(ctx context.Context, service, domain string, exists bool) ([]string, error) {
+// absent is the error for service at domain once its SRV name was answered
+// NXDOMAIN. Authoritative servers say NXDOMAIN for any owner name they do
+// not have, so that only says there is no such service; whether the
+// domain itself exists is another question, asked here.
+func (l *Locator) absent(ctx context.Context, service, domain string) error {
+	name := SRVName(service, domain)
+	dom := strings.ToLower(strings.TrimSuffix(domain, "."))
+	exists, err := l.exists(ctx, dom)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %s does not exist, and whether %s does is unknown: %v", ErrNoAnswer, name, dom, err)
+	case !exists:
+		return fmt.Errorf("%w: %s", ErrBadDomain, dom)
+	}
+	return fmt.Errorf("%w: %s exists but has no %s", ErrNoService, dom, name)
+}
+
+// srvTargets is the route or the SRV answer for service at domain; nx
+// (with no error) when the SRV name was answered NXDOMAIN, which only
+// absent can tell the meaning of.
+func (l *Locator) srvTargets(ctx context.Context, service, domain string) (targets []string, nx bool, err error) {
 	name := SRVName(service, domain)
 	if r, ok := l.Routes[name]; ok {
-		return r, nil
+		return r, false, nil
 	}
 	if err := notAddress(domain); err != nil { // where.go
-		return nil, err
+		return nil, false, err
 	}
 	rcode, answers, err := l.query(ctx, name, dnsmessage.TypeSRV)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrNoAnswer, name, err)
-	}
-	if rcode == dnsmessage.RCodeNameError && !exists {
-		return nil, fmt.Errorf("%w: %s does not exist", ErrNoService, name)
+		return nil, false, fmt.Errorf("%w: %s: %v", ErrNoAnswer, name, err)
 	}
 	if rcode == dnsmessage.RCodeNameError {
-		// Authoritative servers say NXDOMAIN for any owner name they do
-		// not have, so this only says there is no such service; whether
-		// the domain itself exists is another question.
-		dom := strings.ToLower(strings.TrimSuffix(domain, "."))
-		exists, err := l.exists(ctx, dom)
-		switch {
-		case err != nil:
-			return nil, fmt.Errorf("%w: %s does not exist, and whether %s does is unknown: %v", ErrNoAnswer, name, dom, err)
-		case !exists:
-			return nil, fmt.Errorf("%w: %s", ErrBadDomain, dom)
-		}
-		return nil, fmt.Errorf("%w: %s exists but has no %s", ErrNoService, dom, name)
+		return nil, true, nil
 	}
 	srvs := srvRecords(answers)
 	if len(srvs) == 0 { // NOERROR for a name under the domain: it exists
-		return nil, fmt.Errorf("%w: %s has no SRV records", ErrNoService, name)
+		return nil, false, fmt.Errorf("%w: %s has no SRV records", ErrNoService, name)
 	}
 	var out, why []string
 	for _, s := range Order(srvs) {
@@ -121,9 +129,9 @@ func (l *Locator) targets(ctx context.Context, service, domain string, exists bo
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no target of %s has an address (%s)", ErrNoServer, name, strings.Join(why, "; "))
+		return nil, false, fmt.Errorf("%w: no target of %s has an address (%s)", ErrNoServer, name, strings.Join(why, "; "))
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // exists tells whether a domain name exists, asking for its SOA, then its
