@@ -24,7 +24,16 @@ package main
 //     over maxTag) ends the input, as does a "+" it did not expect;
 //   - one over maxLiteral (which the library never takes, and a LITERAL-
 //     client never sends) ends the input: the library answers its
-//     command and closes the session.
+//     command and closes the session;
+//   - so does a literal whose size the guard cannot read exactly (a "{"
+//     beyond the tail it keeps, as with leading zeros, or an overflow):
+//     it would follow another size than the library's (review r6);
+//   - so does a second literal in APPEND: the library, not offering
+//     MULTIAPPEND, returns from APPEND without an answer when no CRLF
+//     follows the first, and would read the second's octets as commands;
+//   - a line after a "+" the guard did not ask for (IDLE's, AUTHENTICATE's)
+//     answers it and is no command: one announcing a literal ends the
+//     input (the library refuses it and reads its octets as commands).
 // APPENDLIMIT is maxLiteral as well, so the library itself reads (and
 // APPEND refuses) every literal a LITERAL- client may send with APPEND.
 //
@@ -65,11 +74,15 @@ type literalGuard struct {
 
 	// The commands, to tell the answer to the waiting literal's command
 	// from that of one pipelined before it (issue 19, third review).
-	open   [][]byte // tags of the commands given to the library and not answered, oldest first
-	tag    []byte   // the tag of the command being read: its first line up to a space
-	tagEnd bool     // a space ended tag
-	cont   bool     // the line being read goes on with a command after a literal
-	doubt  bool     // the library wrote what the guard cannot place: end the input
+	open    [][]byte // tags of the commands given to the library and not answered, oldest first
+	tag     []byte   // the tag of the command being read: its first line up to a space
+	tagEnd  bool     // a space ended tag
+	cont    bool     // the line being read goes on with a command after a literal
+	name    []byte   // the command's name: its first line's word after the tag, up to maxTag
+	nameEnd bool     // a space (or "{") ended name
+	append  bool     // the command being read is APPEND
+	reply   bool     // the library wrote a "+" the guard did not ask for: the next line answers it
+	doubt   bool     // the library wrote what the guard cannot place: end the input
 
 	out outFollow // the library's output, line by line
 }
@@ -101,6 +114,8 @@ func (g *literalGuard) answered(head []byte) {
 			g.skip, g.waiting = g.size, false
 		} else if g.waiting {
 			g.doubt = true
+		} else {
+			g.reply = true
 		}
 	default:
 		tag, _, _ := bytes.Cut(head, []byte(" "))
@@ -191,6 +206,12 @@ func (g *literalGuard) scan(b []byte) int {
 				} else if len(g.tag) <= maxTag {
 					g.tag = append(g.tag, c)
 				}
+			} else if !g.cont && !g.nameEnd {
+				if c == ' ' || c == '{' || c == '\r' {
+					g.nameEnd = true
+				} else if len(g.name) <= maxTag {
+					g.name = append(g.name, c)
+				}
 			}
 			if !g.dropLine {
 				keep(b[i : i+1])
@@ -199,7 +220,7 @@ func (g *literalGuard) scan(b []byte) int {
 		}
 		size, nonSync, ok := literalHeader(g.tail)
 		g.tail = g.tail[:0]
-		if ok && nonSync && size > maxLiteral {
+		if ok && (size == inexact || nonSync && size > maxLiteral) {
 			g.cut = true
 			if !g.dropLine {
 				keep(b[i : i+1])
@@ -215,9 +236,21 @@ func (g *literalGuard) scan(b []byte) int {
 			continue
 		}
 		keep(b[i : i+1])
+		if !g.cont && g.reply { // an answer to the library's "+", no command
+			g.tag, g.tagEnd, g.name, g.nameEnd, g.reply = nil, false, nil, false, false
+			if ok {
+				g.cut = true
+				return out
+			}
+			continue
+		}
 		if !g.cont { // a command's first line: the library will answer it
 			g.open = append(g.open, bytes.TrimSuffix(g.tag, []byte("\r")))
-			g.tag, g.tagEnd = nil, false
+			g.append = bytes.EqualFold(g.name, []byte("APPEND"))
+			g.tag, g.tagEnd, g.name, g.nameEnd = nil, false, nil, false
+		} else if ok && g.append { // MULTIAPPEND's shape: see the top
+			g.cut = true
+			return out
 		}
 		g.cont = ok
 		if ok {
@@ -254,9 +287,13 @@ func (g *literalGuard) placed() bool {
 	return true
 }
 
+// inexact is the size literalHeader gives a literal whose size it cannot
+// read exactly; the guard ends the input on one.
+const inexact = math.MaxInt64
+
 // literalHeader parses the end of a line as the library does: "{n}" or
 // "{n+}", then an optional space and CR before the LF. A size too long
-// for the tail kept, or for an int64, counts as too large.
+// for the tail kept, or for an int64, is inexact.
 func literalHeader(line []byte) (size int64, nonSync, ok bool) {
 	full := len(line) == tailLen
 	line = bytes.TrimSuffix(line, []byte("\r"))
@@ -275,7 +312,7 @@ func literalHeader(line []byte) (size int64, nonSync, ok bool) {
 	}
 	size, err := strconv.ParseInt(string(num), 10, 64)
 	if err != nil || open < 0 {
-		size = math.MaxInt64
+		size = inexact
 	}
 	return size, nonSync, true
 }
