@@ -18,6 +18,16 @@ import (
 
 // recipientStates reads a message's status sidecar as address -> "notification/read".
 func recipientStates(t *testing.T, root, account, id string) map[string]string {
+	out := map[string]string{}
+	for rcpt, r := range recipientStatuses(t, root, account, id) {
+		out[rcpt] = r.Notification.String() + "/" + r.Read.String()
+	}
+	return out
+}
+
+// recipientStatuses is each recipient's record in the status of account's
+// message id, by address.
+func recipientStatuses(t *testing.T, root, account, id string) map[string]store.RecipientStatus {
 	s, err := store.Open(root)
 	if err != nil {
 		t.Fatal(err)
@@ -33,9 +43,9 @@ func recipientStates(t *testing.T, root, account, id string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]string{}
+	out := map[string]store.RecipientStatus{}
 	for i, r := range st.Recipients {
-		out[m.Env.Recipients[i].Addr.String()] = r.Notification.String() + "/" + r.Read.String()
+		out[m.Env.Recipients[i].Addr.String()] = r
 	}
 	return out
 }

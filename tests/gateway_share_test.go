@@ -1,8 +1,7 @@
 package tests
 
 import (
-	"bufio"
-	"net"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,14 +47,7 @@ func TestGatewayShareCharged(t *testing.T) {
 	if stored > 20000 {
 		t.Errorf("one address stored %d octets, over its share of 20000 (10%% of 200000)", stored)
 	}
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	nc, err := d.Dial("tcp", g.gateway)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2 := &smtpConn{t: t, c: nc, r: bufio.NewReader(nc)}
-	defer nc.Close()
-	c2.reply()
+	c2 := dialSMTPFrom(t, g.gateway, "127.0.0.2")
 	c2.cmd("EHLO mx.friend.test")
 	c2.cmd("MAIL FROM:<f@friend.test>")
 	c2.cmd("RCPT TO:<bob@example.org>")
@@ -73,14 +65,8 @@ func TestGatewayShareCharged(t *testing.T) {
 func TestGatewayShareRefundedOnRefusal(t *testing.T) {
 	g := newGatewayHost(t, "127.0.0.1:9", func(e *env) { e.setConf("quota", "200000") })
 	send := func(ip byte, size int) string {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, ip)}}
-		nc, err := d.Dial("tcp", g.gateway)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		c := &smtpConn{t: t, c: nc, r: bufio.NewReader(nc)}
-		c.reply()
+		c := dialSMTPFrom(t, g.gateway, fmt.Sprintf("127.0.0.%d", ip))
+		defer c.c.Close()
 		c.cmd("EHLO x.test")
 		c.cmd("MAIL FROM:<f@friend.test>")
 		c.cmd("RCPT TO:<bob@example.org>")

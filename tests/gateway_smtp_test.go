@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -199,14 +198,7 @@ func TestGatewayShare(t *testing.T) {
 		}
 	}
 	c.cmd("QUIT")
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	nc, err := d.Dial("tcp", g.gateway)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2 := &smtpConn{t: t, c: nc, r: bufio.NewReader(nc)}
-	defer nc.Close()
-	c2.reply()
+	c2 := dialSMTPFrom(t, g.gateway, "127.0.0.2")
 	c2.cmd("EHLO mx.friend.test")
 	if r := send(c2, 9000); !strings.HasPrefix(r, "250") {
 		t.Errorf("another address after the first's share was spent: %s, want 250", r)

@@ -11,34 +11,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"im2000/lib/locate/locatetest"
-	"im2000/lib/msgid"
-	"im2000/lib/store"
 )
-
-// recipientAttempts is how many attempts each recipient of alice's
-// message id has had.
-func recipientAttempts(t *testing.T, root, id string) map[string]int {
-	s, err := store.Open(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _ := s.Account("alice")
-	mid, _ := msgid.Parse(id)
-	m, err := a.Open(mid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	st, err := a.Status(mid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for i, r := range st.Recipients {
-		out[m.Env.Recipients[i].Addr.String()] = int(r.Attempts)
-	}
-	return out
-}
 
 // TestSmarthostNoDNSAnswer: the hostile review's attack (issue 20). The
 // smarthost takes only a domain shown to publish no IM2000 service; a
@@ -87,7 +60,7 @@ func TestSmarthostNoDNSAnswer(t *testing.T) {
 	bobID := h.inject("From: alice@example.org\nTo: bob@bob.test\nSubject: private\n\nfor bob's IM2000 agent only\n", "bob@bob.test")
 	carolID := h.inject("From: alice@example.org\nTo: carol@carol.test\nSubject: over SMTP\n\nhello carol\n", "carol@carol.test")
 	state := func(id, rcpt string) string { return recipientStates(t, h.store, "alice", id)[rcpt] }
-	attempts := func(id, rcpt string) int { return recipientAttempts(t, h.store, id)[rcpt] }
+	attempts := func(id, rcpt string) int { return int(recipientStatuses(t, h.store, "alice", id)[rcpt].Attempts) }
 	noSink := func(phase string) {
 		t.Helper()
 		if datas, conns := sunk.got(); conns != 0 || len(datas) != 0 {

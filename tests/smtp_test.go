@@ -122,10 +122,18 @@ type smtpConn struct {
 // dialSMTP connects and reads the greeting, trying again for a while on a
 // 421 (a session limit whose slot is not free yet, as after the readiness
 // probe).
-func dialSMTP(t *testing.T, addr string) *smtpConn {
+func dialSMTP(t *testing.T, addr string) *smtpConn { return dialSMTPFrom(t, addr, "") }
+
+// dialSMTPFrom is dialSMTP from the local address src ("": any), as a
+// second client of a per-address limit.
+func dialSMTPFrom(t *testing.T, addr, src string) *smtpConn {
+	var d net.Dialer
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
 	var s *smtpConn
 	await(t, 5*time.Second, "a session at "+addr, func() bool {
-		c, err := net.Dial("tcp", addr)
+		c, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
