@@ -57,11 +57,7 @@ func drain(cl *client) string {
 // offered): APPEND reads it and refuses it; before, APPENDLIMIT=0 refused
 // it unread and its header lines ran as commands.
 func TestAppendLiteralNeverCommands(t *testing.T) {
-	durableWrites = false
-	m := newMemory()
-	cl := dialSession(t, testConfig(t.TempDir(), m, time.Hour))
-	cl.cmd("a", "LOGIN bob pw")
-	cl.cmd("b", "SELECT INBOX")
+	m, cl := loggedIn(t)
 	msg := "Subject: re\r\n" + hostileLines + "\r\nhello\r\n"
 	cl.c.Write([]byte("d APPEND Sent {" + strconv.Itoa(len(msg)) + "+}\r\n" + msg + "\r\n"))
 	if r := readUntil(cl, "d "); !strings.HasPrefix(r, "d NO [CANNOT]") {
@@ -75,11 +71,7 @@ func TestAppendLiteralNeverCommands(t *testing.T) {
 // guard discards it, the rest of the command with it), a synchronizing
 // one taken, and one over 4096 octets, which ends the session.
 func TestRefusedLiteralDiscarded(t *testing.T) {
-	durableWrites = false
-	m := newMemory()
-	cl := dialSession(t, testConfig(t.TempDir(), m, time.Hour))
-	cl.cmd("a", "LOGIN bob pw")
-	cl.cmd("b", "SELECT INBOX")
+	m, cl := loggedIn(t)
 	lit := "f UID STORE 1:* +FLAGS (\\Deleted)\r\ng EXPUNGE\r\n"
 	cl.c.Write([]byte("c STORE 1 +FLAGS x y {" + strconv.Itoa(len(lit)) + "+}\r\n" + lit + "\r\nh NOOP\r\n"))
 	if r := readUntil(cl, "h "); !strings.Contains(r, "c BAD") || !strings.Contains(r, "h OK") || strings.Contains(r, "f OK") {
@@ -134,11 +126,7 @@ func TestOversizeLiteralEndsSession(t *testing.T) {
 // literal the library took, and the library read the next command as
 // the literal; the next message saved to Sent ran as commands.
 func TestPipelinedLiteral(t *testing.T) {
-	durableWrites = false
-	m := newMemory()
-	cl := dialSession(t, testConfig(t.TempDir(), m, time.Hour))
-	cl.cmd("a", "LOGIN bob pw")
-	cl.cmd("b", "SELECT INBOX")
+	m, cl := loggedIn(t)
 	cl.c.Write([]byte("c1 NOOP\r\nc2 SELECT {5+}\r\nINBOX\r\nc3 NOOP\r\n"))
 	if r := readUntil(cl, "c3 "); !strings.Contains(r, "c2 OK") || !strings.Contains(r, "c3 OK") {
 		t.Errorf("a literal+ after a pipelined command: %q", r)
@@ -165,11 +153,7 @@ func TestPipelinedLiteral(t *testing.T) {
 // Two open commands with one tag, the second with a literal+: the guard
 // cannot tell their answers apart and ends the session rather than guess.
 func TestLiteralTagInDoubt(t *testing.T) {
-	durableWrites = false
-	m := newMemory()
-	cl := dialSession(t, testConfig(t.TempDir(), m, time.Hour))
-	cl.cmd("a", "LOGIN bob pw")
-	cl.cmd("b", "SELECT INBOX")
+	m, cl := loggedIn(t)
 	lit := "f UID STORE 1:* +FLAGS (\\Deleted)\r\ng EXPUNGE\r\n"
 	cl.c.Write([]byte("c NOOP\r\nc SEARCH TEXT {" + strconv.Itoa(len(lit)) + "+}\r\n" + lit + "\r\n"))
 	if r := drain(cl); strings.Contains(r, "f OK") || strings.Contains(r, "g OK") {
@@ -197,11 +181,7 @@ func TestOutFollowSkipsLiterals(t *testing.T) {
 // next line is a command of its own, with its own tag (the fuzzer's
 // "0 LOGIN{0}\n{0}\n" lost the guard its place).
 func TestRefusedSyncLiteralThenLiteralPlus(t *testing.T) {
-	durableWrites = false
-	m := newMemory()
-	cl := dialSession(t, testConfig(t.TempDir(), m, time.Hour))
-	cl.cmd("a", "LOGIN bob pw")
-	cl.cmd("b", "SELECT INBOX")
+	_, cl := loggedIn(t)
 	cl.c.Write([]byte("c STORE x {5}\r\n"))
 	if r := readUntil(cl, "c "); !strings.HasPrefix(r, "c ") || strings.HasPrefix(r, "c OK") {
 		t.Errorf("a synchronizing literal after a syntax error: %q", r)
