@@ -158,26 +158,6 @@ func language(header gomessage.Header) []string {
 	return l
 }
 
-// complete reports whether a structure has every multipart's parts.
-func complete(bs imap.BodyStructure) bool {
-	switch b := bs.(type) {
-	case *imap.BodyStructureMultiPart:
-		if len(b.Children) == 0 {
-			return false
-		}
-		for _, c := range b.Children {
-			if !complete(c) {
-				return false
-			}
-		}
-	case *imap.BodyStructureSinglePart:
-		if b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil {
-			return complete(b.MessageRFC822.BodyStructure)
-		}
-	}
-	return true
-}
-
 func mend(bs imap.BodyStructure) imap.BodyStructure {
 	switch b := bs.(type) {
 	case *imap.BodyStructureMultiPart:

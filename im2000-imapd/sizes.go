@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"im2000/lib/durable"
 	"im2000/lib/fail"
 )
 
@@ -206,7 +207,7 @@ func appendSize(dir string, validity uint32, m *viewMsg, n int64, seen stamp) (s
 			return 0, false, 0, 0, err
 		}
 		if errors.Is(statErr, fs.ErrNotExist) { // the new name must survive too
-			if err := syncDir(dir); err != nil {
+			if err := durable.SyncDir(dir); err != nil {
 				return 0, false, 0, 0, err
 			}
 		}
@@ -237,15 +238,6 @@ func cutTorn(f *os.File) error {
 		return err
 	}
 	return f.Truncate(int64(bytes.LastIndexByte(raw, '\n') + 1))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // viewSizes applies journal lines to the view (sync: only the state's

@@ -310,6 +310,7 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	// the journal the view's offset is in, grown only by appends.
 	lock, err := lockShared(s.dir)
 	if err != nil {
+		logStateFailed(s.peer, s.user, err)
 		return nil // the next command tries again
 	}
 	cur := currentStamp(s.dir)
